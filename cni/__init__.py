@@ -1,0 +1,1 @@
+"""The multinet CNI plugin shim and the node agent."""

@@ -1,0 +1,1 @@
+"""The multinet controller: a kopf operator for PodNetwork objects."""

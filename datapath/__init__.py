@@ -1,0 +1,1 @@
+"""The offload datapath: P4Runtime pipeline, client and the IPU target."""

@@ -1,0 +1,1 @@
+"""multinet: Kubernetes multi-network (KEP-3698) reference implementation."""
