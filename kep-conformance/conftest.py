@@ -38,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--supported-features", default="",
                     help="comma-separated Extended features to run, added to the implementation file's")
     group.addoption("--report", type=Path, help="write the YAML conformance report here")
-    group.addoption("--timeout", type=float, default=60.0,
+    group.addoption("--converge-timeout", type=float, default=60.0,
                     help="seconds to wait for the implementation to converge (default 60)")
 
 
@@ -97,8 +97,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--report")
     if not path:
         return
-    kubeconfig = session.config.getoption("--kubeconfig") or "in-cluster"
-    built = report_mod.build(OUTCOMES, _implementation(session.config), _supported(session.config), str(kubeconfig))
+    kubeconfig = session.config.getoption("--kubeconfig")
+    server = config.new_client_from_config(str(kubeconfig)).configuration.host if kubeconfig else "unknown"
+    built = report_mod.build(OUTCOMES, _implementation(session.config), _supported(session.config), server)
     Path(path).write_text(report_mod.dump(built))
 
 
@@ -120,7 +121,7 @@ def implementation(pytestconfig: pytest.Config) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def timeout(pytestconfig: pytest.Config) -> float:
-    return float(pytestconfig.getoption("--timeout"))
+    return float(pytestconfig.getoption("--converge-timeout"))
 
 
 @pytest.fixture(scope="session")

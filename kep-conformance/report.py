@@ -53,7 +53,7 @@ def build(outcomes: Outcomes, implementation: dict[str, Any], supported: set[str
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kep": "3698-multi-network (Phase I, Phase II access control)",
         "implementation": {k: implementation.get(k, "") for k in ("organization", "project", "url", "version", "contact")},
-        "cluster": cluster,
+        "server": cluster,
         "profiles": profiles,
     }
 
