@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "(default: $MULTINET_K8S_BIN, else built by hack/k8s-binaries)")
     up.add_argument("--timeout", type=float, default=120.0,
                     help="seconds each component may take to turn healthy (default 120)")
+    up.add_argument("--nodes", type=int, default=0,
+                    help="emulated nodes to add, each with its IPU target, node agent and node "
+                    "emulator, plus the multinet controller (default 0: the control plane alone; needs root)")
     up.set_defaults(func=_up)
 
     down = verbs.add_parser("down", help="stop the processes this cluster started and remove its state")
@@ -57,9 +61,19 @@ def _up(args: argparse.Namespace) -> int:
     if plane.is_up():
         print(f"cluster is already up; kubeconfig: {plane.layout.admin_kubeconfig}")
         return 0
+    if args.nodes < 0:
+        print("multinet cluster up: --nodes must be 0 or more", file=sys.stderr)
+        return 2
+    if args.nodes and os.geteuid() != 0:
+        print("multinet cluster up: --nodes needs root (it creates network namespaces)", file=sys.stderr)
+        return 2
     try:
         plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
         plane.up(_progress, timeout=args.timeout)
+        if args.nodes:
+            from multinet.cluster.nodes import Nodes
+
+            Nodes(plane).start(args.nodes, _progress)
     except (BinariesError, ComponentError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)
         return 1
@@ -76,7 +90,9 @@ def _down(args: argparse.Namespace) -> int:
     if not plane.layout.root.exists():
         print("cluster is not up; nothing to do")
         return 0
-    plane.down(_progress, keep=args.keep)
+    from multinet.cluster.nodes import Nodes
+
+    plane.down(_progress, keep=args.keep, before_control_plane=lambda: Nodes(plane).remove_namespaces(_progress))
     print("cluster is down" + (f"; state kept in {plane.layout.root}" if args.keep else ""))
     return 0
 

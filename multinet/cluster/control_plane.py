@@ -234,24 +234,34 @@ class ControlPlane:
 
     # --- down ----------------------------------------------------------------
 
-    def down(self, progress: Progress, keep: bool = False) -> None:
-        """Stop every process recorded under this cluster, newest layer first."""
+    def down(self, progress: Progress, keep: bool = False, before_control_plane: Callable[[], None] | None = None) -> None:
+        """Stop every process recorded under this cluster, newest layer first.
+
+        Processes other parts registered (controller, IPU targets, agents, node
+        emulators) depend on the apiserver and on each other in the order they
+        were started: they stop first, newest first. `before_control_plane`
+        runs once they are gone (e.g. to remove node namespaces).
+        """
         known = [c.name for c in self.components]
-        recorded = sorted(p.stem for p in self.layout.pids.glob("*.json")) if self.layout.pids.exists() else []
-        # Processes other parts registered (agents, emulators, the controller)
-        # depend on the apiserver: stop them before it.
-        order = [n for n in recorded if n not in known] + list(reversed(known))
-        for name in order:
-            record = self.record(name)
-            if record is None:
-                continue
-            if stop(record):
-                progress(f"{name}: stopped (pid {record.pid})")
-            self.layout.pid_file(name).unlink(missing_ok=True)
+        recorded = [ProcessRecord.load(p) for p in self.layout.pids.glob("*.json")] if self.layout.pids.exists() else []
+        extras = sorted((r for r in recorded if r and r.name not in known), key=lambda r: (r.start_time, r.started), reverse=True)
+        for record in extras:
+            self._stop(record.name, progress)
+        if before_control_plane:
+            before_control_plane()
+        for name in reversed(known):
+            self._stop(name, progress)
         if not keep and self.layout.root.exists():
             shutil.rmtree(self.layout.root)
             progress(f"removed {self.layout.root}")
 
+    def _stop(self, name: str, progress: Progress) -> None:
+        record = self.record(name)
+        if record is None:
+            return
+        if stop(record):
+            progress(f"{name}: stopped (pid {record.pid})")
+        self.layout.pid_file(name).unlink(missing_ok=True)
 
 def port_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
