@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import tempfile
 import threading
@@ -248,11 +247,18 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # handlers do not log to k8s Events; we post our own
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per pod event is noise
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 16
         settings.admission.server = RegisteringWebhookServer(
             kube=ctl.kube, cert=cert, addr=WEBHOOK_HOST, host=WEBHOOK_HOST, port=port)
         ctl.start()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # A fresh registry has none of kopf's default login handlers: hand kopf the
+        # credentials our own client loaded from --kubeconfig.
+        return connection_info(ctl.kube.api.configuration)
 
     @kopf.on.cleanup(registry=registry)
     def cleanup(**_: Any) -> None:
@@ -292,14 +298,23 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
     return registry
 
 
+def connection_info(cfg: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from a loaded kubernetes client Configuration."""
+    auth = (cfg.api_key or {}).get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
+        scheme=scheme or None, token=token or None,
+    )
+
+
 def _plain(body: Any) -> Obj:
     return {k: body[k] for k in body}
 
 
 def run(options: Options) -> int:
     """Entry point of `multinet controller`: wiring only."""
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     kube = Kube.from_kubeconfig(options.kubeconfig)
     # Step 1: the API must exist before anything watches it.
     install.install_crds(kube)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -63,7 +64,7 @@ class ControllerProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "controller", "--kubeconfig", self.kubeconfig,
+            [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
              "--resync-seconds", "5", "--sweep-seconds", "10", *self.extra],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         wait_for("the controller to register its webhooks", self._serving, timeout=90)
@@ -192,3 +193,82 @@ def pod_manifest(name: str, networks: list[dict[str, Any]] | None, placement: di
             "metadata": {"name": name, "annotations": ann},
             "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
                      "terminationGracePeriodSeconds": 0, **placement}}
+
+
+class Networks:
+    """Creates NetworkParams / PodNetworks with unique names and deletes them after the test."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.made: list[tuple[str, str, str]] = []  # (group, plural, name)
+
+    def params(self, spec: dict[str, Any], name: str | None = None) -> str:
+        name = name or f"mna-params-{suffix()}"
+        self.kube.create_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, {
+            "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
+            "metadata": {"name": name}, "spec": spec})
+        self.made.append((names.PARAMS_GROUP, names.PARAMS_PLURAL, name))
+        return name
+
+    def network(self, params: str | None = None, name: str | None = None, enabled: bool = True,
+                refs: list[dict[str, Any]] | None = None) -> str:
+        name = name or f"mna-net-{suffix()}"
+        spec: dict[str, Any] = {"enabled": enabled, "provider": names.PROVIDER}
+        if params is not None:
+            spec["parametersRefs"] = [{"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": params}]
+        if refs is not None:
+            spec["parametersRefs"] = refs
+        self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+            "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+            "metadata": {"name": name}, "spec": spec})
+        self.made.append((names.GROUP, names.POD_NETWORK_PLURAL, name))
+        return name
+
+    def ready_network(self, subnet: str = "10.77.0.0/24", **family: Any) -> str:
+        params = self.params({"topology": "L2", "ipv4": {"subnet": subnet, **family}})
+        name = self.network(params)
+        wait_for(f"PodNetwork {name} Ready", lambda: condition(self.kube, name, "Ready") == "True")
+        return name
+
+    def cleanup(self) -> None:
+        for group, plural, name in reversed(self.made):
+            try:
+                self.kube.custom.delete_cluster_custom_object(group, names.VERSION, plural, name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def conditions(kube: Kube, name: str, plural: str = names.POD_NETWORK_PLURAL,
+               namespace: str | None = None) -> dict[str, dict[str, Any]]:
+    if namespace:
+        obj = kube.get_namespaced(names.GROUP, plural, namespace, name)
+    else:
+        group = names.PARAMS_GROUP if plural == names.PARAMS_PLURAL else names.GROUP
+        obj = kube.get_cluster(group, plural, name)
+    if obj is None:
+        return {}
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def condition(kube: Kube, name: str, type_: str, plural: str = names.POD_NETWORK_PLURAL,
+              namespace: str | None = None) -> str | None:
+    c = conditions(kube, name, plural, namespace).get(type_)
+    return None if c is None else str(c["status"])
+
+
+def pod_gated(kube: Kube, namespace: str, name: str) -> bool:
+    pod = kube.get_pod(namespace, name)
+    assert pod is not None
+    return any(g["name"] == names.SCHEDULING_GATE for g in pod["spec"].get("schedulingGates") or [])
+
+
+def allocations_of(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]] | None:
+    pod = kube.get_pod(namespace, name)
+    text = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(names.ALLOCATIONS_ANNOTATION)
+    return None if text is None else list(json.loads(text))
+
+
+def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
+    items = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    return [f"{e.reason}: {e.message}" for e in items]

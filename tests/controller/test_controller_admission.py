@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Networks
-from controller_support import FakeNodes, pod_manifest
+from tests.controller.controller_support import Networks
+from tests.controller.controller_support import FakeNodes, pod_manifest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 

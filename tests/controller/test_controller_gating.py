@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Networks, allocations_of, condition, events_of, pod_gated
-from controller_support import suffix, wait_for
+from tests.controller.controller_support import Networks, allocations_of, condition, events_of, pod_gated
+from tests.controller.controller_support import suffix, wait_for
 
 from controller.kube import Kube
 from podnetwork import names

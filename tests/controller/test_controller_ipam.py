@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import Networks, allocations_of
-from controller_support import ControllerProcess, FakeNodes, pod_manifest, wait_for
+from tests.controller.controller_support import Networks, allocations_of
+from tests.controller.controller_support import ControllerProcess, FakeNodes, pod_manifest, wait_for
 
 from controller.kube import Kube
 from podnetwork import names

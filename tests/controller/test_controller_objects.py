@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Networks, condition, conditions
-from controller_support import suffix, wait_for
+from tests.controller.controller_support import Networks, condition, conditions
+from tests.controller.controller_support import suffix, wait_for
 from kubernetes.client.exceptions import ApiException
 
 from controller.kube import Kube
