@@ -27,11 +27,16 @@ VALIDATE_ID = "validate-pods"
 HAS_NETWORKS = (
     f"has(object.metadata.annotations) && '{names.NETWORKS_ANNOTATION}' in object.metadata.annotations"
 )
-# On UPDATE, also when the annotation is being removed (oldObject is null on CREATE).
-HAD_NETWORKS = (
-    f"oldObject != null && has(oldObject.metadata.annotations) && "
-    f"'{names.NETWORKS_ANNOTATION}' in oldObject.metadata.annotations"
-)
+
+def _annotation_of(obj: str) -> str:
+    key = names.NETWORKS_ANNOTATION
+    return (f"(has({obj}.metadata.annotations) && '{key}' in {obj}.metadata.annotations ? "
+            f"{obj}.metadata.annotations['{key}'] : '')")
+
+
+# On UPDATE only when the annotation changes: every other pod update (status, the
+# controller's own gate removal, labels) never depends on this webhook being up.
+NETWORKS_CHANGED = f"{_annotation_of('object')} != {_annotation_of('oldObject')}"
 
 
 class Denied(Exception):
@@ -132,8 +137,8 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME},
         "webhooks": [
-            hook("networks.pods.multinet.io", VALIDATE_ID, True, f"({HAS_NETWORKS}) || ({HAD_NETWORKS})",
-                 ["CREATE", "UPDATE"]),
+            hook("networks.pods.multinet.io", VALIDATE_ID, True, HAS_NETWORKS, ["CREATE"]),
+            hook("update.pods.multinet.io", VALIDATE_ID, True, NETWORKS_CHANGED, ["UPDATE"]),
         ],
     }
     return mutating, validating

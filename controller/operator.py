@@ -14,7 +14,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,9 @@ class Controller:
         log.info("loaded %d address claims", self.allocator.load())
 
     def start(self) -> None:
+        """Start the workers (once; a webhook server restart calls this again)."""
+        if self._threads:
+            return
         for i in range(self.options.workers):
             self._spawn(self._work, f"worker-{i}")
         self._spawn(self._resync, "resync")
@@ -215,16 +218,18 @@ class RegisteringWebhookServer(kopf.WebhookServer):
     """kopf's server, which also registers our own webhook configurations once it listens
     (kopf's managed configurations cannot express matchConditions)."""
 
-    def __init__(self, *, kube: Kube, cert: ServingCert, **kwargs: Any) -> None:
+    def __init__(self, *, kube: Kube, cert: ServingCert, on_registered: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(certfile=str(cert.cert), pkeyfile=str(cert.key), cafile=str(cert.ca), **kwargs)
         self._kube = kube
         self._cert = cert
+        self._on_registered = on_registered
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         async for client_config in super().__call__(fn):
             url = f"https://{WEBHOOK_HOST}:{self._port_of(client_config['url'])}"
             mutating, validating = admission.webhook_configurations(url, self._cert.ca_bundle())
             await asyncio.to_thread(install.apply_webhooks, self._kube, mutating, validating)
+            self._on_registered()
             yield client_config
 
     @staticmethod
@@ -251,8 +256,9 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 16
         settings.admission.server = RegisteringWebhookServer(
-            kube=ctl.kube, cert=cert, addr=WEBHOOK_HOST, host=WEBHOOK_HOST, port=port)
-        ctl.start()
+            kube=ctl.kube, cert=cert, addr=WEBHOOK_HOST, host=WEBHOOK_HOST, port=port,
+            # Workers start once admission answers at the registered address.
+            on_registered=ctl.start)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

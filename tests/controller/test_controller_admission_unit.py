@@ -84,4 +84,7 @@ def test_configurations_split_fail_closed_and_open() -> None:
     assert closed["matchConditions"][0]["expression"] == admission.HAS_NETWORKS
     assert open_["matchConditions"][0]["expression"] == f"!({admission.HAS_NETWORKS})"
     assert closed["clientConfig"]["url"] == "https://127.0.0.1:9443/mutate-pods"
-    assert validating["webhooks"][0]["failurePolicy"] == "Fail"
+    create, update = validating["webhooks"]
+    assert create["failurePolicy"] == update["failurePolicy"] == "Fail"
+    assert update["rules"][0]["operations"] == ["UPDATE"]
+    assert update["matchConditions"][0]["expression"] == admission.NETWORKS_CHANGED
