@@ -27,6 +27,7 @@ class PodRecord:
     networks: tuple[Network, ...]
     gated: bool
     terminal: bool
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> PodKey:
@@ -47,6 +48,7 @@ def pod_record(pod: Mapping[str, Any]) -> PodRecord:
         namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""), networks=networks,
         gated=any(g.get("name") == SCHEDULING_GATE for g in gates),
         terminal=(pod.get("status") or {}).get("phase") in TERMINAL_PHASES,
+        labels=tuple(sorted((meta.get("labels") or {}).items())),
     )
 
 

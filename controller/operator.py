@@ -9,6 +9,7 @@ one key at a time and converge it from the full current state.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import tempfile
@@ -25,16 +26,19 @@ from controller import admission, install
 from controller.allocator import Allocator
 from controller.certs import ServingCert, serving_cert
 from controller.errors import PermanentError, TemporaryError
-from controller.index import Index, pod_record
+from controller.endpoints import selects
+from controller.index import Index, PodRecord, pod_record
 from controller.kube import Kube, Obj
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
+from controller.services import ServiceReconciler
 from controller.workqueue import WorkQueue
 from podnetwork import names
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_HOST = "127.0.0.1"
+ALLOW_TTL = 10.0  # seconds an allowed `use` answer is reused
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,12 @@ class Controller:
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
         self.pods = PodReconciler(kube, self.index, self.allocator)
+        self.services = ServiceReconciler(kube)
         self._failures: dict[Hashable, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._allowed: dict[tuple[str, str, str, str | None], float] = {}
+        self._allow_lock = threading.Lock()
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -73,6 +80,8 @@ class Controller:
             self.on_object("network", obj, None)
         for obj in self.kube.list_cluster(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL):
             self.on_object("attachment", obj, None)
+        for svc in self.kube.core.list_service_for_all_namespaces().items:
+            self.on_service(self.kube.plain(svc), None)
         for pod in self.kube.list_pods():
             self.on_pod(pod, None)
         self.queue.add(("network", names.DEFAULT_NETWORK))
@@ -120,9 +129,28 @@ class Controller:
             old = self.index.set_pod(record)
             if record.gated or (record.terminal and self.allocator.held_by(record.uid)):
                 self.queue.add(("pod", record.namespace, record.name))
+        self._touch_services(record, old)
         changed = old is None or event == "DELETED" or old.networks != record.networks or old.terminal != record.terminal
         if changed:
             self._touch_users(record)
+
+    def on_service(self, svc: Obj, event: str | None) -> None:
+        meta = svc["metadata"]
+        key = (meta["namespace"], meta["name"])
+        annotated = names.POD_NETWORK_ANNOTATION in (meta.get("annotations") or {})
+        known = self.index.get("service", key) is not None
+        self.index.put("service", key, svc if annotated and event != "DELETED" else None)
+        if annotated or known:
+            self.queue.add(("service", *key))
+
+    def _touch_services(self, record: PodRecord, old: PodRecord | None) -> None:
+        """Services on a secondary network selecting the pod (before or after) need new slices."""
+        for ns, name in self.index.keys("service"):
+            if ns != record.namespace:
+                continue
+            selector = ((self.index.get("service", (ns, name)) or {}).get("spec") or {}).get("selector")
+            if selects(selector, dict(record.labels)) or (old is not None and selects(selector, dict(old.labels))):
+                self.queue.add(("service", ns, name))
 
     def _touch_users(self, record: Any) -> None:
         """Re-check the in-use finalizer of what the pod references, when it might flip."""
@@ -180,6 +208,8 @@ class Controller:
             self.networks.attachment(*rest)
         elif kind == "params":
             self.networks.params(rest[0])
+        elif kind == "service":
+            self.services.reconcile(*rest)
 
     def _resync(self) -> None:
         """Periodic full pass: repairs anything a missed event left behind."""
@@ -190,6 +220,8 @@ class Controller:
             for kind in ("network", "params"):
                 for key in self.index.keys(kind):
                     self.queue.add((kind, key))
+            for ns, name in self.index.keys("service"):
+                self.queue.add(("service", ns, name))
             self.queue.add(("network", names.DEFAULT_NETWORK))
             if time.monotonic() - last_sweep >= self.options.sweep_seconds:
                 last_sweep = time.monotonic()
@@ -211,7 +243,20 @@ class Controller:
     # --- admission (answered inline) ----------------------------------------------------
 
     def may_use(self, user: Any, resource: str, name: str, namespace: str | None) -> tuple[bool, str]:
-        return self.kube.may_use(dict(user), resource, name, namespace)
+        """SubjectAccessReview, with allowed answers cached briefly (denials never are), as the
+        apiserver's own webhook authorizer does: a revoked grant takes up to ALLOW_TTL to bite."""
+        key = (json.dumps(dict(user), sort_keys=True), resource, name, namespace)
+        now = time.monotonic()
+        with self._allow_lock:
+            if self._allowed.get(key, 0.0) > now:
+                return True, ""
+        allowed, reason = self.kube.may_use(dict(user), resource, name, namespace)
+        if allowed:
+            with self._allow_lock:
+                if len(self._allowed) > 10_000:
+                    self._allowed.clear()
+                self._allowed[key] = now + ALLOW_TTL
+        return allowed, reason
 
 
 class RegisteringWebhookServer(kopf.WebhookServer):
@@ -283,6 +328,10 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
     @kopf.on.event("", "v1", "pods", registry=registry, id="watch-pods")
     def pod_event(event: Any, body: Any, **_: Any) -> None:
         ctl.on_pod(_plain(body), event.get("type"))
+
+    @kopf.on.event("", "v1", "services", registry=registry, id="watch-services")
+    def service_event(event: Any, body: Any, **_: Any) -> None:
+        ctl.on_service(_plain(body), event.get("type"))
 
     @kopf.on.mutate("", "v1", "pods", id=admission.MUTATE_ID, operations=["CREATE"], registry=registry)
     def mutate_pod(body: Any, patch: Any, **_: Any) -> None:

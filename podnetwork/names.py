@@ -48,7 +48,8 @@ READINESS_CONDITION: Final = f"{GROUP}/networks-attached"
 FINALIZER: Final = f"{GROUP}/in-use"
 
 # EndpointSlices holding pods' addresses on a secondary network.
-ENDPOINTSLICE_MANAGED_BY: Final = "multinet.io/controller"
+# A label value: no "/" allowed, so in the style of "endpointslice-controller.k8s.io".
+ENDPOINTSLICE_MANAGED_BY: Final = "controller.multinet.io"
 ENDPOINTSLICE_NETWORK_LABEL: Final = "multinet.io/pod-network"
 
 # Names on nodes: network namespaces, links and nftables tables that multinet
