@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -27,8 +28,6 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
-from pyroute2 import NetNS
-from pyroute2 import netns as pr_netns
 
 from multinet.cluster import cni_runtime
 from multinet.cluster.processes import ProcessRecord, spawn, stop
@@ -248,11 +247,12 @@ class NodeEmulator:
             uid, meta["namespace"], meta["name"], sandbox_netns(self.name, uid), uid.replace("-", "")
         )
         self._save(record)  # intent first: a crash from here on is cleaned up by teardown
-        if record.netns not in pr_netns.listnetns():
-            pr_netns.create(record.netns)
+        if not Path(NETNS_DIR, record.netns).exists():
+            # `ip` rather than pyroute2 here: pyroute2's netns helpers fork,
+            # which can deadlock in this thread pool.
+            subprocess.run(["ip", "netns", "add", record.netns], check=True, capture_output=True)
             # A runtime brings the sandbox's loopback up (containerd's loopback plugin).
-            with NetNS(record.netns) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            subprocess.run(["ip", "-n", record.netns, "link", "set", "lo", "up"], check=True, capture_output=True)
         conflist = cni_runtime.load_conflist(self.conf_dir)
         try:
             result = cni_runtime.add(conflist, self._sandbox(record), self.bin_dirs, runner=self._runner())
@@ -339,8 +339,8 @@ class NodeEmulator:
                 log.warning("pod %s/%s: %s", record.namespace, record.name, err)
         except FileNotFoundError as err:
             log.warning("pod %s/%s: %s", record.namespace, record.name, err)
-        if record.netns in pr_netns.listnetns():
-            pr_netns.remove(record.netns)
+        if Path(NETNS_DIR, record.netns).exists():
+            subprocess.run(["ip", "netns", "delete", record.netns], check=True, capture_output=True)
         self._record_path(record.pod_uid).unlink(missing_ok=True)
 
     def stop_pod(self, pod: Mapping[str, Any]) -> None:
@@ -365,7 +365,7 @@ class NodeEmulator:
                     self.stop_pod(pod)
                 elif pod.get("status", {}).get("phase") in (None, "Pending", "Running"):
                     self.start_pod(pod)
-            except (ApiException, cni_runtime.CNIError, OSError) as err:
+            except (ApiException, cni_runtime.CNIError, OSError, subprocess.CalledProcessError) as err:
                 log.error("pod %s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], err)
 
     def _event(self, pod: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
