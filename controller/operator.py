@@ -29,6 +29,7 @@ from controller.errors import PermanentError, TemporaryError
 from controller.endpoints import selects
 from controller.index import Index, PodRecord, pod_record
 from controller.kube import Kube, Obj
+from controller.leader import LeaderLease
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
 from controller.services import ServiceReconciler
@@ -373,13 +374,19 @@ def run(options: Options) -> int:
     kube = Kube.from_kubeconfig(options.kubeconfig)
     # Step 1: the API must exist before anything watches it.
     install.install_crds(kube)
-    # Step 2: index every object and every address claim before a worker starts.
+    # Step 2: only one replica is active; the others wait here.
+    lease = LeaderLease(kube)
+    lease.acquire()
+    # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
     ctl.prime()
-    # Step 3: TLS for the webhooks, made here so it works on any cluster.
+    # Step 4: TLS for the webhooks, made here so it works on any cluster.
     cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
     cert = serving_cert(cert_dir, WEBHOOK_HOST)
-    # Step 4: kopf watches, serves admission and runs until signalled.
+    # Step 5: kopf watches, serves admission and runs until signalled.
     registry = build_registry(ctl, cert)
-    kopf.run(registry=registry, clusterwide=True, standalone=True)
+    try:
+        kopf.run(registry=registry, clusterwide=True, standalone=True)
+    finally:
+        lease.release()
     return 0
