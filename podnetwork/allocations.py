@@ -11,8 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
+from podnetwork.jsondoc import decode
 from podnetwork.names import ALLOCATIONS_ANNOTATION
 from podnetwork.networks import Network, interface_name_error
 from podnetwork.params import NETWORK_ID_MAX, NETWORK_ID_MIN
@@ -96,14 +95,7 @@ def resolve_interface_names(networks: tuple[Network, ...]) -> tuple[str, ...]:
 def parse_allocations(text: str) -> tuple[Allocation, ...]:
     """Decode and validate the annotation; raise AllocationsError naming each bad field."""
     where = f"annotation {ALLOCATIONS_ANNOTATION}"
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AllocationsError([f"{where}: invalid JSON ({exc.msg})"]) from None
-    errors = [
-        f"{where}{''.join(f'[{p}]' for p in e.absolute_path)}: {e.message}"
-        for e in jsonschema.Draft202012Validator(ALLOCATIONS_SCHEMA).iter_errors(raw)
-    ]
+    raw, errors = decode(text, ALLOCATIONS_SCHEMA, where)
     if errors:
         raise AllocationsError(errors)
     allocations = tuple(_from_json(item) for item in raw)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
+from podnetwork.jsondoc import decode
 from podnetwork.names import DEFAULT_NETWORK, NETWORKS_ANNOTATION
 
 # Linux IFNAMSIZ is 16 including the terminating NUL.
@@ -87,14 +86,7 @@ def _where(i: int) -> str:
 
 def parse_networks(text: str) -> tuple[Network, ...]:
     """Decode and schema-check the annotation value (no cross-entry rules)."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NetworksError([f"annotation {NETWORKS_ANNOTATION}: invalid JSON ({exc.msg})"]) from None
-    errors = [
-        f"annotation {NETWORKS_ANNOTATION}{''.join(f'[{p}]' for p in e.absolute_path)}: {e.message}"
-        for e in jsonschema.Draft202012Validator(NETWORKS_SCHEMA).iter_errors(raw)
-    ]
+    raw, errors = decode(text, NETWORKS_SCHEMA, f"annotation {NETWORKS_ANNOTATION}")
     if errors:
         raise NetworksError(errors)
     return tuple(

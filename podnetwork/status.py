@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import jsonschema
-
+from podnetwork.jsondoc import decode
 from podnetwork.names import NETWORK_STATUS_ANNOTATION
 
 NETWORK_STATUS_SCHEMA: dict[str, Any] = {
@@ -32,12 +30,5 @@ NETWORK_STATUS_SCHEMA: dict[str, Any] = {
 
 def network_status_errors(text: str) -> list[str]:
     """Every schema error of a network-status annotation value, each with its path."""
-    where = f"annotation {NETWORK_STATUS_ANNOTATION}"
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"{where}: invalid JSON ({exc.msg})"]
-    return [
-        f"{where}{''.join(f'[{p}]' for p in e.absolute_path)}: {e.message}"
-        for e in jsonschema.Draft202012Validator(NETWORK_STATUS_SCHEMA).iter_errors(raw)
-    ]
+    _, errors = decode(text, NETWORK_STATUS_SCHEMA, f"annotation {NETWORK_STATUS_ANNOTATION}")
+    return errors

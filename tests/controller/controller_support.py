@@ -272,3 +272,10 @@ def allocations_of(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]
 def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
     items = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
     return [f"{e.reason}: {e.message}" for e in items]
+
+
+def make_attachment(kube: Kube, namespace: str, name: str, network: str) -> None:
+    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
+                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
+        "metadata": {"name": name}, "spec": {"podNetworkName": network}})

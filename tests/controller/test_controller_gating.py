@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import Networks, allocations_of, condition, events_of, pod_gated
+from tests.controller.controller_support import make_attachment, Networks, allocations_of, condition, events_of, pod_gated
 from tests.controller.controller_support import suffix, wait_for
 
 from controller.kube import Kube
@@ -78,10 +78,7 @@ def test_attachment_reference(kube: Kube, namespace: str, networks: Networks, ma
     wait_for("an Event naming the missing attachment",
              lambda: any(f"PodNetworkAttachment {namespace}/fast does not exist" in e
                          for e in events_of(kube, namespace, "p")))
-    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
-                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
-        "metadata": {"name": "fast"}, "spec": {"podNetworkName": net}})
+    make_attachment(kube, namespace, "fast", net)
     wait_for("gate lifted", lambda: not pod_gated(kube, namespace, "p"))
     allocs = allocations_of(kube, namespace, "p")
     assert allocs is not None

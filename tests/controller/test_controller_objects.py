@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import Networks, condition, conditions
+from tests.controller.controller_support import make_attachment, Networks, condition, conditions
 from tests.controller.controller_support import suffix, wait_for
 from kubernetes.client.exceptions import ApiException
 
@@ -64,10 +64,7 @@ def test_provider_length_and_enabled_default(networks: Networks, kube: Kube) -> 
 
 def test_attachment_immutable(networks: Networks, kube: Kube, namespace: str) -> None:
     net = networks.network()
-    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
-                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
-        "metadata": {"name": "att"}, "spec": {"podNetworkName": net}})
+    make_attachment(kube, namespace, "att", net)
     body = refused(lambda: kube.patch_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace,
                                                  "att", {"spec": {"podNetworkName": "other"}}))
     assert "spec is immutable" in body
@@ -120,10 +117,7 @@ def test_unsupported_parameters_kind(networks: Networks, kube: Kube) -> None:
 
 def test_attachment_conditions_follow_network(networks: Networks, kube: Kube, namespace: str) -> None:
     net_name = f"mna-net-{suffix()}"
-    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
-                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
-        "metadata": {"name": "att"}, "spec": {"podNetworkName": net_name}})
+    make_attachment(kube, namespace, "att", net_name)
 
     def att() -> dict[str, Any]:
         return conditions(kube, "att", names.POD_NETWORK_ATTACHMENT_PLURAL, namespace).get("Ready", {})
@@ -169,10 +163,7 @@ def test_finalizer_blocks_deletion_while_in_use(networks: Networks, kube: Kube, 
 
 def test_attachment_keeps_network_in_use(networks: Networks, kube: Kube, namespace: str) -> None:
     net = networks.network()
-    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
-                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
-        "metadata": {"name": "att"}, "spec": {"podNetworkName": net}})
+    make_attachment(kube, namespace, "att", net)
     wait_for("finalizer", lambda: names.FINALIZER in (kube.get_cluster(
         names.GROUP, names.POD_NETWORK_PLURAL, net) or {}).get("metadata", {}).get("finalizers", []))
     kube.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, names.POD_NETWORK_PLURAL, net)
