@@ -12,7 +12,7 @@ def register(subparsers: Any) -> None:
                                    description="Conditions, finalizers, admission webhooks, "
                                    "scheduling gates and cluster-wide IPAM for PodNetworks.")
     parser.add_argument("--kubeconfig", help="admin kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--workers", type=int, default=8, help="parallel reconcile workers (default 8)")
+    parser.add_argument("--workers", type=int, default=16, help="parallel reconcile workers (default 16)")
     parser.add_argument("--webhook-port", type=int, default=0,
                         help="port of the admission webhook server on 127.0.0.1 (default: a free one)")
     parser.add_argument("--cert-dir", help="where to keep the webhook CA and serving cert (default: a temp dir)")

@@ -45,7 +45,7 @@ ALLOW_TTL = 10.0  # seconds an allowed `use` answer is reused
 @dataclass(frozen=True)
 class Options:
     kubeconfig: str | None
-    workers: int = 8
+    workers: int = 16
     webhook_port: int = 0  # 0: pick a free port
     resync_seconds: float = 30.0
     sweep_seconds: float = 60.0

@@ -203,7 +203,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--pods", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=8, help="controller worker threads")
+    parser.add_argument("--workers", type=int, default=16, help="controller worker threads")
     parser.add_argument("--out", default=str(HERE / "result.json"))
     args = parser.parse_args()
     bench = Bench(args.kubeconfig, args.pods, args.workers)
