@@ -197,7 +197,9 @@ class Controller:
         return min(base * (1.5 ** min(n - 1, 10)), 60.0) if base >= 1.0 else min(base * n, 5.0)
 
     def dispatch(self, key: Hashable) -> None:
-        kind, *rest = key  # type: ignore[misc]
+        assert isinstance(key, tuple)
+        kind: str = key[0]
+        rest: list[str] = list(key[1:])
         if kind == "pod":
             self.pods.reconcile(*rest)
         elif kind == "release":
@@ -270,9 +272,9 @@ class RegisteringWebhookServer(kopf.WebhookServer):
         self._cert = cert
         self._on_registered = on_registered
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         async for client_config in super().__call__(fn):
-            url = f"https://{WEBHOOK_HOST}:{self._port_of(client_config['url'])}"
+            url = f"https://{WEBHOOK_HOST}:{self._port_of(client_config.get('url') or '')}"
             mutating, validating = admission.webhook_configurations(url, self._cert.ca_bundle())
             await asyncio.to_thread(install.apply_webhooks, self._kube, mutating, validating)
             self._on_registered()
@@ -344,7 +346,7 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
 
     @kopf.on.validate("", "v1", "pods", id=admission.VALIDATE_ID, operations=["CREATE", "UPDATE"],
                       registry=registry)
-    def validate_pod(body: Any, old: Any, userinfo: Any, operation: str, **_: Any) -> None:
+    def validate_pod(body: Any, old: Any, userinfo: Any, operation: Any, **_: Any) -> None:
         previous = _plain(old) if operation == "UPDATE" and old is not None else None
         try:
             admission.validate(_plain(body), previous, userinfo, ctl.may_use)

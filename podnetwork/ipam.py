@@ -31,7 +31,7 @@ class Pool:
         if subnet.version == 4 and last > 0:
             ranges.append((last, last))
         if family.gateway is not None:
-            ranges.append((int(family.gateway) - base,) * 2)  # type: ignore[arg-type]
+            ranges.append((int(family.gateway) - base,) * 2)
         for net in family.excludes:
             start = int(net.network_address) - base
             ranges.append((start, start + net.num_addresses - 1))
@@ -47,7 +47,7 @@ class Pool:
         return not self._reserved_at(int(ip) - int(self.subnet.network_address))
 
     def _reserved_at(self, offset: int) -> tuple[int, int] | None:
-        i = bisect.bisect_right(self.reserved, (offset, float("inf"))) - 1  # type: ignore[arg-type]
+        i = bisect.bisect_right(self.reserved, (offset, float("inf"))) - 1
         if i >= 0 and self.reserved[i][0] <= offset <= self.reserved[i][1]:
             return self.reserved[i]
         return None
