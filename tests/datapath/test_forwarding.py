@@ -1,0 +1,71 @@
+"""Real packets between pod namespaces through two IPU targets."""
+
+from __future__ import annotations
+
+from cni.compile import compile_remote_routes
+from datapath.testbed import TcpServer, tcp_ask
+from tests.datapath.conftest import Env, netns
+
+
+def _pod_dict(name: str, node: str, network: str, network_id: int, address: str) -> dict[str, object]:
+    import json
+
+    from podnetwork.names import ALLOCATIONS_ANNOTATION
+
+    return {"metadata": {"name": name, "namespace": "default", "annotations": {
+        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": network, "interfaceName": "net1",
+                                             "networkId": network_id, "ips": [f"{address}/24"]}])}},
+            "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+def program_routes(env: Env, pods: list[dict[str, object]], networks: dict[str, int]) -> None:
+    vteps = {name: node.vtep for name, node in env.testbed.nodes.items()}
+    for name, dp in env.datapaths.items():
+        dp.replace_state(compile_remote_routes(pods, name, vteps, networks))
+
+
+@netns
+def test_pods_reach_each_other_across_nodes_over_vxlan(two_nodes: Env) -> None:
+    env = two_nodes
+    a = env.pod("n1", "a", 100, "10.1.0.1/24")
+    b = env.pod("n1", "b", 100, "10.1.0.2/24")
+    c = env.pod("n2", "c", 100, "10.1.0.3/24")
+    program_routes(env, [_pod_dict(p.name, p.node.name, "blue", 100, p.ip) for p in (a, b, c)], {"blue": 100})
+    servers = [TcpServer(p.netns, 8080, p.name) for p in (a, b, c)]
+    try:
+        assert tcp_ask(a.netns, b.ip, 8080) == "b"  # same node
+        assert tcp_ask(a.netns, c.ip, 8080) == "c"  # across nodes
+        assert tcp_ask(c.netns, a.ip, 8080) == "a"
+        # Detaching a port removes it from the datapath: c can no longer reach a.
+        env.datapaths["n1"].detach(a.attachment)
+        assert tcp_ask(c.netns, a.ip, 8080, timeout=1) is None
+    finally:
+        for s in servers:
+            s.close()
+
+
+@netns
+def test_two_networks_with_the_same_cidr_stay_isolated(two_nodes: Env) -> None:
+    env = two_nodes
+    # Network 100 and 200 both use 10.1.0.0/24, with the same addresses in use.
+    a = env.pod("n1", "a", 100, "10.1.0.1/24")
+    b = env.pod("n2", "b", 100, "10.1.0.2/24")
+    x = env.pod("n1", "x", 200, "10.1.0.1/24")
+    y = env.pod("n2", "y", 200, "10.1.0.2/24")
+    z = env.pod("n1", "z", 200, "10.1.0.9/24")
+    pods = [_pod_dict(p.name, p.node.name, "blue" if p.attachment.network_id == 100 else "red",
+                      p.attachment.network_id, p.ip) for p in (a, b, x, y, z)]
+    program_routes(env, pods, {"blue": 100, "red": 200})
+    servers = [TcpServer(p.netns, 8080, p.name) for p in (a, b, x, y, z)]
+    try:
+        assert tcp_ask(a.netns, "10.1.0.2", 8080) == "b"
+        assert tcp_ask(x.netns, "10.1.0.2", 8080) == "y"
+        assert tcp_ask(y.netns, "10.1.0.1", 8080) == "x"
+        assert tcp_ask(b.netns, "10.1.0.1", 8080) == "a"
+        # z exists only on network 200: invisible from network 100.
+        assert tcp_ask(x.netns, "10.1.0.9", 8080) == "z"
+        assert tcp_ask(a.netns, "10.1.0.9", 8080, timeout=1) is None
+        assert tcp_ask(b.netns, "10.1.0.9", 8080, timeout=1) is None
+    finally:
+        for s in servers:
+            s.close()
