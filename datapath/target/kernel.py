@@ -379,19 +379,21 @@ table inet {t} {{
                 for i, (ip, p) in enumerate(b for call in new.actions for b in [call.params] * call.weight)
             )
             count = sum(call.weight for call in new.actions)
-            rule = (f"add rule inet {t} {chain} meta l4proto {proto} counter "
+            # A named counter outlives the rule replaced on MODIFY. It counts new
+            # connections: only a flow's first packet passes the nat hook.
+            rule = (f"add rule inet {t} {chain} meta l4proto {proto} counter name {chain} "
                     f"dnat ip to numgen random mod {count} map {{ {backends} }}")
             if old is None:
                 n = self._acquire_network(net)
                 self._acquire_vip(n, vip)
-                q.create.append(f"add chain inet {t} {chain}")
+                q.create += [f"add counter inet {t} {chain}", f"add chain inet {t} {chain}"]
                 q.create.append(rule)
                 q.elements.append(f"add element inet {t} svc {{ {net} . {ip_text(vip)} . {proto} . {port} : goto {chain} }}")
             else:
                 q.create += [f"flush chain inet {t} {chain}", rule]
         elif old is not None:
             q.elements.append(f"delete element inet {t} svc {{ {net} . {ip_text(vip)} . {proto} . {port} }}")
-            q.delete.append(f"delete chain inet {t} {chain}")
+            q.delete += [f"delete chain inet {t} {chain}", f"delete counter inet {t} {chain}"]
             self._release_vip(self.networks[net], vip)
             self._release_network(net)
 
@@ -478,12 +480,9 @@ table inet {t} {{
         out = self._nft_json(["nft", "-j", "list", "table", "inet", self.table])
         counters: dict[str, tuple[int, int]] = {}
         for item in out.get("nftables", []):
-            rule = item.get("rule")
-            if not rule or not rule["chain"].startswith("svc_"):
-                continue
-            for stmt in rule.get("expr", []):
-                if "counter" in stmt:
-                    counters[rule["chain"]] = (stmt["counter"]["packets"], stmt["counter"]["bytes"])
+            counter = item.get("counter")
+            if counter and counter["name"].startswith("svc_"):
+                counters[counter["name"]] = (counter["packets"], counter["bytes"])
         return counters
 
     def _nft_json(self, argv: list[str]) -> dict[str, Any]:
