@@ -168,11 +168,11 @@ def _encode_action(out: p4r.Action, call: ActionCall, p: Pipeline) -> None:
         out.params.add(param_id=prm.id, value=_bytes(value))
 
 
-def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True) -> Entry:
+def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True, filter: bool = False) -> Entry:
     """Decode and validate a table entry; raises P4Error naming the problem.
 
-    DELETE (and a Read filter) carries only the key (spec 9.1), hence
-    `with_action=False`.
+    DELETE carries only the key (spec 9.1), hence `with_action=False`; a Read
+    filter may also give only some fields (`filter=True`).
     """
     t = p.table_by_id(te.table_id)
     if t is None:
@@ -187,9 +187,9 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True)
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: given twice")
         match[f.name] = _decode_match(t, f.name, fm)
     for f in t.fields:
-        if f.match in ("exact", "lpm") and f.name not in match:
+        if not filter and f.match in ("exact", "lpm") and f.name not in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: required {f.match} field missing")
-    if t.needs_priority and te.priority <= 0:
+    if t.needs_priority and te.priority <= 0 and not filter:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: ternary/range table needs priority > 0")
     if not t.needs_priority and te.priority != 0:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: priority must be 0 for exact/lpm tables")

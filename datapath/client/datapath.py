@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from datapath.client.p4rt import P4RuntimeClient, WriteError, diff
+from datapath.client.p4rt import NotPrimaryError, P4RuntimeClient, WriteError, diff
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, mac, prefix
 from datapath.ports import PortAttachment
 
@@ -76,18 +76,21 @@ class P4RuntimeDatapath:
     def reconnect(self) -> int:
         """(Re)open the session, keep the target's pipeline if it matches, and repair the difference."""
         with self.lock:
-            if not self.client.connect():
-                raise RuntimeError(f"not primary on {self.client.address}: another client holds a higher election id")
-            self.client.set_pipeline(reconcile=True)
-            self.installed = {e.key: e for e in self.client.read()}
-            self.connected = True
+            self._connect()
             return self._sync()
+
+    def _connect(self) -> None:
+        if not self.client.connect():
+            raise NotPrimaryError(f"{self.client.address}: another client holds a higher election id")
+        self.client.set_pipeline(reconcile=True)
+        # The target may have restarted (empty) or kept everything (agent restart).
+        self.installed = {e.key: e for e in self.client.read()}
+        self.connected = True
 
     def _sync(self) -> int:
         if not self.connected or self.client.stream_closed.is_set():
-            log.info("no live session to %s; changes wait for reconnect()", self.client.address)
-            self.connected = False
-            return 0
+            log.info("session to %s lost; reconnecting", self.client.address)
+            self._connect()
         want = self.desired()
         updates = diff(self.installed, want)
         if not updates:

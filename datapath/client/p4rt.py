@@ -43,6 +43,10 @@ class WriteError(Exception):
         self.errors = errors
 
 
+class ArbitrationError(Exception):
+    """The target refused this client's arbitration request (e.g. a duplicate election id)."""
+
+
 class NotPrimaryError(Exception):
     """This client did not win arbitration (another client holds a higher election id)."""
 
@@ -59,7 +63,7 @@ class P4RuntimeClient:
         self.channel: grpc.Channel | None = None
         self.stub: p4r_grpc.P4RuntimeStub | None = None
         self._outbox: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
-        self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate] = queue.Queue()
+        self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate | p4r.StreamError] = queue.Queue()
         self.primary = False
         self._stream_thread: threading.Thread | None = None
         self.stream_closed = threading.Event()
@@ -68,6 +72,8 @@ class P4RuntimeClient:
 
     def connect(self, timeout: float = 10) -> bool:
         """Open the stream and arbitrate; returns whether this client is primary."""
+        if self.channel is not None:
+            self.close()
         self.channel = grpc.insecure_channel(self.address, options=[
             ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
@@ -82,7 +88,13 @@ class P4RuntimeClient:
         msg.arbitration.device_id = self.device_id
         msg.arbitration.election_id.CopyFrom(_uint128(self.election_id))
         self._outbox.put(msg)
-        update = self._arbitration.get(timeout=timeout)
+        try:
+            update = self._arbitration.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no arbitration answer from {self.address}") from None
+        if isinstance(update, p4r.StreamError):
+            self.close()
+            raise ArbitrationError(update.message)
         self.primary = update.status.code == rpc_code.OK
         return self.primary
 
@@ -101,6 +113,7 @@ class P4RuntimeClient:
                     self._arbitration.put(msg.arbitration)
                 elif msg.WhichOneof("update") == "error":
                     log.warning("target stream error: %s", msg.error.message)
+                    self._arbitration.put(msg.error)
         except grpc.RpcError as err:
             log.info("P4Runtime stream to %s closed: %s", self.address, err.code())
         finally:
@@ -113,6 +126,8 @@ class P4RuntimeClient:
             self.channel.close()
         if self._stream_thread is not None:
             self._stream_thread.join(timeout=5)
+        self.channel = self.stub = self._stream_thread = None
+        self._arbitration = queue.Queue()
 
     def _stub(self) -> p4r_grpc.P4RuntimeStub:
         if self.stub is None:

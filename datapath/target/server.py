@@ -238,7 +238,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                 filt: Entry | None = None
             else:
                 try:
-                    filt = decode(wanted, self.pipeline, with_action=False) if wanted.match else None
+                    filt = decode(wanted, self.pipeline, with_action=False, filter=True) if wanted.match else None
                     table = self.pipeline.table_by_id(wanted.table_id)
                     if table is None:
                         raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
