@@ -84,14 +84,11 @@ def run_trace(args: argparse.Namespace) -> int:
 
     tables = []
     for address in args.target:
+        # Reading needs no arbitration: trace never disturbs the agent's session.
         client = P4RuntimeClient(address, args.device_id)
-        client.channel = None
-        import grpc
-        from finsy.proto import p4r_grpc
-
-        with grpc.insecure_channel(address) as channel:
-            client.stub = p4r_grpc.P4RuntimeStub(channel)
-            tables.append(client.read())
+        client.open()
+        tables.append(client.read())
+        client.close()
     proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}[args.proto]
     result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport), tables[0], tables[1:])
     if args.json:

@@ -263,23 +263,41 @@ def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> Action
     return ActionCall(a.name, tuple(values), weight)
 
 
+_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer"}
+_ADDRESS_PARAMS = {("to_tunnel", 0), ("dnat", 0)}
+
+
 def describe(e: Entry) -> str:
     """One line for logs, errors and `multinet trace`."""
-    parts = [f"{name}={_describe_match(m)}" for name, m in e.match]
+    parts = [f"{name}={_describe_match(m, name in _ADDRESS_FIELDS)}" for name, m in e.match]
     acts = ", ".join(
-        f"{c.name}({', '.join(map(str, c.params))})" + (f"x{c.weight}" if c.weight != 1 else "")
+        f"{c.name}({', '.join(_describe_param(c.name, i, v) for i, v in enumerate(c.params))})"
+        + (f"x{c.weight}" if c.weight != 1 else "")
         for c in e.actions
     )
     prio = f" prio={e.priority}" if e.priority else ""
     return f"{e.table}[{' '.join(parts)}{prio}] -> {acts}"
 
 
-def _describe_match(m: Match) -> str:
+def _describe_param(action: str, index: int, value: Value) -> str:
+    if isinstance(value, int) and (action, index) in _ADDRESS_PARAMS:
+        return ip_text(value)
+    if isinstance(value, int) and action == "set_dmac":
+        return mac_text(value)
+    return str(value)
+
+
+def _describe_match(m: Match, address: bool) -> str:
     if isinstance(m, Exact):
-        return str(m.value)
+        return ip_text(m.value) if address and isinstance(m.value, int) else str(m.value)
     if isinstance(m, Lpm):
         return f"{ip_text(m.value)}/{m.prefix_len}"
     if isinstance(m, Ternary):
+        hostbits = ~m.mask & 0xFFFFFFFF
+        if address and not hostbits & (hostbits + 1):  # a prefix mask
+            return f"{ip_text(m.value)}/{bin(m.mask).count('1')}"
+        if not m.mask & (m.mask + 1):  # all ones: an exact value
+            return str(m.value)
         return f"{m.value:#x}&&&{m.mask:#x}"
     return f"{m.low}..{m.high}"
 

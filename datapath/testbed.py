@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from datapath.ports import NetworkId, PortAttachment
 
 UNDERLAY_LINK = "ul0"  # the underlay link's name inside each ipu namespace
+# Jumbo underlay, as on real fabrics: the VXLAN devices take the underlay MTU
+# minus 50, so 1500-byte pod packets cross nodes without fragmentation (the
+# IPU cannot send "fragmentation needed" into a pod's network).
+UNDERLAY_MTU = 9000
 
 
 def sh(*argv: str, check: bool = True) -> str:
@@ -62,7 +66,7 @@ class Testbed:
         self._netns(self.underlay_ns)
         self.bridge = f"{self.prefix}ubr"
         sh("ip", "-n", self.underlay_ns, "link", "add", self.bridge, "type", "bridge")
-        sh("ip", "-n", self.underlay_ns, "link", "set", self.bridge, "up")
+        sh("ip", "-n", self.underlay_ns, "link", "set", self.bridge, "mtu", str(UNDERLAY_MTU), "up")
 
     def _netns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
@@ -84,7 +88,8 @@ class Testbed:
         outer = self._link("u")
         sh("ip", "-n", self.underlay_ns, "link", "add", outer, "type", "veth", "peer", "name", UNDERLAY_LINK,
            "netns", ipu)
-        sh("ip", "-n", self.underlay_ns, "link", "set", outer, "master", self.bridge, "up")
+        sh("ip", "-n", self.underlay_ns, "link", "set", outer, "mtu", str(UNDERLAY_MTU), "master", self.bridge, "up")
+        sh("ip", "-n", ipu, "link", "set", UNDERLAY_LINK, "mtu", str(UNDERLAY_MTU))
         sh("ip", "-n", ipu, "addr", "add", f"{vtep}/{plen}", "dev", UNDERLAY_LINK)
         sh("ip", "-n", ipu, "link", "set", UNDERLAY_LINK, "up")
         # Host <-> ipu: the host's own uplink passes through its IPU.

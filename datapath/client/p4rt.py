@@ -70,14 +70,18 @@ class P4RuntimeClient:
 
     # --- session ----------------------------------------------------------------
 
-    def connect(self, timeout: float = 10) -> bool:
-        """Open the stream and arbitrate; returns whether this client is primary."""
+    def open(self, timeout: float = 10) -> None:
+        """Open the channel only: enough for Read, Capabilities and GetForwardingPipelineConfig."""
         if self.channel is not None:
             self.close()
         self.channel = grpc.insecure_channel(self.address, options=[
             ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
+
+    def connect(self, timeout: float = 10) -> bool:
+        """Open the stream and arbitrate; returns whether this client is primary."""
+        self.open(timeout)
         self._outbox = queue.Queue()
         self.stream_closed.clear()
         responses = self.stub.StreamChannel(self._requests())

@@ -86,6 +86,7 @@ class Kernel:
         self.tunnels: dict[tuple[int, int], int] = {}
         self.vips: dict[tuple[int, int], int] = {}
         self.groups: dict[tuple[int, int], Group] = {}
+        self.lb_chains: set[int] = set()
         self.pending = Pending()
         self.features = self._run(self._detect)
         log.info("kernel features in %s: %s", netns, self.features.as_dict())
@@ -131,9 +132,10 @@ class Kernel:
             name = link.get("ifname")
             if name.startswith(f"{self.prefix}v") and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan":
                 self.ipr.link("del", index=link["index"])
-        for route in self.ipr.get_routes(family=2, table=0):
+        for route in self.ipr.get_routes(family=2):
             if (route.get("table") or 0) >= TABLE_BASE:
-                self._quiet(self.ipr.route, "del", **_route_key(route))
+                self._quiet(self.ipr.route, "del", table=route.get("table"), type=route["type"],
+                            dst=f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
         self._write_sysctl("net/ipv4/ip_forward", "1")
         for scope in ("all", "default"):
             self._write_sysctl(f"net/ipv4/conf/{scope}/rp_filter", "0")
@@ -145,6 +147,8 @@ table inet {t} {{
   map port_net {{ type ifname : mark; }}
   {zone_map}
   map svc {{ type mark . ipv4_addr . inet_proto . inet_service : verdict; }}
+  map svc_counters {{ type mark . ipv4_addr . inet_proto . inet_service : counter; }}
+  map backends {{ type mark . ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service; }}
   map egress {{ type mark . ipv4_addr : verdict; }}
   map ingress {{ type mark . ipv4_addr : verdict; }}
   chain pre_raw {{
@@ -154,6 +158,7 @@ table inet {t} {{
   }}
   chain pre_nat {{
     type nat hook prerouting priority dstnat; policy accept;
+    meta mark != 0 counter name meta mark . ip daddr . meta l4proto . th dport map @svc_counters
     meta mark != 0 meta mark . ip daddr . meta l4proto . th dport vmap @svc
   }}
   chain forward {{
@@ -172,7 +177,8 @@ table inet {t} {{
 }}
 """
         self._nft_checked(script)
-        self.networks.clear(), self.tunnels.clear(), self.vips.clear(), self.groups.clear()
+        for state in (self.networks, self.tunnels, self.vips, self.groups, self.lb_chains):
+            state.clear()
         self.pending = Pending()
 
     def _write_sysctl(self, path: str, value: str) -> None:
@@ -203,7 +209,7 @@ table inet {t} {{
         assert e is not None
         try:
             getattr(self, f"_{e.table}")(c.old, c.new)
-        except NetlinkError as err:
+        except (NetlinkError, OSError) as err:
             raise P4Error(rpc_code.INTERNAL, f"{e.table}: kernel refused: {err}") from err
 
     def flush(self, store: Store) -> None:
@@ -313,10 +319,12 @@ table inet {t} {{
             call = new.actions[0]
             if call.name == "to_tunnel" and dst.prefix_len != 32:
                 raise P4Error(rpc_code.UNIMPLEMENTED, "route: to_tunnel needs a /32 destination on this target")
+            # Resolve the port first: a missing link must fail before any reference is taken.
+            oif = self._index(str(call.params[0])) if call.name == "to_port" else 0
             n = self._acquire_network(net)
             cidr, table = f"{ip_text(dst.value)}/{dst.prefix_len}", TABLE_BASE + net
             if call.name == "to_port":
-                self.ipr.route("replace", dst=cidr, table=table, oif=self._index(str(call.params[0])))
+                self.ipr.route("replace", dst=cidr, table=table, oif=oif)
             elif call.name == "drop":
                 self.ipr.route("replace", dst=cidr, table=table, type="blackhole")
             else:
@@ -367,35 +375,53 @@ table inet {t} {{
                 self._quiet(self.ipr.neigh, "del", dst=ip_text(int(_exact(old, "ip"))), ifindex=found[0])
 
     def _service(self, old: Entry | None, new: Entry | None) -> None:
+        # No chain or anonymous map per service: creating thousands of
+        # anonymous sets in one table is quadratic in the kernel (50 s for
+        # 10,000). Instead one `lb_<n>` chain per group size picks a bucket
+        # (kept in ct mark, so conntrack remembers the choice) and one shared
+        # map holds every (service, bucket) -> backend.
         e = new or old
         assert e is not None
         net, vip = _net(e), int(_exact(e, "vip"))
-        proto, port = int(_exact(e, "proto")), int(_exact(e, "port"))
-        chain = service_chain(e)
+        key = f"{net} . {ip_text(vip)} . {_exact(e, 'proto')} . {_exact(e, 'port')}"
+        name = service_name(e)
         t, q = self.table, self.pending
+        old_size = sum(c.weight for c in old.actions) if old else 0
+        new_size = sum(c.weight for c in new.actions) if new else 0
+        if old is not None:
+            q.elements.append(f"delete element inet {t} backends {{ "
+                              + ", ".join(f"{key} . {i}" for i in range(old_size)) + " }")
         if new is not None:
-            backends = ", ".join(
-                f"{i} : {ip_text(int(ip))} . {p}"
-                for i, (ip, p) in enumerate(b for call in new.actions for b in [call.params] * call.weight)
-            )
-            count = sum(call.weight for call in new.actions)
-            # A named counter outlives the rule replaced on MODIFY. It counts new
-            # connections: only a flow's first packet passes the nat hook.
-            rule = (f"add rule inet {t} {chain} meta l4proto {proto} counter name {chain} "
-                    f"dnat ip to numgen random mod {count} map {{ {backends} }}")
-            if old is None:
-                n = self._acquire_network(net)
-                self._acquire_vip(n, vip)
-                q.create += [f"add counter inet {t} {chain}", f"add chain inet {t} {chain}"]
-                q.create.append(rule)
-                q.elements.append(f"add element inet {t} svc {{ {net} . {ip_text(vip)} . {proto} . {port} : goto {chain} }}")
-            else:
-                q.create += [f"flush chain inet {t} {chain}", rule]
-        elif old is not None:
-            q.elements.append(f"delete element inet {t} svc {{ {net} . {ip_text(vip)} . {proto} . {port} }}")
-            q.delete += [f"delete chain inet {t} {chain}", f"delete counter inet {t} {chain}"]
+            self._lb_chain(new_size)
+            buckets = [params for call in new.actions for params in [call.params] * call.weight]
+            q.elements.append(f"add element inet {t} backends {{ " + ", ".join(
+                f"{key} . {i} : {ip_text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
+        if old is None and new is not None:
+            n = self._acquire_network(net)
+            self._acquire_vip(n, vip)
+            q.create.append(f"add counter inet {t} {name}")
+            q.elements.append(f'add element inet {t} svc_counters {{ {key} : "{name}" }}')
+        if new is None or old is None or old_size != new_size:
+            if old is not None:
+                q.elements.append(f"delete element inet {t} svc {{ {key} }}")
+            if new is not None:
+                q.elements.append(f"add element inet {t} svc {{ {key} : goto lb_{new_size} }}")
+        if new is None and old is not None:
+            q.elements.append(f"delete element inet {t} svc_counters {{ {key} }}")
+            q.delete.append(f"delete counter inet {t} {name}")
             self._release_vip(self.networks[net], vip)
             self._release_network(net)
+
+    def _lb_chain(self, size: int) -> None:
+        if size in self.lb_chains:
+            return
+        self.lb_chains.add(size)
+        t = self.table
+        self.pending.create += [
+            f"add chain inet {t} lb_{size}",
+            f"add rule inet {t} lb_{size} ct mark set numgen random mod {size} "
+            f"dnat ip to meta mark . ip daddr . meta l4proto . th dport . ct mark map @backends",
+        ]
 
     def _acquire_vip(self, n: Network, vip: int) -> None:
         # A route through the tunnel device lets proxy ARP answer for the VIP;
@@ -477,7 +503,7 @@ table inet {t} {{
         return self._run(self._service_counters)  # type: ignore[no-any-return]
 
     def _service_counters(self) -> dict[str, tuple[int, int]]:
-        out = self._nft_json(["nft", "-j", "list", "table", "inet", self.table])
+        out = self._nft_json(["nft", "-j", "list", "counters", "table", "inet", self.table])
         counters: dict[str, tuple[int, int]] = {}
         for item in out.get("nftables", []):
             counter = item.get("counter")
@@ -520,7 +546,7 @@ def group_set(gkey: tuple[int, int]) -> str:
     return f"pgs_{_map(gkey[0])}_{gkey[1]}"
 
 
-def service_chain(e: Entry) -> str:
+def service_name(e: Entry) -> str:
     return f"svc_{_net(e)}_{_exact(e, 'vip')}_{_exact(e, 'proto')}_{_exact(e, 'port')}"
 
 

@@ -249,7 +249,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         for e in entries:
             out = encode(e, self.pipeline)
             if wanted.HasField("counter_data") and self.pipeline.table(e.table).counters:
-                packets, octets = counters.get(kmod.service_chain(e), (0, 0)) if e.table == "service" else (0, 0)
+                packets, octets = counters.get(kmod.service_name(e), (0, 0)) if e.table == "service" else (0, 0)
                 out.counter_data.packet_count, out.counter_data.byte_count = packets, octets
             yield out
 

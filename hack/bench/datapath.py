@@ -1,0 +1,199 @@
+"""Datapath benchmark: programming scale, policy cost and flood resilience.
+
+Runs inside its own network namespaces (prefix mndb) and writes JSON.
+  1. time to program N services x M endpoints on a secondary network, and to
+     apply one endpoint change (one diffed batch);
+  2. iperf3 TCP throughput between two pods on a secondary network (across
+     two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
+  3. that throughput while a third pod floods connections the policy denies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cni.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
+from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
+from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
+from datapath.netns import popen_in, run_in  # noqa: E402
+from datapath.testbed import Target, Testbed, start_target  # noqa: E402
+from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL,  # noqa: E402
+                              POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION)
+
+PREFIX = "mndb"
+NET, NET_ID = "bench", 4242
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def services(count: int, endpoints: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    svcs, slices = [], []
+    for i in range(count):
+        name = f"svc{i}"
+        vip = f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+        svcs.append({"metadata": {"name": name, "namespace": "bench", "annotations": {
+            POD_NETWORK_ANNOTATION: NET, SERVICE_VIP_ANNOTATION: vip}},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+        slices.append({"metadata": {"namespace": "bench", "labels": {
+            "kubernetes.io/service-name": name, ENDPOINTSLICE_NETWORK_LABEL: NET}},
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [f"10.200.{(i * endpoints + j) // 250 % 250}.{(i * endpoints + j) % 250 + 1}"]}
+                          for j in range(endpoints)]})
+    return svcs, slices
+
+
+def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "bench", "labels": labels, "annotations": {
+        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": NET, "ips": [f"{address}/16"], "networkId": NET_ID}])}},
+        "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int) -> dict[str, Any]:
+    svcs, slices = services(count, endpoints)
+    start = time.monotonic()
+    entries = compile_services(svcs, slices, {NET: NET_ID})
+    compiled = time.monotonic()
+    written = dp.replace_state(entries)
+    programmed = time.monotonic()
+    # One endpoint of one service changes.
+    slices[count // 2]["endpoints"][0]["addresses"] = ["10.201.0.1"]
+    entries = compile_services(svcs, slices, {NET: NET_ID})
+    change_start = time.monotonic()
+    changed = dp.replace_state(entries)
+    change_end = time.monotonic()
+    dp.replace_state([])  # clear before the throughput runs
+    return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
+            "compile_seconds": round(compiled - start, 3), "program_seconds": round(programmed - compiled, 3),
+            "endpoint_change_updates": changed, "endpoint_change_seconds": round(change_end - change_start, 4)}
+
+
+def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
+    server = popen_in(server_ns, ["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = run_in(client_ns, ["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"],
+                     timeout=seconds + 30)
+        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"])
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=10)
+
+
+FLOOD = """
+import socket, sys, time
+dst, port, limit, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+end, sent = time.monotonic() + seconds, 0
+while sent < limit and time.monotonic() < end:
+    s = socket.socket(); s.setblocking(False)
+    try:
+        s.connect_ex((dst, port))
+    finally:
+        s.close()
+    sent += 1
+print(sent)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, default=10000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--peers", type=int, default=10000)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
+    parser.add_argument("--out", help="write JSON here (default: stdout)")
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {"prefix": PREFIX}
+    tb = Testbed(PREFIX)
+    targets: list[Target] = []
+    logs = Path("/tmp") / f"{PREFIX}-bench"
+    logs.mkdir(exist_ok=True)
+    try:
+        n1, n2 = tb.add_node("n1"), tb.add_node("n2")
+        sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}
+        for node in (n1, n2):
+            targets.append(start_target(node, free_port(), PREFIX, str(logs / f"{node.name}.log"), sys.executable,
+                                        sizes))
+        from datapath.pipeline import pipeline
+
+        dps = {}
+        for t in targets:
+            wait_for(t.address)
+            dps[t.node.name] = dp = P4RuntimeDatapath(P4RuntimeClient(t.address, pipeline=pipeline(sizes)))
+            dp.reconnect()
+
+        result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints)
+
+        server = tb.add_pod(n2, "server", NET_ID, "10.50.0.2/16")
+        client = tb.add_pod(n1, "client", NET_ID, "10.50.0.3/16")
+        attacker = tb.add_pod(n1, "attacker", NET_ID, "10.50.0.4/16")
+        dps["n2"].attach(server.attachment)
+        for p in (client, attacker):
+            dps["n1"].attach(p.attachment)
+        objs = [pod_obj("server", "n2", server.ip, {"app": "server"}), pod_obj("client", "n1", client.ip, {"app": "client"}),
+                pod_obj("attacker", "n1", attacker.ip, {"app": "attacker"})]
+        vteps = {"n1": n1.vtep, "n2": n2.vtep}
+        routes = {n: compile_remote_routes(objs, n, vteps, {NET: NET_ID}) for n in ("n1", "n2")}
+        for n, dp in dps.items():
+            dp.replace_state(routes[n])
+
+        quiet = iperf(client.netns, server.netns, server.ip, args.seconds)
+        # 10,000 peers allowed to the server's iperf port (plus the real client).
+        peers = [{"ipBlock": {"cidr": f"10.{60 + i // 65536}.{(i // 256) % 256}.{i % 256}/32"}}
+                 for i in range(args.peers - 1)]
+        peers.append({"podSelector": {"matchLabels": {"app": "client"}}})
+        pol = {"metadata": {"name": "big", "namespace": "bench", "annotations": {POD_NETWORK_ANNOTATION: NET}},
+               "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
+                        "ingress": [{"from": peers, "ports": [{"port": 5201}]}]}}
+        start = time.monotonic()
+        entries = compile_policies([pol], objs, [], {NET: NET_ID}, node_name="n2")
+        written = dps["n2"].replace_state(routes["n2"] + entries)
+        policy_program = time.monotonic() - start
+        with_policy = iperf(client.netns, server.netns, server.ip, args.seconds)
+
+        flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, server.ip, "5202", str(args.flood_limit),
+                                          str(args.seconds + 2)], stdout=-1)
+        time.sleep(0.5)
+        under_flood = iperf(client.netns, server.netns, server.ip, args.seconds)
+        out, _ = flood.communicate(timeout=args.seconds + 30)
+        # The flood must have been denied: nothing reached the server's port 5202.
+        result["policy"] = {
+            "peers": args.peers, "policy_updates_written": written, "policy_program_seconds": round(policy_program, 3),
+            "throughput_no_policy_gbps": round(quiet / 1e9, 3),
+            "throughput_with_policy_gbps": round(with_policy / 1e9, 3),
+            "ratio_with_policy": round(with_policy / quiet, 3),
+        }
+        result["flood"] = {
+            "denied_connection_attempts": int(out.strip() or 0), "flood_seconds_max": args.seconds + 2,
+            "throughput_under_flood_gbps": round(under_flood / 1e9, 3),
+            "ratio_to_quiet_with_policy": round(under_flood / with_policy, 3),
+        }
+    finally:
+        for t in targets:
+            t.stop()
+        tb.close()
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
