@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cni.compile.objects import Obj, pod_addresses, running
+from cni.compile.objects import Obj, is_ipv4, pod_addresses, running
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
 
 
@@ -24,3 +24,14 @@ def compile_remote_routes(pods: Iterable[Obj], node_name: str, node_vteps: Mappi
                           ActionCall("to_tunnel", (ip(node_vteps[node]),)))
                 out[e.key] = e
     return list(out.values())
+
+
+def node_vteps(nodes: Iterable[Obj]) -> dict[str, str]:
+    """Each Node's underlay address: its first IPv4 InternalIP."""
+    out = {}
+    for node in nodes:
+        for address in (node.get("status") or {}).get("addresses") or ():
+            if address.get("type") == "InternalIP" and is_ipv4(address.get("address", "")):
+                out[(node.get("metadata") or {}).get("name", "")] = address["address"]
+                break
+    return out

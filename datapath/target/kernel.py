@@ -84,7 +84,6 @@ class Kernel:
         self.ipr: IPRoute = self._run(IPRoute)
         self.networks: dict[int, Network] = {}
         self.tunnels: dict[tuple[int, int], int] = {}
-        self.vips: dict[tuple[int, int], int] = {}
         self.groups: dict[tuple[int, int], Group] = {}
         self.lb_chains: set[int] = set()
         self.pending = Pending()
@@ -177,7 +176,7 @@ table inet {t} {{
 }}
 """
         self._nft_checked(script)
-        for state in (self.networks, self.tunnels, self.vips, self.groups, self.lb_chains):
+        for state in (self.networks, self.tunnels, self.groups, self.lb_chains):
             state.clear()
         self.pending = Pending()
 
@@ -252,7 +251,7 @@ table inet {t} {{
             del self.networks[net]
             self._quiet(self.ipr.link, "del", ifname=n.vxlan)
             self._quiet(self.ipr.rule, "del", table=TABLE_BASE + net, priority=RULE_PRIORITY, iifname=n.vxlan)
-            self._quiet(self.ipr.route, "del", dst="0.0.0.0/0", table=TABLE_BASE + net, type="blackhole")
+            self._quiet(self.ipr.route, "del", dst="0.0.0.0/0", table=TABLE_BASE + net)
             self._port_elements(n.vxlan, n, add=False)
 
     def _create_network(self, n: Network) -> None:
@@ -266,9 +265,13 @@ table inet {t} {{
             self.ipr.link("add", ifname=n.vxlan, **options)
         self.ipr.link("set", ifname=n.vxlan, state="up")
         self._port_setup(n.vxlan, n)
-        # Without a match in its own table, a network's packet must not fall
-        # through to the IPU's main table (the underlay).
-        self.ipr.route("replace", dst="0.0.0.0/0", table=TABLE_BASE + n.id, type="blackhole")
+        # The network's default route points into its own tunnel device, which
+        # has no neighbour for unknown addresses, so such packets die there.
+        # It keeps a network's packets out of the IPU's main table (the
+        # underlay), and, being a unicast route through another device, lets
+        # proxy ARP answer pods for any on-link address, service VIPs included,
+        # without a route per VIP.
+        self.ipr.route("replace", dst="0.0.0.0/0", table=TABLE_BASE + n.id, oif=self._index(n.vxlan))
 
     def _port_setup(self, link: str, n: Network) -> None:
         self._quiet(self.ipr.rule, "del", table=TABLE_BASE + n.id, priority=RULE_PRIORITY, iifname=link)
@@ -397,8 +400,7 @@ table inet {t} {{
             q.elements.append(f"add element inet {t} backends {{ " + ", ".join(
                 f"{key} . {i} : {ip_text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
         if old is None and new is not None:
-            n = self._acquire_network(net)
-            self._acquire_vip(n, vip)
+            self._acquire_network(net)
             q.create.append(f"add counter inet {t} {name}")
             q.elements.append(f'add element inet {t} svc_counters {{ {key} : "{name}" }}')
         if new is None or old is None or old_size != new_size:
@@ -409,7 +411,6 @@ table inet {t} {{
         if new is None and old is not None:
             q.elements.append(f"delete element inet {t} svc_counters {{ {key} }}")
             q.delete.append(f"delete counter inet {t} {name}")
-            self._release_vip(self.networks[net], vip)
             self._release_network(net)
 
     def _lb_chain(self, size: int) -> None:
@@ -422,21 +423,6 @@ table inet {t} {{
             f"add rule inet {t} lb_{size} ct mark set numgen random mod {size} "
             f"dnat ip to meta mark . ip daddr . meta l4proto . th dport . ct mark map @backends",
         ]
-
-    def _acquire_vip(self, n: Network, vip: int) -> None:
-        # A route through the tunnel device lets proxy ARP answer for the VIP;
-        # DNAT happens before routing, so no packet to a live service uses it.
-        key = (n.id, vip)
-        if key not in self.vips:
-            self.ipr.route("replace", dst=f"{ip_text(vip)}/32", table=TABLE_BASE + n.id, oif=self._index(n.vxlan))
-        self.vips[key] = self.vips.get(key, 0) + 1
-
-    def _release_vip(self, n: Network, vip: int) -> None:
-        key = (n.id, vip)
-        self.vips[key] -= 1
-        if not self.vips[key]:
-            del self.vips[key]
-            self._quiet(self.ipr.route, "del", dst=f"{ip_text(vip)}/32", table=TABLE_BASE + n.id)
 
     def _policy_pod(self, old: Entry | None, new: Entry | None) -> None:
         t, q = self.table, self.pending

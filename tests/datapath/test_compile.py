@@ -134,3 +134,18 @@ def test_remote_routes_point_at_the_pods_node() -> None:
             pod("gone", "10.1.0.4", node="n2", phase="Succeeded")]
     (e,) = compile_remote_routes(pods, "n1", {"n1": "10.254.0.1", "n2": "10.254.0.2"}, NETWORKS)
     assert e.actions[0].params == (ip("10.254.0.2"),)
+
+
+def test_compile_node_combines_routes_services_and_policy() -> None:
+    from cni.compile import compile_node
+
+    nodes = [{"metadata": {"name": n}, "status": {"addresses": [{"type": "Hostname", "address": n},
+                                                                 {"type": "InternalIP", "address": f"10.254.0.{i}"}]}}
+             for i, n in enumerate(["n1", "n2"], start=1)]
+    pods = [pod("a", "10.1.0.2", {"app": "a"}, node="n1"), pod("b", "10.1.0.3", {"app": "b"}, node="n2")]
+    pol = netpol({"podSelector": {"matchLabels": {"app": "a"}}, "ingress": [{"from": [{"podSelector": {}}]}]})
+    out = compile_node("n1", pods=pods, namespaces=[], nodes=nodes, services=[], slices=[], policies=[pol],
+                       networks=NETWORKS)
+    assert sorted({e.table for e in out}) == ["policy_pod", "policy_rule", "route"]
+    (route,) = [e for e in out if e.table == "route"]
+    assert route.actions[0].params == (ip("10.254.0.2"),)

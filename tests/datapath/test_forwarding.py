@@ -69,3 +69,21 @@ def test_two_networks_with_the_same_cidr_stay_isolated(two_nodes: Env) -> None:
     finally:
         for s in servers:
             s.close()
+
+
+@netns
+def test_ipu_features_are_detected_and_printed(env: Env) -> None:
+    import json
+    import subprocess
+    import sys
+
+    node = env.testbed.add_node("n1")
+    out = subprocess.run([sys.executable, "-m", "datapath.cli", "ipu", "--netns", node.ipu_ns, "--prefix", "mndt",
+                          "--features"], capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    assert report["detected"]["nft_concat_intervals"] is True  # the policy realization depends on it
+    assert set(report["used"]) >= {"forwarding", "policy", "services", "conntrack_zones", "overlay"}
+    # Probing leaves nothing behind.
+    tables = subprocess.run(["ip", "netns", "exec", node.ipu_ns, "nft", "list", "tables"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "probe" not in tables
