@@ -27,9 +27,8 @@ def program_routes(env: Env, pods: list[dict[str, object]], networks: dict[str, 
 @netns
 def test_pods_reach_each_other_across_nodes_over_vxlan(two_nodes: Env) -> None:
     env = two_nodes
-    a = env.pod("n1", "a", 100, "10.1.0.1/24")
-    b = env.pod("n1", "b", 100, "10.1.0.2/24")
-    c = env.pod("n2", "c", 100, "10.1.0.3/24")
+    a, b, c = (env.pod(node, name, 100, cidr) for node, name, cidr in
+               [("n1", "a", "10.1.0.1/24"), ("n1", "b", "10.1.0.2/24"), ("n2", "c", "10.1.0.3/24")])
     program_routes(env, [_pod_dict(p.name, p.node.name, "blue", 100, p.ip) for p in (a, b, c)], {"blue": 100})
     servers = [TcpServer(p.netns, 8080, p.name) for p in (a, b, c)]
     try:
@@ -48,11 +47,9 @@ def test_pods_reach_each_other_across_nodes_over_vxlan(two_nodes: Env) -> None:
 def test_two_networks_with_the_same_cidr_stay_isolated(two_nodes: Env) -> None:
     env = two_nodes
     # Network 100 and 200 both use 10.1.0.0/24, with the same addresses in use.
-    a = env.pod("n1", "a", 100, "10.1.0.1/24")
-    b = env.pod("n2", "b", 100, "10.1.0.2/24")
-    x = env.pod("n1", "x", 200, "10.1.0.1/24")
-    y = env.pod("n2", "y", 200, "10.1.0.2/24")
-    z = env.pod("n1", "z", 200, "10.1.0.9/24")
+    a, b, x, y, z = (env.pod(node, name, net, cidr) for node, name, net, cidr in [
+        ("n1", "a", 100, "10.1.0.1/24"), ("n2", "b", 100, "10.1.0.2/24"), ("n1", "x", 200, "10.1.0.1/24"),
+        ("n2", "y", 200, "10.1.0.2/24"), ("n1", "z", 200, "10.1.0.9/24")])
     pods = [_pod_dict(p.name, p.node.name, "blue" if p.attachment.network_id == 100 else "red",
                       p.attachment.network_id, p.ip) for p in (a, b, x, y, z)]
     program_routes(env, pods, {"blue": 100, "red": 200})
