@@ -27,7 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from datapath.entries import Entry, Exact, Lpm, P4Error, Range, Ternary, ip, ip_text, mac_text
 from datapath.netns import _setns
-from datapath.pipeline import DIRECTION_INGRESS
+from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from datapath.target import features as feat
 from datapath.target.boxes import Box3, disjoint_3d
 from datapath.target.store import Change, Store
@@ -148,8 +148,8 @@ table inet {t} {{
   map svc {{ type mark . ipv4_addr . inet_proto . inet_service : verdict; }}
   map svc_counters {{ type mark . ipv4_addr . inet_proto . inet_service : counter; }}
   map backends {{ type mark . ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service; }}
-  map egress {{ type mark . ipv4_addr : verdict; }}
-  map ingress {{ type mark . ipv4_addr : verdict; }}
+  map egress {{ type mark . ipv4_addr : verdict; counter; }}
+  map ingress {{ type mark . ipv4_addr : verdict; counter; }}
   chain pre_raw {{
     type filter hook prerouting priority raw; policy accept;
     meta mark set iifname map @port_net
@@ -484,17 +484,27 @@ table inet {t} {{
 
     # --- counters -------------------------------------------------------------
 
-    def service_counters(self) -> dict[str, tuple[int, int]]:
-        """Packets and bytes per service chain (the table's direct counters)."""
-        return self._run(self._service_counters)  # type: ignore[no-any-return]
+    def counters(self) -> dict[str, tuple[int, int]]:
+        """Packets and bytes per entry of the tables with direct counters, by `counter_key`."""
+        return self._run(self._counters)  # type: ignore[no-any-return]
 
-    def _service_counters(self) -> dict[str, tuple[int, int]]:
-        out = self._nft_json(["nft", "-j", "list", "counters", "table", "inet", self.table])
+    def _counters(self) -> dict[str, tuple[int, int]]:
         counters: dict[str, tuple[int, int]] = {}
+        out = self._nft_json(["nft", "-j", "list", "counters", "table", "inet", self.table])
         for item in out.get("nftables", []):
             counter = item.get("counter")
             if counter and counter["name"].startswith("svc_"):
                 counters[counter["name"]] = (counter["packets"], counter["bytes"])
+        # Policy membership counts in its map elements: packets of new flows
+        # that looked the pod up (established flows are accepted before).
+        for direction, name in ((DIRECTION_INGRESS, "ingress"), (DIRECTION_EGRESS, "egress")):
+            out = self._nft_json(["nft", "-j", "list", "map", "inet", self.table, name])
+            for item in out.get("nftables", []):
+                for key, _ in (item.get("map") or {}).get("elem", []):
+                    elem = key.get("elem", {})
+                    net, pod = elem["val"]["concat"]
+                    c = elem.get("counter", {})
+                    counters[f"pod/{direction}/{net}/{pod}"] = (c.get("packets", 0), c.get("bytes", 0))
         return counters
 
     def _nft_json(self, argv: list[str]) -> dict[str, Any]:
@@ -530,6 +540,13 @@ def group_chain(gkey: tuple[int, int]) -> str:
 
 def group_set(gkey: tuple[int, int]) -> str:
     return f"pgs_{_map(gkey[0])}_{gkey[1]}"
+
+
+def counter_key(e: Entry) -> str:
+    """Where `Kernel.counters` reports an entry's direct counter."""
+    if e.table == "policy_pod":
+        return f"pod/{_exact(e, 'direction')}/{_net(e)}/{ip_text(int(_exact(e, 'pod_ip')))}"
+    return service_name(e)
 
 
 def service_name(e: Entry) -> str:

@@ -245,11 +245,11 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                 except P4Error as err:
                     context.abort(grpc.StatusCode(_grpc_code(err.code)), err.message)
                 entries = [e for e in self.store.entries(table.name) if filt is None or matches_filter(e, filt)]
-            counters = self.kernel.service_counters() if wanted.HasField("counter_data") else {}
+            counters = self.kernel.counters() if wanted.HasField("counter_data") else {}
         for e in entries:
             out = encode(e, self.pipeline)
             if wanted.HasField("counter_data") and self.pipeline.table(e.table).counters:
-                packets, octets = counters.get(kmod.service_name(e), (0, 0)) if e.table == "service" else (0, 0)
+                packets, octets = counters.get(kmod.counter_key(e), (0, 0))
                 out.counter_data.packet_count, out.counter_data.byte_count = packets, octets
             yield out
 

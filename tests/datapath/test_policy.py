@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cni.compile import compile_policies, compile_remote_routes
-from datapath.entries import ip
+from datapath.entries import Exact, ip
 from datapath.testbed import Pod, TcpServer, tcp_ask
 from datapath.trace import Packet, trace
 from podnetwork.names import ALLOCATIONS_ANNOTATION, POD_NETWORK_ANNOTATION
@@ -123,6 +123,12 @@ def test_policy_allows_and_denies_like_networkpolicy_and_trace_agrees(two_nodes:
     finally:
         for s in servers:
             s.close()
+
+    # Direct counters of policy_pod: db's ingress entry saw the 8 attempts to it
+    # (SYN retransmits of denied attempts may add more).
+    counted = {e.get("pod_ip"): packets for e, (packets, _) in
+               env.datapaths["n1"].client.read_with_counters("policy_pod") if e.get("direction") == Exact(0)}
+    assert counted[Exact(ip(pods["db"].ip))] >= sum(1 for _, dst, _, _ in CASES if dst == "db")
 
     # The `multinet trace` command reads the targets and prints the same verdict.
     argv = [sys.executable, "-m", "datapath.cli", "trace", "--target", env.targets["n2"].address,

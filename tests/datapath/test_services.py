@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from cni.compile import compile_remote_routes, compile_services
+from datapath.client.datapath import P4RuntimeDatapath
+from datapath.client.p4rt import P4RuntimeClient
 from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION
 from tests.datapath.conftest import Env, netns
@@ -58,13 +60,22 @@ def test_vip_spreads_over_backends_and_keeps_established_flows(two_nodes: Env) -
         program([b.ip for b in [*backends, spare]])
         for _ in range(5):
             assert talk(held) == first
+        # An agent restart (a new client with the same desired state) writes
+        # nothing and the connection carries on.
+        old = env.datapaths["n1"]
+        old.client.close()
+        restarted = P4RuntimeDatapath(P4RuntimeClient(env.targets["n1"].address, election_id=2))
+        restarted.ports, restarted.state = dict(old.ports), list(old.state)
+        assert restarted.reconnect() == 0
+        env.datapaths["n1"] = restarted
+        assert talk(held) == first
         held.close()
         seen = Counter(tcp_ask(client.netns, VIP, 80) for _ in range(60))
         assert "be4" in seen and None not in seen, seen
 
         # The entry's direct counter saw every new connection (first packets
         # only: established packets bypass the nat hook), across the MODIFY.
-        ((_, (packets, _)),) = env.datapaths["n1"].client.read_with_counters("service")
+        ((_, (packets, _)),) = restarted.client.read_with_counters("service")
         assert packets >= 121
     finally:
         for s in servers:
