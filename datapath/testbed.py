@@ -226,14 +226,18 @@ class TcpServer:
         self.sock.close()
 
 
-def tcp_connect(netns: str, dst: str, port: int, timeout: float = 2.0) -> "socket.socket | None":  # type: ignore[name-defined]  # noqa: F821
+def tcp_connect(netns: str, dst: str, port: int, timeout: float = 2.0,
+                source_port: int = 0) -> "socket.socket | None":  # type: ignore[name-defined]  # noqa: F821
     """A connected socket from the pod namespace, or None if the connection fails."""
     import socket
 
     from datapath.netns import call_in
 
     def make() -> socket.socket:
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source_port:
+            s.bind(("0.0.0.0", source_port))
+        return s
 
     s = call_in(netns, make)
     s.settimeout(timeout)

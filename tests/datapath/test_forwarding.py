@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cni.compile import compile_remote_routes
-from datapath.testbed import TcpServer, tcp_ask
+from datapath.entries import ActionCall, Exact, entry, ip
+from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
 from tests.datapath.conftest import Env, netns
 
 
@@ -47,18 +48,34 @@ def test_pods_reach_each_other_across_nodes_over_vxlan(two_nodes: Env) -> None:
 def test_two_networks_with_the_same_cidr_stay_isolated(two_nodes: Env) -> None:
     env = two_nodes
     # Network 100 and 200 both use 10.1.0.0/24, with the same addresses in use.
-    a, b, x, y, z = (env.pod(node, name, net, cidr) for node, name, net, cidr in [
+    vip = ("10.96.0.10/32",)
+    a, b, x, y, z = (env.pod(node, name, net, cidr, extra_routes=vip) for node, name, net, cidr in [
         ("n1", "a", 100, "10.1.0.1/24"), ("n2", "b", 100, "10.1.0.2/24"), ("n1", "x", 200, "10.1.0.1/24"),
         ("n2", "y", 200, "10.1.0.2/24"), ("n1", "z", 200, "10.1.0.9/24")])
     pods = [_pod_dict(p.name, p.node.name, "blue" if p.attachment.network_id == 100 else "red",
                       p.attachment.network_id, p.ip) for p in (a, b, x, y, z)]
     program_routes(env, pods, {"blue": 100, "red": 200})
+    # The same VIP on both networks, with different backends: b on 100, z on 200.
+    services = [entry("service", {"network_id": Exact(net), "vip": Exact(ip("10.96.0.10")), "proto": Exact(6),
+                                  "port": Exact(80)}, ActionCall("dnat", (ip(backend), 8080)))
+                for net, backend in ((100, "10.1.0.2"), (200, "10.1.0.9"))]
+    n1 = env.datapaths["n1"]
+    n1.replace_state(n1.state + services)
     servers = [TcpServer(p.netns, 8080, p.name) for p in (a, b, x, y, z)]
     try:
         assert tcp_ask(a.netns, "10.1.0.2", 8080) == "b"
         assert tcp_ask(x.netns, "10.1.0.2", 8080) == "y"
         assert tcp_ask(y.netns, "10.1.0.1", 8080) == "x"
         assert tcp_ask(b.netns, "10.1.0.1", 8080) == "a"
+        # The very same 5-tuple to the VIP, live on both networks at once:
+        # conntrack zones per network keep the flows, and their DNAT, apart.
+        first = tcp_connect(a.netns, "10.96.0.10", 80, source_port=40000)
+        assert first is not None
+        second = tcp_connect(x.netns, "10.96.0.10", 80, source_port=40000)
+        assert second is not None
+        with first, second:
+            for _ in range(3):
+                assert (talk(first), talk(second)) == ("b", "z")
         # z exists only on network 200: invisible from network 100.
         assert tcp_ask(x.netns, "10.1.0.9", 8080) == "z"
         assert tcp_ask(a.netns, "10.1.0.9", 8080, timeout=1) is None

@@ -114,7 +114,7 @@ def test_policy_allows_and_denies_like_networkpolicy_and_trace_agrees(two_nodes:
     servers = [TcpServer(p.netns, port, p.name) for p in pods.values() for port in ports]
     try:
         for src, dst, port, allowed in CASES:
-            kernel = tcp_ask(pods[src].netns, pods[dst].ip, port, timeout=1) is not None
+            kernel = tcp_ask(pods[src].netns, pods[dst].ip, port, timeout=2) is not None
             local = pods[src].node.name
             model = trace(Packet(NET_ID, ip(pods[src].ip), ip(pods[dst].ip), 6, port), entries[local],
                           [e for n, e in entries.items() if n != local])
