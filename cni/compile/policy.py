@@ -131,10 +131,26 @@ def _policy_types(policy: Obj) -> set[str]:
     return {"Ingress", "Egress"} if "egress" in spec else {"Ingress"}
 
 
-def group_id(rules: frozenset[Rule], direction: int) -> int:
+def group_id(rules: frozenset[Rule], direction: int, salt: int = 0) -> int:
     """A stable id from the rule set's content, so recompiling changes nothing."""
-    text = repr((direction, sorted((str(r.peer), r.proto or -1, r.ports or (-1, -1)) for r in rules)))
+    text = repr((direction, salt, sorted((str(r.peer), r.proto or -1, r.ports or (-1, -1)) for r in rules)))
     return 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % 0x7FFFFFFE
+
+
+class _Groups:
+    """Group ids by content; a (very unlikely) hash collision gets a salted id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[tuple[int, int], frozenset[Rule]] = {}
+
+    def id(self, rules: frozenset[Rule], direction: int) -> int:
+        salt = 0
+        while True:
+            gid = group_id(rules, direction, salt)
+            held = self.by_id.setdefault((direction, gid), rules)
+            if held == rules:
+                return gid
+            salt += 1
 
 
 def rule_entries(direction: int, group: int, rules: Iterable[Rule]) -> list[Entry]:
@@ -162,6 +178,7 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
         if net in networks:
             by_network.setdefault(net, []).append(pol)
     out: dict[object, Entry] = {}
+    groups = _Groups()
     for network, pols in sorted(by_network.items()):
         views = _pods_on(pod_list, network)
         for pod in views:
@@ -178,7 +195,7 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
                     for rule in (pol.get("spec") or {}).get(key) or ():
                         rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
                 frozen = frozenset(rules)
-                gid = group_id(frozen, direction)
+                gid = groups.id(frozen, direction)
                 for address in pod.addresses:
                     e = entry("policy_pod", {"network_id": Exact(networks[network]), "direction": Exact(direction),
                                              "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
