@@ -245,7 +245,8 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                 except P4Error as err:
                     context.abort(grpc.StatusCode(_grpc_code(err.code)), err.message)
                 entries = [e for e in self.store.entries(table.name) if filt is None or matches_filter(e, filt)]
-            counters = self.kernel.counters() if wanted.HasField("counter_data") else {}
+            counted = {e.table for e in entries if self.pipeline.table(e.table).counters}
+            counters = self.kernel.counters(counted) if wanted.HasField("counter_data") and counted else {}
         for e in entries:
             out = encode(e, self.pipeline)
             if wanted.HasField("counter_data") and self.pipeline.table(e.table).counters:
