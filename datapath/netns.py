@@ -20,7 +20,8 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)  # os.setns arrives only in Python 3.12
 
 
-def _setns(name: str) -> None:
+def enter(name: str) -> None:
+    """Move the calling thread into network namespace `name`."""
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
         if _libc.setns(fd, _CLONE_NEWNET) != 0:
@@ -36,7 +37,7 @@ def call_in(name: str, fn: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            _setns(name)
+            enter(name)
             box["value"] = fn()
         except BaseException as err:  # re-raised in the caller's thread
             box["error"] = err

@@ -18,10 +18,16 @@ _PROBES = {
     "ct_zone_map": "add map inet {t} z {{ typeof iifname : ct zone; }}\n"
                    "add chain inet {t} c {{ type filter hook prerouting priority raw; }}\n"
                    "add rule inet {t} c ct zone set iifname map @z",
-    # Random DNAT to address.port pairs from a map (service load balancing).
-    "numgen_dnat_map": "add chain inet {t} n {{ type nat hook prerouting priority dstnat; }}\n"
-                       "add rule inet {t} n meta l4proto tcp dnat ip to numgen random mod 2 map "
-                       "{{ 0 : 10.0.0.1 . 80, 1 : 10.0.0.2 . 80 }}",
+    # Service load balancing: a bucket by numgen kept in ct mark, then DNAT to
+    # address.port from one shared map keyed by (network, VIP, proto, port, bucket).
+    "numgen_dnat_map": "add map inet {t} b {{ type mark . ipv4_addr . inet_proto . inet_service . mark : "
+                       "ipv4_addr . inet_service; }}\n"
+                       "add chain inet {t} n {{ type nat hook prerouting priority dstnat; }}\n"
+                       "add rule inet {t} n ct mark set numgen random mod 2 dnat ip to meta mark . ip daddr . "
+                       "meta l4proto . th dport . ct mark map @b",
+    # Per-entry counters: named counters chosen through a map.
+    "counter_map": "add map inet {t} c {{ type ipv4_addr : counter; }}\n"
+                   "add chain inet {t} k\nadd rule inet {t} k counter name ip daddr map @c",
     "jhash": "add chain inet {t} j\nadd rule inet {t} j meta mark set jhash ip saddr mod 4",
     "verdict_map_concat": "add map inet {t} v {{ type mark . ipv4_addr : verdict; }}",
     # Not used, reported: the bridge family has no conntrack on some kernels,
@@ -37,6 +43,7 @@ class Features:
     nft_concat_intervals: bool
     ct_zone_map: bool
     numgen_dnat_map: bool
+    counter_map: bool
     jhash: bool
     verdict_map_concat: bool
     bridge_conntrack: bool
@@ -52,8 +59,11 @@ class Features:
             "forwarding": "routed per network (policy-routing table per network, proxy ARP on ports)",
             "policy": "nftables inet family, per-group concatenated interval sets"
             if self.nft_concat_intervals else "UNAVAILABLE: no concatenated interval sets",
-            "services": "nftables numgen random DNAT maps with conntrack"
-            if self.numgen_dnat_map else "UNAVAILABLE: no numgen DNAT maps",
+            "services": "nftables: numgen bucket in ct mark, one shared (service, bucket) -> backend DNAT map; "
+                        "conntrack keeps established flows" if self.numgen_dnat_map else "UNAVAILABLE: no numgen DNAT maps",
+            "counters": "named nft counters per service, map element counters per policy member"
+            if self.counter_map else "fallback: none",
+            "jhash": "not used (random buckets)",
             "conntrack_zones": "one zone per network, chosen by input port"
             if self.ct_zone_map else "fallback: one shared zone (overlapping 5-tuples of two networks may clash)",
             "overlay": "VXLAN per network (VNI = network id)" if self.vxlan else "UNAVAILABLE: no vxlan",

@@ -19,21 +19,20 @@ import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from finsy.proto import rpc_code
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from datapath.entries import Entry, Exact, Lpm, P4Error, Range, Ternary, ip, ip_text, mac_text
-from datapath.netns import _setns
+from datapath.netns import enter
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from datapath.target import features as feat
 from datapath.target.boxes import Box3, disjoint_3d
 from datapath.target.store import Change, Store
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 RULE_PRIORITY = 1000  # our `iif` rules; below main (32766)
 TABLE_BASE = 0x4D000000  # routing table of network n is TABLE_BASE + n (never 253..255)
@@ -80,7 +79,7 @@ class Kernel:
         self.netns, self.prefix = netns, prefix
         self.vtep, self.underlay = vtep, underlay
         self.table = (prefix + "ipu").replace("-", "_")
-        self._pool = ThreadPoolExecutor(1, f"ipu-{netns}", initializer=_setns, initargs=(netns,))
+        self._pool = ThreadPoolExecutor(1, f"ipu-{netns}", initializer=enter, initargs=(netns,))
         self.ipr: IPRoute = self._run(IPRoute)
         self.networks: dict[int, Network] = {}
         self.tunnels: dict[tuple[int, int], int] = {}
@@ -138,15 +137,20 @@ class Kernel:
         self._write_sysctl("net/ipv4/ip_forward", "1")
         for scope in ("all", "default"):
             self._write_sysctl(f"net/ipv4/conf/{scope}/rp_filter", "0")
-        zone = "ct zone set iifname map @port_zone" if self.features.ct_zone_map else ""
-        zone_map = "map port_zone { typeof iifname : ct zone; }" if self.features.ct_zone_map else ""
+        f = self.features
+        zone = "ct zone set iifname map @port_zone" if f.ct_zone_map else ""
+        zone_map = "map port_zone { typeof iifname : ct zone; }" if f.ct_zone_map else ""
+        count_map = ("map svc_counters { type mark . ipv4_addr . inet_proto . inet_service : counter; }"
+                     if f.counter_map else "")
+        count = ("meta mark != 0 counter name meta mark . ip daddr . meta l4proto . th dport map @svc_counters"
+                 if f.counter_map else "")
         t = self.table
         script = f"""
 table inet {t} {{
   map port_net {{ type ifname : mark; }}
   {zone_map}
   map svc {{ type mark . ipv4_addr . inet_proto . inet_service : verdict; }}
-  map svc_counters {{ type mark . ipv4_addr . inet_proto . inet_service : counter; }}
+  {count_map}
   map backends {{ type mark . ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service; }}
   map egress {{ type mark . ipv4_addr : verdict; counter; }}
   map ingress {{ type mark . ipv4_addr : verdict; counter; }}
@@ -157,7 +161,7 @@ table inet {t} {{
   }}
   chain pre_nat {{
     type nat hook prerouting priority dstnat; policy accept;
-    meta mark != 0 counter name meta mark . ip daddr . meta l4proto . th dport map @svc_counters
+    {count}
     meta mark != 0 meta mark . ip daddr . meta l4proto . th dport vmap @svc
   }}
   chain forward {{
@@ -385,6 +389,8 @@ table inet {t} {{
         # map holds every (service, bucket) -> backend.
         e = new or old
         assert e is not None
+        if not self.features.numgen_dnat_map:
+            raise P4Error(rpc_code.UNIMPLEMENTED, "service: this kernel has no numgen DNAT maps")
         net, vip = _net(e), int(_exact(e, "vip"))
         key = f"{net} . {ip_text(vip)} . {_exact(e, 'proto')} . {_exact(e, 'port')}"
         name = service_name(e)
@@ -399,18 +405,21 @@ table inet {t} {{
             buckets = [params for call in new.actions for params in [call.params] * call.weight]
             q.elements.append(f"add element inet {t} backends {{ " + ", ".join(
                 f"{key} . {i} : {ip_text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
+        counted = self.features.counter_map
         if old is None and new is not None:
             self._acquire_network(net)
-            q.create.append(f"add counter inet {t} {name}")
-            q.elements.append(f'add element inet {t} svc_counters {{ {key} : "{name}" }}')
+            if counted:
+                q.create.append(f"add counter inet {t} {name}")
+                q.elements.append(f'add element inet {t} svc_counters {{ {key} : "{name}" }}')
         if new is None or old is None or old_size != new_size:
             if old is not None:
                 q.elements.append(f"delete element inet {t} svc {{ {key} }}")
             if new is not None:
                 q.elements.append(f"add element inet {t} svc {{ {key} : goto lb_{new_size} }}")
         if new is None and old is not None:
-            q.elements.append(f"delete element inet {t} svc_counters {{ {key} }}")
-            q.delete.append(f"delete counter inet {t} {name}")
+            if counted:
+                q.elements.append(f"delete element inet {t} svc_counters {{ {key} }}")
+                q.delete.append(f"delete counter inet {t} {name}")
             self._release_network(net)
 
     def _lb_chain(self, size: int) -> None:
@@ -424,7 +433,12 @@ table inet {t} {{
             f"dnat ip to meta mark . ip daddr . meta l4proto . th dport . ct mark map @backends",
         ]
 
+    def _require_policy(self) -> None:
+        if not self.features.nft_concat_intervals:
+            raise P4Error(rpc_code.UNIMPLEMENTED, "policy: this kernel has no concatenated interval sets")
+
     def _policy_pod(self, old: Entry | None, new: Entry | None) -> None:
+        self._require_policy()
         t, q = self.table, self.pending
         if old is not None:
             d, net, pod = int(_exact(old, "direction")), _net(old), ip_text(int(_exact(old, "pod_ip")))
@@ -437,6 +451,7 @@ table inet {t} {{
             q.elements.append(f"add element inet {t} {_map(d)} {{ {net} . {pod} : jump {group_chain(gkey)} }}")
 
     def _policy_rule(self, old: Entry | None, new: Entry | None) -> None:
+        self._require_policy()
         if new is not None:
             self._acquire_group(_group_key(new))
         if old is not None:

@@ -7,12 +7,12 @@ INSERT into a full table RESOURCE_EXHAUSTED (P4Runtime spec, section 12.2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from finsy.proto import rpc_code
 
-from datapath.entries import Entry, Exact, Lpm, P4Error
+from datapath.entries import Entry, P4Error
 from datapath.pipeline import PIPELINE, Pipeline
 
 Key = tuple[object, ...]
@@ -70,17 +70,3 @@ class Store:
 def matches_filter(e: Entry, f: Entry) -> bool:
     """Read filter: fields given in the filter must equal the entry's (spec 11.1)."""
     return all(e.get(name) == m for name, m in f.match) and (not f.priority or f.priority == e.priority)
-
-
-def network_of(e: Entry) -> int | None:
-    m = e.get("network_id")
-    return m.value if isinstance(m, Exact) and isinstance(m.value, int) else None
-
-
-def host_route(e: Entry) -> bool:
-    m = e.get("dst")
-    return isinstance(m, Lpm) and m.prefix_len == 32
-
-
-def all_entries(stores: Iterable[Store]) -> list[Entry]:
-    return [e for s in stores for e in s.entries()]

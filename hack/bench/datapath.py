@@ -126,6 +126,10 @@ def main() -> int:
     logs.mkdir(exist_ok=True)
     try:
         n1, n2 = tb.add_node("n1"), tb.add_node("n2")
+        # What the target found in this kernel and what it uses it for.
+        features = subprocess.run([sys.executable, "-m", "datapath.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
+                                   PREFIX, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
+        result["kernel_features"] = json.loads(features.stdout)
         sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}
         for node in (n1, n2):
             targets.append(start_target(node, free_port(), PREFIX, str(logs / f"{node.name}.log"), sys.executable,
