@@ -6,6 +6,7 @@ Runs inside its own network namespaces (prefix mndb) and writes JSON.
   2. iperf3 TCP throughput between two pods on a secondary network (across
      two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
   3. that throughput while a third pod floods connections the policy denies.
+Throughput runs alternate round by round; medians are reported with samples.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -122,7 +124,8 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--peers", type=int, default=10000)
-    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
     parser.add_argument("--out", help="write JSON here (default: stdout)")
     args = parser.parse_args()
@@ -152,54 +155,64 @@ def main() -> int:
 
         result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints)
 
-        server = tb.add_pod(n2, "server", NET_ID, "10.50.0.2/16")
+        # Two servers on node 2: "open" has no policy, "guarded" is selected by
+        # a 10,000-peer policy. Runs alternate between them, round by round, so
+        # load from other work on the machine hits both alike.
+        open_srv = tb.add_pod(n2, "open", NET_ID, "10.50.0.2/16")
+        guarded = tb.add_pod(n2, "guarded", NET_ID, "10.50.0.5/16")
         client = tb.add_pod(n1, "client", NET_ID, "10.50.0.3/16")
         attacker = tb.add_pod(n1, "attacker", NET_ID, "10.50.0.4/16")
-        dps["n2"].attach(server.attachment)
+        for p in (open_srv, guarded):
+            dps["n2"].attach(p.attachment)
         for p in (client, attacker):
             dps["n1"].attach(p.attachment)
-        objs = [pod_obj("server", "n2", server.ip, {"app": "server"}), pod_obj("client", "n1", client.ip, {"app": "client"}),
-                pod_obj("attacker", "n1", attacker.ip, {"app": "attacker"})]
+        objs = [pod_obj(p.name, p.node.name, p.ip, {"app": p.name}) for p in (open_srv, guarded, client, attacker)]
         vteps = {"n1": n1.vtep, "n2": n2.vtep}
         routes = {n: compile_remote_routes(objs, n, vteps, {NET: NET_ID}) for n in ("n1", "n2")}
-        for n, dp in dps.items():
-            dp.replace_state(routes[n])
-
-        quiet = iperf(client.netns, server.netns, server.ip, args.seconds)
-        # 10,000 peers allowed to the server's iperf port (plus the real client).
+        dps["n1"].replace_state(routes["n1"])
+        # 10,000 peers allowed to the guarded server's iperf port (the client among them).
         peers = [{"ipBlock": {"cidr": f"10.{60 + i // 65536}.{(i // 256) % 256}.{i % 256}/32"}}
                  for i in range(args.peers - 1)]
         peers.append({"podSelector": {"matchLabels": {"app": "client"}}})
         pol = {"metadata": {"name": "big", "namespace": "bench", "annotations": {POD_NETWORK_ANNOTATION: NET}},
-               "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
+               "spec": {"podSelector": {"matchLabels": {"app": "guarded"}}, "policyTypes": ["Ingress"],
                         "ingress": [{"from": peers, "ports": [{"port": 5201}]}]}}
         start = time.monotonic()
         entries = compile_policies([pol], objs, [], {NET: NET_ID}, node_name="n2")
         written = dps["n2"].replace_state(routes["n2"] + entries)
         policy_program = time.monotonic() - start
-        with_policy = iperf(client.netns, server.netns, server.ip, args.seconds)
 
-        flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, server.ip, "5202", str(args.flood_limit),
-                                          str(args.seconds + 2)], stdout=-1)
-        time.sleep(0.5)
-        under_flood = iperf(client.netns, server.netns, server.ip, args.seconds)
-        out, _ = flood.communicate(timeout=args.seconds + 30)
-        attempts, elapsed = out.split()
+        samples: dict[str, list[float]] = {"open": [], "guarded": [], "guarded_under_flood": []}
+        attempts = dropped = 0
+        flood_seconds = 0.0
+        for _ in range(args.rounds):
+            samples["open"].append(iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds))
+            samples["guarded"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
+            # The attacker floods connections to a port the policy denies.
+            flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, guarded.ip, "5202",
+                                              str(args.flood_limit), str(args.seconds + 2)], stdout=-1)
+            time.sleep(0.5)
+            samples["guarded_under_flood"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
+            out, _ = flood.communicate(timeout=args.seconds + 30)
+            sent, elapsed = out.split()
+            attempts, flood_seconds = attempts + int(sent), flood_seconds + float(elapsed)
         dropped = policy_drops(n2.ipu_ns)
-        # The flood must have been denied: nothing reached the server's port 5202.
+        median = {k: statistics.median(v) for k, v in samples.items()}
         result["policy"] = {
             "peers": args.peers, "policy_updates_written": written, "policy_program_seconds": round(policy_program, 3),
-            "throughput_no_policy_gbps": round(quiet / 1e9, 3),
-            "throughput_with_policy_gbps": round(with_policy / 1e9, 3),
-            "ratio_with_policy": round(with_policy / quiet, 3),
+            "rounds": args.rounds, "seconds_per_run": args.seconds,
+            "throughput_no_policy_gbps": round(median["open"] / 1e9, 3),
+            "throughput_with_policy_gbps": round(median["guarded"] / 1e9, 3),
+            "ratio_with_policy": round(median["guarded"] / median["open"], 3),
+            "samples_gbps": {k: [round(x / 1e9, 3) for x in v] for k, v in samples.items()},
         }
         result["flood"] = {
-            "denied_connection_attempts": int(attempts), "flood_seconds": round(float(elapsed), 2),
-            "attempts_per_second": round(int(attempts) / float(elapsed)),
+            "denied_connection_attempts": attempts, "flood_seconds": round(flood_seconds, 2),
+            "attempts_per_second": round(attempts / flood_seconds),
             "packets_dropped_by_policy": dropped,
             # One generator process: on a small machine it competes with iperf3 for CPU.
-            "throughput_under_flood_gbps": round(under_flood / 1e9, 3),
-            "ratio_to_quiet_with_policy": round(under_flood / with_policy, 3),
+            "throughput_under_flood_gbps": round(median["guarded_under_flood"] / 1e9, 3),
+            "ratio_to_quiet": round(median["guarded_under_flood"] / median["guarded"], 3),
         }
     finally:
         for t in targets:
