@@ -47,6 +47,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     kubeconfig = verbs.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     kubeconfig.set_defaults(func=_kubeconfig)
 
+    exec_ = verbs.add_parser("exec", help="run a command inside an emulated pod's network namespace",
+                             description="Like 'kubectl exec' for the emulated nodes: runs COMMAND in "
+                             "the sandbox network namespace of pod NAMESPACE/NAME.")
+    exec_.add_argument("pod", metavar="NAMESPACE/NAME")
+    exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    exec_.set_defaults(func=_exec)
+
 
 def _plane(args: argparse.Namespace, bin_dir: Path | None = None) -> ControlPlane:
     return ControlPlane(Layout(args.state_dir or default_state_dir()), bin_dir)
@@ -167,3 +174,27 @@ def _node(args: argparse.Namespace) -> int:
     finally:  # SIGTERM is a node shutdown: its sandboxes go with it
         emulator.shutdown()
     return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    from multinet.cluster.node_emulator import sandbox_netns
+
+    namespace, _, name = args.pod.partition("/")
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not name or not command:
+        print("multinet cluster exec: usage: exec NAMESPACE/NAME -- COMMAND ...", file=sys.stderr)
+        return 2
+    kubeconfig = _plane(args).layout.admin_kubeconfig
+    try:
+        pod = client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).read_namespaced_pod(name, namespace)
+    except ApiException as err:
+        print(f"multinet cluster exec: pod {args.pod}: {err.reason}", file=sys.stderr)
+        return 1
+    if not pod.spec.node_name or pod.status.phase != "Running":
+        print(f"multinet cluster exec: pod {args.pod} is not running (phase {pod.status.phase})", file=sys.stderr)
+        return 1
+    netns = sandbox_netns(pod.spec.node_name, pod.metadata.uid)
+    os.execvp("ip", ["ip", "netns", "exec", netns, *command])
