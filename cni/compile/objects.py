@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from podnetwork.names import ALLOCATIONS_ANNOTATION, NETWORK_STATUS_ANNOTATION, POD_NETWORK_ANNOTATION
@@ -90,3 +90,17 @@ def selector_matches(selector: Mapping[str, Any] | None, have: Mapping[str, str]
         if op == "DoesNotExist" and key in have:
             return False
     return True
+
+
+def network_ids(pods: Iterable[Obj]) -> dict[str, int]:
+    """Network name -> id (VNI), as the controller wrote them into pods' allocations."""
+    out: dict[str, int] = {}
+    for pod in pods:
+        try:
+            items = json.loads(annotations(pod).get(ALLOCATIONS_ANNOTATION) or "[]")
+        except json.JSONDecodeError:
+            continue
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("podNetworkName") and isinstance(item.get("networkId"), int):
+                out[item["podNetworkName"]] = item["networkId"]
+    return out

@@ -159,3 +159,11 @@ def test_group_ids_are_stable_and_collisions_are_salted() -> None:
     groups = _Groups()
     groups.by_id[(0, group_id(one, 0))] = two  # pretend `two` took `one`'s id first
     assert groups.id(one, 0) == group_id(one, 0, salt=1)
+
+
+def test_network_ids_come_from_allocations() -> None:
+    from cni.compile import network_ids
+
+    pods = [pod("a", "10.1.0.2"), pod("b", "10.1.0.3", network="red"), {"metadata": {"annotations": {
+        ALLOCATIONS_ANNOTATION: "not json"}}}]
+    assert network_ids(pods) == {"blue": 100, "red": 200}
