@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import cli as controller_cli
+from datapath import cli as datapath_cli
 from multinet.cluster import cli as cluster_cli
 
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cli.register(commands)
     cluster_cli.register_node(commands)
     controller_cli.register(commands)
+    datapath_cli.register(commands)
     return parser
 
 
