@@ -1,0 +1,100 @@
+"""`multinet cluster up | down | status | kubeconfig`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from multinet.cluster.binaries import BinariesError, find_bin_dir
+from multinet.cluster.control_plane import ControlPlane
+from multinet.cluster.layout import Layout, default_state_dir
+from multinet.cluster.processes import ComponentError
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help="the built-in local Kubernetes control plane",
+        description="A real etcd, kube-apiserver, kube-controller-manager and kube-scheduler "
+        "running as local processes on 127.0.0.1 (no container engine needed).",
+    )
+    cluster.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="where PKI, etcd data, logs and pid files live "
+        "(default: $MULTINET_STATE/cluster or ~/.local/state/multinet/cluster)",
+    )
+    verbs = cluster.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    up = verbs.add_parser("up", help="start the control plane (a no-op when it is up)")
+    up.add_argument("--bin-dir", help="directory with etcd and the Kubernetes binaries "
+                    "(default: $MULTINET_K8S_BIN, else built by hack/k8s-binaries)")
+    up.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds each component may take to turn healthy (default 120)")
+    up.set_defaults(func=_up)
+
+    down = verbs.add_parser("down", help="stop the processes this cluster started and remove its state")
+    down.add_argument("--keep", action="store_true", help="keep PKI, etcd data and logs")
+    down.set_defaults(func=_down)
+
+    status = verbs.add_parser("status", help="each component's pid, port and health")
+    status.set_defaults(func=_status)
+
+    kubeconfig = verbs.add_parser("kubeconfig", help="print the admin kubeconfig's path")
+    kubeconfig.set_defaults(func=_kubeconfig)
+
+
+def _plane(args: argparse.Namespace, bin_dir: Path | None = None) -> ControlPlane:
+    return ControlPlane(Layout(args.state_dir or default_state_dir()), bin_dir)
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _up(args: argparse.Namespace) -> int:
+    plane = _plane(args)
+    if plane.is_up():
+        print(f"cluster is already up; kubeconfig: {plane.layout.admin_kubeconfig}")
+        return 0
+    try:
+        plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
+        plane.up(_progress, timeout=args.timeout)
+    except (BinariesError, ComponentError) as err:
+        print(f"multinet cluster up: {err}", file=sys.stderr)
+        return 1
+    layout = plane.layout
+    print(f"cluster is up at {plane.server}")
+    print(f"  kubeconfig: {layout.admin_kubeconfig}")
+    print(f"  logs:       {layout.logs}")
+    print(f"  state:      {layout.root}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    plane = _plane(args)
+    if not plane.layout.root.exists():
+        print("cluster is not up; nothing to do")
+        return 0
+    plane.down(_progress, keep=args.keep)
+    print("cluster is down" + (f"; state kept in {plane.layout.root}" if args.keep else ""))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    plane = _plane(args)
+    rows = plane.status()
+    print(f"{'COMPONENT':<26}{'PID':<9}{'PORT':<7}STATE")
+    for h in rows:
+        print(f"{h.name:<26}{h.pid or '-':<9}{h.port:<7}{h.state}")
+    return 0 if all(h.state == "healthy" for h in rows) else 3
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    path = _plane(args).layout.admin_kubeconfig
+    if not path.exists():
+        print(f"multinet cluster kubeconfig: no kubeconfig at {path}; run 'multinet cluster up'",
+              file=sys.stderr)
+        return 1
+    print(path)
+    return 0

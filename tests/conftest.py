@@ -1,0 +1,53 @@
+"""Fixtures shared by every part's tests.
+
+`control_plane` / `kubeconfig`: the real local Kubernetes control plane. A
+cluster that is already up (`multinet cluster up`) is used as it is and left
+running; otherwise one is started for the session and stopped at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multinet.cluster.binaries import find_bin_dir
+from multinet.cluster.control_plane import ControlPlane
+from multinet.cluster.layout import Layout, default_state_dir
+
+
+def _progress(line: str) -> None:
+    print(f"[cluster] {line}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    plane = ControlPlane(Layout(default_state_dir()))
+    if plane.is_up():
+        yield plane
+        return
+    plane = ControlPlane(plane.layout, find_bin_dir(None, build=True))
+    plane.up(_progress)
+    try:
+        yield plane
+    finally:
+        plane.down(_progress)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.layout.admin_kubeconfig
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    return find_bin_dir(None, build=True)
+
+
+def require_root() -> None:
+    """Skip the calling test unless it runs as root (network namespaces, nftables)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces and nftables tables")
