@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cni import cli as cni_cli
 from multinet.cluster import cli as cluster_cli
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each part adds its own subcommands; the handler is stored as `func`.
     cluster_cli.register(commands)
+    cni_cli.register(commands)
     return parser
 
 
