@@ -218,7 +218,7 @@ class Agent:
 
     def _journal(self, req: spec.Request, pod: PodRef, plans: tuple[InterfacePlan, ...]) -> dict[str, Any]:
         """Write the ADD's intent before touching anything (see cni.state)."""
-        planned: list[dict[str, Any]] = [{"netns": req.netns, "name": p.name} for p in plans]
+        planned: list[dict[str, Any]] = [{"netns": req.netns, "name": p.name, "mac": p.mac} for p in plans]
         planned += [{"netns": self.config.ipu_netns, "name": p.peer} for p in plans if p.kind == "veth"]
         record: dict[str, Any] = {
             "network": req.network,
@@ -235,7 +235,8 @@ class Agent:
         if self.config.conf_dir is not None:
             record["delegate"] = delegate.find_primary(self.config.conf_dir).path
         elif self.config.pod_cidr is not None:
-            record["links"].insert(0, {"netns": req.netns, "name": req.ifname})
+            record["links"].insert(0, {"netns": req.netns, "name": req.ifname,
+                                       "mac": stable_mac(req.container_id, req.ifname)})
             record["links"].insert(1, {"netns": self.config.host_netns, "name": self._host_veth(req)})
         with self._ipam_lock:
             if self.config.pod_cidr is not None and self.config.conf_dir is None:
@@ -425,7 +426,7 @@ class Agent:
         for link in record.get("links", []):
             try:
                 with links.rtnl(link["netns"]) as ipr:
-                    links.delete_link(ipr, link["name"])
+                    links.delete_link(ipr, link["name"], link.get("mac"))
             except links.NetnsGone:
                 continue  # the namespace took its links with it
             except (OSError, NetlinkError) as err:

@@ -204,11 +204,18 @@ def routes_via(ipr: IPRoute, index: int) -> set[str]:
     return out
 
 
-def delete_link(ipr: IPRoute, name: str) -> bool:
-    """Delete a link by name; missing is fine (DEL is idempotent). True if deleted."""
+def delete_link(ipr: IPRoute, name: str, owner_mac: str | None = None) -> bool:
+    """Delete a link by name; missing is fine (DEL is idempotent). True if deleted.
+
+    With `owner_mac`, only a link carrying that MAC is ours to delete: a pod's
+    namespace may hold a same-named link that someone else made."""
     index = index_of(ipr, name)
     if index is None:
         return False
+    if owner_mac is not None:
+        (link,) = ipr.link("get", index=index)
+        if str(link.get_attr("IFLA_ADDRESS") or "").lower() != owner_mac.lower():
+            return False
     try:
         ipr.link("del", index=index)
     except NetlinkError as err:
