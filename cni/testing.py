@@ -273,9 +273,29 @@ class Node:
     netns: Namespaces
     kubeconfig: Path
 
-    def pod(self, name: str, allocations: list[dict] | None) -> tuple[str, str, str]:
+    def pod(self, name: str, allocations: list[dict[str, Any]] | None) -> tuple[str, str, str]:
         uid = self.objects.pod(self.namespace, name, self.name, allocations)
         return self.namespace, name, uid
+
+    def cni(self, command: str, netns: str, pod: tuple[str, str, str], container: str,
+            version: str = "1.1.0", **conf: Any) -> PluginResult:
+        """The plugin binary invoked for this node's agent, as the runtime would."""
+        env = cni_env(command, container, netns, pod=pod)
+        return invoke(plugin_binary(), env, self.agent.conf(version, **conf))
+
+
+def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: bool = False) -> dict[str, Any]:
+    """One entry of the allocations annotation, as the controller writes it."""
+    return {"podNetworkName": network, "interfaceName": ifname, "networkId": 100 + len(network),
+            "ips": ips, "isDefaultGW4": gw4, "isDefaultGW6": gw6}
+
+
+def link(netns: str | None, name: str) -> Any:
+    """The state of a link, or None when it does not exist."""
+    from cni import links
+
+    with links.rtnl(netns) as ipr:
+        return links.link_state(ipr, name)
 
 
 # This machine has no ping binary: an ICMP echo over a raw socket, run inside

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,16 @@ from kubernetes import client, config
 from cni import testing
 
 PREFIX = testing.TEST_PREFIX
-Node = testing.Node
 
 
 @pytest.fixture(scope="session")
-def api(kubeconfig: Path) -> client.ApiClient:
+def root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces")
+
+
+@pytest.fixture(scope="session")
+def api(root: None, kubeconfig: Path) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(kubeconfig))
 
 
@@ -27,10 +33,9 @@ def crds(api: client.ApiClient) -> list[str]:
     return testing.ensure_crds(api)
 
 
-@pytest.fixture(scope="module")
-def node(api: client.ApiClient, crds: list[str], kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: creates network namespaces")
+@contextmanager
+def emulated_node(api: client.ApiClient, kubeconfig: Path, work: Path, *default: str) -> Iterator[testing.Node]:
+    """A node's host and IPU namespaces, a macvlan uplink, a Node object and its agent."""
     objects = testing.ClusterObjects(api, PREFIX)
     netns = testing.Namespaces(PREFIX)
     agent = None
@@ -42,10 +47,8 @@ def node(api: client.ApiClient, crds: list[str], kubeconfig: Path, tmp_path_fact
         uplink = f"{PREFIX}up{secrets.token_hex(2)}"
         testing.run("ip", "-n", host, "link", "add", uplink, "type", "veth", "peer", "name", uplink + "p")
         testing.run("ip", "-n", host, "link", "set", uplink, "up")
-        work = tmp_path_factory.mktemp("agent")
-        agent = testing.AgentProcess(work, node_name, kubeconfig, [
-            "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", PREFIX, "--pod-cidr", "10.244.77.0/24",
-        ])
+        args = ["--ipu-netns", ipu, "--host-netns", host, "--link-prefix", PREFIX, *default]
+        agent = testing.AgentProcess(work, node_name, kubeconfig, args)
         agent.start()
         yield testing.Node(node_name, namespace, host, ipu, uplink, agent, objects, netns, kubeconfig)
     finally:
@@ -53,3 +56,30 @@ def node(api: client.ApiClient, crds: list[str], kubeconfig: Path, tmp_path_fact
             agent.stop()
         objects.close()
         netns.close()
+
+
+@pytest.fixture(scope="module")
+def node(api: client.ApiClient, crds: list[str], kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.Node]:
+    with emulated_node(api, kubeconfig, tmp_path_factory.mktemp("agent"), "--pod-cidr", "10.244.77.0/24") as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def networks(node: testing.Node) -> dict[str, str]:
+    """Three networks: veth L2 dual-stack with services, veth L3, macvlan."""
+    tag = secrets.token_hex(2)
+    return {
+        "a": node.objects.network(f"{PREFIX}-a-{tag}", {
+            "topology": "L2", "mtu": 1400, "interfaceKind": "veth",
+            "ipv4": {"subnet": "10.31.0.0/24", "gateway": "10.31.0.1"},
+            "ipv6": {"subnet": "fd31::/64", "gateway": "fd31::1"},
+            "serviceCIDRs": ["10.96.31.0/24"],
+        }),
+        "b": node.objects.network(f"{PREFIX}-b-{tag}", {
+            "topology": "L3", "mtu": 1450, "ipv4": {"subnet": "10.32.0.0/16", "gateway": "10.32.0.1"},
+        }),
+        "c": node.objects.network(f"{PREFIX}-c-{tag}", {
+            "topology": "L2", "mtu": 1300, "interfaceKind": "macvlan", "uplink": node.uplink,
+            "ipv4": {"subnet": "10.33.0.0/24"},
+        }),
+    }

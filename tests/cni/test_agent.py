@@ -16,54 +16,24 @@ from cni import links, testing
 from cni.model import link_name, stable_mac
 from podnetwork.names import NETWORK_STATUS_ANNOTATION, NPWG_NETWORK_STATUS_ANNOTATION, READINESS_CONDITION
 from cni.testing import TEST_PREFIX as PREFIX
-from cni.testing import Node
+from cni.testing import Node, alloc, link
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 PLUGIN = testing.plugin_binary()
 
 
-@pytest.fixture(scope="module")
-def networks(node: Node) -> dict[str, str]:
-    tag = secrets.token_hex(2)
-    return {
-        "a": node.objects.network(f"{PREFIX}-a-{tag}", {
-            "topology": "L2", "mtu": 1400, "interfaceKind": "veth",
-            "ipv4": {"subnet": "10.31.0.0/24", "gateway": "10.31.0.1"},
-            "ipv6": {"subnet": "fd31::/64", "gateway": "fd31::1"},
-            "serviceCIDRs": ["10.96.31.0/24"],
-        }),
-        "b": node.objects.network(f"{PREFIX}-b-{tag}", {
-            "topology": "L3", "mtu": 1450, "ipv4": {"subnet": "10.32.0.0/16", "gateway": "10.32.0.1"},
-        }),
-        "c": node.objects.network(f"{PREFIX}-c-{tag}", {
-            "topology": "L2", "mtu": 1300, "interfaceKind": "macvlan", "uplink": node.uplink,
-            "ipv4": {"subnet": "10.33.0.0/24"},
-        }),
-    }
-
-
-def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: bool = False) -> dict[str, Any]:
-    return {"podNetworkName": network, "interfaceName": ifname, "networkId": 100 + len(network),
-            "ips": ips, "isDefaultGW4": gw4, "isDefaultGW6": gw6}
-
-
 def add(node: Node, netns: str, pod: tuple[str, str, str], container: str, version: str = "1.1.0") -> testing.PluginResult:
-    return testing.invoke(PLUGIN, testing.cni_env("ADD", container, netns, pod=pod), node.agent.conf(version))
+    return node.cni("ADD", netns, pod, container, version)
 
 
 def verb(node: Node, command: str, netns: str, pod: tuple[str, str, str], container: str,
          version: str = "1.1.0", **conf: Any) -> testing.PluginResult:
-    return testing.invoke(PLUGIN, testing.cni_env(command, container, netns, pod=pod), node.agent.conf(version, **conf))
+    return node.cni(command, netns, pod, container, version, **conf)
 
 
 def routes(netns: str, family: str = "-4") -> list[str]:
     out = testing.run("ip", "-n", netns, "-j", family, "route", "show", "table", "main").stdout
     return sorted(f"{r['dst']} {r.get('gateway', '-')} {r['dev']}" for r in json.loads(out))
-
-
-def state(netns: str | None, name: str) -> links.LinkState | None:
-    with links.rtnl(netns) as ipr:
-        return links.link_state(ipr, name)
 
 
 def wait_for(check: Any, timeout: float = 20.0) -> Any:
@@ -93,7 +63,7 @@ def test_three_secondary_networks(node: Node, networks: dict[str, str], api: cli
         names = sorted(l.get_attr("IFLA_IFNAME") for l in ipr.link("dump"))
     assert names == ["eth0", "fast", "lo", "net1", "net3"]
 
-    net1, fast, net3, eth0 = (state(pod_ns, n) for n in ("net1", "fast", "net3", "eth0"))
+    net1, fast, net3, eth0 = (link(pod_ns, n) for n in ("net1", "fast", "net3", "eth0"))
     assert net1 and fast and net3 and eth0
     assert (net1.kind, net1.mtu, net1.mac) == ("veth", 1400, stable_mac(container, "net1"))
     assert {"10.31.0.5/24", "fd31::5/64"} <= net1.addresses
@@ -111,9 +81,9 @@ def test_three_secondary_networks(node: Node, networks: dict[str, str], api: cli
     assert "default fd31::1 net1" in routes(pod_ns, "-6")
 
     # Representors end in the IPU namespace, up, with the network's MTU.
-    rep = state(node.ipu, link_name(PREFIX, container, "net1"))
+    rep = link(node.ipu, link_name(PREFIX, container, "net1"))
     assert rep is not None and rep.up and rep.mtu == 1400
-    assert state(node.ipu, link_name(PREFIX, container, "fast")) is not None
+    assert link(node.ipu, link_name(PREFIX, container, "fast")) is not None
 
     # The result names every pod interface with its addresses.
     by_name = {itf["name"]: i for i, itf in enumerate(out["interfaces"])}
@@ -162,9 +132,9 @@ def test_check_then_tamper_then_del(node: Node, networks: dict[str, str], versio
 
     rep = link_name(PREFIX, container, "net1")
     assert verb(node, "DEL", pod_ns, pod, container, version, prevResult=prev).exit == 0
-    assert state(pod_ns, "net1") is None and state(pod_ns, "eth0") is None
-    assert state(node.ipu, rep) is None
-    assert state(node.host, link_name(PREFIX, container, "eth0")) is None
+    assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is None
+    assert link(node.ipu, rep) is None
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None
     assert list(node.agent.state_dir.glob("*.json")) == [] or all(
         json.loads(p.read_text())["containerID"] != container for p in node.agent.state_dir.glob("*.json")
     )
@@ -209,13 +179,13 @@ def test_gc_removes_only_stale_attachments(node: Node, networks: dict[str, str])
     gc_conf = node.agent.conf(**{"cni.dev/valid-attachments": [{"containerID": keep, "ifname": "eth0"}]})
     result = testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, gc_conf)
     assert result.exit == 0 and result.out == {}
-    assert state(ns1, "net1") is not None and state(node.ipu, link_name(PREFIX, keep, "net1")) is not None
-    assert state(ns2, "net1") is None and state(node.ipu, link_name(PREFIX, stale, "net1")) is None
+    assert link(ns1, "net1") is not None and link(node.ipu, link_name(PREFIX, keep, "net1")) is not None
+    assert link(ns2, "net1") is None and link(node.ipu, link_name(PREFIX, stale, "net1")) is None
     # GC of another network name leaves this network's attachments alone.
     other = dict(gc_conf, name="othernet")
     other["cni.dev/valid-attachments"] = []
     assert testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, other).exit == 0
-    assert state(ns1, "net1") is not None
+    assert link(ns1, "net1") is not None
     assert verb(node, "DEL", ns1, pod1, keep).exit == 0
 
 
@@ -231,10 +201,10 @@ def test_failed_add_rolls_back_everything(node: Node, networks: dict[str, str], 
     container = f"ctr{secrets.token_hex(4)}"
     result = add(node, pod_ns, pod, container)
     assert result.exit != 0 and result.out["code"] >= 100
-    assert state(pod_ns, "eth0") is None and state(pod_ns, "net1") is None
-    assert state(node.ipu, link_name(PREFIX, container, "net1")) is None
-    assert state(node.host, link_name(PREFIX, container, "eth0")) is None
-    assert state(pod_ns, "net2") is not None  # not ours: left alone
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
+    assert link(node.ipu, link_name(PREFIX, container, "net1")) is None
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None
+    assert link(pod_ns, "net2") is not None  # not ours: left alone
     core = client.CoreV1Api(api)
     wait_for(lambda: [e for e in core.list_namespaced_event(pod[0]).items
                       if e.involved_object.name == pod[1] and e.reason == "NetworkAttachFailed"])
@@ -248,7 +218,7 @@ def test_unsupported_or_missing_params_fail_cleanly(node: Node, networks: dict[s
     bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1, "ips": ["10.31.0.71"]}])
     result = add(node, pod_ns, bad, f"ctr{secrets.token_hex(4)}")
     assert result.exit != 0 and result.out["code"] == 7 and "allocations[0].ips[0]" in result.out["msg"]
-    assert state(pod_ns, "eth0") is None
+    assert link(pod_ns, "eth0") is None
 
 
 def test_pod_without_secondary_networks(node: Node) -> None:
