@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import json
+
 import pytest
 from kubernetes import client, config
 
@@ -83,3 +85,33 @@ def networks(node: testing.Node) -> dict[str, str]:
             "ipv4": {"subnet": "10.33.0.0/24"},
         }),
     }
+
+
+@pytest.fixture(scope="module")
+def primary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """A CNI config dir whose primary network is the reference bridge + host-local."""
+    conf_dir = tmp_path_factory.mktemp("net.d")
+    ipam_dir = tmp_path_factory.mktemp("ipam")
+    bridge = f"{PREFIX}br{secrets.token_hex(3)}"
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": f"{PREFIX}primary",
+        "plugins": [{
+            "type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.245.7.0/24"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(ipam_dir)},
+        }],
+    }
+    (conf_dir / "10-primary.conflist").write_text(json.dumps(conflist))
+    # multinet's own config sorts later and is never taken as the primary.
+    (conf_dir / "99-multinet.conflist").write_text(json.dumps(
+        {"cniVersion": "1.1.0", "name": "multinet", "plugins": [{"type": "multinet-cni"}]}))
+    return {"conf_dir": conf_dir, "ipam_dir": ipam_dir / f"{PREFIX}primary", "bridge": bridge}
+
+
+@pytest.fixture(scope="module")
+def delegating_node(api: client.ApiClient, crds: list[str], kubeconfig: Path, primary: dict[str, Path | str],
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.Node]:
+    args = ("--cni-conf-dir", str(primary["conf_dir"]), "--cni-bin-dir", "/usr/lib/cni")
+    with emulated_node(api, kubeconfig, tmp_path_factory.mktemp("agent"), *args) as n:
+        yield n
