@@ -4,22 +4,28 @@ one JSON reply {"exit", "stdout"} (the shim's side is `cni.shim.call_agent`)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socketserver
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from cni import spec
 from cni.agent import Agent
 
+log = logging.getLogger(__name__)
+
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
+        start = time.perf_counter()
         code, out = self.server.agent_reply(self.rfile.read())
         self.wfile.write(json.dumps({"exit": code, "stdout": out}).encode())
+        log.debug("request served in %.1f ms (exit %d)", (time.perf_counter() - start) * 1000, code)
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):

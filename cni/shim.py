@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
 
 from cni import spec
+
+TYPE_CHECKING = False  # no `typing` import at run time: see cni.spec on start time
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 DEFAULT_SOCKET = "/run/multinet/cni.sock"
 SOCKET_ENV = "MULTINET_CNI_SOCKET"
@@ -33,18 +35,25 @@ class Unreachable(Exception):
 
 def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) -> tuple[int, Any]:
     """One request/reply exchange with the agent."""
+    # The C module, not `socket`: the wrapper's enum classes cost more start
+    # time than the whole exchange.
+    import _socket
+
     request = json.dumps({"env": dict(env), "stdin": stdin}).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
         try:
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as err:
             raise Unreachable(f"multinet agent unreachable at {path}: {err.strerror}") from None
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
+        sock.shutdown(_socket.SHUT_WR)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
+    finally:
+        sock.close()
     reply = json.loads(b"".join(chunks))
     return int(reply["exit"]), reply.get("stdout")
 
