@@ -25,6 +25,7 @@ from cni.model import (
     InterfacePlan,
     NetworkParams,
     Route,
+    link_group,
     link_name,
     plan_interfaces,
     stable_mac,
@@ -227,6 +228,7 @@ class Agent:
             "netns": req.netns,
             "pod": {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid},
             "phase": ADDING,
+            "group": link_group(req.network, req.container_id, req.ifname),
             "links": planned,
             "plans": [_plan_doc(p) for p in plans],
             "args": spec_args(req),
@@ -268,7 +270,7 @@ class Agent:
                 self._default_interface(req, record, pod, pod_fd, plans, result)
                 self._crash_point("eth0")
                 for plan in plans:
-                    self._secondary(req, pod, pod_fd, plan, result)
+                    self._secondary(req, pod, pod_fd, plan, record["group"], result)
                 self._crash_point("links")
         finally:
             os.close(pod_fd)
@@ -307,7 +309,9 @@ class Agent:
         mac = stable_mac(req.container_id, req.ifname)
         host_fd = links.open_netns(self.config.host_netns or OWN_NETNS)
         try:
-            index = links.create_veth(pod, req.ifname, mac, self.config.default_mtu, host_name, host_fd)
+            index = links.create_veth(
+                pod, req.ifname, mac, self.config.default_mtu, host_name, host_fd, record["group"]
+            )
         finally:
             os.close(host_fd)
         with links.rtnl(self.config.host_netns) as host:
@@ -330,18 +334,20 @@ class Agent:
         if default:
             result["routes"].append({"dst": "0.0.0.0/0", "gw": str(gateway)})
 
-    def _secondary(self, req: spec.Request, pod: Any, pod_fd: int, plan: InterfacePlan, result: dict[str, Any]) -> None:
+    def _secondary(
+        self, req: spec.Request, pod: Any, pod_fd: int, plan: InterfacePlan, group: int, result: dict[str, Any]
+    ) -> None:
         if plan.kind == "veth":
             ipu_fd = links.open_netns(self.config.ipu_netns or OWN_NETNS)
             try:
-                index = links.create_veth(pod, plan.name, plan.mac, plan.mtu, plan.peer, ipu_fd)
+                index = links.create_veth(pod, plan.name, plan.mac, plan.mtu, plan.peer, ipu_fd, group)
             finally:
                 os.close(ipu_fd)
             with links.rtnl(self.config.ipu_netns) as ipu:
                 links.set_up(ipu, plan.peer)
         else:
             with links.rtnl(self.config.host_netns) as host:
-                links.create_macvlan(host, plan.peer, plan.name, plan.mac, plan.mtu, pod_fd)
+                links.create_macvlan(host, plan.peer, plan.name, plan.mac, plan.mtu, pod_fd, group)
             found = links.index_of(pod, plan.name)
             assert found is not None
             index = found
@@ -423,14 +429,21 @@ class Agent:
                     self.datapath.detach(_port_from_doc(doc))
                 except Exception as err:  # the datapath is a plug-in: report, keep releasing
                     errors.append(f"datapath detach {doc.get('representor')}: {err}")
+        by_netns: dict[str | None, list[Mapping[str, Any]]] = {}
         for link in record.get("links", []):
+            by_netns.setdefault(link["netns"], []).append(link)
+        for netns, owned in by_netns.items():
             try:
-                with links.rtnl(link["netns"]) as ipr:
-                    links.delete_link(ipr, link["name"], link.get("mac"))
+                with links.rtnl(netns) as ipr:
+                    if netns == record.get("netns") and record.get("group"):
+                        # The pod side in one batch; veth peers go with it.
+                        links.delete_group(ipr, record["group"])
+                    for link in owned:
+                        links.delete_link(ipr, link["name"], link.get("mac"))
             except links.NetnsGone:
                 continue  # the namespace took its links with it
             except (OSError, NetlinkError) as err:
-                errors.append(f"delete {link['name']}: {err}")
+                errors.append(f"delete links in {netns or 'the agent namespace'}: {err}")
         if "delegate" in record and self.config.conf_dir is not None:
             try:
                 conf = delegate.find_primary(self.config.conf_dir)

@@ -118,15 +118,17 @@ def link_state(ipr: IPRoute, name: str) -> LinkState | None:
 
 
 def create_veth(
-    ipr: IPRoute, name: str, mac: str, mtu: int, peer: str, peer_netns_fd: int
+    ipr: IPRoute, name: str, mac: str, mtu: int, peer: str, peer_netns_fd: int, group: int = 0
 ) -> int:
-    """A veth `name` here whose peer `peer` is created directly in another namespace."""
+    """A veth `name` here (in link group `group`) whose peer `peer` is created
+    directly in another namespace."""
     ipr.link(
         "add",
         ifname=name,
         kind="veth",
         address=mac,
         mtu=mtu,
+        group=group,
         peer={"ifname": peer, "mtu": mtu, "net_ns_fd": peer_netns_fd},
     )
     index = index_of(ipr, name)
@@ -135,7 +137,7 @@ def create_veth(
 
 
 def create_macvlan(
-    uplink_ipr: IPRoute, uplink: str, name: str, mac: str, mtu: int, target_netns_fd: int
+    uplink_ipr: IPRoute, uplink: str, name: str, mac: str, mtu: int, target_netns_fd: int, group: int = 0
 ) -> None:
     """A macvlan (bridge mode) on `uplink`, born directly in the target namespace."""
     parent = index_of(uplink_ipr, uplink)
@@ -149,6 +151,7 @@ def create_macvlan(
         macvlan_mode="bridge",
         address=mac,
         mtu=mtu,
+        group=group,
         net_ns_fd=target_netns_fd,
     )
 
@@ -223,6 +226,17 @@ def delete_link(ipr: IPRoute, name: str, owner_mac: str | None = None) -> bool:
             raise
         return False
     return True
+
+
+def delete_group(ipr: IPRoute, group: int) -> None:
+    """Delete every link of a (non-default) group in one batch; none is fine."""
+    if group == 0:
+        raise ValueError("refusing to delete link group 0, the default group")
+    try:
+        ipr.link("del", group=group)
+    except NetlinkError as err:
+        if err.code not in (errno.ENODEV, errno.ENOENT):
+            raise
 
 
 def kernel_has_link_kind(kind: str) -> bool:

@@ -203,6 +203,14 @@ def stable_mac(container_id: str, ifname: str) -> str:
     return ":".join(f"{b:02x}" for b in (first, *digest[1:6]))
 
 
+def link_group(network: str, container_id: str, ifname: str) -> int:
+    """The link group (IFLA_GROUP) of one attachment's pod-side links: its
+    owner mark, and what lets DEL remove them all in one kernel batch (one
+    RCU grace period instead of one per link). Never 0, the default group."""
+    digest = hashlib.sha256(f"{network}/{container_id}/{ifname}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 0x7FFFFFFE + 1
+
+
 def link_name(prefix: str, container_id: str, ifname: str) -> str:
     """A node-side link name (<= 15 chars) owned by one attachment interface."""
     digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
