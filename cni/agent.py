@@ -315,19 +315,18 @@ class Agent:
         finally:
             os.close(host_fd)
         with links.rtnl(self.config.host_netns) as host:
-            links.set_up(host, host_name)
-            host_index = links.index_of(host, host_name)
-            assert host_index is not None
+            host_index = links.set_up(host, host_name)
             links.add_addresses(host, host_index, [ipaddress.ip_interface(f"{gateway}/32")])
             links.add_route(host, host_index, Route(ip.network, None))
-        links.set_up(pod, req.ifname)
+            host_state = links.link_state(host, host_name)
+        links.set_up(pod, req.ifname, index)
         links.add_addresses(pod, index, [ip])
         links.add_route(pod, index, Route(ipaddress.ip_network(f"{gateway}/32"), None))
         if default:
             links.add_route(pod, index, Route(ipaddress.ip_network("0.0.0.0/0"), gateway), onlink=True)
         at = len(result["interfaces"])
         result["interfaces"] += [
-            {"name": host_name, "mac": _mac_of(self.config.host_netns, host_name)},
+            {"name": host_name, "mac": host_state.mac if host_state else ""},
             {"name": req.ifname, "mac": mac, "mtu": self.config.default_mtu, "sandbox": req.netns},
         ]
         result["ips"].append({"address": str(ip), "gateway": str(gateway), "interface": at + 1})
@@ -351,7 +350,7 @@ class Agent:
             found = links.index_of(pod, plan.name)
             assert found is not None
             index = found
-        links.set_up(pod, plan.name)
+        links.set_up(pod, plan.name, index)
         links.add_addresses(pod, index, plan.ips)
         for route in plan.routes:
             links.add_route(pod, index, route, onlink=route.gateway is not None)
@@ -524,12 +523,6 @@ def _merge(result: dict[str, Any], other: Mapping[str, Any]) -> None:
     result["routes"] += list(other.get("routes", []))
     if other.get("dns"):
         result["dns"] = dict(other["dns"])
-
-
-def _mac_of(netns: str | None, name: str) -> str:
-    with links.rtnl(netns) as ipr:
-        state = links.link_state(ipr, name)
-    return state.mac if state else ""
 
 
 def _plan_doc(p: InterfacePlan) -> dict[str, Any]:

@@ -83,8 +83,15 @@ def rtnl(netns: str | None) -> Iterator[IPRoute]:
 
 
 def index_of(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    # One RTM_GETLINK by name (link_lookup dumps every link of the namespace).
+    try:
+        (link,) = ipr.link("get", ifname=name)
+    except NetlinkError as err:
+        if err.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
+    index: int = link["index"]
+    return index
 
 
 @dataclass(frozen=True)
@@ -156,11 +163,14 @@ def create_macvlan(
     )
 
 
-def set_up(ipr: IPRoute, name: str) -> None:
-    index = index_of(ipr, name)
+def set_up(ipr: IPRoute, name: str, index: int | None = None) -> int:
+    """Bring a link up; returns its index."""
+    if index is None:
+        index = index_of(ipr, name)
     if index is None:
         raise LookupError(f"link {name} does not exist")
     ipr.link("set", index=index, state="up")
+    return index
 
 
 def add_addresses(ipr: IPRoute, index: int, ips: Iterable[IPInterface]) -> None:
