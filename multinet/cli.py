@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each part adds its own subcommands; the handler is stored as `func`.
     cluster_cli.register(commands)
+    cluster_cli.register_node(commands)
     cni_cli.register(commands)
     return parser
 
