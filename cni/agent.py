@@ -184,14 +184,14 @@ class Agent:
         record = self._journal(req, pod, plans)
         try:
             result = self._create(req, record, plans)
-            ports = self._attach(pod, plans)
+            self._attach(pod, plans, record)
         except BaseException as err:
             self._undo(record)
             self._forget(record)
             if self.reporter is not None and isinstance(err, Exception):
                 self.reporter.failed(pod, f"{req.command} {req.ifname}: {err}")
             raise
-        record.update(phase=READY, result=result, ports=ports)
+        record.update(phase=READY, result=result)
         self.store.write(record)
         if self.reporter is not None:
             self.reporter.attached(pod, network_status(record))
@@ -261,6 +261,9 @@ class Agent:
 
     def _create(self, req: spec.Request, record: dict[str, Any], plans: tuple[InterfacePlan, ...]) -> dict[str, Any]:
         result: dict[str, Any] = {"interfaces": [], "ips": [], "routes": [], "dns": {}}
+        if req.prev_result is not None:
+            # Chained after another plugin: pass its result on, ours appended.
+            _merge(result, req.prev_result)
         try:
             pod_fd = links.open_netns(req.netns)
         except links.NetnsGone as err:
@@ -368,12 +371,20 @@ class Agent:
                 doc["gw"] = str(route.gateway)
             result["routes"].append(doc)
 
-    def _attach(self, pod: PodRef, plans: tuple[InterfacePlan, ...]) -> list[dict[str, Any]]:
+    def _attach(self, pod: PodRef, plans: tuple[InterfacePlan, ...], record: dict[str, Any]) -> None:
+        """Hand each veth port to the datapath. Ports are recorded first: detach
+        is idempotent, so a rollback may take back ones never attached."""
         ports = [_port(pod, p) for p in plans if p.kind == "veth"]
-        if self.datapath is not None:
-            for port in ports:
+        record["ports"] = [_port_doc(p) for p in ports]
+        if self.datapath is None:
+            return
+        for port in ports:
+            try:
                 self.datapath.attach(port)
-        return [_port_doc(p) for p in ports]
+            except Exception as err:  # a plug-in: any failure is reported, never a traceback
+                raise CniError(
+                    Code.TRY_AGAIN_LATER, f"datapath could not attach {port.interface} ({port.representor}): {err}"
+                ) from err
 
     def _invocation(self, req: spec.Request, record: Mapping[str, Any]) -> delegate.Invocation:
         return delegate.Invocation(
@@ -475,11 +486,16 @@ class Agent:
 
     def _check_pod(self, req: spec.Request, record: Mapping[str, Any]) -> list[str]:
         expected = req.prev_result or record["result"]
+        # Only what this plugin made: a delegated eth0 is checked by its own
+        # plugins, and an earlier plugin of the chain checks its own.
+        ours = {p["name"] for p in record.get("plans", [])}
+        if "defaultIP" in record:
+            ours.add(record["ifname"])
         problems: list[str] = []
         try:
             with links.rtnl(req.netns) as pod:
                 for i, itf in enumerate(expected.get("interfaces", [])):
-                    if itf.get("sandbox") != req.netns:
+                    if itf.get("sandbox") != req.netns or itf.get("name") not in ours:
                         continue
                     problems += _check_link(pod, itf, [ip["address"] for ip in expected.get("ips", []) if ip.get("interface") == i])
                 for plan in record.get("plans", []):

@@ -116,8 +116,8 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     if topology not in ("L2", "L3"):
         raise ValueError(f"spec.topology: {topology!r} must be L2 or L3")
     mtu = spec.get("mtu", DEFAULT_MTU)
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 576 <= mtu <= 65535:
-        raise ValueError(f"spec.mtu: {mtu!r} must be an integer in [576, 65535]")
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 576 <= mtu <= 9216:
+        raise ValueError(f"spec.mtu: {mtu!r} must be an integer in [576, 9216]")
     kind = spec.get("interfaceKind", "veth")
     if kind not in INTERFACE_KINDS:
         raise ValueError(f"spec.interfaceKind: {kind!r} must be one of {', '.join(INTERFACE_KINDS)}")

@@ -181,7 +181,7 @@ def bench(kubeconfig: Path, pods: int, shim_runs: int) -> dict[str, Any]:
         agent.start()
         node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig)
         networks = [objects.network(f"{PREFIX}-bench{n}-{secrets.token_hex(2)}", {
-            "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"}, "mtu": 1400})
+            "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"}, "mtu": 1400})
             for n in range(3)]
         for secondaries in (1, 3):
             log(f"multinet: {pods} pods with {secondaries} secondary network(s)")

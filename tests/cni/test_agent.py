@@ -232,3 +232,22 @@ def test_pod_without_secondary_networks(node: Node) -> None:
     ip = ipaddress.ip_interface(next(ip["address"] for ip in result.out["ips"]))
     assert ip in ipaddress.ip_network("10.244.77.0/24") or ip.ip in ipaddress.ip_network("10.244.77.0/24")
     assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+
+
+def test_chained_add_passes_prev_result_on(node: Node, networks: dict[str, str]) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("chained", [alloc(networks["a"], "net1", ["10.31.0.99/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    earlier = {"cniVersion": "1.1.0", "interfaces": [{"name": "lo0", "sandbox": f"/var/run/netns/{pod_ns}"}],
+               "ips": [{"address": "192.0.2.1/32", "interface": 0}], "dns": {"nameservers": ["192.0.2.53"]}}
+    result = verb(node, "ADD", pod_ns, pod, container, prevResult=earlier)
+    assert result.exit == 0, result.out
+    assert result.out["interfaces"][0]["name"] == "lo0"
+    assert {"address": "192.0.2.1/32", "interface": 0} in result.out["ips"]
+    assert result.out["dns"] == {"nameservers": ["192.0.2.53"]}
+    net1 = next(i for i, itf in enumerate(result.out["interfaces"]) if itf["name"] == "net1")
+    assert {"address": "10.31.0.99/24", "interface": net1, "gateway": "10.31.0.1"} in result.out["ips"]
+    # CHECK looks only at what multinet made (lo0 is not in the namespace).
+    assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+

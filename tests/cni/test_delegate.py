@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 @pytest.fixture(scope="module")
 def network(delegating_node: Node) -> str:
     return delegating_node.objects.network(f"{PREFIX}-d-{secrets.token_hex(2)}", {
-        "ipv4": {"subnet": "10.34.0.0/24", "gateway": "10.34.0.1"}, "mtu": 1400,
+        "topology": "L2", "ipv4": {"subnet": "10.34.0.0/24", "gateway": "10.34.0.1"}, "mtu": 1400,
     })
 
 
