@@ -27,6 +27,7 @@ from cni.model import NetworkParams, parse_allocations, parse_params
 from cni.spec import Code, CniError
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
+    DEFAULT_NETWORK,
     GROUP,
     NETWORK_STATUS_ANNOTATION,
     NETWORKS_ANNOTATION,
@@ -168,7 +169,7 @@ class KubePods:
         annotations = obj.get("metadata", {}).get("annotations") or {}
         raw = annotations.get(ALLOCATIONS_ANNOTATION)
         if raw is None:
-            if annotations.get(NETWORKS_ANNOTATION):
+            if wants_secondary_networks(annotations.get(NETWORKS_ANNOTATION)):
                 raise CniError(Code.TRY_AGAIN_LATER, f"pod {pod.namespace}/{pod.name} has no {ALLOCATIONS_ANNOTATION} yet")
             return PodNetworking(pod)
         try:
@@ -222,6 +223,24 @@ class KubePods:
             raise CniError(Code.TRY_AGAIN_LATER, f"apiserver: {err.reason}") from None
         except (HTTPError, OSError) as err:
             raise CniError(Code.TRY_AGAIN_LATER, f"apiserver unreachable: {err}") from None
+
+
+def wants_secondary_networks(networks: str | None) -> bool:
+    """Whether the pod's networks annotation asks for more than the default
+    network (then the controller's allocations must come first)."""
+    if not networks:
+        return False
+    try:
+        entries = json.loads(networks)
+    except ValueError:
+        return True  # admission validates it; until then, wait rather than guess
+    if not isinstance(entries, list):
+        return True
+    return any(
+        not isinstance(e, dict) or e.get("podNetworkName", DEFAULT_NETWORK) != DEFAULT_NETWORK
+        or e.get("podNetworkAttachmentName")
+        for e in entries
+    )
 
 
 class KubeReporter:

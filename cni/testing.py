@@ -233,10 +233,10 @@ class ClusterObjects:
         return name
 
     def pod(self, namespace: str, name: str, node: str, allocations: list[dict[str, Any]] | None) -> str:
-        """A pod bound to `node`, with the allocations the controller would write."""
-        annotations = {ALLOCATIONS_ANNOTATION: json.dumps(allocations)} if allocations is not None else {}
+        """A pod bound to `node`, then given the allocations the controller would
+        write (after creation: admission refuses them from anyone at create)."""
         body = {
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {
                 "nodeName": node,
                 "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
@@ -247,6 +247,9 @@ class ClusterObjects:
         pod = self.core.create_namespaced_pod(namespace, body)
         # No kubelet confirms a graceful deletion here: delete at once.
         self._undo.append(lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
+        if allocations is not None:
+            patch = {"metadata": {"annotations": {ALLOCATIONS_ANNOTATION: json.dumps(allocations)}}}
+            self.core.patch_namespaced_pod(name, namespace, patch)
         return str(pod.metadata.uid)
 
     def close(self) -> None:

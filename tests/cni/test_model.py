@@ -85,3 +85,16 @@ def test_names_and_marks() -> None:
     assert mac == stable_mac("c1", "net1") != stable_mac("c2", "net1")
     assert len(link_name("mnc", "c" * 64, "net1")) == 15
     assert link_group("n", "c1", "eth0") != 0
+
+
+@pytest.mark.parametrize("networks,wanted", [
+    (None, False),
+    ('[{"podNetworkName": "default"}]', False),
+    ('[{"podNetworkName": "default"}, {"podNetworkName": "fronthaul"}]', True),
+    ('[{"podNetworkAttachmentName": "att"}]', True),
+    ("not json", True),
+])
+def test_when_allocations_must_come_first(networks: str | None, wanted: bool) -> None:
+    from cni.kube import wants_secondary_networks
+
+    assert wants_secondary_networks(networks) is wanted
