@@ -291,7 +291,7 @@ class Agent:
         if "delegate" in record:
             conf = delegate.find_primary(self.config.conf_dir) if self.config.conf_dir else None
             assert conf is not None
-            out = delegate.run_chain("ADD", conf, self._invocation(req, record), None)
+            out = delegate.run_chain("ADD", conf, self._invocation(record), None)
             record["delegateResult"] = out
             self.store.write(record)
             _merge(result, spec.normalise_result(out or {}))
@@ -386,7 +386,7 @@ class Agent:
                     Code.TRY_AGAIN_LATER, f"datapath could not attach {port.interface} ({port.representor}): {err}"
                 ) from err
 
-    def _invocation(self, req: spec.Request, record: Mapping[str, Any]) -> delegate.Invocation:
+    def _invocation(self, record: Mapping[str, Any]) -> delegate.Invocation:
         return delegate.Invocation(
             container_id=record["containerID"],
             netns=record.get("netns") or "",
@@ -418,7 +418,7 @@ class Agent:
             return
         record = {"containerID": req.container_id, "netns": req.netns, "ifname": req.ifname,
                   "args": spec_args(req), "path": list(req.path)}
-        delegate.run_chain("DEL", conf, self._invocation(req, record), req.prev_result)
+        delegate.run_chain("DEL", conf, self._invocation(record), req.prev_result)
 
     def _gc(self, req: spec.Request) -> None:
         valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
@@ -457,13 +457,10 @@ class Agent:
         if "delegate" in record and self.config.conf_dir is not None:
             try:
                 conf = delegate.find_primary(self.config.conf_dir)
-                delegate.run_chain("DEL", conf, self._invocation_of(record), record.get("delegateResult"))
+                delegate.run_chain("DEL", conf, self._invocation(record), record.get("delegateResult"))
             except CniError as err:
                 errors.append(f"primary network DEL: {err.msg}")
         return errors
-
-    def _invocation_of(self, record: Mapping[str, Any]) -> delegate.Invocation:
-        return self._invocation(None, record)  # type: ignore[arg-type]
 
     def _forget(self, record: Mapping[str, Any]) -> None:
         self.store.delete(record["network"], record["containerID"], record["ifname"])
@@ -478,7 +475,7 @@ class Agent:
         if "delegate" in record and self.config.conf_dir is not None:
             conf = delegate.find_primary(self.config.conf_dir)
             try:
-                delegate.run_chain("CHECK", conf, self._invocation(req, record), record.get("delegateResult"))
+                delegate.run_chain("CHECK", conf, self._invocation(record), record.get("delegateResult"))
             except CniError as err:
                 problems.append(err.msg)
         if problems:

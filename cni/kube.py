@@ -168,6 +168,13 @@ class KubePods:
         obj = self._pod(pod)
         annotations = obj.get("metadata", {}).get("annotations") or {}
         raw = annotations.get(ALLOCATIONS_ANNOTATION)
+        if raw is None and wants_secondary_networks(annotations.get(NETWORKS_ANNOTATION)):
+            # The controller may have written them a moment ago: one fresh read.
+            fresh = self._get(lambda: self.core.read_namespaced_pod(pod.name, pod.namespace, _preload_content=False))
+            if fresh is not None:
+                self.pods.put(fresh)
+                annotations = fresh.get("metadata", {}).get("annotations") or {}
+                raw = annotations.get(ALLOCATIONS_ANNOTATION)
         if raw is None:
             if wants_secondary_networks(annotations.get(NETWORKS_ANNOTATION)):
                 raise CniError(Code.TRY_AGAIN_LATER, f"pod {pod.namespace}/{pod.name} has no {ALLOCATIONS_ANNOTATION} yet")

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    timeout = 60  # the shim sends its whole request at once, then half-closes
 
     def handle(self) -> None:
         start = time.perf_counter()
@@ -40,7 +41,12 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             env, stdin = decode_request(raw)
         except spec.CniError as err:
             return 1, err.to_result()
-        return self.agent.handle(env, stdin)
+        try:
+            return self.agent.handle(env, stdin)
+        except Exception as err:  # the edge: a bug must still answer in the spec's shape
+            log.exception("request failed")
+            failure = spec.CniError(spec.Code.INTERFACE_FAILURE, f"internal error in the multinet agent: {err!r}")
+            return 1, failure.to_result(spec.reply_version(env, stdin))
 
 
 def decode_request(raw: bytes) -> tuple[dict[str, str], str]:
