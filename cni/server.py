@@ -31,6 +31,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    # A node starting many pods at once connects many shims at once; unix
+    # sockets refuse (EAGAIN) rather than queue past the backlog.
+    request_queue_size = 512
 
     def __init__(self, path: str, agent: Agent) -> None:
         self.agent = agent

@@ -39,14 +39,25 @@ def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) ->
     # time than the whole exchange.
     import _socket
 
+    import time
+
     request = json.dumps({"env": dict(env), "stdin": stdin}).encode()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as err:
-            raise Unreachable(f"multinet agent unreachable at {path}: {err.strerror}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as err:
+                raise Unreachable(f"multinet agent unreachable at {path}: {err.strerror}") from None
+            except BlockingIOError:
+                # The agent's accept backlog is full (a burst of pods): it is
+                # alive, so wait for room rather than fail the verb.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         sock.sendall(request)
         sock.shutdown(_socket.SHUT_WR)
         chunks = []

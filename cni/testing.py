@@ -233,12 +233,14 @@ class ClusterObjects:
         return name
 
     def pod(self, namespace: str, name: str, node: str, allocations: list[dict[str, Any]] | None) -> str:
-        """A pod bound to `node`, then given the allocations the controller would
-        write (after creation: admission refuses them from anyone at create)."""
+        """A pod given the allocations the controller would write, then bound to
+        `node`, in that order as in the real flow (the agent never sees a bound
+        pod before its allocations). No scheduler picks it up: it names none
+        that exists, and the test binds it itself."""
         body = {
             "metadata": {"name": name, "namespace": namespace},
             "spec": {
-                "nodeName": node,
+                "schedulerName": f"{self.prefix}-bound-by-test",
                 "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
                 "readinessGates": [{"conditionType": READINESS_CONDITION}],
                 "tolerations": [{"operator": "Exists"}],
@@ -248,8 +250,13 @@ class ClusterObjects:
         # No kubelet confirms a graceful deletion here: delete at once.
         self._undo.append(lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
         if allocations is not None:
+            # After creation: admission refuses the annotation from anyone at create.
             patch = {"metadata": {"annotations": {ALLOCATIONS_ANNOTATION: json.dumps(allocations)}}}
             self.core.patch_namespaced_pod(name, namespace, patch)
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        # Raw response: the client's Binding model fails to read the empty reply.
+        self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False)
         return str(pod.metadata.uid)
 
     def close(self) -> None:
