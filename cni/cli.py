@@ -29,6 +29,16 @@ def register(commands: Any) -> None:
     agent.add_argument("--log-level", default="INFO")
     agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see NodeConfig
     agent.set_defaults(func=run_agent)
+    install = commands.add_parser("install-cni", help="install the multinet-cni plugin into a CNI bin dir")
+    install.add_argument("--bin-dir", type=Path, default=Path("/opt/cni/bin"), help="the runtime's CNI bin dir")
+    install.set_defaults(func=run_install)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from cni.install import install
+
+    print(install(args.bin_dir))
+    return 0
 
 
 def node_config(args: argparse.Namespace) -> Any:

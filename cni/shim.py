@@ -13,15 +13,15 @@ missing resources; the agent's GC removes leftovers later), STATUS reports 50.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Mapping
 
+from cni import leanjson as json  # `json` imports `re`: see cni/leanjson.py
 from cni import spec
 
-TYPE_CHECKING = False  # no `typing` import at run time: see cni.spec on start time
+TYPE_CHECKING = False  # annotation-only imports: see cni.spec on start time
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, TextIO
 
 DEFAULT_SOCKET = "/run/multinet/cni.sock"
@@ -41,7 +41,7 @@ def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) ->
 
     import time
 
-    request = json.dumps({"env": dict(env), "stdin": stdin}).encode()
+    request = json.dumps({"env": dict(env), "stdin": stdin}).encode("utf-8")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)

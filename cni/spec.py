@@ -7,18 +7,19 @@ its socket (it never trusts the shim). Pure: no I/O.
 Spec references are to SPEC.md 1.1.0 of containernetworking/cni, section 2
 ("Execution Protocol") and section 5 ("Result Types").
 
-Start time: this module avoids `typing`, `dataclasses`, `enum`, `re` and
-`ipaddress` at import (together ~60% of the shim's own start); the request is
-a slotted class and ipaddress is imported only when a prevResult is checked.
+Start time: this module avoids `typing`, `collections`, `dataclasses`, `enum`, `re`, `json`
+and `ipaddress` at import (together most of the shim's own start); the
+request is a slotted class, JSON goes through cni.leanjson and ipaddress is
+imported only when a prevResult is checked.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from cni import leanjson as json  # `json` imports `re`: see cni/leanjson.py
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `collections` is another import at start
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4.0", "1.0.0", "1.1.0")
@@ -159,7 +160,7 @@ def _version_of_version_input(stdin: bytes | str) -> str:
     """VERSION answers in the caller's version when we speak it (spec 2, VERSION)."""
     try:
         doc = json.loads(stdin) if stdin else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST_VERSION
     asked = doc.get("cniVersion") if isinstance(doc, dict) else None
     return asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION
@@ -169,7 +170,7 @@ def decode_config(stdin: bytes | str) -> dict[str, Any]:
     try:
         text = stdin.decode("utf-8") if isinstance(stdin, bytes) else stdin
         doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CniError(
             Code.DECODING_FAILURE, "failed to decode the network configuration on stdin", str(err)
         ) from None
@@ -276,7 +277,7 @@ def _check_config(command: str, config: Mapping[str, Any]) -> None:
     if "ipam" in config:
         raise CniError(
             Code.UNSUPPORTED_FIELD,
-            f"unsupported field ipam={json.dumps(config['ipam'], sort_keys=True)}: "
+            f"unsupported field ipam={json.dumps(config['ipam'])}: "
             "multinet takes addresses from the pod's allocations",
         )
     socket = config.get("socket")
@@ -404,7 +405,7 @@ def reply_version(env: Mapping[str, str], stdin: bytes | str) -> str:
     """The cniVersion to put on an error reply: the caller's when we speak it."""
     try:
         doc = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError, TypeError):
+    except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
         return LATEST_VERSION
     version = doc.get("cniVersion") if isinstance(doc, dict) else None
     return version if version in SUPPORTED_VERSIONS else LATEST_VERSION

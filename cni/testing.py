@@ -282,6 +282,7 @@ class Node:
     objects: ClusterObjects
     netns: Namespaces
     kubeconfig: Path
+    plugin: str = ""  # the plugin binary to call (default: the console script)
 
     def pod(self, name: str, allocations: list[dict[str, Any]] | None) -> tuple[str, str, str]:
         uid = self.objects.pod(self.namespace, name, self.name, allocations)
@@ -291,7 +292,7 @@ class Node:
             version: str = "1.1.0", **conf: Any) -> PluginResult:
         """The plugin binary invoked for this node's agent, as the runtime would."""
         env = cni_env(command, container, netns, pod=pod)
-        return invoke(plugin_binary(), env, self.agent.conf(version, **conf))
+        return invoke(self.plugin or plugin_binary(), env, self.agent.conf(version, **conf))
 
 
 def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: bool = False) -> dict[str, Any]:

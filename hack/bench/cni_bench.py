@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import config
 
 from cni import testing
+from cni.install import install
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
@@ -65,14 +66,25 @@ def run_plugin(binary: str, env: dict[str, str], conf: dict[str, Any], preexec: 
     return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
-def shim_start(runs: int) -> dict[str, Any]:
-    shim = testing.plugin_binary()
+def shim_start(installed: str, runs: int) -> dict[str, Any]:
+    """VERSION round trips: the installed plugin (python -SE), the console
+    script pip makes (full `site`), the reference bridge, and bare interpreters."""
     env = {"CNI_COMMAND": "VERSION"}
     version = {"cniVersion": "1.1.0"}
-    ours = [timed(lambda: run_plugin(shim, env, version)) for _ in range(runs)]
-    ref = [timed(lambda: run_plugin(f"{REFERENCE_BIN}/bridge", env, version)) for _ in range(runs)]
-    bare = [timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)) for _ in range(runs)]
-    return {"multinet_cni": percentiles(ours), "reference_bridge": percentiles(ref), "python_bare_start": percentiles(bare)}
+    samples: dict[str, list[float]] = {k: [] for k in ("installed", "console", "bridge", "bare", "bare_S")}
+    for _ in range(runs):  # interleaved, so load changes hit every series alike
+        samples["installed"].append(timed(lambda: run_plugin(installed, env, version)))
+        samples["console"].append(timed(lambda: run_plugin(testing.plugin_binary(), env, version)))
+        samples["bridge"].append(timed(lambda: run_plugin(f"{REFERENCE_BIN}/bridge", env, version)))
+        samples["bare"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)))
+        samples["bare_S"].append(timed(lambda: subprocess.run([sys.executable, "-SE", "-c", "pass"], check=True)))
+    return {
+        "multinet_cni_installed": percentiles(samples["installed"]),
+        "multinet_cni_console_script": percentiles(samples["console"]),
+        "reference_bridge": percentiles(samples["bridge"]),
+        "python_bare_start": percentiles(samples["bare"]),
+        "python_bare_start_no_site": percentiles(samples["bare_S"]),
+    }
 
 
 def multinet_run(node: testing.Node, networks: list[str], pods: int, secondaries: int) -> dict[str, Any]:
@@ -171,15 +183,16 @@ def bench(kubeconfig: Path, pods: int, shim_runs: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="mnc-bench-"))
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "pods": pods}
     try:
+        plugin = str(install(work / "bin"))
         log(f"shim start time over {shim_runs} runs")
-        report["version_start"] = shim_start(shim_runs)
+        report["version_start"] = shim_start(plugin, shim_runs)
         namespace, node_name = objects.namespace(), objects.node()
         host, ipu = netns.new("bhost"), netns.new("bipu")
         agent = testing.AgentProcess(work, node_name, kubeconfig, [
             "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", PREFIX, "--pod-cidr", "10.244.0.0/20",
             "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
         agent.start()
-        node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig)
+        node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, plugin)
         networks = [objects.network(f"{PREFIX}-bench{n}-{secrets.token_hex(2)}", {
             "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"}, "mtu": 1400})
             for n in range(3)]

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client, config
 
 from cni import testing
+from cni.install import install
 
 PREFIX = testing.TEST_PREFIX
 
@@ -52,7 +53,9 @@ def emulated_node(api: client.ApiClient, kubeconfig: Path, work: Path, *default:
         args = ["--ipu-netns", ipu, "--host-netns", host, "--link-prefix", PREFIX, *default]
         agent = testing.AgentProcess(work, node_name, kubeconfig, args)
         agent.start()
-        yield testing.Node(node_name, namespace, host, ipu, uplink, agent, objects, netns, kubeconfig)
+        # The plugin as `multinet install-cni` puts it in a runtime's bin dir.
+        plugin = str(install(work / "bin"))
+        yield testing.Node(node_name, namespace, host, ipu, uplink, agent, objects, netns, kubeconfig, plugin)
     finally:
         if agent is not None:
             agent.stop()
