@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from cni.agent import PodNetworking, PodRef
-from cni.model import NetworkParams, parse_allocations, parse_params
+from cni.model import Allocation, NetworkParams, params_key, parse_allocations, parse_params
 from cni.spec import Code, CniError
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
@@ -36,6 +36,7 @@ from podnetwork.names import (
     PARAMS_KIND,
     PARAMS_PLURAL,
     PARAMS_VERSION,
+    POD_NETWORK_ATTACHMENT_PLURAL,
     POD_NETWORK_PLURAL,
     READINESS_CONDITION,
     VERSION,
@@ -141,6 +142,11 @@ class KubePods:
             _raw(lambda **kw: self.custom.list_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, **kw)),
             self._stop,
         )
+        self.attachments = _Cache(
+            "podnetworkattachments",
+            _raw(lambda **kw: self.custom.list_cluster_custom_object(GROUP, VERSION, POD_NETWORK_ATTACHMENT_PLURAL, **kw)),
+            self._stop,
+        )
         self.params = _Cache(
             "networkparams",
             _raw(lambda **kw: self.custom.list_cluster_custom_object(PARAMS_GROUP, PARAMS_VERSION, PARAMS_PLURAL, **kw)),
@@ -149,7 +155,7 @@ class KubePods:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for cache in (self.pods, self.networks, self.params):
+        for cache in self._caches():
             thread = threading.Thread(target=cache.run, name=f"watch-{cache.kind}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -157,12 +163,15 @@ class KubePods:
     def stop(self) -> None:
         self._stop.set()
 
+    def _caches(self) -> tuple[_Cache, ...]:
+        return (self.pods, self.networks, self.attachments, self.params)
+
     def synced(self) -> bool:
-        return all(c.synced.is_set() for c in (self.pods, self.networks, self.params))
+        return all(c.synced.is_set() for c in self._caches())
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        return all(c.synced.wait(max(0.0, deadline - time.monotonic())) for c in (self.pods, self.networks, self.params))
+        return all(c.synced.wait(max(0.0, deadline - time.monotonic())) for c in self._caches())
 
     def networking(self, pod: PodRef) -> PodNetworking:
         obj = self._pod(pod)
@@ -183,8 +192,23 @@ class KubePods:
             allocations = parse_allocations(raw)
         except ValueError as err:
             raise CniError(Code.INVALID_CONFIG, f"pod annotation {ALLOCATIONS_ANNOTATION}: {err}") from None
-        params = {a.pod_network: self._params_of(a.pod_network) for a in allocations}
+        params = {params_key(a): self._params_for(pod, a) for a in allocations}
         return PodNetworking(pod, allocations, params)
+
+    def _params_for(self, pod: PodRef, a: Allocation) -> NetworkParams:
+        """An attachment's own parametersRefs win over its PodNetwork's."""
+        if a.attachment:
+            pna = self.attachments.get(pod.namespace, a.attachment) or self._get(
+                lambda: self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, pod.namespace, POD_NETWORK_ATTACHMENT_PLURAL, a.attachment, _preload_content=False
+                )
+            )
+            if pna is None:
+                raise CniError(Code.TRY_AGAIN_LATER, f"PodNetworkAttachment {pod.namespace}/{a.attachment} not found")
+            name = _params_ref(pna)
+            if name is not None:
+                return self._load_params(name, f"PodNetworkAttachment {pod.namespace}/{a.attachment}")
+        return self._params_of(a.pod_network)
 
     def _pod(self, pod: PodRef) -> dict[str, Any]:
         obj = self.pods.get(pod.namespace, pod.name)
@@ -204,16 +228,17 @@ class KubePods:
         )
         if pn is None:
             raise CniError(Code.TRY_AGAIN_LATER, f"PodNetwork {network} not found")
-        refs = [r for r in pn.get("spec", {}).get("parametersRefs") or []
-                if r.get("kind") == PARAMS_KIND and r.get("group", PARAMS_GROUP) == PARAMS_GROUP]
-        if not refs:
+        name = _params_ref(pn)
+        if name is None:
             raise CniError(Code.INVALID_CONFIG, f"PodNetwork {network}: spec.parametersRefs names no {PARAMS_KIND}")
-        name = refs[0]["name"]
+        return self._load_params(name, f"PodNetwork {network}")
+
+    def _load_params(self, name: str, owner: str) -> NetworkParams:
         obj = self.params.get("", name) or self._get(
             lambda: self.custom.get_cluster_custom_object(PARAMS_GROUP, PARAMS_VERSION, PARAMS_PLURAL, name, _preload_content=False)
         )
         if obj is None:
-            raise CniError(Code.TRY_AGAIN_LATER, f"{PARAMS_KIND} {name} of PodNetwork {network} not found")
+            raise CniError(Code.TRY_AGAIN_LATER, f"{PARAMS_KIND} {name} of {owner} not found")
         try:
             return parse_params(obj.get("spec") or {})
         except ValueError as err:
@@ -230,6 +255,14 @@ class KubePods:
             raise CniError(Code.TRY_AGAIN_LATER, f"apiserver: {err.reason}") from None
         except (HTTPError, OSError) as err:
             raise CniError(Code.TRY_AGAIN_LATER, f"apiserver unreachable: {err}") from None
+
+
+def _params_ref(obj: dict[str, Any]) -> str | None:
+    """The name of the NetworkParams an object's spec.parametersRefs points at."""
+    for ref in obj.get("spec", {}).get("parametersRefs") or []:
+        if ref.get("kind") == PARAMS_KIND and ref.get("group", PARAMS_GROUP) == PARAMS_GROUP:
+            return str(ref["name"])
+    return None
 
 
 def wants_secondary_networks(networks: str | None) -> bool:

@@ -217,6 +217,12 @@ def link_name(prefix: str, container_id: str, ifname: str) -> str:
     return prefix + digest[: 15 - len(prefix)]
 
 
+def params_key(a: Allocation) -> str:
+    """Which NetworkParams an allocation uses: its attachment's when it came
+    through a PodNetworkAttachment (which may carry its own), else its network's."""
+    return f"{a.pod_network}/{a.attachment or ''}"
+
+
 def plan_interfaces(
     container_id: str,
     allocations: Sequence[Allocation],
@@ -232,7 +238,7 @@ def plan_interfaces(
 def _plan_one(
     container_id: str, a: Allocation, params: Mapping[str, NetworkParams], prefix: str
 ) -> InterfacePlan:
-    p = params.get(a.pod_network)
+    p = params.get(params_key(a))
     if p is None:
         raise ValueError(f"PodNetwork {a.pod_network!r} has no NetworkParams")
     routes: list[Route] = []

@@ -30,6 +30,7 @@ from podnetwork.names import (
     PARAMS_KIND,
     PARAMS_PLURAL,
     PARAMS_VERSION,
+    POD_NETWORK_ATTACHMENT_PLURAL,
     POD_NETWORK_PLURAL,
     READINESS_CONDITION,
     VERSION,
@@ -154,7 +155,7 @@ class AgentProcess:
 # --- cluster objects ---------------------------------------------------------------
 
 
-def _crd(group: str, kind: str, plural: str) -> dict[str, Any]:
+def _crd(group: str, kind: str, plural: str, scope: str = "Cluster") -> dict[str, Any]:
     schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -162,7 +163,7 @@ def _crd(group: str, kind: str, plural: str) -> dict[str, Any]:
         "metadata": {"name": f"{plural}.{group}", "labels": {TEMPORARY_CRD_LABEL: "cni-tests"}},
         "spec": {
             "group": group,
-            "scope": "Cluster",
+            "scope": scope,
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
             "versions": [{"name": VERSION if group == GROUP else PARAMS_VERSION, "served": True, "storage": True,
                           "schema": schema, "subresources": {"status": {}}}],
@@ -176,7 +177,11 @@ def ensure_crds(api: client.ApiClient) -> list[str]:
     the foundation, these let the agent's tests run). Returns what it created."""
     ext = client.ApiextensionsV1Api(api)
     created = []
-    for crd in (_crd(GROUP, "PodNetwork", POD_NETWORK_PLURAL), _crd(PARAMS_GROUP, PARAMS_KIND, PARAMS_PLURAL)):
+    for crd in (
+        _crd(GROUP, "PodNetwork", POD_NETWORK_PLURAL),
+        _crd(GROUP, "PodNetworkAttachment", POD_NETWORK_ATTACHMENT_PLURAL, "Namespaced"),
+        _crd(PARAMS_GROUP, PARAMS_KIND, PARAMS_PLURAL),
+    ):
         try:
             ext.read_custom_resource_definition(crd["metadata"]["name"])
             continue
@@ -220,12 +225,29 @@ class ClusterObjects:
         self._undo.append(lambda: self.core.delete_node(name))
         return name
 
-    def network(self, name: str, params: Mapping[str, Any]) -> str:
+    def params(self, name: str, spec: Mapping[str, Any]) -> dict[str, str]:
+        """A NetworkParams; returns a parametersRefs entry naming it."""
         body = {"apiVersion": f"{PARAMS_GROUP}/{PARAMS_VERSION}", "kind": PARAMS_KIND,
-                "metadata": {"name": name}, "spec": dict(params)}
+                "metadata": {"name": name}, "spec": dict(spec)}
         self.custom.create_cluster_custom_object(PARAMS_GROUP, PARAMS_VERSION, PARAMS_PLURAL, body)
         self._undo.append(lambda: self.custom.delete_cluster_custom_object(PARAMS_GROUP, PARAMS_VERSION, PARAMS_PLURAL, name))
-        ref = {"group": PARAMS_GROUP, "kind": PARAMS_KIND, "name": name}
+        return {"group": PARAMS_GROUP, "kind": PARAMS_KIND, "name": name}
+
+    def attachment(self, namespace: str, name: str, network: str, params: dict[str, str] | None) -> str:
+        """A PodNetworkAttachment, with its own parametersRefs when given."""
+        spec: dict[str, Any] = {"podNetworkName": network}
+        if params is not None:
+            spec["parametersRefs"] = [params]
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PodNetworkAttachment",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, POD_NETWORK_ATTACHMENT_PLURAL, body)
+        self._undo.append(lambda: self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, POD_NETWORK_ATTACHMENT_PLURAL, name))
+        return name
+
+    def network(self, name: str, params: Mapping[str, Any]) -> str:
+        """A PodNetwork with its own NetworkParams (of the same name)."""
+        ref = self.params(name, params)
         network = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PodNetwork", "metadata": {"name": name},
                    "spec": {"enabled": True, "provider": "multinet.io", "parametersRefs": [ref]}}
         self.custom.create_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, network)
@@ -295,10 +317,14 @@ class Node:
         return invoke(self.plugin or plugin_binary(), env, self.agent.conf(version, **conf))
 
 
-def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: bool = False) -> dict[str, Any]:
+def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: bool = False,
+          attachment: str | None = None) -> dict[str, Any]:
     """One entry of the allocations annotation, as the controller writes it."""
-    return {"podNetworkName": network, "interfaceName": ifname, "networkId": 100 + len(network),
-            "ips": ips, "isDefaultGW4": gw4, "isDefaultGW6": gw6}
+    entry = {"podNetworkName": network, "interfaceName": ifname, "networkId": 100 + len(network),
+             "ips": ips, "isDefaultGW4": gw4, "isDefaultGW6": gw6}
+    if attachment:
+        entry["podNetworkAttachmentName"] = attachment
+    return entry
 
 
 def link(netns: str | None, name: str) -> Any:

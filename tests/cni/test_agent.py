@@ -251,3 +251,26 @@ def test_chained_add_passes_prev_result_on(node: Node, networks: dict[str, str])
     assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
     assert verb(node, "DEL", pod_ns, pod, container).exit == 0
 
+
+
+def test_attachment_parameters_win_over_the_network(node: Node, networks: dict[str, str]) -> None:
+    tag = secrets.token_hex(2)
+    own = node.objects.params(f"{PREFIX}-att-{tag}", {"topology": "L2", "mtu": 1360,
+                                                        "ipv4": {"subnet": "10.31.0.0/24", "gateway": "10.31.0.254"}})
+    with_params = node.objects.attachment(node.namespace, f"{PREFIX}-own-{tag}", networks["a"], own)
+    plain = node.objects.attachment(node.namespace, f"{PREFIX}-plain-{tag}", networks["a"], None)
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("attach", [
+        alloc(networks["a"], "net1", ["10.31.0.111/24"], gw4=True, attachment=with_params),
+        alloc(networks["a"], "net2", ["10.31.0.112/24"], attachment=plain),
+    ])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container)
+    assert result.exit == 0, result.out
+    assert link(pod_ns, "net1").mtu == 1360  # the attachment's NetworkParams
+    assert link(pod_ns, "net2").mtu == 1400  # the PodNetwork's
+    assert "default 10.31.0.254 net1" in routes(pod_ns)
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    missing = node.pod("attach-missing", [alloc(networks["a"], "net1", ["10.31.0.113/24"], attachment="nope")])
+    failed = add(node, node.netns.new("pod"), missing, f"ctr{secrets.token_hex(4)}")
+    assert failed.out["code"] == 11 and "PodNetworkAttachment" in failed.out["msg"]

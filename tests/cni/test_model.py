@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cni.model import link_group, link_name, parse_allocations, parse_params, plan_interfaces, stable_mac
+from cni.model import link_group, link_name, params_key, parse_allocations, parse_params, plan_interfaces, stable_mac
 
 
 def entry(**over: object) -> dict:
@@ -65,9 +65,9 @@ def test_plan_routes() -> None:
         entry(podNetworkName="l3", interfaceName="net2", ips=["10.2.3.4/32"]),
     ]))
     params = {
-        "n": parse_params({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24", "gateway": "10.1.0.1"},
+        "n/": parse_params({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24", "gateway": "10.1.0.1"},
                            "ipv6": {"subnet": "fd01::/64"}, "serviceCIDRs": ["10.96.1.0/24", "fd96::/112"]}),
-        "l3": parse_params({"topology": "L3", "mtu": 9000, "ipv4": {"subnet": "10.2.0.0/16", "gateway": "10.2.0.1"}}),
+        "l3/": parse_params({"topology": "L3", "mtu": 9000, "ipv4": {"subnet": "10.2.0.0/16", "gateway": "10.2.0.1"}}),
     }
     net1, net2 = plan_interfaces("c1", allocations, params, "mn-")
     assert [(str(r.dst), str(r.gateway)) for r in net1.routes] == [
@@ -75,7 +75,8 @@ def test_plan_routes() -> None:
     assert [(str(r.dst), str(r.gateway)) for r in net2.routes] == [("10.2.0.0/16", "10.2.0.1")]
     assert net2.mtu == 9000 and net2.peer == link_name("mn-", "c1", "net2")
     with pytest.raises(ValueError, match="PodNetwork 'l3' has no NetworkParams"):
-        plan_interfaces("c1", allocations, {"n": params["n"]}, "mn-")
+        plan_interfaces("c1", allocations, {"n/": params["n/"]}, "mn-")
+    assert [params_key(a) for a in allocations] == ["n/", "l3/"]
 
 
 def test_names_and_marks() -> None:
