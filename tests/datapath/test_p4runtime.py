@@ -160,3 +160,26 @@ def test_read_wildcards_and_filters(env: Env) -> None:
     got = [e for r in client._stub().Read(req) for e in r.entities]
     assert len(got) == 3
     client.close()
+
+
+@netns
+def test_attach_is_idempotent_detach_of_unknown_is_fine_and_resync_repairs_drift(two_nodes: Env) -> None:
+    env = two_nodes
+    dp = env.datapaths["n1"]
+    a = env.pod("n1", "a", 100, "10.1.0.2/24")
+    before = dp.client.read()
+    dp.attach(a.attachment)  # again: nothing to write
+    assert dp.client.read() == before
+    stranger = env.testbed.add_pod(env.testbed.nodes["n1"], "stranger", 100, "10.1.0.3/24")
+    dp.detach(stranger.attachment)  # never attached
+    assert dp.client.read() == before
+    # Another writer removes an entry behind the agent's back; resync restores it.
+    other = P4RuntimeClient(env.targets["n1"].address, election_id=99)
+    assert other.connect()
+    route_entry = next(e for e in before if e.table == "route")
+    other.write([(DELETE, route_entry)])
+    other.close()
+    assert dp.resync() == 1
+    assert sorted(map(repr, dp.client.read())) == sorted(map(repr, before))
+    dp.detach(a.attachment)
+    assert dp.client.read() == []
