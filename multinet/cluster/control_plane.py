@@ -8,12 +8,13 @@ from pinned Go modules. Nodes are emulated elsewhere (network namespaces).
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from multinet.cluster import pki
@@ -49,16 +50,24 @@ class Component:
 class ControlPlane:
     """Starts, checks and stops one local control plane rooted at `layout.root`."""
 
-    def __init__(self, layout: Layout, bin_dir: Path | None = None, ports: Ports = Ports()) -> None:
+    def __init__(self, layout: Layout, bin_dir: Path | None = None, ports: Ports | None = None) -> None:
         self.layout = layout
         self.bin_dir = bin_dir
-        self.ports = ports
+        # The ports a cluster was started with are kept in its state, so
+        # status and down find it whatever the environment says now.
+        self.ports = ports = ports or self._recorded_ports() or Ports.from_env()
         self.components = (
             Component("etcd", ports.etcd_client, "/health", tls=False),
             Component("kube-apiserver", ports.apiserver, "/readyz", tls=True),
             Component("kube-controller-manager", ports.controller_manager, "/healthz", tls=True),
             Component("kube-scheduler", ports.scheduler, "/healthz", tls=True),
         )
+
+    def _recorded_ports(self) -> Ports | None:
+        try:
+            return Ports(**json.loads(self.layout.ports_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
 
     @property
     def server(self) -> str:
@@ -84,6 +93,7 @@ class ControlPlane:
         assert self.bin_dir is not None, "bin_dir is needed to start the control plane"
         for d in (self.layout.root, self.layout.logs, self.layout.pids):
             d.mkdir(parents=True, exist_ok=True)
+        self.layout.ports_file.write_text(json.dumps(asdict(self.ports)))
         self._credentials()
         for component in self.components:
             record = self.record(component.name)
