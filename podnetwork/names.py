@@ -39,6 +39,9 @@ NPWG_NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 
 # Services and NetworkPolicies that apply on a secondary network carry this.
 POD_NETWORK_ANNOTATION: Final = f"{GROUP}/pod-network"
+# A Service's virtual IP on its secondary network (from the network's service
+# range); without it the datapath uses spec.clusterIP.
+SERVICE_VIP_ANNOTATION: Final = f"{GROUP}/service-vip"
 
 # Pod gates (KEP "active validations" and readiness).
 SCHEDULING_GATE: Final = f"{GROUP}/networks-ready"

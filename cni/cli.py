@@ -1,0 +1,117 @@
+"""`multinet agent`: the node agent's entry point (wiring only)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from cni.shim import DEFAULT_SOCKET
+from podnetwork.names import NODE_PREFIX
+
+
+def register(commands: Any) -> None:
+    agent = commands.add_parser("agent", help="run the node agent behind the multinet-cni plugin")
+    agent.add_argument("--node", required=True, help="this node's name (pods are watched by spec.nodeName)")
+    agent.add_argument("--kubeconfig", type=Path, help="kubeconfig of the cluster (default: in-cluster)")
+    agent.add_argument("--socket", type=Path, default=Path(DEFAULT_SOCKET), help="unix socket the plugin talks to")
+    agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/multinet/cni"), help="per-node attachment records")
+    agent.add_argument("--ipu-netns", help="network namespace that receives the secondary interfaces' representors")
+    agent.add_argument("--host-netns", help="the node's host network namespace (eth0 host side, macvlan uplinks)")
+    agent.add_argument("--link-prefix", default=NODE_PREFIX, help="prefix of node-side link names")
+    agent.add_argument("--pod-cidr", help="serve eth0 as a routed range from this IPv4 CIDR")
+    agent.add_argument("--cni-conf-dir", type=Path, help="delegate eth0 to the primary conflist found here")
+    agent.add_argument("--cni-bin-dir", action="append", default=[], help="where delegated plugins live (repeatable)")
+    agent.add_argument("--log-level", default="INFO")
+    agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see NodeConfig
+    agent.set_defaults(func=run_agent)
+    install = commands.add_parser("install-cni", help="install the multinet-cni plugin into a CNI bin dir")
+    install.add_argument("--bin-dir", type=Path, default=Path("/opt/cni/bin"), help="the runtime's CNI bin dir")
+    install.set_defaults(func=run_install)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from cni.install import install
+
+    print(install(args.bin_dir))
+    return 0
+
+
+def node_config(args: argparse.Namespace) -> Any:
+    """Validate the flags, reporting every problem at once."""
+    from cni.agent import NodeConfig
+
+    problems = []
+    pod_cidr = None
+    if args.pod_cidr:
+        try:
+            pod_cidr = ipaddress.IPv4Network(args.pod_cidr, strict=True)
+        except ValueError as err:
+            problems.append(f"--pod-cidr {args.pod_cidr!r}: {err}")
+    if args.pod_cidr and args.cni_conf_dir:
+        problems.append("--pod-cidr and --cni-conf-dir exclude each other (eth0 is served or delegated)")
+    if args.cni_conf_dir and not args.cni_conf_dir.is_dir():
+        problems.append(f"--cni-conf-dir {args.cni_conf_dir} is not a directory")
+    if not 1 <= len(args.link_prefix) <= 6:
+        problems.append("--link-prefix must have 1 to 6 characters (link names are at most 15)")
+    if problems:
+        raise SystemExit("multinet agent: " + "; ".join(problems))
+    return NodeConfig(
+        node=args.node, state_dir=args.state_dir, ipu_netns=args.ipu_netns, host_netns=args.host_netns,
+        link_prefix=args.link_prefix, pod_cidr=pod_cidr, conf_dir=args.cni_conf_dir,
+        bin_dirs=tuple(args.cni_bin_dir) or ("/opt/cni/bin",), crash_at=args.crash_at,
+    )
+
+
+def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
+    # Heavy imports here, so `multinet --help` and other parts stay quick.
+    from kubernetes import config as kube_config
+
+    from cni.agent import Agent
+    from cni.kube import KubePods, KubeReporter
+    from cni.server import AgentServer
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = node_config(args)
+    if args.kubeconfig:
+        api = kube_config.new_client_from_config(config_file=str(args.kubeconfig))
+    else:
+        kube_config.load_incluster_config()
+        from kubernetes import client
+
+        api = client.ApiClient()
+    pods = KubePods(api, config.node)
+    pods.start()
+    reporter = KubeReporter(api, config.node)
+    # Until the datapath is wired here, readiness follows interface creation.
+    agent = Agent(config, pods, reporter, datapath)
+    undone = agent.recover()
+    logging.info("recovered: undid %d interrupted ADD(s)", undone)
+    server = AgentServer(agent, args.socket)
+    server.start()
+    logging.info("serving %s for node %s", args.socket, config.node)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    pods.stop()
+    reporter.stop()
+    return 0
+
+
+def main() -> int:
+    """Run the agent without the `multinet` front (`python -m cni.cli agent ...`)."""
+    parser = argparse.ArgumentParser(prog="multinet")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args()
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

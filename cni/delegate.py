@@ -1,0 +1,119 @@
+"""Delegating the cluster default network to the primary CNI conflist, as Multus does.
+
+The primary conflist is the first file (by name) in the CNI config dir that is
+not multinet's own. Its plugins are invoked exactly as a runtime would (spec
+section 3): in order for ADD and CHECK, in reverse for DEL, each with the
+list's name and cniVersion injected and the previous plugin's result as
+`prevResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cni.links import netns_path
+from cni.spec import Code, CniError
+
+OWN_TYPE = "multinet-cni"
+
+
+@dataclass(frozen=True)
+class ConfList:
+    path: str
+    name: str
+    version: str
+    plugins: tuple[Mapping[str, Any], ...]
+
+
+def find_primary(conf_dir: Path) -> ConfList:
+    """The primary network's conflist; CniError(11) while none is installed."""
+    candidates = sorted(
+        p for p in conf_dir.glob("*") if p.suffix in (".conflist", ".conf", ".json") and p.is_file()
+    )
+    for path in candidates:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # the runtime skips unreadable configs too
+        conf = _as_list(str(path), doc)
+        if conf is not None and all(p.get("type") != OWN_TYPE for p in conf.plugins):
+            return conf
+    raise CniError(Code.TRY_AGAIN_LATER, f"no primary CNI network config in {conf_dir}")
+
+
+def _as_list(path: str, doc: Any) -> ConfList | None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        return None
+    plugins = doc.get("plugins") if "plugins" in doc else [doc]
+    if not isinstance(plugins, list) or not plugins or not all(isinstance(p, dict) for p in plugins):
+        return None
+    return ConfList(path, doc["name"], str(doc.get("cniVersion", "")), tuple(plugins))
+
+
+@dataclass(frozen=True)
+class Invocation:
+    container_id: str
+    netns: str
+    ifname: str
+    args: str
+    path: Sequence[str]
+    host_netns: str | None  # run the plugins inside the node's host namespace
+
+
+def run_chain(command: str, conf: ConfList, inv: Invocation, prev: Mapping[str, Any] | None) -> Any:
+    """ADD/CHECK/DEL over the chain; returns the final result (ADD) or None."""
+    plugins = conf.plugins if command != "DEL" else tuple(reversed(conf.plugins))
+    result = prev
+    for plugin in plugins:
+        stdin = dict(plugin, name=conf.name, cniVersion=conf.version)
+        if result is not None:
+            stdin["prevResult"] = result
+        out = _exec(command, plugin, stdin, inv)
+        if command == "ADD":
+            result = out
+    return result if command == "ADD" else None
+
+
+def _exec(command: str, plugin: Mapping[str, Any], stdin: Mapping[str, Any], inv: Invocation) -> Any:
+    binary = _find(str(plugin.get("type", "")), inv.path)
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": inv.container_id,
+        "CNI_NETNS": inv.netns,
+        "CNI_IFNAME": inv.ifname,
+        "CNI_ARGS": inv.args,
+        "CNI_PATH": ":".join(inv.path),
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    }
+    argv = [binary]
+    if inv.host_netns:
+        argv = ["nsenter", f"--net={netns_path(inv.host_netns)}", "--", binary]
+    proc = subprocess.run(argv, input=json.dumps(stdin).encode(), env=env, capture_output=True, timeout=60)
+    text = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise _delegate_error(str(plugin.get("type")), text, proc.stderr.decode(errors="replace"))
+    return json.loads(text) if text else None
+
+
+def _find(plugin_type: str, path: Sequence[str]) -> str:
+    for directory in path:
+        candidate = os.path.join(directory, plugin_type)
+        if plugin_type and "/" not in plugin_type and os.access(candidate, os.X_OK):
+            return candidate
+    raise CniError(Code.INVALID_CONFIG, f"delegate plugin {plugin_type!r} not found in CNI_PATH {':'.join(path)}")
+
+
+def _delegate_error(plugin_type: str, stdout: str, stderr: str) -> CniError:
+    try:
+        doc = json.loads(stdout)
+        code, msg = int(doc["code"]), str(doc.get("msg", ""))
+        details = str(doc.get("details", ""))
+    except (ValueError, KeyError, TypeError):
+        code, msg, details = Code.INTERFACE_FAILURE, "failed", stderr or stdout
+    return CniError(code, f"primary network plugin {plugin_type}: {msg}", details)

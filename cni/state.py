@@ -1,0 +1,72 @@
+"""Per-node record of what the agent created for each attachment.
+
+One JSON file per (network name, container id, interface) — the spec's key for
+plugin state — written atomically (temp file, fsync, rename), so DEL, CHECK
+and GC work after an agent restart. A record in phase "adding" is written
+before anything is created and lists every name the ADD will create; if the
+agent dies mid-ADD, the next start finds it and removes exactly those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ADDING = "adding"
+READY = "ready"
+
+
+class StateStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, network: str, container_id: str, ifname: str) -> Path:
+        key = json.dumps([network, container_id, ifname]).encode()
+        return self.root / (hashlib.sha256(key).hexdigest()[:32] + ".json")
+
+    def read(self, network: str, container_id: str, ifname: str) -> dict[str, Any] | None:
+        try:
+            record: dict[str, Any] = json.loads(self._path(network, container_id, ifname).read_text())
+        except FileNotFoundError:
+            return None
+        return record
+
+    def write(self, record: dict[str, Any]) -> None:
+        path = self._path(record["network"], record["containerID"], record["ifname"])
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def delete(self, network: str, container_id: str, ifname: str) -> None:
+        self._path(network, container_id, ifname).unlink(missing_ok=True)
+
+    def all(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # a foreign or torn file: never ours (we rename whole files)
+        return out
+
+    def sweep_temp(self) -> None:
+        """At start only: temp files of writes cut short carry nothing committed."""
+        for tmp in self.root.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,276 @@
+"""The agent end to end: the plugin binary invoked as a runtime does, the agent
+in its own process, pods in the real apiserver, interfaces in real namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from cni import links, testing
+from cni.model import link_name, stable_mac
+from podnetwork.names import NETWORK_STATUS_ANNOTATION, NPWG_NETWORK_STATUS_ANNOTATION, READINESS_CONDITION
+from cni.testing import TEST_PREFIX as PREFIX
+from cni.testing import Node, alloc, link
+
+pytestmark = [pytest.mark.cluster, pytest.mark.netns]
+PLUGIN = testing.plugin_binary()
+
+
+def add(node: Node, netns: str, pod: tuple[str, str, str], container: str, version: str = "1.1.0") -> testing.PluginResult:
+    return node.cni("ADD", netns, pod, container, version)
+
+
+def verb(node: Node, command: str, netns: str, pod: tuple[str, str, str], container: str,
+         version: str = "1.1.0", **conf: Any) -> testing.PluginResult:
+    return node.cni(command, netns, pod, container, version, **conf)
+
+
+def routes(netns: str, family: str = "-4") -> list[str]:
+    out = testing.run("ip", "-n", netns, "-j", family, "route", "show", "table", "main").stdout
+    return sorted(f"{r['dst']} {r.get('gateway', '-')} {r['dev']}" for r in json.loads(out))
+
+
+def wait_for(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached")
+
+
+def test_three_secondary_networks(node: Node, networks: dict[str, str], api: client.ApiClient) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("three", [
+        alloc(networks["a"], "net1", ["10.31.0.5/24", "fd31::5/64"], gw4=True, gw6=True),
+        alloc(networks["b"], "fast", ["10.32.4.7/32"]),
+        alloc(networks["c"], "net3", ["10.33.0.9/24"]),
+    ])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container)
+    assert result.exit == 0, result.out
+    out = result.out
+    assert out["cniVersion"] == "1.1.0"
+
+    # Exactly eth0 and the three requested interfaces, nothing else, in the pod.
+    with links.rtnl(pod_ns) as ipr:
+        names = sorted(l.get_attr("IFLA_IFNAME") for l in ipr.link("dump"))
+    assert names == ["eth0", "fast", "lo", "net1", "net3"]
+
+    net1, fast, net3, eth0 = (link(pod_ns, n) for n in ("net1", "fast", "net3", "eth0"))
+    assert net1 and fast and net3 and eth0
+    assert (net1.kind, net1.mtu, net1.mac) == ("veth", 1400, stable_mac(container, "net1"))
+    assert {"10.31.0.5/24", "fd31::5/64"} <= net1.addresses
+    assert (fast.kind, fast.mtu) == ("veth", 1450) and "10.32.4.7/32" in fast.addresses
+    assert (net3.kind, net3.mtu) == ("macvlan", 1300) and "10.33.0.9/24" in net3.addresses
+    assert eth0.addresses & {f"10.244.77.{i}/32" for i in range(2, 255)}
+
+    v4 = routes(pod_ns)
+    # The default route is on the attachment marked isDefaultGW4, not on eth0.
+    assert "default 10.31.0.1 net1" in v4
+    assert not any(r.startswith("default") and r.endswith("eth0") for r in v4)
+    assert "10.96.31.0/24 10.31.0.1 net1" in v4  # the network's service range
+    assert "10.32.0.0/16 10.32.0.1 fast" in v4  # an L3 network's /32 needs its subnet routed
+    assert "10.33.0.0/24 - net3" in v4
+    assert "default fd31::1 net1" in routes(pod_ns, "-6")
+
+    # Representors end in the IPU namespace, up, with the network's MTU.
+    rep = link(node.ipu, link_name(PREFIX, container, "net1"))
+    assert rep is not None and rep.up and rep.mtu == 1400
+    assert link(node.ipu, link_name(PREFIX, container, "fast")) is not None
+
+    # The result names every pod interface with its addresses.
+    by_name = {itf["name"]: i for i, itf in enumerate(out["interfaces"])}
+    assert out["interfaces"][by_name["net1"]]["sandbox"] == f"/var/run/netns/{pod_ns}"
+    assert out["interfaces"][by_name["net1"]]["mtu"] == 1400
+    ips = {(ip["address"], ip["interface"]) for ip in out["ips"]}
+    assert ("10.31.0.5/24", by_name["net1"]) in ips and ("10.33.0.9/24", by_name["net3"]) in ips
+
+    # Status written back to the pod; the readiness condition set.
+    core = client.CoreV1Api(api)
+
+    def reported() -> Any:
+        p = core.read_namespaced_pod(pod[1], pod[0])
+        conditions = {c.type: c.status for c in p.status.conditions or []}
+        return p if conditions.get(READINESS_CONDITION) == "True" else None
+
+    p = wait_for(reported)
+    status = json.loads(p.metadata.annotations[NETWORK_STATUS_ANNOTATION])
+    assert [s["interfaceName"] for s in status] == ["eth0", "net1", "fast", "net3"]
+    assert status[1]["default"] is True and status[0]["default"] is False
+    assert status[1]["mac"] == stable_mac(container, "net1")
+    npwg = json.loads(p.metadata.annotations[NPWG_NETWORK_STATUS_ANNOTATION])
+    assert npwg[1]["name"] == f"{pod[0]}/{networks['a']}" and npwg[1]["ips"] == ["10.31.0.5", "fd31::5"]
+
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
+def test_check_then_tamper_then_del(node: Node, networks: dict[str, str], version: str) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod(f"check-{version.replace('.', '')}", [alloc(networks["a"], "net1", ["10.31.0.20/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container, version)
+    assert result.exit == 0, result.out
+    assert result.out["cniVersion"] == version
+    if version == "0.4.0":
+        assert all("version" in ip for ip in result.out["ips"])
+    prev = result.out
+
+    assert verb(node, "CHECK", pod_ns, pod, container, version, prevResult=prev).exit == 0
+
+    testing.run("ip", "-n", pod_ns, "addr", "del", "10.31.0.20/24", "dev", "net1")
+    failed = verb(node, "CHECK", pod_ns, pod, container, version, prevResult=prev)
+    assert failed.exit != 0
+    assert failed.out["code"] >= 100 and "10.31.0.20/24" in failed.out["msg"]
+
+    rep = link_name(PREFIX, container, "net1")
+    assert verb(node, "DEL", pod_ns, pod, container, version, prevResult=prev).exit == 0
+    assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is None
+    assert link(node.ipu, rep) is None
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None
+    assert list(node.agent.state_dir.glob("*.json")) == [] or all(
+        json.loads(p.read_text())["containerID"] != container for p in node.agent.state_dir.glob("*.json")
+    )
+    # DEL again, and DEL of something never added, both succeed.
+    assert verb(node, "DEL", pod_ns, pod, container, version).exit == 0
+    assert verb(node, "DEL", "", pod, f"never{secrets.token_hex(3)}", version).exit == 0
+    # CHECK of an attachment that no longer exists: container unknown.
+    gone = verb(node, "CHECK", pod_ns, pod, container, version, prevResult=prev)
+    assert gone.out["code"] == 3
+
+
+def test_two_pods_on_one_network_ping(node: Node, networks: dict[str, str]) -> None:
+    ns1, ns2 = node.netns.new("pod"), node.netns.new("pod")
+    pod1 = node.pod("ping1", [alloc(networks["a"], "net1", ["10.31.0.41/24"])])
+    pod2 = node.pod("ping2", [alloc(networks["a"], "net1", ["10.31.0.42/24"])])
+    c1, c2 = f"ctr{secrets.token_hex(4)}", f"ctr{secrets.token_hex(4)}"
+    assert add(node, ns1, pod1, c1).exit == 0
+    assert add(node, ns2, pod2, c2).exit == 0
+    # The test acts as the datapath here: it joins the two representors on a
+    # bridge in the IPU namespace. The P4Runtime datapath does this for real.
+    bridge = f"{PREFIX}br{secrets.token_hex(2)}"
+    testing.run("ip", "-n", node.ipu, "link", "add", bridge, "type", "bridge")
+    for c in (c1, c2):
+        testing.run("ip", "-n", node.ipu, "link", "set", link_name(PREFIX, c, "net1"), "master", bridge)
+    testing.run("ip", "-n", node.ipu, "link", "set", bridge, "up")
+    try:
+        assert testing.ping(ns1, "10.31.0.42")
+        assert verb(node, "DEL", ns2, pod2, c2).exit == 0
+        assert not testing.ping(ns1, "10.31.0.42", count=1, wait=1.0)  # gone with its interfaces
+    finally:
+        testing.run("ip", "-n", node.ipu, "link", "del", bridge, check=False)
+        verb(node, "DEL", ns1, pod1, c1)
+
+
+def test_gc_removes_only_stale_attachments(node: Node, networks: dict[str, str]) -> None:
+    ns1, ns2 = node.netns.new("pod"), node.netns.new("pod")
+    pod1 = node.pod("gc1", [alloc(networks["a"], "net1", ["10.31.0.51/24"])])
+    pod2 = node.pod("gc2", [alloc(networks["a"], "net1", ["10.31.0.52/24"])])
+    keep, stale = f"ctr{secrets.token_hex(4)}", f"ctr{secrets.token_hex(4)}"
+    assert add(node, ns1, pod1, keep).exit == 0
+    assert add(node, ns2, pod2, stale).exit == 0
+    gc_conf = node.agent.conf(**{"cni.dev/valid-attachments": [{"containerID": keep, "ifname": "eth0"}]})
+    result = testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, gc_conf)
+    assert result.exit == 0 and result.out == {}
+    assert link(ns1, "net1") is not None and link(node.ipu, link_name(PREFIX, keep, "net1")) is not None
+    assert link(ns2, "net1") is None and link(node.ipu, link_name(PREFIX, stale, "net1")) is None
+    # GC of another network name leaves this network's attachments alone.
+    other = dict(gc_conf, name="othernet")
+    other["cni.dev/valid-attachments"] = []
+    assert testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, other).exit == 0
+    assert link(ns1, "net1") is not None
+    assert verb(node, "DEL", ns1, pod1, keep).exit == 0
+
+
+def test_failed_add_rolls_back_everything(node: Node, networks: dict[str, str], api: client.ApiClient) -> None:
+    pod_ns = node.netns.new("pod")
+    # The second interface's name already exists in the pod: its creation fails
+    # after eth0 and net1 were made, and everything must go.
+    testing.run("ip", "-n", pod_ns, "link", "add", "net2", "type", "veth", "peer", "name", "mncx0")
+    pod = node.pod("rollback", [
+        alloc(networks["a"], "net1", ["10.31.0.61/24"]),
+        alloc(networks["b"], "net2", ["10.32.0.61/32"]),
+    ])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container)
+    assert result.exit != 0 and result.out["code"] >= 100
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
+    assert link(node.ipu, link_name(PREFIX, container, "net1")) is None
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None
+    assert link(pod_ns, "net2") is not None  # not ours: left alone
+    core = client.CoreV1Api(api)
+    wait_for(lambda: [e for e in core.list_namespaced_event(pod[0]).items
+                      if e.involved_object.name == pod[1] and e.reason == "NetworkAttachFailed"])
+
+
+def test_unsupported_or_missing_params_fail_cleanly(node: Node, networks: dict[str, str]) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("noparams", [alloc(f"{PREFIX}-missing", "net1", ["10.31.0.70/24"])])
+    result = add(node, pod_ns, pod, f"ctr{secrets.token_hex(4)}")
+    assert result.exit != 0 and result.out["code"] == 11 and "missing" in result.out["msg"]
+    bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1, "ips": ["10.31.0.71"]}])
+    result = add(node, pod_ns, bad, f"ctr{secrets.token_hex(4)}")
+    assert result.exit != 0 and result.out["code"] == 7 and "allocations[0].ips[0]" in result.out["msg"]
+    assert link(pod_ns, "eth0") is None
+
+
+def test_pod_without_secondary_networks(node: Node) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("plain", None)
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container)
+    assert result.exit == 0, result.out
+    assert "0.0.0.0/0" in {r["dst"] for r in result.out["routes"]}
+    assert any(r.startswith("default 10.244.77.1 eth0") for r in routes(pod_ns))
+    ip = ipaddress.ip_interface(next(ip["address"] for ip in result.out["ips"]))
+    assert ip in ipaddress.ip_network("10.244.77.0/24") or ip.ip in ipaddress.ip_network("10.244.77.0/24")
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+
+
+def test_chained_add_passes_prev_result_on(node: Node, networks: dict[str, str]) -> None:
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("chained", [alloc(networks["a"], "net1", ["10.31.0.99/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    earlier = {"cniVersion": "1.1.0", "interfaces": [{"name": "lo0", "sandbox": f"/var/run/netns/{pod_ns}"}],
+               "ips": [{"address": "192.0.2.1/32", "interface": 0}], "dns": {"nameservers": ["192.0.2.53"]}}
+    result = verb(node, "ADD", pod_ns, pod, container, prevResult=earlier)
+    assert result.exit == 0, result.out
+    assert result.out["interfaces"][0]["name"] == "lo0"
+    assert {"address": "192.0.2.1/32", "interface": 0} in result.out["ips"]
+    assert result.out["dns"] == {"nameservers": ["192.0.2.53"]}
+    net1 = next(i for i, itf in enumerate(result.out["interfaces"]) if itf["name"] == "net1")
+    assert {"address": "10.31.0.99/24", "interface": net1, "gateway": "10.31.0.1"} in result.out["ips"]
+    # CHECK looks only at what multinet made (lo0 is not in the namespace).
+    assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+
+
+
+def test_attachment_parameters_win_over_the_network(node: Node, networks: dict[str, str]) -> None:
+    tag = secrets.token_hex(2)
+    own = node.objects.params(f"{PREFIX}-att-{tag}", {"topology": "L2", "mtu": 1360,
+                                                        "ipv4": {"subnet": "10.31.0.0/24", "gateway": "10.31.0.254"}})
+    with_params = node.objects.attachment(node.namespace, f"{PREFIX}-own-{tag}", networks["a"], own)
+    plain = node.objects.attachment(node.namespace, f"{PREFIX}-plain-{tag}", networks["a"], None)
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("attach", [
+        alloc(networks["a"], "net1", ["10.31.0.111/24"], gw4=True, attachment=with_params),
+        alloc(networks["a"], "net2", ["10.31.0.112/24"], attachment=plain),
+    ])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = add(node, pod_ns, pod, container)
+    assert result.exit == 0, result.out
+    assert link(pod_ns, "net1").mtu == 1360  # the attachment's NetworkParams
+    assert link(pod_ns, "net2").mtu == 1400  # the PodNetwork's
+    assert "default 10.31.0.254 net1" in routes(pod_ns)
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    missing = node.pod("attach-missing", [alloc(networks["a"], "net1", ["10.31.0.113/24"], attachment="nope")])
+    failed = add(node, node.netns.new("pod"), missing, f"ctr{secrets.token_hex(4)}")
+    assert failed.out["code"] == 11 and "PodNetworkAttachment" in failed.out["msg"]

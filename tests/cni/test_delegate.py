@@ -1,0 +1,74 @@
+"""eth0 delegated to the primary conflist (as Multus does), here the reference
+bridge + host-local plugins, invoked by the agent exactly as a runtime would."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from cni.testing import TEST_PREFIX as PREFIX
+from cni.testing import Node, alloc, link
+
+pytestmark = [pytest.mark.cluster, pytest.mark.netns]
+
+
+@pytest.fixture(scope="module")
+def network(delegating_node: Node) -> str:
+    return delegating_node.objects.network(f"{PREFIX}-d-{secrets.token_hex(2)}", {
+        "topology": "L2", "ipv4": {"subnet": "10.34.0.0/24", "gateway": "10.34.0.1"}, "mtu": 1400,
+    })
+
+
+def reserved(ipam_dir: Path) -> set[str]:
+    return {p.name for p in ipam_dir.glob("10.245.7.*")} if ipam_dir.exists() else set()
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.1.0"])
+def test_delegated_eth0(delegating_node: Node, network: str, primary: dict, version: str) -> None:
+    node = delegating_node
+    pod_ns = node.netns.new("pod")
+    pod = node.pod(f"deleg{version.replace('.', '')}", [alloc(network, "net1", ["10.34.0.5/24"], gw4=False)])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = node.cni("ADD", pod_ns, pod, container, version)
+    assert result.exit == 0, result.out
+
+    # eth0 comes from the bridge plugin with a host-local address; net1 is ours.
+    eth0 = link(pod_ns, "eth0")
+    assert eth0 is not None and eth0.kind == "veth"
+    assert any(a.startswith("10.245.7.") for a in eth0.addresses)
+    assert "10.34.0.5/24" in link(pod_ns, "net1").addresses
+    assert len(reserved(primary["ipam_dir"])) == 1
+    bridge = link(node.host, str(primary["bridge"]))
+    assert bridge is not None and bridge.kind == "bridge"
+    names = [i["name"] for i in result.out["interfaces"]]
+    assert "eth0" in names and "net1" in names and str(primary["bridge"]) in names
+    assert any(ip["address"].startswith("10.245.7.") for ip in result.out["ips"])
+
+    check = node.cni("CHECK", pod_ns, pod, container, version, prevResult=result.out)
+    assert check.exit == 0, check.out
+
+    assert node.cni("DEL", pod_ns, pod, container, version, prevResult=result.out).exit == 0
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
+    assert reserved(primary["ipam_dir"]) == set()  # host-local released the address
+    assert node.cni("DEL", pod_ns, pod, container, version).exit == 0
+
+
+def test_status_reports_missing_primary(delegating_node: Node, primary: dict) -> None:
+    from cni import testing
+
+    status = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"}
+    assert testing.invoke(testing.plugin_binary(), status, delegating_node.agent.conf()).exit == 0
+    conf = Path(primary["conf_dir"]) / "10-primary.conflist"
+    hidden = conf.with_suffix(".off")
+    conf.rename(hidden)
+    try:
+        result = testing.invoke(testing.plugin_binary(), status, delegating_node.agent.conf())
+        assert result.exit != 0 and result.out["code"] == 50 and "primary" in result.out["msg"]
+        pod_ns = delegating_node.netns.new("pod")
+        pod = delegating_node.pod("noprimary", None)
+        added = delegating_node.cni("ADD", pod_ns, pod, f"ctr{secrets.token_hex(4)}")
+        assert added.exit != 0 and added.out["code"] == 11
+    finally:
+        hidden.rename(conf)

@@ -1,0 +1,101 @@
+"""Pure logic: the allocations and NetworkParams parsers and the interface plan."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from cni.model import link_group, link_name, params_key, parse_allocations, parse_params, plan_interfaces, stable_mac
+
+
+def entry(**over: object) -> dict:
+    base = {"podNetworkName": "n", "interfaceName": "net1", "networkId": 7, "ips": ["10.0.0.5/24"]}
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize("doc,field", [
+    ("{", "not JSON"),
+    ({"a": 1}, "JSON list"),
+    ([1], "allocations[0]"),
+    ([entry(podNetworkName="")], "allocations[0].podNetworkName"),
+    ([entry(interfaceName="a/b")], "allocations[0].interfaceName"),
+    ([entry(interfaceName="x" * 16)], "allocations[0].interfaceName"),
+    ([entry(networkId=-1)], "allocations[0].networkId"),
+    ([entry(networkId=True)], "allocations[0].networkId"),
+    ([entry(ips="10.0.0.5/24")], "allocations[0].ips"),
+    ([entry(ips=["10.0.0.5"])], "allocations[0].ips[0]"),
+    ([entry(ips=["10.0.0.500/24"])], "allocations[0].ips[0]"),
+    ([entry(), entry()], "repeat"),
+])
+def test_allocations_errors_name_the_field(doc: object, field: str) -> None:
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_allocations(text)
+
+
+def test_allocations_parse() -> None:
+    (a,) = parse_allocations(json.dumps([entry(ips=["10.0.0.5/24", "fd00::5/64"], isDefaultGW6=True,
+                                                podNetworkAttachmentName="att")]))
+    assert a.ips == (ipaddress.ip_interface("10.0.0.5/24"), ipaddress.ip_interface("fd00::5/64"))
+    assert (a.default_gw4, a.default_gw6, a.attachment) == (False, True, "att")
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"topology": "L4"}, "spec.topology"),
+    ({"mtu": 100}, "spec.mtu"),
+    ({"mtu": "1500"}, "spec.mtu"),
+    ({"interfaceKind": "ipvlan"}, "spec.interfaceKind"),
+    ({"interfaceKind": "macvlan"}, "spec.uplink"),
+    ({"ipv4": {"subnet": "fd00::/64"}}, "spec.ipv4.subnet"),
+    ({"ipv4": {"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}}, "spec.ipv4.gateway"),
+    ({"ipv6": {"subnet": "nonsense"}}, "spec.ipv6.subnet"),
+    ({"serviceCIDRs": ["10.96.0.0/33"]}, r"spec.serviceCIDRs\[0\]"),
+])
+def test_params_errors_name_the_field(spec: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        parse_params({"topology": "L2", **spec})
+
+
+def test_plan_routes() -> None:
+    allocations = parse_allocations(json.dumps([
+        entry(interfaceName="net1", ips=["10.1.0.5/24", "fd01::5/64"], isDefaultGW4=True),
+        entry(podNetworkName="l3", interfaceName="net2", ips=["10.2.3.4/32"]),
+    ]))
+    params = {
+        "n/": parse_params({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24", "gateway": "10.1.0.1"},
+                           "ipv6": {"subnet": "fd01::/64"}, "serviceCIDRs": ["10.96.1.0/24", "fd96::/112"]}),
+        "l3/": parse_params({"topology": "L3", "mtu": 9000, "ipv4": {"subnet": "10.2.0.0/16", "gateway": "10.2.0.1"}}),
+    }
+    net1, net2 = plan_interfaces("c1", allocations, params, "mn-")
+    assert [(str(r.dst), str(r.gateway)) for r in net1.routes] == [
+        ("10.96.1.0/24", "10.1.0.1"), ("0.0.0.0/0", "10.1.0.1"), ("fd96::/112", "None")]
+    assert [(str(r.dst), str(r.gateway)) for r in net2.routes] == [("10.2.0.0/16", "10.2.0.1")]
+    assert net2.mtu == 9000 and net2.peer == link_name("mn-", "c1", "net2")
+    with pytest.raises(ValueError, match="PodNetwork 'l3' has no NetworkParams"):
+        plan_interfaces("c1", allocations, {"n/": params["n/"]}, "mn-")
+    assert [params_key(a) for a in allocations] == ["n/", "l3/"]
+
+
+def test_names_and_marks() -> None:
+    mac = stable_mac("c1", "net1")
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01  # locally administered unicast
+    assert mac == stable_mac("c1", "net1") != stable_mac("c2", "net1")
+    assert len(link_name("mnc", "c" * 64, "net1")) == 15
+    assert link_group("n", "c1", "eth0") != 0
+
+
+@pytest.mark.parametrize("networks,wanted", [
+    (None, False),
+    ('[{"podNetworkName": "default"}]', False),
+    ('[{"podNetworkName": "default"}, {"podNetworkName": "fronthaul"}]', True),
+    ('[{"podNetworkAttachmentName": "att"}]', True),
+    ("not json", True),
+])
+def test_when_allocations_must_come_first(networks: str | None, wanted: bool) -> None:
+    from cni.kube import wants_secondary_networks
+
+    assert wants_secondary_networks(networks) is wanted
