@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ class ConfList:
     plugins: tuple[Mapping[str, Any], ...]
 
 
-def find_primary(conf_dir: Path) -> ConfList:
-    """The primary network's conflist; CniError(11) while none is installed."""
+def conflists(conf_dir: Path) -> Iterator[ConfList]:
+    """The network configurations in `conf_dir` in the order a runtime reads them (by name)."""
     candidates = sorted(
         p for p in conf_dir.glob("*") if p.suffix in (".conflist", ".conf", ".json") and p.is_file()
     )
@@ -42,7 +42,14 @@ def find_primary(conf_dir: Path) -> ConfList:
         except (OSError, ValueError):
             continue  # the runtime skips unreadable configs too
         conf = _as_list(str(path), doc)
-        if conf is not None and all(p.get("type") != OWN_TYPE for p in conf.plugins):
+        if conf is not None:
+            yield conf
+
+
+def find_primary(conf_dir: Path) -> ConfList:
+    """The primary network's conflist; CniError(11) while none is installed."""
+    for conf in conflists(conf_dir):
+        if all(p.get("type") != OWN_TYPE for p in conf.plugins):
             return conf
     raise CniError(Code.TRY_AGAIN_LATER, f"no primary CNI network config in {conf_dir}")
 

@@ -29,7 +29,8 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from multinet.cluster import cni_runtime
+from cni import delegate
+from cni.spec import CniError
 from multinet.cluster.processes import ProcessRecord, spawn, stop
 from podnetwork.names import NODE_PREFIX
 
@@ -224,18 +225,29 @@ class NodeEmulator:
         with self.locks_guard:
             return self.locks.setdefault(uid, threading.Lock())
 
-    def _sandbox(self, record: SandboxRecord) -> cni_runtime.Sandbox:
-        return cni_runtime.Sandbox(
+    def _invocation(self, record: SandboxRecord) -> delegate.Invocation:
+        args = {
+            "K8S_POD_NAMESPACE": record.namespace,
+            "K8S_POD_NAME": record.name,
+            "K8S_POD_INFRA_CONTAINER_ID": record.container_id,
+            "K8S_POD_UID": record.pod_uid,
+        }
+        return delegate.Invocation(
             container_id=record.container_id,
             netns=f"{NETNS_DIR}/{record.netns}",
             ifname="eth0",
-            args={
-                "K8S_POD_NAMESPACE": record.namespace,
-                "K8S_POD_NAME": record.name,
-                "K8S_POD_INFRA_CONTAINER_ID": record.container_id,
-                "K8S_POD_UID": record.pod_uid,
-            },
+            args=";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in args.items())]),
+            path=[str(d) for d in self.bin_dirs],
+            # CNI plugins run in the node's host network namespace, as on a real node.
+            host_netns=self.host_netns,
         )
+
+    def _network(self) -> delegate.ConfList:
+        """The network configuration a runtime uses: the first in the conf dir."""
+        first = next(delegate.conflists(self.conf_dir), None)
+        if first is None:
+            raise FileNotFoundError(f"no CNI network configuration in {self.conf_dir}")
+        return first
 
     def start_pod(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
@@ -254,10 +266,9 @@ class NodeEmulator:
             subprocess.run(["ip", "netns", "add", record.netns], check=True, capture_output=True)
             # A runtime brings the sandbox's loopback up (containerd's loopback plugin).
             subprocess.run(["ip", "-n", record.netns, "link", "set", "lo", "up"], check=True, capture_output=True)
-        conflist = cni_runtime.load_conflist(self.conf_dir)
         try:
-            result = cni_runtime.add(conflist, self._sandbox(record), self.bin_dirs, runner=self._runner())
-        except cni_runtime.CNIError as err:
+            result = delegate.run_chain("ADD", self._network(), self._invocation(record), None)
+        except (CniError, FileNotFoundError) as err:
             self._event(pod, "FailedCreatePodSandBox", f"network setup failed: {err}", warning=True)
             self.teardown(record)
             raise
@@ -280,10 +291,6 @@ class NodeEmulator:
             time.sleep(0.05)
         ready.unlink(missing_ok=True)
         return server
-
-    def _runner(self) -> list[str]:
-        # CNI plugins run in the node's host network namespace, as on a real node.
-        return ["ip", "netns", "exec", self.host_netns]
 
     def _report_running(self, pod: Mapping[str, Any], result: Any) -> None:
         ips = result_ips(result, "eth0")
@@ -335,10 +342,8 @@ class NodeEmulator:
         if record.server:
             stop(ProcessRecord(**{**record.server, "argv": tuple(record.server["argv"])}))
         try:
-            conflist = cni_runtime.load_conflist(self.conf_dir)
-            for err in cni_runtime.delete(conflist, self._sandbox(record), self.bin_dirs, record.result, runner=self._runner()):
-                log.warning("pod %s/%s: %s", record.namespace, record.name, err)
-        except FileNotFoundError as err:
+            delegate.run_chain("DEL", self._network(), self._invocation(record), record.result)
+        except (CniError, FileNotFoundError) as err:  # keep undoing the rest
             log.warning("pod %s/%s: %s", record.namespace, record.name, err)
         if Path(NETNS_DIR, record.netns).exists():
             subprocess.run(["ip", "netns", "delete", record.netns], check=True, capture_output=True)
@@ -366,7 +371,7 @@ class NodeEmulator:
                     self.stop_pod(pod)
                 elif pod.get("status", {}).get("phase") in (None, "Pending", "Running"):
                     self.start_pod(pod)
-            except (ApiException, cni_runtime.CNIError, OSError, subprocess.CalledProcessError) as err:
+            except (ApiException, CniError, OSError, subprocess.CalledProcessError) as err:
                 log.error("pod %s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], err)
                 if not pod["metadata"].get("deletionTimestamp"):
                     self._retry_later(pod)
