@@ -63,7 +63,7 @@ class Controller:
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
         self.pods = PodReconciler(kube, self.index, self.allocator)
-        self.services = ServiceReconciler(kube)
+        self.services = ServiceReconciler(kube, self.index, self.allocator)
         self._failures: dict[Hashable, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -243,8 +243,12 @@ class Controller:
 
     def sweep(self) -> int:
         def live() -> set[str]:
-            return {p["metadata"]["uid"] for p in self.kube.list_pods()
+            pods = {p["metadata"]["uid"] for p in self.kube.list_pods()
                     if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")}
+            # Services on a secondary network hold their VIP the same way.
+            services = {s.metadata.uid for s in self.kube.core.list_service_for_all_namespaces().items
+                        if names.POD_NETWORK_ANNOTATION in (s.metadata.annotations or {})}
+            return pods | services
         try:
             freed = self.allocator.sweep(live)
         except Exception:  # the sweep runs again next period

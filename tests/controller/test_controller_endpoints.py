@@ -56,3 +56,27 @@ def test_service_on_secondary_network(kube: Kube, namespace: str, networks: Netw
     kube.core.patch_namespaced_service("web", namespace, {"metadata": {"annotations": {
         names.POD_NETWORK_ANNOTATION: None}}})
     wait_for("our slices removed with the annotation", lambda: not slices(kube, namespace, "web"))
+
+
+def test_service_gets_a_vip_from_its_network_service_range(kube: Kube, namespace: str, networks: Networks) -> None:
+    import ipaddress
+
+    params = networks.params({"topology": "L2", "ipv4": {"subnet": "10.91.0.0/24"}, "serviceCIDRs": ["10.191.0.0/28"]})
+    net = networks.network(params)
+
+    def vip(name: str) -> str | None:
+        svc = kube.core.read_namespaced_service(name, namespace)
+        return (svc.metadata.annotations or {}).get(names.SERVICE_VIP_ANNOTATION)
+
+    for name in ("one", "two"):
+        kube.core.create_namespaced_service(namespace, {
+            "metadata": {"name": name, "annotations": {names.POD_NETWORK_ANNOTATION: net}},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
+    kube.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "chosen", "annotations": {names.POD_NETWORK_ANNOTATION: net,
+                                                       names.SERVICE_VIP_ANNOTATION: "10.191.0.9"}},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}})
+    vips = [wait_for(f"{n} VIP", lambda n=n: vip(n)) for n in ("one", "two")]
+    assert len(set(vips)) == 2
+    assert all(ipaddress.ip_address(v) in ipaddress.ip_network("10.191.0.0/28") for v in vips), vips
+    assert vip("chosen") == "10.191.0.9"  # a VIP the user wrote is kept

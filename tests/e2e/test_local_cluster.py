@@ -100,7 +100,13 @@ def test_policy_allows_the_cu_and_drops_the_intruder_across_nodes(demo: dict[str
 
 
 def test_service_vip_spreads_over_every_upf(demo: dict[str, str]) -> None:
-    answers = Counter(probe(demo, "ran/cu", "10.96.20.10", 2152, count=24))
+    deadline = time.monotonic() + 60
+    while not (vip := kubectl(demo, "get", "service", "-n", "core", "upf", "-o",
+                              "jsonpath={.metadata.annotations.multinetwork\\.networking\\.x-k8s\\.io/service-vip}")):
+        assert time.monotonic() < deadline, "the controller gave the Service no VIP"
+        time.sleep(0.5)
+    assert vip.startswith("10.96.20."), vip  # from the user plane's service range
+    answers = Counter(probe(demo, "ran/cu", vip, 2152, count=24))
     assert set(answers) == {"upf-0", "upf-1", "upf-2"}, answers
 
 
