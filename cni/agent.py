@@ -101,6 +101,9 @@ class Agent:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._ipam_lock = threading.Lock()
+        # Addresses of the routed eth0 range in use: the records are the truth,
+        # read once here rather than on every ADD.
+        self._used_ips = {str(r["defaultIP"]) for r in self.store.all() if r.get("defaultIP")}
         self.macvlan_supported = links.kernel_has_link_kind("macvlan")
 
     # --- entry -----------------------------------------------------------
@@ -243,19 +246,24 @@ class Agent:
         with self._ipam_lock:
             if self.config.pod_cidr is not None and self.config.conf_dir is None:
                 record["defaultIP"] = self._allocate_default_ip()
-            self.store.write(record)
+            try:
+                self.store.write(record)
+            except BaseException:
+                self._used_ips.discard(record.get("defaultIP", ""))
+                raise
         return record
 
     def _host_veth(self, req: spec.Request) -> str:
         return link_name(self.config.link_prefix, req.container_id, req.ifname)
 
     def _allocate_default_ip(self) -> str:
+        """Under the IPAM lock: the lowest free address of the range."""
         assert self.config.pod_cidr is not None
-        used = {r.get("defaultIP") for r in self.store.all()}
         hosts = self.config.pod_cidr.hosts()
         next(hosts)  # the first host address is the gateway on every host-side veth
         for ip in hosts:
-            if str(ip) not in used:
+            if str(ip) not in self._used_ips:
+                self._used_ips.add(str(ip))
                 return str(ip)
         raise CniError(Code.TRY_AGAIN_LATER, f"pod range {self.config.pod_cidr} is exhausted")
 
@@ -464,6 +472,9 @@ class Agent:
 
     def _forget(self, record: Mapping[str, Any]) -> None:
         self.store.delete(record["network"], record["containerID"], record["ifname"])
+        if record.get("defaultIP"):
+            with self._ipam_lock:
+                self._used_ips.discard(str(record["defaultIP"]))
 
     # --- CHECK ----------------------------------------------------------------
 

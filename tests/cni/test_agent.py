@@ -230,7 +230,7 @@ def test_pod_without_secondary_networks(node: Node) -> None:
     assert "0.0.0.0/0" in {r["dst"] for r in result.out["routes"]}
     assert any(r.startswith("default 10.244.77.1 eth0") for r in routes(pod_ns))
     ip = ipaddress.ip_interface(next(ip["address"] for ip in result.out["ips"]))
-    assert ip in ipaddress.ip_network("10.244.77.0/24") or ip.ip in ipaddress.ip_network("10.244.77.0/24")
+    assert ip.ip in ipaddress.ip_network("10.244.77.0/24") and ip.network.prefixlen == 32
     assert verb(node, "DEL", pod_ns, pod, container).exit == 0
 
 
