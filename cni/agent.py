@@ -7,6 +7,7 @@ passed in; `cni.cli` wires them.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -98,8 +99,8 @@ class Agent:
         self.reporter = reporter
         self.datapath = datapath
         self.store = StateStore(config.state_dir)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped per-container locks: bounded memory however many pods come and go.
+        self._locks = tuple(threading.Lock() for _ in range(256))
         self._ipam_lock = threading.Lock()
         # Addresses of the routed eth0 range in use: the records are the truth,
         # read once here rather than on every ADD.
@@ -156,9 +157,8 @@ class Agent:
     def _lock(self, container_id: str) -> Iterator[None]:
         # The runtime never runs two verbs for one container at once, but GC
         # and a late DEL may race an ADD: serialise per container.
-        with self._locks_guard:
-            lock = self._locks.setdefault(container_id, threading.Lock())
-        with lock:
+        digest = hashlib.blake2b(container_id.encode(), digest_size=2).digest()
+        with self._locks[int.from_bytes(digest, "big") % len(self._locks)]:
             yield
 
     # --- STATUS ------------------------------------------------------------

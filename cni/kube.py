@@ -67,11 +67,16 @@ class _Cache:
             self._items[_key(obj)] = obj
 
     def run(self) -> None:
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                version = self._list()
-                self._watch(version)
+                if version is None:
+                    version = self._list()
+                # A watch that times out resumes where it was; only an
+                # expired version (410) or an error costs a new listing.
+                version = self._watch(version)
             except ApiException as err:
+                version = None
                 if err.status == 404:
                     # The kind is not installed (yet): an empty cache is the truth.
                     with self._lock:
@@ -81,6 +86,7 @@ class _Cache:
                     log.warning("%s watch: %s", self.kind, err.reason)
                 self._stop.wait(RETRY_SECONDS)
             except (HTTPError, OSError, ValueError) as err:
+                version = None
                 log.warning("%s watch: %s", self.kind, err)
                 self._stop.wait(RETRY_SECONDS)
 
@@ -91,21 +97,24 @@ class _Cache:
         self.synced.set()
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
-    def _watch(self, version: str) -> None:
+    def _watch(self, version: str) -> str | None:
+        """Apply events until the watch ends; the version to resume from (None: relist)."""
         stream = watch.Watch(return_type="object").stream(
             self._lister, resource_version=version, timeout_seconds=WATCH_SECONDS, deserialize=False
         )
         for event in stream:
             obj = event["object"]
             if event["type"] == "ERROR" or not isinstance(obj, dict):
-                return
+                return None
             with self._lock:
                 if event["type"] == "DELETED":
                     self._items.pop(_key(obj), None)
                 elif event["type"] in ("ADDED", "MODIFIED"):
                     self._items[_key(obj)] = obj
+            version = str(obj.get("metadata", {}).get("resourceVersion") or version)
             if self._stop.is_set():
-                return
+                break
+        return version
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -204,6 +204,19 @@ def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> None:
     raise TimeoutError(f"CRD {name} not established")
 
 
+def _retrying(call: Any, attempts: int = 5) -> Any:
+    """Retry what the apiserver answers with 429/5xx: on a shared cluster an
+    admission webhook may be restarting (failurePolicy Fail makes that a 500)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ApiException as err:
+            if attempt == attempts - 1 or not (err.status == 429 or err.status >= 500):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class ClusterObjects:
     """Kubernetes objects made by one test module, deleted at close()."""
 
@@ -268,17 +281,17 @@ class ClusterObjects:
                 "tolerations": [{"operator": "Exists"}],
             },
         }
-        pod = self.core.create_namespaced_pod(namespace, body)
+        pod = _retrying(lambda: self.core.create_namespaced_pod(namespace, body))
         # No kubelet confirms a graceful deletion here: delete at once.
         self._undo.append(lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
         if allocations is not None:
             # After creation: admission refuses the annotation from anyone at create.
             patch = {"metadata": {"annotations": {ALLOCATIONS_ANNOTATION: json.dumps(allocations)}}}
-            self.core.patch_namespaced_pod(name, namespace, patch)
+            _retrying(lambda: self.core.patch_namespaced_pod(name, namespace, patch))
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         # Raw response: the client's Binding model fails to read the empty reply.
-        self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False)
+        _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))
         return str(pod.metadata.uid)
 
     def close(self) -> None:
