@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from cni import cli as cni_cli
+from controller import cli as controller_cli
+from datapath import cli as datapath_cli
 from multinet.cluster import cli as cluster_cli
 
 
@@ -20,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Each part adds its own subcommands; the handler is stored as `func`.
     cluster_cli.register(commands)
     cluster_cli.register_node(commands)
+    controller_cli.register(commands)
     cni_cli.register(commands)
+    datapath_cli.register(commands)
     return parser
 
 

@@ -39,6 +39,9 @@ NPWG_NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 
 # Services and NetworkPolicies that apply on a secondary network carry this.
 POD_NETWORK_ANNOTATION: Final = f"{GROUP}/pod-network"
+# A Service's virtual IP on its secondary network (from the network's service
+# range); without it the datapath uses spec.clusterIP.
+SERVICE_VIP_ANNOTATION: Final = f"{GROUP}/service-vip"
 
 # Pod gates (KEP "active validations" and readiness).
 SCHEDULING_GATE: Final = f"{GROUP}/networks-ready"
@@ -48,9 +51,32 @@ READINESS_CONDITION: Final = f"{GROUP}/networks-attached"
 FINALIZER: Final = f"{GROUP}/in-use"
 
 # EndpointSlices holding pods' addresses on a secondary network.
-ENDPOINTSLICE_MANAGED_BY: Final = "multinet.io/controller"
+# A label value: no "/" allowed, so in the style of "endpointslice-controller.k8s.io".
+ENDPOINTSLICE_MANAGED_BY: Final = "controller.multinet.io"
 ENDPOINTSLICE_NETWORK_LABEL: Final = "multinet.io/pod-network"
 
 # Names on nodes: network namespaces, links and nftables tables that multinet
 # creates start with this, so cleanup removes exactly its own.
 NODE_PREFIX: Final = "mn-"
+
+# Kinds, plurals and short names of the KEP objects (used by the CRDs and clients).
+POD_NETWORK_KIND: Final = "PodNetwork"
+POD_NETWORK_ATTACHMENT_KIND: Final = "PodNetworkAttachment"
+
+# Condition types and reasons (KEP-3698 "Status Conditions").
+CONDITION_READY: Final = "Ready"
+CONDITION_PARAMS_READY: Final = "ParamsReady"
+REASON_PARAMS_NOT_READY: Final = "ParamsNotReady"
+REASON_ADMIN_DISABLED: Final = "AdministrativelyDisabled"
+REASON_POD_NETWORK_NOT_READY: Final = "PodNetworkNotReady"
+
+# Cluster-wide IPAM: one cluster-scoped object per allocated address, named by
+# network and address, so the apiserver refuses a second claim of the same address.
+IP_ALLOCATION_KIND: Final = "IPAllocation"
+IP_ALLOCATION_PLURAL: Final = "ipallocations"
+# One cluster-scoped object per allocated network id (VNI), owned by its NetworkParams.
+NETWORK_ID_CLAIM_KIND: Final = "NetworkIdClaim"
+NETWORK_ID_CLAIM_PLURAL: Final = "networkidclaims"
+# Labels on IPAllocation objects, for listing a pod's or a network's allocations.
+ALLOCATION_POD_UID_LABEL: Final = "multinet.io/pod-uid"
+ALLOCATION_NETWORK_LABEL: Final = ENDPOINTSLICE_NETWORK_LABEL

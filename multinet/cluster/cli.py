@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "(default: $MULTINET_K8S_BIN, else built by hack/k8s-binaries)")
     up.add_argument("--timeout", type=float, default=120.0,
                     help="seconds each component may take to turn healthy (default 120)")
+    up.add_argument("--nodes", type=int, default=0,
+                    help="emulated nodes to add, each with its IPU target, node agent and node "
+                    "emulator, plus the multinet controller (default 0: the control plane alone; needs root)")
     up.set_defaults(func=_up)
 
     down = verbs.add_parser("down", help="stop the processes this cluster started and remove its state")
@@ -42,6 +46,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     kubeconfig = verbs.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     kubeconfig.set_defaults(func=_kubeconfig)
+
+    exec_ = verbs.add_parser("exec", help="run a command inside an emulated pod's network namespace",
+                             description="Like 'kubectl exec' for the emulated nodes: runs COMMAND in "
+                             "the sandbox network namespace of pod NAMESPACE/NAME.")
+    exec_.add_argument("pod", metavar="NAMESPACE/NAME")
+    exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    exec_.set_defaults(func=_exec)
 
 
 def _plane(args: argparse.Namespace, bin_dir: Path | None = None) -> ControlPlane:
@@ -57,9 +68,19 @@ def _up(args: argparse.Namespace) -> int:
     if plane.is_up():
         print(f"cluster is already up; kubeconfig: {plane.layout.admin_kubeconfig}")
         return 0
+    if args.nodes < 0:
+        print("multinet cluster up: --nodes must be 0 or more", file=sys.stderr)
+        return 2
+    if args.nodes and os.geteuid() != 0:
+        print("multinet cluster up: --nodes needs root (it creates network namespaces)", file=sys.stderr)
+        return 2
     try:
         plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
         plane.up(_progress, timeout=args.timeout)
+        if args.nodes:
+            from multinet.cluster.nodes import Nodes
+
+            Nodes(plane).start(args.nodes, _progress)
     except (BinariesError, ComponentError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)
         return 1
@@ -76,7 +97,9 @@ def _down(args: argparse.Namespace) -> int:
     if not plane.layout.root.exists():
         print("cluster is not up; nothing to do")
         return 0
-    plane.down(_progress, keep=args.keep)
+    from multinet.cluster.nodes import Nodes
+
+    plane.down(_progress, keep=args.keep, before_control_plane=lambda: Nodes(plane).remove_namespaces(_progress))
     print("cluster is down" + (f"; state kept in {plane.layout.root}" if args.keep else ""))
     return 0
 
@@ -151,3 +174,27 @@ def _node(args: argparse.Namespace) -> int:
     finally:  # SIGTERM is a node shutdown: its sandboxes go with it
         emulator.shutdown()
     return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    from multinet.cluster.node_emulator import sandbox_netns
+
+    namespace, _, name = args.pod.partition("/")
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not name or not command:
+        print("multinet cluster exec: usage: exec NAMESPACE/NAME -- COMMAND ...", file=sys.stderr)
+        return 2
+    kubeconfig = _plane(args).layout.admin_kubeconfig
+    try:
+        pod = client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).read_namespaced_pod(name, namespace)
+    except ApiException as err:
+        print(f"multinet cluster exec: pod {args.pod}: {err.reason}", file=sys.stderr)
+        return 1
+    if not pod.spec.node_name or pod.status.phase != "Running":
+        print(f"multinet cluster exec: pod {args.pod} is not running (phase {pod.status.phase})", file=sys.stderr)
+        return 1
+    netns = sandbox_netns(pod.spec.node_name, pod.metadata.uid)
+    os.execvp("ip", ["ip", "netns", "exec", netns, *command])

@@ -8,12 +8,13 @@ from pinned Go modules. Nodes are emulated elsewhere (network namespaces).
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from multinet.cluster import pki
@@ -49,16 +50,24 @@ class Component:
 class ControlPlane:
     """Starts, checks and stops one local control plane rooted at `layout.root`."""
 
-    def __init__(self, layout: Layout, bin_dir: Path | None = None, ports: Ports = Ports()) -> None:
+    def __init__(self, layout: Layout, bin_dir: Path | None = None, ports: Ports | None = None) -> None:
         self.layout = layout
         self.bin_dir = bin_dir
-        self.ports = ports
+        # The ports a cluster was started with are kept in its state, so
+        # status and down find it whatever the environment says now.
+        self.ports = ports = ports or self._recorded_ports() or Ports.from_env()
         self.components = (
             Component("etcd", ports.etcd_client, "/health", tls=False),
             Component("kube-apiserver", ports.apiserver, "/readyz", tls=True),
             Component("kube-controller-manager", ports.controller_manager, "/healthz", tls=True),
             Component("kube-scheduler", ports.scheduler, "/healthz", tls=True),
         )
+
+    def _recorded_ports(self) -> Ports | None:
+        try:
+            return Ports(**json.loads(self.layout.ports_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
 
     @property
     def server(self) -> str:
@@ -84,6 +93,7 @@ class ControlPlane:
         assert self.bin_dir is not None, "bin_dir is needed to start the control plane"
         for d in (self.layout.root, self.layout.logs, self.layout.pids):
             d.mkdir(parents=True, exist_ok=True)
+        self.layout.ports_file.write_text(json.dumps(asdict(self.ports)))
         self._credentials()
         for component in self.components:
             record = self.record(component.name)
@@ -234,24 +244,34 @@ class ControlPlane:
 
     # --- down ----------------------------------------------------------------
 
-    def down(self, progress: Progress, keep: bool = False) -> None:
-        """Stop every process recorded under this cluster, newest layer first."""
+    def down(self, progress: Progress, keep: bool = False, before_control_plane: Callable[[], None] | None = None) -> None:
+        """Stop every process recorded under this cluster, newest layer first.
+
+        Processes other parts registered (controller, IPU targets, agents, node
+        emulators) depend on the apiserver and on each other in the order they
+        were started: they stop first, newest first. `before_control_plane`
+        runs once they are gone (e.g. to remove node namespaces).
+        """
         known = [c.name for c in self.components]
-        recorded = sorted(p.stem for p in self.layout.pids.glob("*.json")) if self.layout.pids.exists() else []
-        # Processes other parts registered (agents, emulators, the controller)
-        # depend on the apiserver: stop them before it.
-        order = [n for n in recorded if n not in known] + list(reversed(known))
-        for name in order:
-            record = self.record(name)
-            if record is None:
-                continue
-            if stop(record):
-                progress(f"{name}: stopped (pid {record.pid})")
-            self.layout.pid_file(name).unlink(missing_ok=True)
+        recorded = [ProcessRecord.load(p) for p in self.layout.pids.glob("*.json")] if self.layout.pids.exists() else []
+        extras = sorted((r for r in recorded if r and r.name not in known), key=lambda r: (r.start_time, r.started), reverse=True)
+        for record in extras:
+            self._stop(record.name, progress)
+        if before_control_plane:
+            before_control_plane()
+        for name in reversed(known):
+            self._stop(name, progress)
         if not keep and self.layout.root.exists():
             shutil.rmtree(self.layout.root)
             progress(f"removed {self.layout.root}")
 
+    def _stop(self, name: str, progress: Progress) -> None:
+        record = self.record(name)
+        if record is None:
+            return
+        if stop(record):
+            progress(f"{name}: stopped (pid {record.pid})")
+        self.layout.pid_file(name).unlink(missing_ok=True)
 
 def port_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

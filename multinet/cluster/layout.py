@@ -22,6 +22,20 @@ class Ports:
     controller_manager: int = 10257
     scheduler: int = 10259
 
+    def shifted(self, offset: int) -> Ports:
+        """Every port moved by `offset`, so several local clusters can run side by side."""
+        return Ports(*(getattr(self, f) + offset for f in self.__dataclass_fields__))
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        """Defaults, shifted by $MULTINET_PORT_OFFSET when set."""
+        raw = os.environ.get("MULTINET_PORT_OFFSET", "0")
+        try:
+            offset = int(raw)
+        except ValueError:
+            raise ValueError(f"MULTINET_PORT_OFFSET: expected an integer, got {raw!r}") from None
+        return cls().shifted(offset)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -49,6 +63,10 @@ class Layout:
 
     def kubeconfig(self, user: str) -> Path:
         return self.root / f"{user}.kubeconfig"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
 
     def pid_file(self, component: str) -> Path:
         return self.pids / f"{component}.json"

@@ -28,6 +28,8 @@ class ProcessRecord:
     start_time: int  # field 22 of /proc/<pid>/stat, in clock ticks since boot
     argv: tuple[str, ...]
     log: str
+    started: float = 0.0  # wall clock at spawn: orders processes started within one clock tick
+
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -38,7 +40,8 @@ class ProcessRecord:
     def load(cls, path: Path) -> ProcessRecord | None:
         try:
             data = json.loads(path.read_text())
-            return cls(data["name"], data["pid"], data["start_time"], tuple(data["argv"]), data["log"])
+            return cls(data["name"], data["pid"], data["start_time"], tuple(data["argv"]), data["log"],
+                       float(data.get("started", 0.0)))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -74,7 +77,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
     start = process_start_time(proc.pid)
     if start is None:
         raise ComponentError(f"{name}: exited at once\n{log_tail(log)}")
-    return ProcessRecord(name, proc.pid, start, tuple(argv), str(log))
+    return ProcessRecord(name, proc.pid, start, tuple(argv), str(log), time.time())
 
 
 def stop(record: ProcessRecord, timeout: float = 15.0) -> bool:

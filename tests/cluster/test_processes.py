@@ -33,3 +33,15 @@ def test_corrupt_record_loads_as_none(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text("{not json")
     assert ProcessRecord.load(path) is None
+
+
+def test_port_offset_moves_every_port(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from multinet.cluster.layout import Ports
+
+    monkeypatch.setenv("MULTINET_PORT_OFFSET", "1000")
+    assert Ports.from_env() == Ports(3379, 3380, 7443, 11257, 11259)
+    monkeypatch.setenv("MULTINET_PORT_OFFSET", "lots")
+    with pytest.raises(ValueError, match="MULTINET_PORT_OFFSET"):
+        Ports.from_env()

@@ -1,0 +1,22 @@
+"""Everything one node's IPU needs beyond its own ports, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from cni.compile.objects import Obj
+from cni.compile.policy import compile_policies
+from cni.compile.routes import compile_remote_routes, node_vteps
+from cni.compile.services import compile_services
+from datapath.entries import Entry
+
+
+def compile_node(node_name: str, *, pods: Iterable[Obj], namespaces: Iterable[Obj], nodes: Iterable[Obj],
+                 services: Iterable[Obj], slices: Iterable[Obj], policies: Iterable[Obj],
+                 networks: Mapping[str, int]) -> list[Entry]:
+    """Remote routes, services and policy for `node_name`; pass the result to
+    `P4RuntimeDatapath.replace_state`, which writes only the difference."""
+    pod_list = list(pods)
+    return (compile_remote_routes(pod_list, node_name, node_vteps(nodes), networks)
+            + compile_services(services, slices, networks)
+            + compile_policies(policies, pod_list, namespaces, networks, node_name=node_name))

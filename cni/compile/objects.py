@@ -1,0 +1,106 @@
+"""Reading the parts of plain Kubernetes object dicts the compiler needs."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from podnetwork.names import ALLOCATIONS_ANNOTATION, NETWORK_STATUS_ANNOTATION, POD_NETWORK_ANNOTATION
+
+Obj = Mapping[str, Any]
+
+
+def meta(obj: Obj) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def labels(obj: Obj) -> Mapping[str, str]:
+    return meta(obj).get("labels") or {}
+
+
+def annotations(obj: Obj) -> Mapping[str, str]:
+    return meta(obj).get("annotations") or {}
+
+
+def network_of(obj: Obj) -> str | None:
+    """The secondary network a Service or NetworkPolicy applies on (None: the default network)."""
+    return annotations(obj).get(POD_NETWORK_ANNOTATION)
+
+
+def is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+def pod_addresses(pod: Obj) -> dict[str, list[str]]:
+    """IPv4 addresses of a pod per network name, from the agent's network-status
+    (what is attached) or else the controller's allocations."""
+    ann = annotations(pod)
+    out: dict[str, list[str]] = {}
+    for key in (NETWORK_STATUS_ANNOTATION, ALLOCATIONS_ANNOTATION):
+        try:
+            items = json.loads(ann.get(key) or "[]")
+        except json.JSONDecodeError:
+            continue
+        for item in items if isinstance(items, list) else []:
+            name = item.get("podNetworkName")
+            for cidr in item.get("ips") or ():
+                address = str(cidr).split("/")[0]
+                if name and is_ipv4(address):
+                    out.setdefault(name, []).append(address)
+        if out:
+            return out
+    return out
+
+
+def running(pod: Obj) -> bool:
+    """Pods in Succeeded/Failed no longer hold their addresses."""
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def container_ports(pod: Obj) -> dict[tuple[str, str], int]:
+    """Named container ports: (name, protocol) -> number."""
+    out: dict[tuple[str, str], int] = {}
+    for c in (pod.get("spec") or {}).get("containers") or ():
+        for p in c.get("ports") or ():
+            if p.get("name"):
+                out[(p["name"], p.get("protocol", "TCP"))] = int(p["containerPort"])
+    return out
+
+
+def selector_matches(selector: Mapping[str, Any] | None, have: Mapping[str, str]) -> bool:
+    """metav1.LabelSelector semantics; an empty selector matches everything."""
+    if selector is None:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if have.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or ():
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and have.get(key) not in values:
+            return False
+        if op == "NotIn" and key in have and have[key] in values:
+            return False
+        if op == "Exists" and key not in have:
+            return False
+        if op == "DoesNotExist" and key in have:
+            return False
+    return True
+
+
+def network_ids(pods: Iterable[Obj]) -> dict[str, int]:
+    """Network name -> id (VNI), as the controller wrote them into pods' allocations."""
+    out: dict[str, int] = {}
+    for pod in pods:
+        try:
+            items = json.loads(annotations(pod).get(ALLOCATIONS_ANNOTATION) or "[]")
+        except json.JSONDecodeError:
+            continue
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("podNetworkName") and isinstance(item.get("networkId"), int):
+                out[item["podNetworkName"]] = item["networkId"]
+    return out

@@ -1,0 +1,205 @@
+"""NetworkPolicies on a secondary network -> policy_pod and policy_rule entries.
+
+NetworkPolicy semantics (networking.k8s.io/v1): a pod selected by any policy
+of a direction is isolated in it; traffic is allowed if any rule of any policy
+selecting the pod allows it. Pods whose allowed traffic is identical share one
+policy group, so the IPU holds each distinct rule set once, however many pods
+and policies there are. ipBlock `except` is expanded to prefixes here; named
+ports are resolved against the pod that owns them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cni.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
+                                 selector_matches)
+from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip
+from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS
+
+ALL_V4 = ipaddress.IPv4Network("0.0.0.0/0")
+RULE_PRIORITY = 1  # rules only allow, so their order does not matter
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allowed (peer prefix, protocol, port range); None is "any"."""
+
+    peer: ipaddress.IPv4Network
+    proto: int | None
+    ports: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class PodView:
+    namespace: str
+    labels: Mapping[str, str]
+    addresses: tuple[str, ...]  # on the network being compiled
+    node: str
+    named_ports: Mapping[tuple[str, str], int]
+
+
+def _pods_on(pods: Iterable[Obj], network: str) -> list[PodView]:
+    out = []
+    for pod in pods:
+        addresses = pod_addresses(pod).get(network)
+        if addresses and running(pod):
+            out.append(PodView(meta(pod).get("namespace", ""), labels(pod), tuple(addresses),
+                               (pod.get("spec") or {}).get("nodeName", ""), container_ports(pod)))
+    return out
+
+
+def _ipblock(block: Mapping[str, Any]) -> list[ipaddress.IPv4Network]:
+    net = ipaddress.ip_network(block["cidr"], strict=False)
+    if net.version != 4:
+        return []
+    nets = [net]
+    for text in block.get("except") or ():
+        hole = ipaddress.ip_network(text, strict=False)
+        if hole.version != 4:
+            continue
+        nets = [piece for n in nets
+                for piece in ([n] if not n.overlaps(hole) else
+                              ([] if n.subnet_of(hole) else list(n.address_exclude(hole))))]  # type: ignore[arg-type]
+    return nets  # type: ignore[return-value]
+
+
+def _peer_pods(peer: Mapping[str, Any], policy_ns: str, pods: list[PodView],
+               ns_labels: Mapping[str, Mapping[str, str]]) -> list[PodView]:
+    if "namespaceSelector" in peer:
+        allowed = {ns for ns, lbl in ns_labels.items() if selector_matches(peer["namespaceSelector"], lbl)}
+    else:
+        allowed = {policy_ns}
+    return [p for p in pods if p.namespace in allowed and selector_matches(peer.get("podSelector"), p.labels)]
+
+
+def _port_ranges(ports: list[Mapping[str, Any]] | None, owner: PodView | None) -> list[tuple[int | None, tuple[int, int] | None]]:
+    """(proto, port range) pairs of a rule; an empty list means every port and protocol."""
+    if not ports:
+        return [(None, None)]
+    out: list[tuple[int | None, tuple[int, int] | None]] = []
+    for p in ports:
+        protocol = p.get("protocol", "TCP")
+        proto = PROTOCOLS.get(protocol)
+        if proto is None:
+            continue
+        port = p.get("port")
+        if port is None:
+            out.append((proto, None))
+        elif isinstance(port, int) or str(port).isdigit():
+            out.append((proto, (int(port), int(p.get("endPort") or port))))
+        elif owner is not None and (port, protocol) in owner.named_ports:
+            number = owner.named_ports[(port, protocol)]
+            out.append((proto, (number, number)))
+        # A named port the owning pod does not declare matches nothing.
+    return out
+
+
+def _rules_of(rule: Mapping[str, Any], direction: int, policy_ns: str, pod: PodView, pods: list[PodView],
+              ns_labels: Mapping[str, Mapping[str, str]]) -> set[Rule]:
+    peers_key = "from" if direction == DIRECTION_INGRESS else "to"
+    peers = rule.get(peers_key)
+    out: set[Rule] = set()
+    # Named ports belong to the pod receiving the traffic: the selected pod on
+    # ingress, each peer pod on egress.
+    if not peers:
+        owner = pod if direction == DIRECTION_INGRESS else None
+        out |= {Rule(ALL_V4, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+        return out
+    for peer in peers:
+        if "ipBlock" in peer:
+            owner = pod if direction == DIRECTION_INGRESS else None
+            for net in _ipblock(peer["ipBlock"]):
+                out |= {Rule(net, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+            continue
+        for other in _peer_pods(peer, policy_ns, pods, ns_labels):
+            owner = pod if direction == DIRECTION_INGRESS else other
+            for address in other.addresses:
+                net = ipaddress.IPv4Network(f"{address}/32")
+                out |= {Rule(net, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+    return out
+
+
+def _policy_types(policy: Obj) -> set[str]:
+    spec = policy.get("spec") or {}
+    if spec.get("policyTypes"):
+        return set(spec["policyTypes"])
+    return {"Ingress", "Egress"} if "egress" in spec else {"Ingress"}
+
+
+def group_id(rules: frozenset[Rule], direction: int, salt: int = 0) -> int:
+    """A stable id from the rule set's content, so recompiling changes nothing."""
+    text = repr((direction, salt, sorted((str(r.peer), r.proto or -1, r.ports or (-1, -1)) for r in rules)))
+    return 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % 0x7FFFFFFE
+
+
+class _Groups:
+    """Group ids by content; a (very unlikely) hash collision gets a salted id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[tuple[int, int], frozenset[Rule]] = {}
+
+    def id(self, rules: frozenset[Rule], direction: int) -> int:
+        salt = 0
+        while True:
+            gid = group_id(rules, direction, salt)
+            held = self.by_id.setdefault((direction, gid), rules)
+            if held == rules:
+                return gid
+            salt += 1
+
+
+def rule_entries(direction: int, group: int, rules: Iterable[Rule]) -> list[Entry]:
+    out = []
+    for r in rules:
+        match: dict[str, Any] = {"direction": Exact(direction), "group": Exact(group)}
+        if r.peer.prefixlen:
+            match["peer"] = Ternary(int(r.peer.network_address), int(r.peer.netmask))
+        if r.proto is not None:
+            match["proto"] = Ternary(r.proto, 0xFF)
+        if r.ports is not None and r.ports != (0, 65535):
+            match["port"] = Range(*r.ports)
+        out.append(entry("policy_rule", match, ActionCall("allow"), priority=RULE_PRIORITY))
+    return out
+
+
+def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: Iterable[Obj],
+                     networks: Mapping[str, int], node_name: str | None = None) -> list[Entry]:
+    """Policy entries for the pods on `node_name` (all pods when None)."""
+    ns_labels = {meta(n).get("name", ""): labels(n) for n in namespaces}
+    pod_list = list(pods)
+    by_network: dict[str, list[Obj]] = {}
+    for pol in policies:
+        net = network_of(pol)
+        if net in networks:
+            by_network.setdefault(net, []).append(pol)
+    out: dict[object, Entry] = {}
+    groups = _Groups()
+    for network, pols in sorted(by_network.items()):
+        views = _pods_on(pod_list, network)
+        for pod in views:
+            if node_name is not None and pod.node != node_name:
+                continue
+            for direction, kind, key in ((DIRECTION_INGRESS, "Ingress", "ingress"), (DIRECTION_EGRESS, "Egress", "egress")):
+                selecting = [p for p in pols if meta(p).get("namespace") == pod.namespace
+                             and kind in _policy_types(p)
+                             and selector_matches((p.get("spec") or {}).get("podSelector") or {}, pod.labels)]
+                if not selecting:
+                    continue  # not isolated in this direction
+                rules: set[Rule] = set()
+                for pol in selecting:
+                    for rule in (pol.get("spec") or {}).get(key) or ():
+                        rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
+                frozen = frozenset(rules)
+                gid = groups.id(frozen, direction)
+                for address in pod.addresses:
+                    e = entry("policy_pod", {"network_id": Exact(networks[network]), "direction": Exact(direction),
+                                             "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
+                    out[e.key] = e
+                for e in rule_entries(direction, gid, frozen):
+                    out[e.key] = e
+    return list(out.values())

@@ -1,0 +1,144 @@
+"""Admission of pods: static validation, auto-population, access control and gates.
+
+`mutate` and `validate` are plain functions over the pod and the requesting
+user; `webhook_configurations` builds the two webhook configuration objects.
+Pods carrying the networks annotation go through fail-closed webhooks selected
+by a CEL `matchConditions` (an objectSelector cannot see annotations); every
+other pod goes through a fail-open one, so an outage of the controller never
+blocks ordinary pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from podnetwork import names
+from podnetwork.networks import DEFAULT_NETWORKS, Network, NetworksError, encode_networks, pod_networks
+
+Obj = dict[str, Any]
+# (user info, resource plural, object name, namespace or None) -> (allowed, reason)
+MayUse = Callable[[Mapping[str, Any], str, str, str | None], tuple[bool, str]]
+
+CONFIGURATION_NAME = "multinet-controller"
+MUTATE_ID = "mutate-pods"
+VALIDATE_ID = "validate-pods"
+
+HAS_NETWORKS = (
+    f"has(object.metadata.annotations) && '{names.NETWORKS_ANNOTATION}' in object.metadata.annotations"
+)
+
+def _annotation_of(obj: str) -> str:
+    key = names.NETWORKS_ANNOTATION
+    return (f"(has({obj}.metadata.annotations) && '{key}' in {obj}.metadata.annotations ? "
+            f"{obj}.metadata.annotations['{key}'] : '')")
+
+
+# On UPDATE only when the annotation changes: every other pod update (status, the
+# controller's own gate removal, labels) never depends on this webhook being up.
+NETWORKS_CHANGED = f"{_annotation_of('object')} != {_annotation_of('oldObject')}"
+
+
+class Denied(Exception):
+    """The request is refused; the message goes to the user verbatim."""
+
+
+def _networks(pod: Mapping[str, Any]) -> tuple[Network, ...]:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    try:
+        return pod_networks(meta.get("annotations"), bool(spec.get("hostNetwork")))
+    except NetworksError as exc:
+        raise Denied(str(exc)) from None
+
+
+def mutate(pod: Mapping[str, Any]) -> Obj:
+    """The changes to make to a pod being created, as a partial object (merge-patch shape)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    networks = _networks(pod)
+    patch: Obj = {}
+    if names.NETWORKS_ANNOTATION not in annotations and not spec.get("hostNetwork"):
+        # KEP "Auto-population": no networks means the cluster default network.
+        patch["metadata"] = {"annotations": {names.NETWORKS_ANNOTATION: encode_networks(DEFAULT_NETWORKS)}}
+    if any(not n.is_default for n in networks):
+        gates = list(spec.get("schedulingGates") or [])
+        if not any(g.get("name") == names.SCHEDULING_GATE for g in gates):
+            gates.append({"name": names.SCHEDULING_GATE})
+        readiness = list(spec.get("readinessGates") or [])
+        if not any(g.get("conditionType") == names.READINESS_CONDITION for g in readiness):
+            readiness.append({"conditionType": names.READINESS_CONDITION})
+        patch["spec"] = {"schedulingGates": gates, "readinessGates": readiness}
+    return patch
+
+
+def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mapping[str, Any],
+             may_use: MayUse) -> None:
+    """Raise Denied naming the entry and field, or the network the user may not use."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if old is not None:
+        before = (old.get("metadata") or {}).get("annotations") or {}
+        if before.get(names.NETWORKS_ANNOTATION) != annotations.get(names.NETWORKS_ANNOTATION):
+            raise Denied(f"annotation {names.NETWORKS_ANNOTATION} is immutable once the pod exists")
+        return
+    if names.ALLOCATIONS_ANNOTATION in annotations:
+        raise Denied(f"annotation {names.ALLOCATIONS_ANNOTATION} is written by the controller, "
+                     "not set at creation")
+    networks = _networks(pod)
+    denied = [msg for n in networks if not n.is_default
+              for msg in [_access_denial(n, meta.get("namespace"), user, may_use)] if msg]
+    if denied:
+        raise Denied("; ".join(denied))
+
+
+def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], may_use: MayUse) -> str:
+    """KEP Phase II: the creator must be allowed to `use` each referenced network."""
+    who = user.get("username", "?")
+    if net.pod_network_name:
+        ok, why = may_use(user, names.POD_NETWORK_PLURAL, net.pod_network_name, None)
+        what = f"PodNetwork {net.pod_network_name!r}"
+        rule = f"verb 'use' on {names.POD_NETWORK_PLURAL}.{names.GROUP} {net.pod_network_name!r}"
+    else:
+        ok, why = may_use(user, names.POD_NETWORK_ATTACHMENT_PLURAL, net.pod_network_attachment_name, namespace)
+        what = f"PodNetworkAttachment {namespace}/{net.pod_network_attachment_name}"
+        rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} "
+                f"{net.pod_network_attachment_name!r} in namespace {namespace!r}")
+    if ok:
+        return ""
+    return f"user {who!r} may not use {what} (needs {rule})" + (f": {why}" if why else "")
+
+
+def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
+    """The MutatingWebhookConfiguration and ValidatingWebhookConfiguration (admissionregistration/v1)."""
+    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+              "resources": ["pods"], "scope": "Namespaced"}]
+
+    def hook(name: str, path: str, fail: bool, condition: str, operations: list[str]) -> Obj:
+        return {
+            "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": f"{url.rstrip('/')}/{path}", "caBundle": ca_bundle},
+            "rules": [{**rules[0], "operations": operations}],
+            "failurePolicy": "Fail" if fail else "Ignore",
+            "timeoutSeconds": 10 if fail else 3,
+            "matchConditions": [{"name": "networks-annotation", "expression": condition}],
+            "matchPolicy": "Equivalent",
+        }
+
+    mutating = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": CONFIGURATION_NAME},
+        "webhooks": [
+            hook("networks.pods.multinet.io", MUTATE_ID, True, HAS_NETWORKS, ["CREATE"]),
+            hook("default.pods.multinet.io", MUTATE_ID, False, f"!({HAS_NETWORKS})", ["CREATE"]),
+        ],
+    }
+    mutating["webhooks"][0]["reinvocationPolicy"] = "Never"
+    validating = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": CONFIGURATION_NAME},
+        "webhooks": [
+            hook("networks.pods.multinet.io", VALIDATE_ID, True, HAS_NETWORKS, ["CREATE"]),
+            hook("update.pods.multinet.io", VALIDATE_ID, True, NETWORKS_CHANGED, ["UPDATE"]),
+        ],
+    }
+    return mutating, validating

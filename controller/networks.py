@@ -1,0 +1,288 @@
+"""Reconcilers of PodNetwork, PodNetworkAttachment and NetworkParams.
+
+Each takes the full current state of one object and converges it: conditions
+(KEP-3698 "Status Conditions"), the in-use finalizer, the `default` network,
+and the network id (VNI) of NetworkParams.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.errors import TemporaryError
+from controller.index import Index
+from controller.kube import Kube, Obj, is_status, now_rfc3339
+from podnetwork import names
+from podnetwork.conditions import (
+    Condition,
+    ParamsVerdict,
+    attachment_conditions,
+    is_ready,
+    merge,
+    pod_network_conditions,
+)
+from podnetwork.params import NETWORK_ID_MAX, NetworkParams, ParamsError, parse_params
+
+log = logging.getLogger(__name__)
+
+# Auto-allocated network ids start here, leaving the low range to operators who pin one.
+AUTO_NETWORK_ID_FIRST = 4096
+
+Enqueue = Callable[[Hashable], None]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What attaching a pod to a network needs: its parameters and effective network id."""
+
+    network: str
+    params: NetworkParams
+    network_id: int
+
+
+def default_pod_network() -> Obj:
+    return {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+        "metadata": {"name": names.DEFAULT_NETWORK},
+        "spec": {"enabled": True, "provider": names.PROVIDER},
+    }
+
+
+def params_verdict(index: Index, refs: list[Mapping[str, Any]] | None) -> tuple[ParamsVerdict | None, Binding | None]:
+    """ParamsReady for a parametersRefs list (None when there are none), and the
+    NetworkParams binding when usable. Reads the watch cache only."""
+    if not refs:
+        return None, None
+    errors: list[str] = []
+    ours = []
+    for i, ref in enumerate(refs):
+        if ref.get("group") == names.PARAMS_GROUP and ref.get("kind") == names.PARAMS_KIND:
+            ours.append(ref)
+        else:
+            errors.append(f"parametersRefs[{i}]: {ref.get('kind')}.{ref.get('group')} is not served by "
+                          f"provider {names.PROVIDER}")
+    if errors:
+        return ParamsVerdict(False, "UnsupportedParameters", "; ".join(errors)), None
+    if len(ours) != 1:
+        return ParamsVerdict(False, "AmbiguousParameters",
+                             f"exactly one {names.PARAMS_KIND} may be referenced, got {len(ours)}"), None
+    name = ours[0]["name"]
+    obj = index.get("params", name)
+    if obj is None:
+        return ParamsVerdict(False, "NotFound", f"{names.PARAMS_KIND} {name!r} does not exist"), None
+    try:
+        params = parse_params(obj.get("spec") or {})
+    except ParamsError as exc:
+        return ParamsVerdict(False, "InvalidParameters", f"{names.PARAMS_KIND} {name!r}: {exc}"), None
+    status = obj.get("status") or {}
+    if not is_ready(status.get("conditions")) or not status.get("networkId"):
+        why = next((c.get("message") for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+                   "no network id assigned yet")
+        return ParamsVerdict(False, "NetworkIdPending", f"{names.PARAMS_KIND} {name!r}: {why}"), None
+    return (ParamsVerdict(True, "Valid", f"{names.PARAMS_KIND} {name!r} is valid"),
+            Binding("", params, int(status["networkId"])))
+
+
+def _conditions_patch(obj: Obj, desired: list[Condition]) -> list[dict[str, Any]] | None:
+    """The new conditions list, or None when nothing would change."""
+    current = (obj.get("status") or {}).get("conditions") or []
+    merged = [c.to_json() for c in merge(current, desired, now_rfc3339())]
+    return None if merged == current else merged
+
+
+class NetworkReconciler:
+    def __init__(self, kube: Kube, index: Index, enqueue: Enqueue) -> None:
+        self.kube = kube
+        self.index = index
+        self.enqueue = enqueue
+
+    # --- PodNetwork -----------------------------------------------------------------
+
+    def pod_network(self, name: str) -> None:
+        obj = self.kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name)
+        if obj is None:
+            if name == names.DEFAULT_NETWORK:
+                self._create_default()
+            self._notify_dependents(name)
+            return
+        users = self.index.network_in_use(name)
+        if self._converge_finalizer(obj, users, names.POD_NETWORK_PLURAL):
+            return  # deleted; the DELETED event brings us back (and recreates `default`)
+        spec = obj.get("spec") or {}
+        verdict, _ = params_verdict(self.index, spec.get("parametersRefs"))
+        desired = pod_network_conditions(spec.get("enabled", True), verdict, obj["metadata"].get("generation", 0))
+        merged = _conditions_patch(obj, desired)
+        if merged is not None:
+            self.kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name,
+                                    {"status": {"conditions": merged}}, status=True)
+            self._notify_dependents(name)
+
+    def _create_default(self) -> None:
+        try:
+            self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, default_pod_network())
+            log.info("created the default PodNetwork")
+        except Exception as exc:
+            if not is_status(exc, 409):
+                raise
+
+    def _notify_dependents(self, network: str) -> None:
+        for ns, att in self.index.attachments_of(network):
+            self.enqueue(("attachment", ns, att))
+        for pod in self.index.pods_of_network(network):
+            if pod.gated:
+                self.enqueue(("pod", pod.namespace, pod.name))
+
+    def _converge_finalizer(self, obj: Obj, users: list[str], plural: str) -> bool:
+        """Hold the finalizer exactly while in use. True when the object is going away."""
+        meta = obj["metadata"]
+        finalizers: list[str] = list(meta.get("finalizers") or [])
+        has = names.FINALIZER in finalizers
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and users:
+            log.info("%s %s deletion waits for %s", plural, meta["name"], ", ".join(users[:5]))
+        if users and not has and not deleting:
+            finalizers.append(names.FINALIZER)
+        elif not users and has:
+            finalizers.remove(names.FINALIZER)
+        else:
+            return deleting and not users and not has
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            if meta.get("namespace"):
+                self.kube.patch_namespaced(names.GROUP, plural, meta["namespace"], meta["name"], patch)
+            else:
+                self.kube.patch_cluster(names.GROUP, plural, meta["name"], patch)
+        except Exception as exc:
+            if is_status(exc, 409):
+                raise TemporaryError(f"{plural} {meta['name']} changed meanwhile", delay=0.2) from None
+            if is_status(exc, 404):
+                return True
+            raise
+        return deleting and not users
+
+    # --- PodNetworkAttachment -------------------------------------------------------
+
+    def attachment(self, namespace: str, name: str) -> None:
+        obj = self.kube.get_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace, name)
+        if obj is None:
+            return
+        if self._converge_finalizer(obj, self.index.attachment_in_use((namespace, name)),
+                                    names.POD_NETWORK_ATTACHMENT_PLURAL):
+            return
+        spec = obj.get("spec") or {}
+        network = spec.get("podNetworkName", "")
+        net_obj = self.index.get("network", network)
+        net_ready = None if net_obj is None else is_ready((net_obj.get("status") or {}).get("conditions"))
+        verdict, _ = params_verdict(self.index, spec.get("parametersRefs"))
+        desired = attachment_conditions(network, net_ready, verdict, obj["metadata"].get("generation", 0))
+        merged = _conditions_patch(obj, desired)
+        if merged is not None:
+            self.kube.patch_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace, name,
+                                       {"status": {"conditions": merged}}, status=True)
+            for pod in self.index.pods_of_attachment((namespace, name)):
+                if pod.gated:
+                    self.enqueue(("pod", pod.namespace, pod.name))
+
+    # --- NetworkParams --------------------------------------------------------------
+
+    def params(self, name: str) -> None:
+        obj = self.kube.get_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name)
+        if obj is None:
+            self._notify_params_users(name)
+            return
+        generation = obj["metadata"].get("generation", 0)
+        status: dict[str, Any] = {}
+        try:
+            params = parse_params(obj.get("spec") or {})
+            status["networkId"] = self._ensure_network_id(obj, params)
+            ready = Condition("Ready", "True", "Valid", "parameters are valid; network id assigned", generation)
+        except ParamsError as exc:
+            ready = Condition("Ready", "False", "InvalidParameters", str(exc), generation)
+        except NetworkIdConflict as exc:
+            ready = Condition("Ready", "False", "NetworkIdConflict", str(exc), generation)
+        merged = _conditions_patch(obj, [ready])
+        current_id = (obj.get("status") or {}).get("networkId")
+        if merged is None and status.get("networkId") == current_id:
+            return
+        status["conditions"] = merged or obj["status"]["conditions"]
+        if "networkId" not in status and current_id is not None:
+            status["networkId"] = None  # an invalid or conflicting spec holds no id
+        self.kube.patch_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name, {"status": status}, status=True)
+        self._notify_params_users(name)
+
+    def _notify_params_users(self, params_name: str) -> None:
+        for kind, keyer in (("network", lambda k: ("network", k)),
+                            ("attachment", lambda k: ("attachment", *k))):
+            for key in self.index.keys(kind):
+                obj = self.index.get(kind, key) or {}
+                refs = (obj.get("spec") or {}).get("parametersRefs") or []
+                if any(r.get("kind") == names.PARAMS_KIND and r.get("name") == params_name for r in refs):
+                    self.enqueue(keyer(key))
+
+    def _ensure_network_id(self, obj: Obj, params: NetworkParams) -> int:
+        """Claim the network id (the spec's, the one held already, or a free one) and
+        release any other id this NetworkParams held. The apiserver arbitrates: one
+        NetworkIdClaim object per id."""
+        meta = obj["metadata"]
+        claims = self.kube.list_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL)
+        mine = [c for c in claims if _owner_uid(c) == meta["uid"]]
+        held = {c["spec"]["networkId"] for c in mine}
+        if params.network_id is not None:
+            wanted = params.network_id
+            if wanted not in held:
+                self._claim(obj, wanted)
+        elif (obj.get("status") or {}).get("networkId") in held:
+            wanted = obj["status"]["networkId"]
+        elif held:
+            wanted = min(held)
+        else:
+            wanted = self._claim_free(obj, {c["spec"]["networkId"] for c in claims})
+        for claim in mine:
+            if claim["spec"]["networkId"] != wanted:
+                self.kube.delete_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL,
+                                         claim["metadata"]["name"], uid=claim["metadata"]["uid"])
+        return wanted
+
+    def _claim_free(self, obj: Obj, taken: set[int]) -> int:
+        for candidate in range(AUTO_NETWORK_ID_FIRST, NETWORK_ID_MAX + 1):
+            if candidate in taken:
+                continue
+            try:
+                self._claim(obj, candidate)
+                return candidate
+            except NetworkIdConflict:
+                continue
+        raise NetworkIdConflict("no free network id left")
+
+    def _claim(self, obj: Obj, network_id: int) -> None:
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.NETWORK_ID_CLAIM_KIND,
+            "metadata": {"name": f"vni-{network_id}", "ownerReferences": [{
+                "apiVersion": obj["apiVersion"], "kind": names.PARAMS_KIND, "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False}]},
+            "spec": {"networkId": network_id, "networkParams": meta["name"]},
+        }
+        try:
+            self.kube.create_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL, body)
+        except Exception as exc:
+            if not is_status(exc, 409):
+                raise
+            other = self.kube.get_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL, f"vni-{network_id}")
+            if other is None:
+                raise TemporaryError(f"network id {network_id} is being released", delay=1.0) from None
+            if _owner_uid(other) != meta["uid"]:
+                raise NetworkIdConflict(f"spec.networkId {network_id} is already used by "
+                                        f"{names.PARAMS_KIND} {other['spec']['networkParams']!r}") from None
+
+
+class NetworkIdConflict(Exception):
+    pass
+
+
+def _owner_uid(obj: Obj) -> str | None:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return refs[0].get("uid") if refs else None

@@ -1,0 +1,180 @@
+"""Active validation, address allocation and scheduling-gate removal for one pod.
+
+KEP-3698 "Active validations": the pod stays Pending (here: gated) until every
+network it references exists and is Ready; an Event says what it waits for.
+Once they are, the controller allocates the pod's addresses, writes them into
+the allocations annotation and lifts the gate in one patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from controller.allocator import Allocator
+from controller.errors import PermanentError, TemporaryError
+from controller.index import Index, pod_record
+from controller.kube import Kube, Obj, is_status
+from controller.networks import Binding, params_verdict
+from podnetwork import names
+from podnetwork.allocations import Allocation, encode_allocations, resolve_interface_names
+from podnetwork.conditions import is_ready
+from podnetwork.ipam import Pool
+from podnetwork.networks import Network, NetworksError, attachment_network_errors, pod_networks
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(TemporaryError):
+    """A referenced network is missing or not Ready: wait, with an Event."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    entry: Network
+    network: str
+    binding: Binding
+
+
+def _escape(key: str) -> str:
+    """A JSON-pointer path segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class PodReconciler:
+    def __init__(self, kube: Kube, index: Index, allocator: Allocator) -> None:
+        self.kube = kube
+        self.index = index
+        self.allocator = allocator
+        self._said: dict[str, str] = {}  # pod uid -> last Event message, to not repeat it
+        self._said_lock = threading.Lock()
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        pod = self.kube.get_pod(namespace, name)
+        if pod is None:
+            return
+        record = pod_record(pod)
+        self.index.set_pod(record)
+        if record.terminal:
+            self.allocator.release(record.uid)
+            return
+        if not record.gated or pod["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            self._ungate(pod)
+        except TemporaryError as exc:
+            self._tell(pod, "NetworksNotReady" if isinstance(exc, NotReady) else "AllocationPending", str(exc))
+            raise
+        except PermanentError as exc:
+            self._tell(pod, "InvalidNetworks", str(exc))
+            raise
+
+    def _ungate(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        try:
+            networks = pod_networks(meta.get("annotations"), bool(spec.get("hostNetwork")))
+        except NetworksError as exc:
+            raise PermanentError(str(exc)) from None
+        resolved = self._resolve(meta["namespace"], networks)
+        ifnames = resolve_interface_names(networks)
+        allocations = []
+        for entry, ifname in zip(networks, ifnames):
+            r = resolved.get(entry)
+            if r is None:
+                continue  # the cluster default network: nothing to allocate
+            ips = []
+            for family in r.binding.params.families():
+                pool = Pool.from_family(family)
+                ips.append(pool.with_prefix(self.allocator.allocate(pod, r.network, pool)))
+            allocations.append(Allocation(
+                pod_network_name=r.network, interface_name=ifname, network_id=r.binding.network_id,
+                ips=tuple(ips), is_default_gw4=entry.is_default_gw4, is_default_gw6=entry.is_default_gw6,
+                pod_network_attachment_name=entry.pod_network_attachment_name))
+        self._lift_gate(pod, tuple(allocations))
+
+    def _resolve(self, namespace: str, networks: tuple[Network, ...]) -> dict[Network, Resolved]:
+        """Each non-default entry's network and parameters; NotReady lists every problem."""
+        problems: list[str] = []
+        attachment_networks: dict[str, str] = {}
+        out: dict[Network, Resolved] = {}
+        for entry in networks:
+            if entry.is_default:
+                continue
+            network = entry.pod_network_name
+            if entry.pod_network_attachment_name:
+                att = self.index.get("attachment", (namespace, entry.pod_network_attachment_name))
+                if att is None:
+                    problems.append(f"PodNetworkAttachment {namespace}/{entry.pod_network_attachment_name} "
+                                    "does not exist")
+                    continue
+                network = att["spec"]["podNetworkName"]
+                attachment_networks[entry.pod_network_attachment_name] = network
+                if not is_ready((att.get("status") or {}).get("conditions")):
+                    problems.append(f"PodNetworkAttachment {namespace}/{entry.pod_network_attachment_name} "
+                                    "is not Ready")
+                    continue
+            binding = self._binding(network, problems)
+            if binding is not None:
+                out[entry] = Resolved(entry, network, binding)
+        duplicate = attachment_network_errors(networks, attachment_networks)
+        if duplicate:
+            raise PermanentError("; ".join(duplicate))
+        if problems:
+            raise NotReady("waiting for networks: " + "; ".join(problems), delay=10.0)
+        return out
+
+    def _binding(self, network: str, problems: list[str]) -> Binding | None:
+        obj = self.index.get("network", network)
+        if obj is None:
+            problems.append(f"PodNetwork {network!r} does not exist")
+            return None
+        conditions = (obj.get("status") or {}).get("conditions")
+        if not is_ready(conditions):
+            why = next((f"{c.get('reason')}: {c.get('message')}" for c in conditions or []
+                        if c.get("type") == names.CONDITION_READY), "no Ready condition yet")
+            problems.append(f"PodNetwork {network!r} is not Ready ({why})")
+            return None
+        _, binding = params_verdict(self.index, (obj.get("spec") or {}).get("parametersRefs"))
+        if binding is None:
+            problems.append(f"PodNetwork {network!r} has no {names.PARAMS_KIND}: {names.PROVIDER} cannot "
+                            "attach pods to it")
+            return None
+        return Binding(network, binding.params, binding.network_id)
+
+    def _lift_gate(self, pod: Obj, allocations: tuple[Allocation, ...]) -> None:
+        meta, gates = pod["metadata"], pod["spec"].get("schedulingGates") or []
+        remaining = [g for g in gates if g.get("name") != names.SCHEDULING_GATE]
+        ops: list[Obj] = [{"op": "test", "path": "/spec/schedulingGates", "value": gates}]
+        if meta.get("annotations") is None:
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(names.ALLOCATIONS_ANNOTATION)}",
+                    "value": encode_allocations(allocations)})
+        ops.append({"op": "replace", "path": "/spec/schedulingGates", "value": remaining} if remaining
+                   else {"op": "remove", "path": "/spec/schedulingGates"})
+        try:
+            self.kube.json_patch_pod(meta["namespace"], meta["name"], ops)
+        except Exception as exc:
+            if is_status(exc, 409, 422):
+                raise TemporaryError(f"pod changed while lifting the gate: {exc}", delay=0.2) from None
+            if is_status(exc, 404):
+                return
+            raise
+        with self._said_lock:
+            self._said.pop(meta["uid"], None)
+        log.debug("pod %s/%s: gate lifted", meta["namespace"], meta["name"])
+
+    def _tell(self, pod: Obj, reason: str, message: str) -> None:
+        uid = pod["metadata"]["uid"]
+        with self._said_lock:
+            if self._said.get(uid) == message:
+                return
+            self._said[uid] = message
+        try:
+            self.kube.event(pod, reason, message)
+        except Exception as exc:  # an Event is advisory; never fail the reconcile over it
+            log.warning("could not post event for %s: %s", pod["metadata"]["name"], exc)
+
+    def forget(self, uid: str) -> None:
+        with self._said_lock:
+            self._said.pop(uid, None)

@@ -1,0 +1,112 @@
+"""`multinet ipu` (the IPU target) and `multinet trace` (the pipeline model).
+
+Wiring only; heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from podnetwork.names import NODE_PREFIX
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ipu = subparsers.add_parser("ipu", help="run the IPU target (a P4Runtime server) for one node")
+    ipu.add_argument("--netns", required=True, help="the node's IPU network namespace (must exist)")
+    ipu.add_argument("--port", type=int, default=9559, help="P4Runtime gRPC port (default 9559)")
+    ipu.add_argument("--address", default="127.0.0.1", help="listen address (in the caller's namespace)")
+    ipu.add_argument("--device-id", type=int, default=1)
+    ipu.add_argument("--prefix", default=NODE_PREFIX, help="prefix of links and nftables tables it creates")
+    ipu.add_argument("--vtep", help="this node's underlay address (VXLAN source)")
+    ipu.add_argument("--underlay", help="the underlay link inside the IPU namespace")
+    ipu.add_argument("--size", action="append", default=[], metavar="TABLE=N", help="table size override")
+    ipu.add_argument("--features", action="store_true", help="print detected kernel features as JSON and exit")
+    ipu.set_defaults(func=run_ipu)
+
+    trace = subparsers.add_parser("trace", help="explain what the pipeline does to a described packet")
+    trace.add_argument("--target", action="append", required=True, metavar="HOST:PORT",
+                       help="P4Runtime target(s) to read entries from; the first is the packet's node")
+    trace.add_argument("--device-id", type=int, default=1)
+    trace.add_argument("--network", type=int, required=True, help="network id")
+    trace.add_argument("--src", required=True)
+    trace.add_argument("--dst", required=True)
+    trace.add_argument("--proto", default="tcp", choices=["tcp", "udp", "sctp", "icmp"])
+    trace.add_argument("--dport", type=int, default=0)
+    trace.add_argument("--json", action="store_true")
+    trace.set_defaults(func=run_trace)
+
+
+def _sizes(items: Sequence[str]) -> dict[str, int]:
+    sizes = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise SystemExit(f"--size: expected TABLE=N, got {item!r}")
+        sizes[name] = int(value)
+    return sizes
+
+
+def run_ipu(args: argparse.Namespace) -> int:
+    from datapath import netns
+    from datapath.pipeline import pipeline
+    from datapath.target.kernel import Kernel
+    from datapath.target.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not netns.exists(args.netns):
+        print(f"--netns: no network namespace {args.netns!r}", file=sys.stderr)
+        return 2
+    kernel = Kernel(args.netns, args.prefix, vtep=args.vtep, underlay=args.underlay)
+    if args.features:
+        print(json.dumps({"detected": kernel.features.as_dict(), "used": kernel.features.used()}, indent=2))
+        kernel.close()
+        return 0
+    server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, pipeline(_sizes(args.size)))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=1).wait()
+    kernel.close()
+    return 0
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from datapath.client.p4rt import P4RuntimeClient
+    from datapath.entries import ip
+    from datapath.trace import Packet, trace
+
+    tables = []
+    for address in args.target:
+        # Reading needs no arbitration: trace never disturbs the agent's session.
+        client = P4RuntimeClient(address, args.device_id)
+        client.open()
+        tables.append(client.read())
+        client.close()
+    proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}[args.proto]
+    result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport), tables[0], tables[1:])
+    if args.json:
+        print(json.dumps({"verdict": result.verdict, "steps": list(result.steps)}, indent=2))
+    else:
+        for step in result.steps:
+            print(step)
+        print(f"verdict: {result.verdict}")
+    return 0 if result.verdict != "error" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="multinet")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What the node agent uses: a P4Runtime client and the Datapath over it."""

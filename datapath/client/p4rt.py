@@ -1,0 +1,247 @@
+"""A small synchronous P4Runtime client: arbitration, batched writes, reads,
+and reconcile (read the target, write only the difference)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
+
+from datapath.entries import Entry, decode, encode
+from datapath.pipeline import PIPELINE, Pipeline, p4info
+
+log = logging.getLogger(__name__)
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+INSERT, MODIFY, DELETE = "INSERT", "MODIFY", "DELETE"
+_TYPES = {INSERT: p4r.Update.INSERT, MODIFY: p4r.Update.MODIFY, DELETE: p4r.Update.DELETE}
+
+
+@dataclass(frozen=True)
+class UpdateError:
+    index: int
+    code: int  # google.rpc.Code
+    message: str
+
+    @property
+    def code_name(self) -> str:
+        return str(rpc_code.Code.Name(self.code))
+
+
+class WriteError(Exception):
+    """A Write batch where some updates failed; the others were applied."""
+
+    def __init__(self, errors: list[UpdateError], total: int) -> None:
+        super().__init__(f"{len(errors)} of {total} updates failed: "
+                         + "; ".join(f"#{e.index} {e.code_name}: {e.message}" for e in errors[:5]))
+        self.errors = errors
+
+
+class ArbitrationError(Exception):
+    """The target refused this client's arbitration request (e.g. a duplicate election id)."""
+
+
+class NotPrimaryError(Exception):
+    """This client did not win arbitration (another client holds a higher election id)."""
+
+
+def _uint128(value: int) -> p4r.Uint128:
+    return p4r.Uint128(high=value >> 64, low=value & ((1 << 64) - 1))
+
+
+class P4RuntimeClient:
+    def __init__(self, address: str, device_id: int = 1, election_id: int = 1,
+                 pipeline: Pipeline = PIPELINE) -> None:
+        self.address, self.device_id, self.election_id = address, device_id, election_id
+        self.pipeline = pipeline
+        self.channel: grpc.Channel | None = None
+        self.stub: p4r_grpc.P4RuntimeStub | None = None
+        self._outbox: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
+        self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate | p4r.StreamError] = queue.Queue()
+        self.primary = False
+        self._stream_thread: threading.Thread | None = None
+        self.stream_closed = threading.Event()
+
+    # --- session ----------------------------------------------------------------
+
+    def open(self, timeout: float = 10) -> None:
+        """Open the channel only: enough for Read, Capabilities and GetForwardingPipelineConfig."""
+        if self.channel is not None:
+            self.close()
+        self.channel = grpc.insecure_channel(self.address, options=[
+            ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        self.stub = p4r_grpc.P4RuntimeStub(self.channel)
+
+    def connect(self, timeout: float = 10) -> bool:
+        """Open the stream and arbitrate; returns whether this client is primary."""
+        self.open(timeout)
+        self._outbox = queue.Queue()
+        self.stream_closed.clear()
+        responses = self.stub.StreamChannel(self._requests())
+        self._stream_thread = threading.Thread(target=self._listen, args=(responses,), daemon=True,
+                                               name="p4rt-client-stream")
+        self._stream_thread.start()
+        msg = p4r.StreamMessageRequest()
+        msg.arbitration.device_id = self.device_id
+        msg.arbitration.election_id.CopyFrom(_uint128(self.election_id))
+        self._outbox.put(msg)
+        try:
+            update = self._arbitration.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no arbitration answer from {self.address}") from None
+        if isinstance(update, p4r.StreamError):
+            self.close()
+            raise ArbitrationError(update.message)
+        self.primary = update.status.code == rpc_code.OK
+        return self.primary
+
+    def _requests(self) -> Iterator[p4r.StreamMessageRequest]:
+        while True:
+            msg = self._outbox.get()
+            if msg is None:
+                return
+            yield msg
+
+    def _listen(self, responses: Iterator[p4r.StreamMessageResponse]) -> None:
+        try:
+            for msg in responses:
+                if msg.WhichOneof("update") == "arbitration":
+                    self.primary = msg.arbitration.status.code == rpc_code.OK
+                    self._arbitration.put(msg.arbitration)
+                elif msg.WhichOneof("update") == "error":
+                    log.warning("target stream error: %s", msg.error.message)
+                    self._arbitration.put(msg.error)
+        except grpc.RpcError as err:
+            log.info("P4Runtime stream to %s closed: %s", self.address, err.code())
+        finally:
+            self.primary = False
+            self.stream_closed.set()
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        if self.channel is not None:
+            self.channel.close()
+        if self._stream_thread is not None:
+            self._stream_thread.join(timeout=5)
+        self.channel = self.stub = self._stream_thread = None
+        self._arbitration = queue.Queue()
+
+    def _stub(self) -> p4r_grpc.P4RuntimeStub:
+        if self.stub is None:
+            raise RuntimeError("connect() first")
+        return self.stub
+
+    # --- pipeline ---------------------------------------------------------------
+
+    def set_pipeline(self, reconcile: bool = True) -> None:
+        """Push the pipeline; RECONCILE_AND_COMMIT keeps the target's entries when it already runs it."""
+        A = p4r.SetForwardingPipelineConfigRequest
+        req = A(device_id=self.device_id, election_id=_uint128(self.election_id),
+                action=A.RECONCILE_AND_COMMIT if reconcile else A.VERIFY_AND_COMMIT)
+        req.config.p4info.CopyFrom(p4info(self.pipeline))
+        self._stub().SetForwardingPipelineConfig(req)
+
+    def get_pipeline(self) -> p4r.ForwardingPipelineConfig:
+        req = p4r.GetForwardingPipelineConfigRequest(device_id=self.device_id)
+        return self._stub().GetForwardingPipelineConfig(req).config
+
+    def capabilities(self) -> str:
+        return str(self._stub().Capabilities(p4r.CapabilitiesRequest()).p4runtime_api_version)
+
+    # --- entries ----------------------------------------------------------------
+
+    def write(self, updates: Sequence[tuple[str, Entry]], batch: int = 20000) -> None:
+        """Write updates in batches; raises WriteError listing failed updates (others applied)."""
+        failures: list[UpdateError] = []
+        for start in range(0, len(updates), batch):
+            chunk = updates[start : start + batch]
+            try:
+                self._write(chunk)
+            except WriteError as err:
+                failures += [UpdateError(e.index + start, e.code, e.message) for e in err.errors]
+        if failures:
+            raise WriteError(failures, len(updates))
+
+    def _write(self, updates: Sequence[tuple[str, Entry]]) -> None:
+        req = p4r.WriteRequest(device_id=self.device_id, election_id=_uint128(self.election_id))
+        for op, e in updates:
+            u = req.updates.add(type=_TYPES[op])
+            te = encode(e, self.pipeline)
+            if op == DELETE:
+                te.ClearField("action")
+            u.entity.table_entry.CopyFrom(te)
+        try:
+            self._stub().Write(req)
+        except grpc.RpcError as err:
+            raise _write_error(err, len(updates)) from err
+
+    def read(self, table: str | None = None, counters: bool = False) -> list[Entry]:
+        """All entries of one table, or of every table (wildcard read)."""
+        return [e for e, _ in self.read_with_counters(table, counters)]
+
+    def read_with_counters(self, table: str | None = None, counters: bool = True) -> list[tuple[Entry, tuple[int, int]]]:
+        req = p4r.ReadRequest(device_id=self.device_id)
+        te = req.entities.add().table_entry
+        te.table_id = self.pipeline.table(table).id if table else 0
+        if counters:
+            te.counter_data.SetInParent()
+        out = []
+        for response in self._stub().Read(req):
+            for entity in response.entities:
+                t = entity.table_entry
+                out.append((decode(t, self.pipeline), (t.counter_data.packet_count, t.counter_data.byte_count)))
+        return out
+
+    def reconcile(self, desired: Iterable[Entry], tables: Iterable[str] | None = None) -> int:
+        """Make the target's tables (all, or `tables`) equal `desired`; returns updates written."""
+        names = set(tables) if tables is not None else {t.name for t in self.pipeline.tables}
+        want = {e.key: e for e in desired if e.table in names}
+        have = {e.key: e for e in self.read() if e.table in names}
+        updates = diff(have, want)
+        if updates:
+            self.write(updates)
+        return len(updates)
+
+
+def diff(have: dict[object, Entry], want: dict[object, Entry]) -> list[tuple[str, Entry]]:
+    """Updates turning `have` into `want`: deletes first (they free table space)."""
+    deletes = [(DELETE, e) for k, e in have.items() if k not in want]
+    modifies = [(MODIFY, e) for k, e in want.items() if k in have and have[k] != e]
+    inserts = [(INSERT, e) for k, e in want.items() if k not in have]
+    return list(itertools.chain(deletes, modifies, inserts))
+
+
+def _write_error(err: grpc.RpcError, total: int) -> Exception:
+    if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+        return NotPrimaryError(err.details())
+    for key, value in err.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY:
+            status = rpc_status.Status.FromString(value)
+            errors = []
+            for i, detail in enumerate(status.details):
+                e = p4r.Error()
+                detail.Unpack(e)
+                if e.canonical_code != rpc_code.OK:
+                    errors.append(UpdateError(i, e.canonical_code, e.message))
+            return WriteError(errors, total)
+    return err
+
+
+def wait_for(address: str, timeout: float = 30) -> None:
+    """Wait until a target listens at `address`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with grpc.insecure_channel(address) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no P4Runtime target at {address}") from None

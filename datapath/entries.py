@@ -1,0 +1,307 @@
+"""Table entries as plain values, and their P4Runtime encoding.
+
+An `Entry` is what the compiler produces, the client diffs, the target stores
+and the trace model evaluates. Values are ints (addresses as integers, MACs as
+48-bit ints) or strings (port names). A missing ternary/range field is the
+spec's "don't care" (P4Runtime 9.1.1: it must be omitted, not sent as zero).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from finsy.proto import p4r, rpc_code
+
+from datapath.pipeline import PIPELINE, Pipeline, Table
+
+Value = int | str
+
+
+# Match values and action calls are NamedTuples rather than dataclasses: the
+# client diffs tens of thousands of entries per change, and tuple hashing and
+# comparison run in C (5x faster). A field's match kind is fixed by its table,
+# so two kinds with equal tuples never meet in one key.
+class Exact(NamedTuple):
+    value: Value
+
+
+class Lpm(NamedTuple):
+    value: int
+    prefix_len: int
+
+
+class Ternary(NamedTuple):
+    value: int
+    mask: int
+
+
+class Range(NamedTuple):
+    low: int
+    high: int
+
+
+Match = Exact | Lpm | Ternary | Range
+
+
+class ActionCall(NamedTuple):
+    name: str
+    params: tuple[Value, ...] = ()
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    table: str
+    match: tuple[tuple[str, Match], ...]  # by field name, in the table's field order
+    actions: tuple[ActionCall, ...]  # one for direct tables; the group for selector tables
+    priority: int = 0
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, Match], ...], int]:
+        return (self.table, self.match, self.priority)
+
+    def get(self, name: str) -> Match | None:
+        return dict(self.match).get(name)
+
+
+class P4Error(Exception):
+    """A P4Runtime error with its canonical code (google.rpc.Code)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def entry(table: str, match: dict[str, Match], *actions: ActionCall, priority: int = 0,
+          p: Pipeline = PIPELINE) -> Entry:
+    """Build an entry with fields in the table's declared order."""
+    t = p.table(table)
+    unknown = set(match) - {f.name for f in t.fields}
+    if unknown:
+        raise ValueError(f"table {table}: unknown fields {sorted(unknown)}")
+    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
+    return Entry(table, ordered, tuple(actions), priority)
+
+
+def ip(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def ip_text(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+def mac(text: str) -> int:
+    return int(text.replace(":", "").replace("-", ""), 16)
+
+
+def mac_text(value: int) -> str:
+    raw = f"{value:012x}"
+    return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+
+
+def prefix(cidr: str) -> Lpm:
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return Lpm(int(net.network_address), net.prefixlen)
+
+
+# --- encoding -----------------------------------------------------------------
+
+
+def _bytes(value: Value) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    # Canonical binary string: shortest big-endian form (spec 8.4.1).
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+def _int(raw: bytes, bitwidth: int, what: str) -> int:
+    value = int.from_bytes(raw, "big")
+    if not raw:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: empty value")
+    if value >= 1 << bitwidth:
+        raise P4Error(rpc_code.OUT_OF_RANGE, f"{what}: {value} does not fit {bitwidth} bits")
+    return value
+
+
+def _str(raw: bytes, what: str) -> str:
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as err:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: not an SDN string") from err
+    if not text or len(text) > 15:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: port name {text!r} must be 1-15 characters")
+    return text
+
+
+def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
+    t = p.table(e.table)
+    out = p4r.TableEntry(table_id=t.id, priority=e.priority)
+    for name, m in e.match:
+        f = t.field(name)
+        fm = out.match.add(field_id=f.id)
+        if isinstance(m, Exact):
+            fm.exact.value = _bytes(m.value)
+        elif isinstance(m, Lpm):
+            fm.lpm.value, fm.lpm.prefix_len = _bytes(m.value), m.prefix_len
+        elif isinstance(m, Ternary):
+            fm.ternary.value, fm.ternary.mask = _bytes(m.value), _bytes(m.mask)
+        else:
+            fm.range.low, fm.range.high = _bytes(m.low), _bytes(m.high)
+    if t.selector:
+        for call in e.actions:
+            pa = out.action.action_profile_action_set.action_profile_actions.add(weight=call.weight)
+            _encode_action(pa.action, call, p)
+    elif e.actions:
+        _encode_action(out.action.action, e.actions[0], p)
+    return out
+
+
+def _encode_action(out: p4r.Action, call: ActionCall, p: Pipeline) -> None:
+    a = p.action(call.name)
+    out.action_id = a.id
+    for prm, value in zip(a.params, call.params, strict=True):
+        out.params.add(param_id=prm.id, value=_bytes(value))
+
+
+def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True, filter: bool = False) -> Entry:
+    """Decode and validate a table entry; raises P4Error naming the problem.
+
+    DELETE carries only the key (spec 9.1), hence `with_action=False`; a Read
+    filter may also give only some fields (`filter=True`).
+    """
+    t = p.table_by_id(te.table_id)
+    if t is None:
+        raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {te.table_id}")
+    by_id = {f.id: f for f in t.fields}
+    match: dict[str, Match] = {}
+    for fm in te.match:
+        f = by_id.get(fm.field_id)
+        if f is None:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: unknown field id {fm.field_id}")
+        if f.name in match:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: given twice")
+        match[f.name] = _decode_match(t, f.name, fm)
+    for f in t.fields:
+        if not filter and f.match in ("exact", "lpm") and f.name not in match:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: required {f.match} field missing")
+    if t.needs_priority and te.priority <= 0 and not filter:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: ternary/range table needs priority > 0")
+    if not t.needs_priority and te.priority != 0:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: priority must be 0 for exact/lpm tables")
+    actions = _decode_actions(t, te, p) if with_action else ()
+    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
+    return Entry(t.name, ordered, actions, te.priority)
+
+
+def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:
+    f = t.field(name)
+    what = f"{t.name}.{name}"
+    kind = fm.WhichOneof("field_match_type")
+    if kind != f.match:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: expected {f.match} match, got {kind}")
+    if kind == "exact":
+        return Exact(_str(fm.exact.value, what) if f.string else _int(fm.exact.value, f.bitwidth, what))
+    if kind == "lpm":
+        value, plen = _int(fm.lpm.value, f.bitwidth, what), fm.lpm.prefix_len
+        if not 0 < plen <= f.bitwidth:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: prefix length {plen} (0 must be omitted)")
+        if value & ((1 << (f.bitwidth - plen)) - 1):
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: bits beyond the prefix are set")
+        return Lpm(value, plen)
+    if kind == "ternary":
+        value, mask = _int(fm.ternary.value, f.bitwidth, what), _int(fm.ternary.mask, f.bitwidth, what)
+        if mask == 0:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: all-zero mask must be omitted")
+        if value & ~mask:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: value has bits outside the mask")
+        return Ternary(value, mask)
+    low, high = _int(fm.range.low, f.bitwidth, what), _int(fm.range.high, f.bitwidth, what)
+    if low > high:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: low {low} > high {high}")
+    if low == 0 and high == (1 << f.bitwidth) - 1:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: full range must be omitted")
+    return Range(low, high)
+
+
+def _decode_actions(t: Table, te: p4r.TableEntry, p: Pipeline) -> tuple[ActionCall, ...]:
+    kind = te.action.WhichOneof("type")
+    if t.selector:
+        if kind != "action_profile_action_set":
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: needs a one-shot action_profile_action_set")
+        members = te.action.action_profile_action_set.action_profile_actions
+        if not 0 < len(members) <= t.max_group_size:
+            raise P4Error(rpc_code.INVALID_ARGUMENT,
+                          f"{t.name}: group of {len(members)} members (1..{t.max_group_size})")
+        calls = []
+        for m in members:
+            if m.weight <= 0:
+                raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: member weight must be > 0")
+            calls.append(_decode_action(t, m.action, p, m.weight))
+        return tuple(calls)
+    if kind != "action":
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: needs a direct action")
+    return (_decode_action(t, te.action.action, p, 1),)
+
+
+def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> ActionCall:
+    a = p.action_by_id(pa.action_id)
+    if a is None or a.name not in t.actions:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: action id {pa.action_id} not allowed")
+    given = {prm.param_id: prm.value for prm in pa.params}
+    if set(given) != {prm.id for prm in a.params} or len(pa.params) != len(a.params):
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}/{a.name}: wrong parameters")
+    values: list[Value] = []
+    for prm in a.params:
+        what = f"{t.name}/{a.name}.{prm.name}"
+        raw = given[prm.id]
+        values.append(_str(raw, what) if prm.string else _int(raw, prm.bitwidth, what))
+    return ActionCall(a.name, tuple(values), weight)
+
+
+_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer"}
+_ADDRESS_PARAMS = {("to_tunnel", 0), ("dnat", 0)}
+
+
+def describe(e: Entry) -> str:
+    """One line for logs, errors and `multinet trace`."""
+    parts = [f"{name}={_describe_match(m, name in _ADDRESS_FIELDS)}" for name, m in e.match]
+    acts = ", ".join(
+        f"{c.name}({', '.join(_describe_param(c.name, i, v) for i, v in enumerate(c.params))})"
+        + (f"x{c.weight}" if c.weight != 1 else "")
+        for c in e.actions
+    )
+    prio = f" prio={e.priority}" if e.priority else ""
+    return f"{e.table}[{' '.join(parts)}{prio}] -> {acts}"
+
+
+def _describe_param(action: str, index: int, value: Value) -> str:
+    if isinstance(value, int) and (action, index) in _ADDRESS_PARAMS:
+        return ip_text(value)
+    if isinstance(value, int) and action == "set_dmac":
+        return mac_text(value)
+    return str(value)
+
+
+def _describe_match(m: Match, address: bool) -> str:
+    if isinstance(m, Exact):
+        return ip_text(m.value) if address and isinstance(m.value, int) else str(m.value)
+    if isinstance(m, Lpm):
+        return f"{ip_text(m.value)}/{m.prefix_len}"
+    if isinstance(m, Ternary):
+        hostbits = ~m.mask & 0xFFFFFFFF
+        if address and not hostbits & (hostbits + 1):  # a prefix mask
+            return f"{ip_text(m.value)}/{bin(m.mask).count('1')}"
+        if not m.mask & (m.mask + 1):  # all ones: an exact value
+            return str(m.value)
+        return f"{m.value:#x}&&&{m.mask:#x}"
+    return f"{m.low}..{m.high}"
+
+
+def dedupe(entries: Iterable[Entry]) -> dict[tuple[object, ...], Entry]:
+    """Entries by key; a later duplicate key wins."""
+    return {e.key: e for e in entries}

@@ -1,0 +1,314 @@
+"""The IPU target's P4Runtime service (gRPC adapter over Store and Kernel).
+
+Follows the P4Runtime specification (v1.4): master arbitration over
+StreamChannel by election id, Write with per-update error details
+(CONTINUE_ON_ERROR), wildcard Read, pipeline config, Capabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
+
+from datapath.entries import Entry, P4Error, decode, encode
+from datapath.pipeline import PIPELINE, Pipeline, p4info
+from datapath.target import kernel as kmod
+from datapath.target.kernel import Kernel
+from datapath.target.store import Change, Store, matches_filter
+
+log = logging.getLogger(__name__)
+API_VERSION = "1.4.0"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_OPS = {p4r.Update.INSERT: "INSERT", p4r.Update.MODIFY: "MODIFY", p4r.Update.DELETE: "DELETE"}
+
+
+def _election(u: p4r.Uint128) -> int:
+    return (u.high << 64) | u.low
+
+
+@dataclass
+class _Stream:
+    election_id: int | None
+    outbox: "queue.Queue[p4r.StreamMessageResponse | None]"
+
+
+class Arbitration:
+    """Primary election for the default role: the highest election id wins."""
+
+    def __init__(self, device_id: int) -> None:
+        self.device_id = device_id
+        self.streams: dict[int, _Stream] = {}
+        self.lock = threading.Lock()
+
+    def primary(self) -> int | None:
+        ids = [s.election_id for s in self.streams.values() if s.election_id is not None]
+        return max(ids) if ids else None
+
+    def update(self, key: int, stream: _Stream, election_id: int) -> str | None:
+        """Register an arbitration request; returns an error message or None."""
+        with self.lock:
+            for k, s in self.streams.items():
+                if k != key and s.election_id == election_id:
+                    return f"election id {election_id} is already used by another client"
+            before = self.primary()
+            stream.election_id = election_id
+            self.streams[key] = stream
+            self._announce(only=None if self.primary() != before else key)
+            return None
+
+    def leave(self, key: int) -> None:
+        with self.lock:
+            before = self.primary()
+            self.streams.pop(key, None)
+            if self.primary() != before:
+                self._announce(only=None)
+
+    def _announce(self, only: int | None) -> None:
+        # Spec 5.4: every client hears when the primary changes; a new client
+        # always hears its own standing.
+        top = self.primary()
+        for k, s in self.streams.items():
+            if only is not None and k != only:
+                continue
+            msg = p4r.StreamMessageResponse()
+            arb = msg.arbitration
+            arb.device_id = self.device_id
+            if top is not None:
+                arb.election_id.high, arb.election_id.low = top >> 64, top & ((1 << 64) - 1)
+            if s.election_id == top:
+                arb.status.code = rpc_code.OK
+                arb.status.message = "primary"
+            else:
+                arb.status.code = rpc_code.ALREADY_EXISTS if top is not None else rpc_code.NOT_FOUND
+                arb.status.message = "backup"
+            s.outbox.put(msg)
+
+
+class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
+    def __init__(self, kernel: Kernel, device_id: int = 1, pipeline: Pipeline = PIPELINE) -> None:
+        self.kernel = kernel
+        self.device_id = device_id
+        self.pipeline = pipeline
+        self.p4info = p4info(pipeline)
+        self.store = Store(pipeline)
+        self.config: p4r.ForwardingPipelineConfig | None = None
+        self.arbitration = Arbitration(device_id)
+        self.lock = threading.Lock()  # one Write / config change at a time
+        self._next_stream = 0
+
+    # --- checks ---------------------------------------------------------------
+
+    def _check_device(self, device_id: int, context: grpc.ServicerContext) -> None:
+        if device_id != self.device_id:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"device_id {device_id}: this target is {self.device_id}")
+
+    def _check_primary(self, election: p4r.Uint128, context: grpc.ServicerContext) -> None:
+        primary = self.arbitration.primary()
+        if primary is None or _election(election) != primary:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"election_id {_election(election)} is not the primary's ({primary})")
+
+    # --- RPCs -------------------------------------------------------------------
+
+    def Capabilities(self, request: p4r.CapabilitiesRequest, context: grpc.ServicerContext) -> p4r.CapabilitiesResponse:
+        return p4r.CapabilitiesResponse(p4runtime_api_version=API_VERSION)
+
+    def SetForwardingPipelineConfig(self, request: p4r.SetForwardingPipelineConfigRequest,
+                                    context: grpc.ServicerContext) -> p4r.SetForwardingPipelineConfigResponse:
+        self._check_device(request.device_id, context)
+        self._check_primary(request.election_id, context)
+        A = p4r.SetForwardingPipelineConfigRequest
+        if request.action not in (A.VERIFY, A.VERIFY_AND_COMMIT, A.COMMIT, A.RECONCILE_AND_COMMIT):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"action {request.action} not supported")
+        if request.action != A.COMMIT and request.config.p4info != self.p4info:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "config.p4info: this target realizes only the multinet pipeline with its table sizes")
+        if request.action == A.VERIFY:
+            return p4r.SetForwardingPipelineConfigResponse()
+        with self.lock:
+            keep = request.action == A.RECONCILE_AND_COMMIT and self.config is not None
+            if not keep:
+                # A new pipeline starts with empty tables (spec 7.4).
+                self.store.clear()
+                self.kernel.reset()
+            self.config = p4r.ForwardingPipelineConfig()
+            self.config.CopyFrom(request.config)
+            if not self.config.HasField("p4info"):
+                self.config.p4info.CopyFrom(self.p4info)
+        return p4r.SetForwardingPipelineConfigResponse()
+
+    def GetForwardingPipelineConfig(self, request: p4r.GetForwardingPipelineConfigRequest,
+                                    context: grpc.ServicerContext) -> p4r.GetForwardingPipelineConfigResponse:
+        self._check_device(request.device_id, context)
+        if self.config is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
+        response = p4r.GetForwardingPipelineConfigResponse()
+        R = p4r.GetForwardingPipelineConfigRequest
+        if request.response_type in (R.ALL, R.P4INFO_AND_COOKIE):
+            response.config.p4info.CopyFrom(self.config.p4info)
+        response.config.cookie.CopyFrom(self.config.cookie)
+        return response
+
+    def Write(self, request: p4r.WriteRequest, context: grpc.ServicerContext) -> p4r.WriteResponse:
+        self._check_device(request.device_id, context)
+        self._check_primary(request.election_id, context)
+        if self.config is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
+        if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported")
+        with self.lock:
+            errors = self._write(list(request.updates))
+        if any(err is not None for err in errors):
+            self._fail_batch(errors, context)
+        return p4r.WriteResponse()
+
+    def _write(self, updates: list[p4r.Update]) -> list[P4Error | None]:
+        errors: list[P4Error | None] = [None] * len(updates)
+        accepted: list[tuple[int, Change]] = []
+        for i, update in enumerate(updates):
+            try:
+                change = self._accept(update)
+            except P4Error as err:
+                errors[i] = err
+                continue
+            accepted.append((i, change))
+        try:
+            self.kernel.flush(self.store)
+        except P4Error as err:
+            log.error("write batch failed in the kernel, rebuilding: %s", err.message)
+            for i, change in reversed(accepted):
+                self.store.revert(change)
+                errors[i] = err
+            self.kernel.rebuild(self.store)
+        return errors
+
+    def _accept(self, update: p4r.Update) -> Change:
+        op = _OPS.get(update.type)
+        if op is None:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"update type {update.type} unspecified")
+        if update.entity.WhichOneof("entity") != "table_entry":
+            raise P4Error(rpc_code.UNIMPLEMENTED, "only table entries are writable on this target")
+        e = decode(update.entity.table_entry, self.pipeline, with_action=op != "DELETE")
+        if e.table == "policy_rule" and op != "DELETE":
+            kmod.check_rule(e)
+        change = self.store.check(op, e)
+        self.kernel.prepare(change)
+        self.store.commit(change)
+        return change
+
+    def _fail_batch(self, errors: list[P4Error | None], context: grpc.ServicerContext) -> None:
+        # Spec 12.3: status UNKNOWN, one p4.v1.Error per update in the details.
+        status = rpc_status.Status(code=rpc_code.UNKNOWN, message="some updates failed")
+        for err in errors:
+            detail = p4r.Error(canonical_code=rpc_code.OK)
+            if err is not None:
+                detail = p4r.Error(canonical_code=err.code, message=err.message)
+            status.details.add().Pack(detail)
+        context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
+        context.set_code(grpc.StatusCode.UNKNOWN)
+        failed = sum(err is not None for err in errors)
+        context.set_details(f"{failed} of {len(errors)} updates failed")
+
+    def Read(self, request: p4r.ReadRequest, context: grpc.ServicerContext) -> Iterator[p4r.ReadResponse]:
+        self._check_device(request.device_id, context)
+        response = p4r.ReadResponse()
+        for wanted in request.entities:
+            if wanted.WhichOneof("entity") != "table_entry":
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, "only table entries can be read")
+            for entry in self._read_table(wanted.table_entry, context):
+                response.entities.add().table_entry.CopyFrom(entry)
+                if len(response.entities) >= 1000:
+                    yield response
+                    response = p4r.ReadResponse()
+        if response.entities:
+            yield response
+
+    def _read_table(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
+        with self.lock:
+            if wanted.table_id == 0:
+                entries = list(self.store.entries())
+                filt: Entry | None = None
+            else:
+                try:
+                    filt = decode(wanted, self.pipeline, with_action=False, filter=True) if wanted.match else None
+                    table = self.pipeline.table_by_id(wanted.table_id)
+                    if table is None:
+                        raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
+                except P4Error as err:
+                    context.abort(grpc.StatusCode(_grpc_code(err.code)), err.message)
+                entries = [e for e in self.store.entries(table.name) if filt is None or matches_filter(e, filt)]
+            counted = {e.table for e in entries if self.pipeline.table(e.table).counters}
+            counters = self.kernel.counters(counted) if wanted.HasField("counter_data") and counted else {}
+        for e in entries:
+            out = encode(e, self.pipeline)
+            if wanted.HasField("counter_data") and self.pipeline.table(e.table).counters:
+                packets, octets = counters.get(kmod.counter_key(e), (0, 0))
+                out.counter_data.packet_count, out.counter_data.byte_count = packets, octets
+            yield out
+
+    def StreamChannel(self, request_iterator: Iterator[p4r.StreamMessageRequest],
+                      context: grpc.ServicerContext) -> Iterator[p4r.StreamMessageResponse]:
+        outbox: queue.Queue[p4r.StreamMessageResponse | None] = queue.Queue()
+        with self.lock:
+            self._next_stream += 1
+            key = self._next_stream
+        stream = _Stream(None, outbox)
+        threading.Thread(target=self._read_stream, args=(key, stream, request_iterator, context),
+                         daemon=True, name=f"p4rt-stream-{key}").start()
+        while True:
+            msg = outbox.get()
+            if msg is None:
+                return
+            yield msg
+
+    def _read_stream(self, key: int, stream: _Stream, requests: Iterator[p4r.StreamMessageRequest],
+                     context: grpc.ServicerContext) -> None:
+        try:
+            for req in requests:
+                if req.WhichOneof("update") != "arbitration":
+                    continue  # no packet I/O on this pipeline
+                arb = req.arbitration
+                if arb.device_id != self.device_id:
+                    stream.outbox.put(_stream_error(rpc_code.NOT_FOUND, f"device_id {arb.device_id} unknown"))
+                    continue
+                problem = self.arbitration.update(key, stream, _election(arb.election_id))
+                if problem:
+                    stream.outbox.put(_stream_error(rpc_code.INVALID_ARGUMENT, problem))
+        except grpc.RpcError:
+            pass  # the client went away; leaving below is the whole answer
+        finally:
+            self.arbitration.leave(key)
+            stream.outbox.put(None)
+
+
+def _stream_error(code: int, message: str) -> p4r.StreamMessageResponse:
+    msg = p4r.StreamMessageResponse()
+    msg.error.canonical_code, msg.error.message = code, message
+    return msg
+
+
+def _grpc_code(code: int) -> Any:
+    return next(c.value for c in grpc.StatusCode if c.value[0] == code)
+
+
+def serve(kernel: Kernel, address: str, device_id: int = 1, pipeline: Pipeline = PIPELINE) -> tuple[grpc.Server, IpuServicer]:
+    """Start the P4Runtime server; the caller waits on and stops it."""
+    kernel.reset()
+    servicer = IpuServicer(kernel, device_id, pipeline)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                         options=[("grpc.max_receive_message_length", 256 << 20),
+                                  ("grpc.max_send_message_length", 256 << 20)])
+    p4r_grpc.add_P4RuntimeServicer_to_server(servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"--port: cannot listen on {address}")
+    server.start()
+    log.info("P4Runtime target for device %d listening on %s", device_id, address)
+    return server, servicer

@@ -1,0 +1,221 @@
+"""Measure the controller: creation -> gate lifted with addresses, for N pods x 2 networks.
+
+Starts `multinet controller` as a child process, creates two PodNetworks with
+NetworkParams, creates the pods concurrently and watches them; each pod's
+latency runs from just before its create call to the watch event that shows
+the allocations annotation and no scheduling gate. The controller's RSS is
+sampled from /proc while it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from controller import admission
+from controller.install import remove_webhooks
+from controller.kube import Kube
+from podnetwork import names
+
+HERE = Path(__file__).resolve().parent
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Bench:
+    def __init__(self, kubeconfig: str, pods: int, workers: int) -> None:
+        self.kubeconfig = kubeconfig
+        self.kube = Kube.from_kubeconfig(kubeconfig, pool_size=64)
+        self.pods = pods
+        self.workers = workers
+        self.tag = uuid.uuid4().hex[:6]
+        self.namespace = f"mna-bench-{self.tag}"
+        self.networks: list[str] = []
+        self.params: list[str] = []
+        self.created: dict[str, float] = {}
+        self.lifted: dict[str, float] = {}
+        self.rss_peak = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start_controller(self, log: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
+             "--workers", str(self.workers), "--log-level", "WARNING"],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
+                if self.ready(names.DEFAULT_NETWORK):
+                    time.sleep(1.0)  # the webhook server listens right after registering
+                    return
+            except client.ApiException:
+                pass
+            time.sleep(0.3)
+        raise SystemExit(f"controller did not come up; see {log}")
+
+    def ready(self, network: str) -> bool:
+        obj = self.kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, network)
+        conds = ((obj or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+    def make_networks(self) -> None:
+        for i, subnet in enumerate(("10.200.0.0/22", "10.204.0.0/22")):
+            name = f"mna-bench-{self.tag}-{i}"
+            self.kube.create_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, {
+                "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
+                "metadata": {"name": name},
+                "spec": {"topology": "L2", "ipv4": {"subnet": subnet, "gateway": subnet.replace(".0/22", ".1")}}})
+            self.params.append(name)
+            self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+                "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+                "metadata": {"name": name},
+                "spec": {"provider": names.PROVIDER, "parametersRefs": [
+                    {"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": name}]}})
+            self.networks.append(name)
+        deadline = time.monotonic() + 60
+        while not all(self.ready(n) for n in self.networks):
+            if time.monotonic() > deadline:
+                raise SystemExit("networks did not become Ready")
+            time.sleep(0.2)
+
+    def watch_pods(self, stop: threading.Event) -> None:
+        w = watch.Watch()
+        for event in w.stream(self.kube.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
+            pod = event["object"]
+            gates = pod.spec.scheduling_gates or []
+            annotations = pod.metadata.annotations or {}
+            if (not any(g.name == names.SCHEDULING_GATE for g in gates)
+                    and names.ALLOCATIONS_ANNOTATION in annotations and pod.metadata.name not in self.lifted):
+                self.lifted[pod.metadata.name] = time.monotonic()
+            if stop.is_set() or len(self.lifted) >= self.pods:
+                w.stop()
+
+    def sample_rss(self, stop: threading.Event) -> None:
+        assert self.proc is not None
+        while not stop.wait(0.2):
+            self.rss_peak = max(self.rss_peak, rss_kib(self.proc.pid))
+
+    def create_pods(self) -> None:
+        nets = json.dumps([{"podNetworkName": n} for n in self.networks])
+
+        def one(i: int) -> None:
+            name = f"p{i:04d}"
+            body = {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "annotations": {names.NETWORKS_ANNOTATION: nets}},
+                    # Nothing matches the selector: the pods stay unscheduled, no node runs them.
+                    "spec": {"nodeSelector": {"multinet.io/bench": "none"}, "terminationGracePeriodSeconds": 0,
+                             "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
+            self.created[name] = time.monotonic()
+            self.kube.core.create_namespaced_pod(self.namespace, body)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, range(self.pods)))
+
+    def run(self, log: Path) -> dict[str, Any]:
+        self.kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
+        self.start_controller(log)
+        assert self.proc is not None
+        idle_rss = rss_kib(self.proc.pid)
+        self.make_networks()
+        stop = threading.Event()
+        watcher = threading.Thread(target=self.watch_pods, args=(stop,), daemon=True)
+        sampler = threading.Thread(target=self.sample_rss, args=(stop,), daemon=True)
+        watcher.start()
+        sampler.start()
+        time.sleep(0.5)  # the watch is open before the first pod exists
+        cpu0 = cpu_seconds(self.proc.pid)
+        t0 = time.monotonic()
+        self.create_pods()
+        created_done = time.monotonic()
+        watcher.join(600)
+        stop.set()
+        sampler.join(5)
+        cpu = cpu_seconds(self.proc.pid) - cpu0
+        latencies = [self.lifted[n] - self.created[n] for n in self.lifted]
+        end = max(self.lifted.values()) if self.lifted else time.monotonic()
+        return {
+            "benchmark": "controller: creation -> scheduling gate lifted with addresses",
+            "pods": self.pods, "networks_per_pod": len(self.networks), "controller_workers": self.workers,
+            "pods_completed": len(self.lifted),
+            "create_seconds": round(created_done - t0, 3),
+            "total_seconds": round(end - t0, 3),
+            "pods_per_second": round(len(self.lifted) / (end - t0), 1),
+            "latency_seconds": {
+                "p50": round(statistics.median(latencies), 3), "p99": round(percentile(latencies, 0.99), 3),
+                "max": round(max(latencies), 3)} if latencies else None,
+            "controller_rss_mib": {"idle": round(idle_rss / 1024, 1), "peak": round(self.rss_peak / 1024, 1)},
+            "controller_cpu_seconds": round(cpu, 2),
+            "host_cpus": os.cpu_count(),
+        }
+
+    def cleanup(self) -> None:
+        self.kube.core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
+        self.kube.core.delete_namespace(self.namespace)
+        # Wait for the releases before the controller stops, so no address is left behind.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(
+                c["spec"]["podNetworkName"] in self.networks
+                for c in self.kube.list_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL)):
+            time.sleep(1)
+        for group, plural, items in ((names.GROUP, names.POD_NETWORK_PLURAL, self.networks),
+                                     (names.PARAMS_GROUP, names.PARAMS_PLURAL, self.params)):
+            for name in items:
+                self.kube.delete_cluster(group, plural, name)
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--pods", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=16, help="controller worker threads")
+    parser.add_argument("--out", default=str(HERE / "result.json"))
+    args = parser.parse_args()
+    bench = Bench(args.kubeconfig, args.pods, args.workers)
+    log = Path(args.out).with_suffix(".controller.log")
+    try:
+        result = bench.run(log)
+    finally:
+        bench.cleanup()
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0 if result["pods_completed"] == args.pods else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

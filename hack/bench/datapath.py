@@ -1,0 +1,229 @@
+"""Datapath benchmark: programming scale, policy cost and flood resilience.
+
+Runs inside its own network namespaces (prefix mndb) and writes JSON.
+  1. time to program N services x M endpoints on a secondary network, and to
+     apply one endpoint change (one diffed batch);
+  2. iperf3 TCP throughput between two pods on a secondary network (across
+     two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
+  3. that throughput while a third pod floods connections the policy denies.
+Throughput runs alternate round by round; medians are reported with samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cni.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
+from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
+from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
+from datapath.netns import popen_in, run_in  # noqa: E402
+from datapath.testbed import Target, Testbed, start_target  # noqa: E402
+from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL,  # noqa: E402
+                              POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION)
+
+PREFIX = "mndb"
+NET, NET_ID = "bench", 4242
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def services(count: int, endpoints: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    svcs, slices = [], []
+    for i in range(count):
+        name = f"svc{i}"
+        vip = f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+        svcs.append({"metadata": {"name": name, "namespace": "bench", "annotations": {
+            POD_NETWORK_ANNOTATION: NET, SERVICE_VIP_ANNOTATION: vip}},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+        slices.append({"metadata": {"namespace": "bench", "labels": {
+            "kubernetes.io/service-name": name, ENDPOINTSLICE_NETWORK_LABEL: NET}},
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [f"10.200.{(i * endpoints + j) // 250 % 250}.{(i * endpoints + j) % 250 + 1}"]}
+                          for j in range(endpoints)]})
+    return svcs, slices
+
+
+def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "bench", "labels": labels, "annotations": {
+        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": NET, "ips": [f"{address}/16"], "networkId": NET_ID}])}},
+        "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int) -> dict[str, Any]:
+    svcs, slices = services(count, endpoints)
+    start = time.monotonic()
+    entries = compile_services(svcs, slices, {NET: NET_ID})
+    compiled = time.monotonic()
+    written = dp.replace_state(entries)
+    programmed = time.monotonic()
+    # One endpoint of one service changes.
+    slices[count // 2]["endpoints"][0]["addresses"] = ["10.201.0.1"]
+    entries = compile_services(svcs, slices, {NET: NET_ID})
+    change_start = time.monotonic()
+    changed = dp.replace_state(entries)
+    change_end = time.monotonic()
+    dp.replace_state([])  # clear before the throughput runs
+    return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
+            "compile_seconds": round(compiled - start, 3), "program_seconds": round(programmed - compiled, 3),
+            "endpoint_change_updates": changed, "endpoint_change_seconds": round(change_end - change_start, 4)}
+
+
+def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
+    server = popen_in(server_ns, ["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = run_in(client_ns, ["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"],
+                     timeout=seconds + 30)
+        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"])
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=10)
+
+
+def policy_drops(ipu_ns: str) -> int:
+    """Packets the policy groups' drop rules counted on a node."""
+    out = json.loads(run_in(ipu_ns, ["nft", "-j", "list", "table", "inet", f"{PREFIX}ipu"]).stdout)
+    return sum(expr["counter"]["packets"] for item in out["nftables"] if "rule" in item
+               and item["rule"]["chain"].startswith("pg_") for expr in item["rule"]["expr"] if "counter" in expr)
+
+
+FLOOD = """
+import socket, sys, time
+dst, port, limit, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+start = time.monotonic()
+end, sent = start + seconds, 0
+while sent < limit and time.monotonic() < end:
+    s = socket.socket(); s.setblocking(False)
+    try:
+        s.connect_ex((dst, port))
+    finally:
+        s.close()
+    sent += 1
+print(sent, time.monotonic() - start)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, default=10000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--peers", type=int, default=10000)
+    parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
+    parser.add_argument("--out", help="write JSON here (default: stdout)")
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {"prefix": PREFIX}
+    tb = Testbed(PREFIX)
+    targets: list[Target] = []
+    logs = Path("/tmp") / f"{PREFIX}-bench"
+    logs.mkdir(exist_ok=True)
+    try:
+        n1, n2 = tb.add_node("n1"), tb.add_node("n2")
+        # What the target found in this kernel and what it uses it for.
+        features = subprocess.run([sys.executable, "-m", "datapath.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
+                                   PREFIX, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
+        result["kernel_features"] = json.loads(features.stdout)
+        sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}
+        for node in (n1, n2):
+            targets.append(start_target(node, free_port(), PREFIX, str(logs / f"{node.name}.log"), sys.executable,
+                                        sizes))
+        from datapath.pipeline import pipeline
+
+        dps = {}
+        for t in targets:
+            wait_for(t.address)
+            dps[t.node.name] = dp = P4RuntimeDatapath(P4RuntimeClient(t.address, pipeline=pipeline(sizes)))
+            dp.reconnect()
+
+        result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints)
+
+        # Two servers on node 2: "open" has no policy, "guarded" is selected by
+        # a 10,000-peer policy. Runs alternate between them, round by round, so
+        # load from other work on the machine hits both alike.
+        open_srv = tb.add_pod(n2, "open", NET_ID, "10.50.0.2/16")
+        guarded = tb.add_pod(n2, "guarded", NET_ID, "10.50.0.5/16")
+        client = tb.add_pod(n1, "client", NET_ID, "10.50.0.3/16")
+        attacker = tb.add_pod(n1, "attacker", NET_ID, "10.50.0.4/16")
+        for p in (open_srv, guarded):
+            dps["n2"].attach(p.attachment)
+        for p in (client, attacker):
+            dps["n1"].attach(p.attachment)
+        objs = [pod_obj(p.name, p.node.name, p.ip, {"app": p.name}) for p in (open_srv, guarded, client, attacker)]
+        vteps = {"n1": n1.vtep, "n2": n2.vtep}
+        routes = {n: compile_remote_routes(objs, n, vteps, {NET: NET_ID}) for n in ("n1", "n2")}
+        dps["n1"].replace_state(routes["n1"])
+        # 10,000 peers allowed to the guarded server's iperf port (the client among them).
+        peers = [{"ipBlock": {"cidr": f"10.{60 + i // 65536}.{(i // 256) % 256}.{i % 256}/32"}}
+                 for i in range(args.peers - 1)]
+        peers.append({"podSelector": {"matchLabels": {"app": "client"}}})
+        pol = {"metadata": {"name": "big", "namespace": "bench", "annotations": {POD_NETWORK_ANNOTATION: NET}},
+               "spec": {"podSelector": {"matchLabels": {"app": "guarded"}}, "policyTypes": ["Ingress"],
+                        "ingress": [{"from": peers, "ports": [{"port": 5201}]}]}}
+        start = time.monotonic()
+        entries = compile_policies([pol], objs, [], {NET: NET_ID}, node_name="n2")
+        written = dps["n2"].replace_state(routes["n2"] + entries)
+        policy_program = time.monotonic() - start
+
+        samples: dict[str, list[float]] = {"open": [], "guarded": [], "guarded_under_flood": []}
+        attempts = dropped = 0
+        flood_seconds = 0.0
+        for _ in range(args.rounds):
+            samples["open"].append(iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds))
+            samples["guarded"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
+            # The attacker floods connections to a port the policy denies.
+            flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, guarded.ip, "5202",
+                                              str(args.flood_limit), str(args.seconds + 2)], stdout=-1)
+            time.sleep(0.5)
+            samples["guarded_under_flood"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
+            out, _ = flood.communicate(timeout=args.seconds + 30)
+            sent, elapsed = out.split()
+            attempts, flood_seconds = attempts + int(sent), flood_seconds + float(elapsed)
+        dropped = policy_drops(n2.ipu_ns)
+        median = {k: statistics.median(v) for k, v in samples.items()}
+        result["policy"] = {
+            "peers": args.peers, "policy_updates_written": written, "policy_program_seconds": round(policy_program, 3),
+            "rounds": args.rounds, "seconds_per_run": args.seconds,
+            "throughput_no_policy_gbps": round(median["open"] / 1e9, 3),
+            "throughput_with_policy_gbps": round(median["guarded"] / 1e9, 3),
+            "ratio_with_policy": round(median["guarded"] / median["open"], 3),
+            "samples_gbps": {k: [round(x / 1e9, 3) for x in v] for k, v in samples.items()},
+        }
+        result["flood"] = {
+            "denied_connection_attempts": attempts, "flood_seconds": round(flood_seconds, 2),
+            "attempts_per_second": round(attempts / flood_seconds),
+            "packets_dropped_by_policy": dropped,
+            # One generator process: on a small machine it competes with iperf3 for CPU.
+            "throughput_under_flood_gbps": round(median["guarded_under_flood"] / 1e9, 3),
+            "ratio_to_quiet": round(median["guarded_under_flood"] / median["guarded"], 3),
+        }
+    finally:
+        for t in targets:
+            t.stop()
+        tb.close()
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The project's provider parameters (`NetworkParams`): parsing and validation.
+
+The KEP leaves everything below the PodNetwork handle to implementations; this
+is ours. The CRD schema refuses most bad input at the apiserver already; this
+validation is the one the controller runs before it sets `ParamsReady`, and it
+reports every error at once, each naming its field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+TOPOLOGIES = ("L2", "L3")
+INTERFACE_KINDS = ("veth", "macvlan")
+MTU_MIN, MTU_MAX, MTU_DEFAULT = 576, 9216, 1450
+NETWORK_ID_MIN, NETWORK_ID_MAX = 1, 16_777_215  # 24-bit VXLAN network identifier
+MAX_EXCLUDES = 64
+MAX_SERVICE_CIDRS = 8
+
+
+@dataclass(frozen=True)
+class FamilyParams:
+    subnet: IPNetwork
+    gateway: IPAddress | None
+    excludes: tuple[IPNetwork, ...]
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    topology: Literal["L2", "L3"]
+    ipv4: FamilyParams | None
+    ipv6: FamilyParams | None
+    mtu: int
+    network_id: int | None  # from spec; None means "allocate one"
+    interface_kind: Literal["veth", "macvlan"]
+    uplink: str | None
+    service_cidrs: tuple[IPNetwork, ...]
+
+    def families(self) -> tuple[FamilyParams, ...]:
+        return tuple(f for f in (self.ipv4, self.ipv6) if f is not None)
+
+
+class ParamsError(ValueError):
+    """Invalid NetworkParams; `errors` holds one message per bad field."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def _cidr(value: Any, field: str, version: int | None, errors: list[str]) -> IPNetwork | None:
+    if not isinstance(value, str):
+        errors.append(f"{field}: must be a CIDR string, got {value!r}")
+        return None
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        errors.append(f"{field}: invalid CIDR {value!r} ({exc})")
+        return None
+    if version is not None and net.version != version:
+        errors.append(f"{field}: {value!r} is not an IPv{version} CIDR")
+        return None
+    return net
+
+
+def _family(raw: Any, field: str, version: int, errors: list[str]) -> FamilyParams | None:
+    if not isinstance(raw, Mapping):
+        errors.append(f"{field}: must be an object with subnet, gateway, excludes")
+        return None
+    before = len(errors)
+    subnet = _cidr(raw.get("subnet"), f"{field}.subnet", version, errors)
+    gateway = _gateway(raw.get("gateway"), subnet, f"{field}.gateway", errors)
+    excludes = _excludes(raw.get("excludes", []), subnet, f"{field}.excludes", version, errors)
+    if subnet is None or len(errors) > before:
+        return None
+    return FamilyParams(subnet, gateway, excludes)
+
+
+def _gateway(value: Any, subnet: IPNetwork | None, field: str, errors: list[str]) -> IPAddress | None:
+    if value is None:
+        return None
+    try:
+        gateway = ipaddress.ip_address(value)
+    except ValueError:
+        errors.append(f"{field}: invalid IP address {value!r}")
+        return None
+    if subnet is not None and gateway not in subnet:
+        errors.append(f"{field}: {value} is outside the subnet {subnet}")
+    elif subnet is not None and gateway in (subnet.network_address, subnet.broadcast_address):
+        errors.append(f"{field}: {value} is the network or broadcast address of {subnet}")
+    return gateway
+
+
+def _excludes(
+    raw: Any, subnet: IPNetwork | None, field: str, version: int, errors: list[str]
+) -> tuple[IPNetwork, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_EXCLUDES:
+        errors.append(f"{field}: must be a list of at most {MAX_EXCLUDES} CIDRs")
+        return ()
+    nets: list[IPNetwork] = []
+    for i, value in enumerate(raw):
+        net = _cidr(value, f"{field}[{i}]", version, errors)
+        if net is None:
+            continue
+        if subnet is not None and not net.subnet_of(subnet):  # type: ignore[arg-type]
+            errors.append(f"{field}[{i}]: {net} is outside the subnet {subnet}")
+            continue
+        nets.append(net)
+    return tuple(nets)
+
+
+def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str | None,
+            errors: list[str]) -> str:
+    value = raw.get(key, default)
+    if value not in choices:
+        errors.append(f"spec.{key}: must be one of {', '.join(choices)}, got {value!r}")
+        return choices[0]
+    return str(value)
+
+
+def _int_in(raw: Mapping[str, Any], key: str, low: int, high: int, default: int | None,
+            errors: list[str]) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        errors.append(f"spec.{key}: must be an integer in {low}..{high}, got {value!r}")
+        return None
+    return value
+
+
+def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
+    """Parse and validate a NetworkParams spec; raise ParamsError listing every error."""
+    errors: list[str] = []
+    topology = _choice(spec, "topology", TOPOLOGIES, None, errors)
+    ipv4 = _family(spec["ipv4"], "spec.ipv4", 4, errors) if "ipv4" in spec else None
+    ipv6 = _family(spec["ipv6"], "spec.ipv6", 6, errors) if "ipv6" in spec else None
+    if "ipv4" not in spec and "ipv6" not in spec:
+        errors.append("spec: at least one of ipv4 or ipv6 is required")
+    mtu = _int_in(spec, "mtu", MTU_MIN, MTU_MAX, MTU_DEFAULT, errors)
+    network_id = _int_in(spec, "networkId", NETWORK_ID_MIN, NETWORK_ID_MAX, None, errors)
+    kind = _choice(spec, "interfaceKind", INTERFACE_KINDS, "veth", errors)
+    uplink = spec.get("uplink")
+    if kind == "macvlan" and not uplink:
+        errors.append("spec.uplink: required when interfaceKind is macvlan")
+    services = _service_cidrs(spec.get("serviceCIDRs", []), errors)
+    if errors:
+        raise ParamsError(errors)
+    return NetworkParams(
+        topology=topology,  # type: ignore[arg-type]
+        ipv4=ipv4, ipv6=ipv6, mtu=mtu or MTU_DEFAULT, network_id=network_id,
+        interface_kind=kind,  # type: ignore[arg-type]
+        uplink=str(uplink) if uplink else None, service_cidrs=services,
+    )
+
+
+def _service_cidrs(raw: Any, errors: list[str]) -> tuple[IPNetwork, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_SERVICE_CIDRS:
+        errors.append(f"spec.serviceCIDRs: must be a list of at most {MAX_SERVICE_CIDRS} CIDRs")
+        return ()
+    nets = (_cidr(v, f"spec.serviceCIDRs[{i}]", None, errors) for i, v in enumerate(raw))
+    return tuple(n for n in nets if n is not None)

@@ -1,0 +1,281 @@
+"""Shared helpers of the controller's real-apiserver tests.
+
+- `ControllerProcess` runs `multinet controller` as a child process (so a test
+  can SIGKILL it) and waits until it serves admission.
+- `FakeNodes` registers Node objects that stay schedulable: Ready=True with a
+  heartbeat and Lease refreshed in the background, so the node-lifecycle
+  controller never taints them. They carry a taint of their own and a label,
+  and our pods select and tolerate them, so no other node emulator on the
+  cluster runs our pods and no other pod lands on our nodes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller import admission
+from controller.kube import Kube
+from podnetwork import names
+
+T = TypeVar("T")
+NODE_LABEL = "multinet.io/test-nodes"
+NODE_TAINT = "multinet.io/test-nodes"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+class ControllerProcess:
+    def __init__(self, kubeconfig: str, log_path: Path, *extra: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kube = Kube.from_kubeconfig(kubeconfig)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
+             "--resync-seconds", "5", "--sweep-seconds", "10", *self.extra],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_for("the controller to register its webhooks", self._serving, timeout=90)
+
+    def _serving(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"controller exited with {self.proc.returncode}; see {self.log_path}")
+        try:
+            config = self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
+        except ApiException:
+            return False
+        url = config.webhooks[0].client_config.url or ""
+        return self._port_open(url)
+
+    @staticmethod
+    def _port_open(url: str) -> bool:
+        import socket
+        host_port = url.split("//", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup runs, as after a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+        # Never leave fail-closed webhooks behind on a shared cluster.
+        from controller.install import remove_webhooks
+        remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class FakeNodes:
+    def __init__(self, core: client.CoreV1Api, coordination: client.CoordinationV1Api, count: int = 2) -> None:
+        self.core = core
+        self.coordination = coordination
+        self.group = f"api-{suffix()}"
+        self.names = [f"mna-{self.group}-{i}" for i in range(count)]
+        self._stop = threading.Event()
+        for name in self.names:
+            self._create(name)
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+        self._thread.start()
+
+    def _create(self, name: str) -> None:
+        self.core.create_node(client.V1Node(
+            metadata=client.V1ObjectMeta(name=name, labels={NODE_LABEL: self.group,
+                                                            "kubernetes.io/hostname": name}),
+            spec=client.V1NodeSpec(taints=[client.V1Taint(key=NODE_TAINT, value=self.group, effect="NoSchedule")]),
+        ))
+        self._refresh(name)
+
+    def _refresh(self, name: str) -> None:
+        now = _now()
+        capacity = {"cpu": "64", "memory": "256Gi", "pods": "2000"}
+        status = {"status": {
+            "capacity": capacity, "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "test node", "lastHeartbeatTime": now.isoformat(),
+                            "lastTransitionTime": now.isoformat()}],
+        }}
+        self.core.patch_node_status(name, status)
+        lease = client.V1Lease(metadata=client.V1ObjectMeta(name=name, namespace="kube-node-lease"),
+                               spec=client.V1LeaseSpec(holder_identity=name, lease_duration_seconds=40,
+                                                       renew_time=now))
+        try:
+            self.coordination.replace_namespaced_lease(name, "kube-node-lease", lease)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.coordination.create_namespaced_lease("kube-node-lease", lease)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(10):
+            for name in self.names:
+                try:
+                    self._refresh(name)
+                except ApiException:
+                    pass  # the next beat tries again; a missed one is harmless within 40 s
+
+    def pod_placement(self) -> dict[str, Any]:
+        """What our pods add to their spec to land only on these nodes."""
+        return {"nodeSelector": {NODE_LABEL: self.group},
+                "tolerations": [{"key": NODE_TAINT, "operator": "Equal", "value": self.group,
+                                 "effect": "NoSchedule"}]}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        for name in self.names:
+            for delete in (lambda: self.core.delete_node(name),
+                           lambda: self.coordination.delete_namespaced_lease(name, "kube-node-lease")):
+                try:
+                    delete()
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+
+
+def pod_manifest(name: str, networks: list[dict[str, Any]] | None, placement: dict[str, Any],
+                 **annotations: str) -> dict[str, Any]:
+    ann = dict(annotations)
+    if networks is not None:
+        import json
+        ann[names.NETWORKS_ANNOTATION] = json.dumps(networks)
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "annotations": ann},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                     "terminationGracePeriodSeconds": 0, **placement}}
+
+
+class Networks:
+    """Creates NetworkParams / PodNetworks with unique names and deletes them after the test."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.made: list[tuple[str, str, str]] = []  # (group, plural, name)
+
+    def params(self, spec: dict[str, Any], name: str | None = None) -> str:
+        name = name or f"mna-params-{suffix()}"
+        self.kube.create_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, {
+            "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
+            "metadata": {"name": name}, "spec": spec})
+        self.made.append((names.PARAMS_GROUP, names.PARAMS_PLURAL, name))
+        return name
+
+    def network(self, params: str | None = None, name: str | None = None, enabled: bool = True,
+                refs: list[dict[str, Any]] | None = None) -> str:
+        name = name or f"mna-net-{suffix()}"
+        spec: dict[str, Any] = {"enabled": enabled, "provider": names.PROVIDER}
+        if params is not None:
+            spec["parametersRefs"] = [{"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": params}]
+        if refs is not None:
+            spec["parametersRefs"] = refs
+        self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+            "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+            "metadata": {"name": name}, "spec": spec})
+        self.made.append((names.GROUP, names.POD_NETWORK_PLURAL, name))
+        return name
+
+    def ready_network(self, subnet: str = "10.77.0.0/24", **family: Any) -> str:
+        params = self.params({"topology": "L2", "ipv4": {"subnet": subnet, **family}})
+        name = self.network(params)
+        wait_for(f"PodNetwork {name} Ready", lambda: condition(self.kube, name, "Ready") == "True")
+        return name
+
+    def cleanup(self) -> None:
+        for group, plural, name in reversed(self.made):
+            try:
+                self.kube.custom.delete_cluster_custom_object(group, names.VERSION, plural, name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def conditions(kube: Kube, name: str, plural: str = names.POD_NETWORK_PLURAL,
+               namespace: str | None = None) -> dict[str, dict[str, Any]]:
+    if namespace:
+        obj = kube.get_namespaced(names.GROUP, plural, namespace, name)
+    else:
+        group = names.PARAMS_GROUP if plural == names.PARAMS_PLURAL else names.GROUP
+        obj = kube.get_cluster(group, plural, name)
+    if obj is None:
+        return {}
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def condition(kube: Kube, name: str, type_: str, plural: str = names.POD_NETWORK_PLURAL,
+              namespace: str | None = None) -> str | None:
+    c = conditions(kube, name, plural, namespace).get(type_)
+    return None if c is None else str(c["status"])
+
+
+def pod_gated(kube: Kube, namespace: str, name: str) -> bool:
+    pod = kube.get_pod(namespace, name)
+    assert pod is not None
+    return any(g["name"] == names.SCHEDULING_GATE for g in pod["spec"].get("schedulingGates") or [])
+
+
+def allocations_of(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]] | None:
+    pod = kube.get_pod(namespace, name)
+    text = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(names.ALLOCATIONS_ANNOTATION)
+    return None if text is None else list(json.loads(text))
+
+
+def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
+    items = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    return [f"{e.reason}: {e.message}" for e in items]
+
+
+def make_attachment(kube: Kube, namespace: str, name: str, network: str) -> None:
+    kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
+                                                names.POD_NETWORK_ATTACHMENT_PLURAL, {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
+        "metadata": {"name": name}, "spec": {"podNetworkName": network}})

@@ -1,0 +1,133 @@
+"""Admission on the real apiserver: static validations, auto-population, gates, `use` access."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.controller.controller_support import Networks
+from tests.controller.controller_support import FakeNodes, pod_manifest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.kube import Kube
+from podnetwork import names
+
+pytestmark = pytest.mark.cluster
+WHERE = f"annotation {names.NETWORKS_ANNOTATION}"
+
+
+def rejection(make_pod: Any, networks: list[dict[str, Any]] | None, **kwargs: Any) -> str:
+    with pytest.raises(ApiException) as exc:
+        make_pod("bad", networks, **kwargs)
+    body = json.loads(exc.value.body)
+    return str(body["message"])
+
+
+@pytest.mark.parametrize("nets,message", [
+    ([{"podNetworkName": "a"}, {"podNetworkName": "a"}],
+     f"{WHERE}[1].podNetworkName: 'a' is already referenced by entry 0"),
+    ([{"podNetworkName": "a", "podNetworkAttachmentName": "b"}],
+     f"{WHERE}[0]: exactly one of podNetworkName or podNetworkAttachmentName must be set"),
+    ([{"interfaceName": "net1"}], f"{WHERE}[0]: exactly one of podNetworkName or podNetworkAttachmentName"),
+    ([{"podNetworkName": "a", "interfaceName": "n1"}, {"podNetworkName": "b", "interfaceName": "n1"}],
+     f"{WHERE}[1].interfaceName: 'n1' is already used by entry 0"),
+    ([{"podNetworkName": "a", "interfaceName": "x" * 16}], f"{WHERE}[0].interfaceName: '{'x' * 16}' must be 1..15"),
+    ([{"podNetworkName": "a", "interfaceName": "a/b"}], f"{WHERE}[0].interfaceName: 'a/b' must not contain"),
+    ([{"podNetworkName": "a", "interfaceName": "a b"}], f"{WHERE}[0].interfaceName: 'a b' must not contain"),
+    ([{"podNetworkName": "a", "interfaceName": ".."}], f"{WHERE}[0].interfaceName: '..' must not be '..'"),
+    ([{"podNetworkName": "a", "isDefaultGW4": True}, {"podNetworkName": "b", "isDefaultGW4": True}],
+     f"{WHERE}[1].isDefaultGW4: only one network may be the IPv4 default gateway"),
+    ([{"podNetworkName": "a", "isDefaultGW6": True}, {"podNetworkName": "b", "isDefaultGW6": True}],
+     f"{WHERE}[1].isDefaultGW6: only one network may be the IPv6 default gateway"),
+])
+def test_static_validation_rejected(make_pod: Any, nets: list[dict[str, Any]], message: str) -> None:
+    assert message in rejection(make_pod, nets)
+
+
+def test_host_network_pod_with_networks_rejected(kube: Kube, namespace: str, nodes: FakeNodes,
+                                                 controller: Any) -> None:
+    body = pod_manifest("hn", [{"podNetworkName": "default"}], nodes.pod_placement())
+    body["spec"]["hostNetwork"] = True
+    with pytest.raises(ApiException) as exc:
+        kube.core.create_namespaced_pod(namespace, body)
+    assert f"{WHERE}: networks must not be set on a hostNetwork pod" in json.loads(exc.value.body)["message"]
+
+
+def test_invalid_json_rejected(make_pod: Any, kube: Kube, namespace: str) -> None:
+    with pytest.raises(ApiException) as exc:
+        make_pod("bad", None, **{names.NETWORKS_ANNOTATION: "[{"})
+    assert f"{WHERE}: invalid JSON" in json.loads(exc.value.body)["message"]
+
+
+def test_default_auto_populated_without_gate(make_pod: Any) -> None:
+    pod = make_pod("plain", None)
+    ann = pod["metadata"]["annotations"]
+    assert json.loads(ann[names.NETWORKS_ANNOTATION]) == [{"podNetworkName": names.DEFAULT_NETWORK}]
+    assert not pod["spec"].get("schedulingGates")
+
+
+def test_secondary_network_pod_gets_gates(make_pod: Any) -> None:
+    pod = make_pod("multi", [{"podNetworkName": "mna-nonexistent"}])
+    assert {"name": names.SCHEDULING_GATE} in pod["spec"]["schedulingGates"]
+    assert {"conditionType": names.READINESS_CONDITION} in pod["spec"]["readinessGates"]
+
+
+def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str) -> None:
+    make_pod("p", [{"podNetworkName": "mna-x"}])
+    with pytest.raises(ApiException) as exc:
+        kube.core.patch_namespaced_pod("p", namespace, {"metadata": {"annotations": {
+            names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
+    assert "is immutable once the pod exists" in json.loads(exc.value.body)["message"]
+
+
+def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, networks: Networks,
+                            nodes: FakeNodes) -> None:
+    net = networks.network()
+    user = f"mna-user-{namespace}"
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "pods"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "delete"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                  "name": "pods"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    as_user = Kube.from_kubeconfig(str(kubeconfig))
+    as_user.api.set_default_header("Impersonate-User", user)
+
+    def create() -> None:
+        as_user.core.create_namespaced_pod(namespace, pod_manifest(
+            f"p{len(created)}", [{"podNetworkName": net}], nodes.pod_placement()))
+        created.append(1)
+
+    created: list[int] = []
+    with pytest.raises(ApiException) as exc:
+        create()
+    assert f"user '{user}' may not use PodNetwork '{net}'" in json.loads(exc.value.body)["message"]
+
+    role = f"mna-use-{namespace}"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+    try:
+        rbac.create_namespaced_role_binding(namespace, {
+            "metadata": {"name": "use"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                     "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+        # A RoleBinding cannot grant cluster-scoped resources: still denied.
+        with pytest.raises(ApiException):
+            create()
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+        create()
+        assert created == [1]
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass

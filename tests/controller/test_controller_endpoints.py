@@ -1,0 +1,58 @@
+"""EndpointSlices of a Service on a secondary network, on the real apiserver."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from controller.kube import Kube
+from podnetwork import names
+from tests.controller.controller_support import FakeNodes, Networks, pod_manifest, pod_gated, wait_for
+
+pytestmark = pytest.mark.cluster
+OURS = f"endpointslice.kubernetes.io/managed-by={names.ENDPOINTSLICE_MANAGED_BY}"
+
+
+def slices(kube: Kube, namespace: str, service: str) -> list[Any]:
+    return kube.discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"{OURS},kubernetes.io/service-name={service}").items
+
+
+def endpoints(kube: Kube, namespace: str, service: str) -> dict[str, bool]:
+    return {ep.addresses[0]: bool(ep.conditions.ready) for s in slices(kube, namespace, service)
+            for ep in s.endpoints or []}
+
+
+def test_service_on_secondary_network(kube: Kube, namespace: str, networks: Networks, nodes: FakeNodes) -> None:
+    net = networks.ready_network("10.90.0.0/24")
+    for name in ("a", "b"):
+        body = pod_manifest(name, [{"podNetworkName": net}], nodes.pod_placement())
+        body["metadata"]["labels"] = {"app": "web"}
+        body["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
+        kube.core.create_namespaced_pod(namespace, body)
+    kube.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "web", "annotations": {names.POD_NETWORK_ANNOTATION: net}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+    for name in ("a", "b"):
+        wait_for(f"{name} ungated", lambda name=name: not pod_gated(kube, namespace, name))
+    ips = {}
+    for name in ("a", "b"):
+        pod = kube.get_pod(namespace, name)
+        assert pod is not None
+        (alloc,) = json.loads(pod["metadata"]["annotations"][names.ALLOCATIONS_ANNOTATION])
+        ips[name] = alloc["ips"][0].split("/")[0]
+    wait_for("both endpoints, not ready", lambda: endpoints(kube, namespace, "web") == {ips["a"]: False, ips["b"]: False})
+    (s,) = slices(kube, namespace, "web")
+    assert s.metadata.labels[names.ENDPOINTSLICE_NETWORK_LABEL] == net
+    assert [(p.name, p.port) for p in s.ports] == [("http", 8080)]
+
+    kube.core.patch_namespaced_pod_status("a", namespace, {"status": {"conditions": [
+        {"type": "Ready", "status": "True"}]}})
+    wait_for("a ready", lambda: endpoints(kube, namespace, "web") == {ips["a"]: True, ips["b"]: False})
+    kube.core.delete_namespaced_pod("b", namespace, grace_period_seconds=0)
+    wait_for("b gone", lambda: endpoints(kube, namespace, "web") == {ips["a"]: True})
+    kube.core.patch_namespaced_service("web", namespace, {"metadata": {"annotations": {
+        names.POD_NETWORK_ANNOTATION: None}}})
+    wait_for("our slices removed with the annotation", lambda: not slices(kube, namespace, "web"))

@@ -1,0 +1,44 @@
+"""The in-use index: who keeps a network or attachment from being deleted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller.index import Index, pod_record
+from podnetwork import names
+
+
+def pod(name: str, networks: list[dict[str, Any]] | None, phase: str = "Pending", gated: bool = False) -> dict[str, Any]:
+    ann = {names.NETWORKS_ANNOTATION: json.dumps(networks)} if networks is not None else {}
+    spec: dict[str, Any] = {"schedulingGates": [{"name": names.SCHEDULING_GATE}]} if gated else {}
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "annotations": ann},
+            "spec": spec, "status": {"phase": phase}}
+
+
+def test_record() -> None:
+    r = pod_record(pod("a", [{"podNetworkName": "blue"}], gated=True))
+    assert r.gated and not r.terminal and r.networks[0].pod_network_name == "blue"
+    assert pod_record(pod("b", None)).networks[0].pod_network_name == "default"
+    assert pod_record(pod("c", [{"podNetworkName": "x"}, {"podNetworkName": "x"}])).networks == ()
+
+
+def test_in_use_ignores_terminal_pods_and_counts_attachments() -> None:
+    idx = Index()
+    idx.set_pod(pod_record(pod("a", [{"podNetworkName": "blue"}])))
+    idx.set_pod(pod_record(pod("b", [{"podNetworkName": "blue"}], phase="Succeeded")))
+    assert idx.network_in_use("blue") == ["pod ns/a"]
+    idx.set_attachment(("ns", "att"), "blue")
+    assert idx.network_in_use("blue") == ["PodNetworkAttachment ns/att", "pod ns/a"]
+    idx.remove_pod(("ns", "a"))
+    idx.set_attachment(("ns", "att"), None)
+    assert idx.network_in_use("blue") == []
+
+
+def test_attachment_users_and_pods_through_attachment() -> None:
+    idx = Index()
+    idx.set_attachment(("ns", "att"), "blue")
+    idx.set_pod(pod_record(pod("a", [{"podNetworkAttachmentName": "att"}], gated=True)))
+    assert idx.attachment_in_use(("ns", "att")) == ["pod ns/a"]
+    assert [p.name for p in idx.pods_of_network("blue")] == ["a"]
+    assert [p.name for p in idx.gated_pods()] == ["a"]

@@ -1,0 +1,31 @@
+"""One active replica: a second controller waits while the first holds the lease."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.controller.controller_support import REPO, ControllerProcess, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def test_second_replica_waits_for_the_lease(controller: ControllerProcess, tmp_path: Path) -> None:
+    log = tmp_path / "second.log"
+    second = subprocess.Popen(
+        [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", controller.kubeconfig],
+        cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_for("the second replica to report it waits",
+                 lambda: "another replica holds lease" in log.read_text(), timeout=60)
+        time.sleep(3)
+        assert second.poll() is None
+        assert "acquired leader lease" not in log.read_text()
+        assert "registered MutatingWebhookConfiguration" not in log.read_text()
+    finally:
+        second.terminate()
+        second.wait(30)

@@ -1,0 +1,162 @@
+"""P4Runtime semantics of the IPU target over real gRPC."""
+
+from __future__ import annotations
+
+import subprocess
+
+import grpc
+import pytest
+from finsy.proto import p4r, rpc_code
+
+from cni.compile import compile_policies, compile_services
+from datapath.client.datapath import P4RuntimeDatapath
+from datapath.client.p4rt import DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient, WriteError
+from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+from tests.datapath.conftest import Env, netns
+from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
+from tests.datapath.test_services import _service, _slice
+
+
+def route(n: int, net: int = 100) -> Entry:
+    return entry("route", {"network_id": Exact(net), "dst": prefix(f"10.2.{n // 250}.{n % 250 + 1}/32")},
+                 ActionCall("drop"))
+
+
+@netns
+def test_write_errors_are_reported_per_update_while_the_others_apply(env: Env) -> None:
+    env.sizes = {"route": 4}
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address, pipeline=_small())
+    assert client.connect()
+    client.set_pipeline()
+    client.write([(INSERT, route(0)), (INSERT, route(1))])
+    with pytest.raises(WriteError) as caught:
+        client.write([
+            (INSERT, route(0)),   # exists
+            (MODIFY, route(7)),   # missing
+            (DELETE, route(8)),   # missing
+            (INSERT, route(2)),   # fine
+            (INSERT, route(3)),   # fine: the table is now full
+            (INSERT, route(4)),   # no room
+            (MODIFY, entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.2/32")},
+                           ActionCall("to_tunnel", (ip("10.254.0.9"),)))),  # fine
+        ])
+    codes = {e.index: e.code for e in caught.value.errors}
+    assert codes == {0: rpc_code.ALREADY_EXISTS, 1: rpc_code.NOT_FOUND, 2: rpc_code.NOT_FOUND,
+                     5: rpc_code.RESOURCE_EXHAUSTED}
+    have = {e.key: e for e in client.read("route")}
+    assert len(have) == 4
+    assert have[route(1).key].actions[0].name == "to_tunnel"
+    # The realization followed: the modified route goes through the tunnel device.
+    routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "10.2.0.2 dev mndtv100" in routes and "blackhole 10.2.0.3" in routes
+    client.close()
+
+
+def _small():  # type: ignore[no-untyped-def]
+    from datapath.pipeline import pipeline
+
+    return pipeline({"route": 4})
+
+
+@netns
+def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
+    env.node("n1")
+    address = env.targets["n1"].address
+    primary, backup = P4RuntimeClient(address, election_id=10), P4RuntimeClient(address, election_id=5)
+    assert primary.connect()
+    assert not backup.connect()
+    primary.set_pipeline()
+    with pytest.raises(NotPrimaryError):
+        backup.write([(INSERT, route(0))])
+    with pytest.raises(grpc.RpcError) as caught:
+        backup.set_pipeline()
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    primary.write([(INSERT, route(0))])
+    assert [e.key for e in backup.read()] == [route(0).key]  # backups may read
+    # A client with the same election id as another is refused.
+    twin = P4RuntimeClient(address, election_id=10)
+    with pytest.raises(ArbitrationError):
+        twin.connect(timeout=2)
+    # When the primary leaves, the backup is told it is primary and may write.
+    primary.close()
+    assert _eventually(lambda: backup.primary)
+    backup.write([(INSERT, route(1))])
+    # A higher election id takes over; the old primary is refused again.
+    higher = P4RuntimeClient(address, election_id=20)
+    assert higher.connect()
+    assert _eventually(lambda: not backup.primary)
+    with pytest.raises(NotPrimaryError):
+        backup.write([(DELETE, route(1))])
+    higher.close()
+    backup.close()
+
+
+def _eventually(check, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kernel_state(env: Env, node: str) -> tuple[str, str, str]:
+    ns = env.testbed.nodes[node].ipu_ns
+
+    def run(*argv: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
+
+    nft = "\n".join(line for line in run("nft", "list", "table", "inet", "mndtipu").splitlines()
+                    if "packets" not in line)  # counters restart with the target
+    return nft, run("ip", "rule"), run("ip", "-4", "route", "show", "table", "all")
+
+
+@netns
+def test_target_restart_then_reconcile_restores_identical_tables(two_nodes: Env) -> None:
+    env = two_nodes
+    pods = [env.pod("n1", name, 100, f"10.1.0.{i + 10}/24") for i, name in enumerate(["db", "web", "c1", "c2", "c3"])]
+    objects = [pod_dict(p, "prod", {"app": "db" if p.name == "db" else "other"}) for p in pods]
+    state = (compile_policies(POLICIES, objects, NAMESPACES, {"blue": 100}, node_name="n1")
+             + compile_services([_service()], [_slice([p.ip for p in pods[:3]])], {"blue": 100}))
+    dp = env.datapaths["n1"]
+    dp.replace_state(state)
+    before = sorted(map(repr, dp.client.read()))
+    kernel_before = _kernel_state(env, "n1")
+    assert len(before) > 20
+
+    # An agent restart (new client, same desired state) writes nothing.
+    dp.client.close()
+    again = P4RuntimeDatapath(P4RuntimeClient(env.targets["n1"].address, election_id=2))
+    again.ports, again.state = dict(dp.ports), list(state)
+    assert again.reconnect() == 0
+
+    # A target restart loses everything; the client's reconcile writes it back.
+    env.targets["n1"].stop()
+    env.start(env.testbed.nodes["n1"])
+    assert _eventually(lambda: again.client.stream_closed.is_set())
+    again.client = P4RuntimeClient(env.targets["n1"].address, election_id=2)
+    assert again.reconnect() == len(before)
+    assert sorted(map(repr, again.client.read())) == before
+    assert _kernel_state(env, "n1") == kernel_before
+    again.client.close()
+
+
+@netns
+def test_read_wildcards_and_filters(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    client.connect()
+    client.set_pipeline()
+    client.write([(INSERT, route(i, net)) for i in range(3) for net in (100, 200)])
+    assert len(client.read()) == 6
+    req = p4r.ReadRequest(device_id=1)
+    te = req.entities.add().table_entry
+    te.table_id = client.pipeline.table("route").id
+    te.match.add(field_id=1).exact.value = (200).to_bytes(1, "big")
+    got = [e for r in client._stub().Read(req) for e in r.entities]
+    assert len(got) == 3
+    client.close()

@@ -1,0 +1,83 @@
+"""The pipeline description, its P4Info and the entry codec (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+from finsy.proto import p4i, rpc_code
+from hypothesis import given
+from hypothesis import strategies as st
+
+from datapath.entries import ActionCall, Exact, Lpm, P4Error, Range, Ternary, decode, encode, entry, ip, prefix
+from datapath.pipeline import PIPELINE, p4info, pipeline
+
+
+def test_p4info_lists_every_table_and_action_with_unique_ids() -> None:
+    info = p4info()
+    ids = [t.preamble.id for t in info.tables] + [a.preamble.id for a in info.actions]
+    assert len(ids) == len(set(ids))
+    assert {t.preamble.name for t in info.tables} == {t.name for t in PIPELINE.tables}
+    service = next(t for t in info.tables if t.preamble.name == "service")
+    assert service.implementation_id == info.action_profiles[0].preamble.id
+    assert info.action_profiles[0].with_selector
+    assert info.type_info.new_types["PortId_t"].translated_type.WhichOneof("sdn_type") == "sdn_string"
+    rule = next(t for t in info.tables if t.preamble.name == "policy_rule")
+    kinds = {m.name: m.match_type for m in rule.match_fields}
+    assert kinds["peer"] == p4i.MatchField.TERNARY and kinds["port"] == p4i.MatchField.RANGE
+
+
+def test_table_sizes_are_parameters() -> None:
+    info = p4info(pipeline({"service": 12345}))
+    assert next(t.size for t in info.tables if t.preamble.name == "service") == 12345
+    with pytest.raises(ValueError, match="sizes"):
+        pipeline({"nope": 1})
+
+
+addresses = st.integers(0, 2**32 - 1)
+
+
+@given(net=st.integers(1, 2**24 - 1), address=addresses, plen=st.integers(1, 32))
+def test_route_round_trip(net: int, address: int, plen: int) -> None:
+    masked = address & ~((1 << (32 - plen)) - 1) & 0xFFFFFFFF
+    e = entry("route", {"network_id": Exact(net), "dst": Lpm(masked, plen)}, ActionCall("to_port", ("mndr1",)))
+    assert decode(encode(e)) == e
+
+
+@given(members=st.lists(st.tuples(addresses, st.integers(1, 65535), st.integers(1, 5)), min_size=1, max_size=20))
+def test_service_group_round_trip(members: list[tuple[int, int, int]]) -> None:
+    e = entry("service", {"network_id": Exact(7), "vip": Exact(ip("10.96.0.1")), "proto": Exact(6),
+                          "port": Exact(80)}, *(ActionCall("dnat", (a, p), w) for a, p, w in members))
+    assert decode(encode(e)) == e
+
+
+def _rule(**match: object) -> object:
+    base = {"direction": Exact(0), "group": Exact(1)}
+    return encode(entry("policy_rule", {**base, **match}, ActionCall("allow"), priority=1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad, code", [
+    (lambda: encode(entry("route", {"network_id": Exact(1), "dst": Lpm(ip("10.0.0.1"), 24)}, ActionCall("drop"))),
+     rpc_code.INVALID_ARGUMENT),  # host bits beyond the prefix
+    (lambda: _rule(peer=Ternary(0, 0)), rpc_code.INVALID_ARGUMENT),  # zero mask must be omitted
+    (lambda: _rule(peer=Ternary(3, 1)), rpc_code.INVALID_ARGUMENT),  # value outside mask
+    (lambda: _rule(port=Range(0, 65535)), rpc_code.INVALID_ARGUMENT),  # full range must be omitted
+    (lambda: _rule(port=Range(9, 8)), rpc_code.INVALID_ARGUMENT),
+    (lambda: encode(entry("port", {"port": Exact("mndr1")}, ActionCall("set_port", (2**24,)))),
+     rpc_code.OUT_OF_RANGE),
+    (lambda: encode(entry("policy_rule", {"direction": Exact(0), "group": Exact(1)}, ActionCall("allow"))),
+     rpc_code.INVALID_ARGUMENT),  # ternary table without priority
+    (lambda: encode(entry("port", {"port": Exact("mndr1")}, ActionCall("drop"))),
+     rpc_code.INVALID_ARGUMENT),  # action not in the table
+])
+def test_decode_rejects_invalid_entries(bad: object, code: int) -> None:
+    with pytest.raises(P4Error) as caught:
+        decode(bad())  # type: ignore[operator]
+    assert caught.value.code == code
+
+
+def test_delete_needs_only_the_key() -> None:
+    e = entry("route", {"network_id": Exact(1), "dst": prefix("10.0.0.0/8")}, ActionCall("drop"))
+    te = encode(e)
+    te.ClearField("action")
+    assert decode(te, with_action=False).key == e.key
+    with pytest.raises(P4Error):
+        decode(te)
