@@ -22,9 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cni import delegate, links, spec
 from cni.model import (
-    Allocation,
     InterfacePlan,
-    NetworkParams,
     Route,
     link_group,
     link_name,
@@ -34,6 +32,8 @@ from cni.model import (
 from cni.spec import Code, CniError
 from cni.state import ADDING, READY, StateStore
 from datapath.ports import Datapath, NetworkId, PortAttachment
+from podnetwork.allocations import Allocation
+from podnetwork.params import NetworkParams
 from podnetwork.names import DEFAULT_NETWORK, NODE_PREFIX
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,9 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from cni.agent import PodNetworking, PodRef
-from cni.model import Allocation, NetworkParams, params_key, parse_allocations, parse_params
+from cni.model import params_key
+from podnetwork.allocations import Allocation, parse_allocations
+from podnetwork.params import NetworkParams, parse_params
 from cni.spec import Code, CniError
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
@@ -199,25 +201,26 @@ class KubePods:
             return PodNetworking(pod)
         try:
             allocations = parse_allocations(raw)
-        except ValueError as err:
-            raise CniError(Code.INVALID_CONFIG, f"pod annotation {ALLOCATIONS_ANNOTATION}: {err}") from None
+        except ValueError as err:  # AllocationsError: names each bad field
+            raise CniError(Code.INVALID_CONFIG, f"pod {pod.namespace}/{pod.name}: {err}") from None
         params = {params_key(a): self._params_for(pod, a) for a in allocations}
         return PodNetworking(pod, allocations, params)
 
     def _params_for(self, pod: PodRef, a: Allocation) -> NetworkParams:
         """An attachment's own parametersRefs win over its PodNetwork's."""
-        if a.attachment:
-            pna = self.attachments.get(pod.namespace, a.attachment) or self._get(
+        attachment = a.pod_network_attachment_name
+        if attachment:
+            pna = self.attachments.get(pod.namespace, attachment) or self._get(
                 lambda: self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, pod.namespace, POD_NETWORK_ATTACHMENT_PLURAL, a.attachment, _preload_content=False
+                    GROUP, VERSION, pod.namespace, POD_NETWORK_ATTACHMENT_PLURAL, attachment, _preload_content=False
                 )
             )
             if pna is None:
-                raise CniError(Code.TRY_AGAIN_LATER, f"PodNetworkAttachment {pod.namespace}/{a.attachment} not found")
+                raise CniError(Code.TRY_AGAIN_LATER, f"PodNetworkAttachment {pod.namespace}/{attachment} not found")
             name = _params_ref(pna)
             if name is not None:
-                return self._load_params(name, f"PodNetworkAttachment {pod.namespace}/{a.attachment}")
-        return self._params_of(a.pod_network)
+                return self._load_params(name, f"PodNetworkAttachment {pod.namespace}/{attachment}")
+        return self._params_of(a.pod_network_name)
 
     def _pod(self, pod: PodRef) -> dict[str, Any]:
         obj = self.pods.get(pod.namespace, pod.name)
@@ -250,7 +253,7 @@ class KubePods:
             raise CniError(Code.TRY_AGAIN_LATER, f"{PARAMS_KIND} {name} of {owner} not found")
         try:
             return parse_params(obj.get("spec") or {})
-        except ValueError as err:
+        except ValueError as err:  # ParamsError: names each bad field
             raise CniError(Code.INVALID_CONFIG, f"{PARAMS_KIND} {name}: {err}") from None
 
     @staticmethod

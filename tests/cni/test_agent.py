@@ -215,7 +215,8 @@ def test_unsupported_or_missing_params_fail_cleanly(node: Node, networks: dict[s
     pod = node.pod("noparams", [alloc(f"{PREFIX}-missing", "net1", ["10.31.0.70/24"])])
     result = add(node, pod_ns, pod, f"ctr{secrets.token_hex(4)}")
     assert result.exit != 0 and result.out["code"] == 11 and "missing" in result.out["msg"]
-    bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1, "ips": ["10.31.0.71"]}])
+    bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1,
+                                 "ips": ["10.31.0.71"], "isDefaultGW4": False, "isDefaultGW6": False}])
     result = add(node, pod_ns, bad, f"ctr{secrets.token_hex(4)}")
     assert result.exit != 0 and result.out["code"] == 7 and "allocations[0].ips[0]" in result.out["msg"]
     assert link(pod_ns, "eth0") is None
