@@ -36,7 +36,6 @@ from podnetwork.names import (
     VERSION,
 )
 
-TEMPORARY_CRD_LABEL = "multinet.io/temporary-crd"
 TEST_PREFIX = "mnc"  # the prefix of everything the CNI tests create on this machine
 
 
@@ -155,40 +154,29 @@ class AgentProcess:
 # --- cluster objects ---------------------------------------------------------------
 
 
-def _crd(group: str, kind: str, plural: str, scope: str = "Cluster") -> dict[str, Any]:
-    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}", "labels": {TEMPORARY_CRD_LABEL: "cni-tests"}},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [{"name": VERSION if group == GROUP else PARAMS_VERSION, "served": True, "storage": True,
-                          "schema": schema, "subresources": {"status": {}}}],
-        },
-    }
-
-
 def ensure_crds(api: client.ApiClient) -> list[str]:
-    """Install minimal stand-ins of the PodNetwork and NetworkParams CRDs when the
-    cluster has none (TEMPORARY: until the API package's CRDs are installed by
-    the foundation, these let the agent's tests run). Returns what it created."""
+    """Install the API package's CRDs the agent reads (PodNetwork,
+    PodNetworkAttachment, NetworkParams) when the cluster lacks them; an
+    installed one is left as it is (whoever installed it owns it). Returns
+    the names it created."""
+    from podnetwork.crds import all_crds
+
     ext = client.ApiextensionsV1Api(api)
     created = []
-    for crd in (
-        _crd(GROUP, "PodNetwork", POD_NETWORK_PLURAL),
-        _crd(GROUP, "PodNetworkAttachment", POD_NETWORK_ATTACHMENT_PLURAL, "Namespaced"),
-        _crd(PARAMS_GROUP, PARAMS_KIND, PARAMS_PLURAL),
-    ):
+    for file in ("podnetworks.yaml", "podnetworkattachments.yaml", "networkparams.yaml"):
+        crd = all_crds()[file]
         try:
             ext.read_custom_resource_definition(crd["metadata"]["name"])
             continue
         except ApiException as err:
             if err.status != 404:
                 raise
-        ext.create_custom_resource_definition(crd)
+        try:
+            ext.create_custom_resource_definition(crd)
+        except ApiException as err:
+            if err.status != 409:  # created meanwhile by another test run
+                raise
+            continue
         created.append(crd["metadata"]["name"])
     for name in created:
         _wait_established(ext, name)
