@@ -121,6 +121,12 @@ class Agent:
                 undone += 1
         return undone
 
+    def recorded_ports(self) -> list[PortAttachment]:
+        """Every port of a completed ADD, for a datapath that (re)starts: it must
+        know them before it reconciles, or it would remove their entries."""
+        return [_port_from_doc(doc) for record in self.store.all() if record.get("phase") != ADDING
+                for doc in record.get("ports") or ()]
+
     def handle(self, env: Mapping[str, str], stdin: bytes | str) -> tuple[int, Any]:
         """One CNI invocation -> (exit code, stdout document or None)."""
         try:

@@ -26,6 +26,9 @@ def register(commands: Any) -> None:
     agent.add_argument("--pod-cidr", help="serve eth0 as a routed range from this IPv4 CIDR")
     agent.add_argument("--cni-conf-dir", type=Path, help="delegate eth0 to the primary conflist found here")
     agent.add_argument("--cni-bin-dir", action="append", default=[], help="where delegated plugins live (repeatable)")
+    agent.add_argument("--p4runtime", metavar="HOST:PORT",
+                       help="the node's IPU target; without it no datapath is programmed and pods turn "
+                       "ready once their interfaces exist")
     agent.add_argument("--log-level", default="INFO")
     agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see NodeConfig
     agent.set_defaults(func=run_agent)
@@ -87,21 +90,52 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     pods = KubePods(api, config.node)
     pods.start()
     reporter = KubeReporter(api, config.node)
-    # Until the datapath is wired here, readiness follows interface creation.
+    stop = threading.Event()
+    if datapath is None and args.p4runtime:
+        datapath, sync = _p4runtime_datapath(api, args.p4runtime, config.node, stop)
+    else:
+        sync = None
     agent = Agent(config, pods, reporter, datapath)
     undone = agent.recover()
     logging.info("recovered: undid %d interrupted ADD(s)", undone)
+    if sync is not None:
+        datapath.ports.update({p.representor: p for p in agent.recorded_ports()})
+        sync.start()
     server = AgentServer(agent, args.socket)
     server.start()
     logging.info("serving %s for node %s", args.socket, config.node)
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     server.stop()
+    if sync is not None:
+        sync.stop()
     pods.stop()
     reporter.stop()
     return 0
+
+
+def _p4runtime_datapath(api: Any, address: str, node: str, stop: threading.Event) -> tuple[Any, Any]:
+    """The P4Runtime datapath and the loop that keeps policy, Services and
+    remote routes programmed. The first sync waits until every cache has
+    listed once: an empty view would remove a running node's entries."""
+    import time
+
+    from cni.datapath_sync import ClusterView
+    from datapath.client.datapath import P4RuntimeDatapath
+    from datapath.client.p4rt import P4RuntimeClient
+    from datapath.client.sync import SyncLoop
+
+    datapath = P4RuntimeDatapath(P4RuntimeClient(address, election_id=1))
+    view = ClusterView(api, stop)
+    view.start()
+    while not view.synced() and not stop.is_set():
+        time.sleep(0.1)
+    datapath.state = view.desired(node)
+    sync = SyncLoop(datapath, lambda: view.desired(node))
+    view.subscribe(sync.mark_dirty)
+    logging.info("datapath: P4Runtime target %s", address)
+    return datapath, sync
 
 
 def main() -> int:

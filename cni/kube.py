@@ -52,10 +52,12 @@ RETRY_SECONDS = 2.0
 class _Cache:
     """One list-then-watch loop over objects kept as plain dicts, keyed by (namespace, name)."""
 
-    def __init__(self, kind: str, lister: Callable[..., Any], stop: threading.Event) -> None:
+    def __init__(self, kind: str, lister: Callable[..., Any], stop: threading.Event,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._lister = lister
         self._stop = stop
+        self._on_change = on_change or (lambda: None)  # marks work dirty; never does it
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()
@@ -63,6 +65,10 @@ class _Cache:
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             return self._items.get((namespace, name))
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items.values())
 
     def put(self, obj: dict[str, Any]) -> None:
         with self._lock:
@@ -97,6 +103,7 @@ class _Cache:
         with self._lock:
             self._items = {_key(o): o for o in listing.get("items", [])}
         self.synced.set()
+        self._on_change()
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
     def _watch(self, version: str) -> str | None:
@@ -113,6 +120,7 @@ class _Cache:
                     self._items.pop(_key(obj), None)
                 elif event["type"] in ("ADDED", "MODIFIED"):
                     self._items[_key(obj)] = obj
+            self._on_change()
             version = str(obj.get("metadata", {}).get("resourceVersion") or version)
             if self._stop.is_set():
                 break

@@ -106,7 +106,7 @@ class NetworkReconciler:
         if obj is None:
             if name == names.DEFAULT_NETWORK:
                 self._create_default()
-            self._notify_dependents(name)
+            self.notify_dependents(name)
             return
         users = self.index.network_in_use(name)
         if self._converge_finalizer(obj, users, names.POD_NETWORK_PLURAL):
@@ -118,7 +118,7 @@ class NetworkReconciler:
         if merged is not None:
             self.kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name,
                                     {"status": {"conditions": merged}}, status=True)
-            self._notify_dependents(name)
+            self.notify_dependents(name)
 
     def _create_default(self) -> None:
         try:
@@ -128,7 +128,7 @@ class NetworkReconciler:
             if not is_status(exc, 409):
                 raise
 
-    def _notify_dependents(self, network: str) -> None:
+    def notify_dependents(self, network: str) -> None:
         for ns, att in self.index.attachments_of(network):
             self.enqueue(("attachment", ns, att))
         for pod in self.index.pods_of_network(network):
@@ -191,7 +191,7 @@ class NetworkReconciler:
     def params(self, name: str) -> None:
         obj = self.kube.get_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name)
         if obj is None:
-            self._notify_params_users(name)
+            self.notify_params_users(name)
             return
         generation = obj["metadata"].get("generation", 0)
         status: dict[str, Any] = {}
@@ -211,9 +211,9 @@ class NetworkReconciler:
         if "networkId" not in status and current_id is not None:
             status["networkId"] = None  # an invalid or conflicting spec holds no id
         self.kube.patch_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name, {"status": status}, status=True)
-        self._notify_params_users(name)
+        self.notify_params_users(name)
 
-    def _notify_params_users(self, params_name: str) -> None:
+    def notify_params_users(self, params_name: str) -> None:
         for kind, keyer in (("network", lambda k: ("network", k)),
                             ("attachment", lambda k: ("attachment", *k))):
             for key in self.index.keys(kind):

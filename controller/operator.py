@@ -118,8 +118,17 @@ class Controller:
             network = (obj.get("spec") or {}).get("podNetworkName")
             if network:
                 self.queue.add(("network", network))  # its in-use state may have changed
+            for pod in self.index.pods_of_attachment(key):
+                if pod.gated:
+                    self.queue.add(("pod", pod.namespace, pod.name))
         else:
             self.queue.add((kind, key))
+        # Dependents read this object from the index: re-check them once the watch has
+        # delivered its new state (a reconcile that ran earlier may have seen the old one).
+        if kind == "network":
+            self.networks.notify_dependents(key)
+        elif kind == "params":
+            self.networks.notify_params_users(key)
 
     def on_pod(self, pod: Obj, event: str | None) -> None:
         record = pod_record(pod)
@@ -223,6 +232,8 @@ class Controller:
             for kind in ("network", "params"):
                 for key in self.index.keys(kind):
                     self.queue.add((kind, key))
+            for ns, name in self.index.keys("attachment"):
+                self.queue.add(("attachment", ns, name))
             for ns, name in self.index.keys("service"):
                 self.queue.add(("service", ns, name))
             self.queue.add(("network", names.DEFAULT_NETWORK))

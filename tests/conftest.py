@@ -13,10 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
+
+
+# Tests never assert on wall time: hypothesis' per-example deadline would
+# fail on a loaded machine, so it is off for the whole suite.
+settings.register_profile("multinet", deadline=None)
+settings.load_profile("multinet")
 
 
 def _progress(line: str) -> None:

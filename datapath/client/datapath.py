@@ -79,6 +79,15 @@ class P4RuntimeDatapath:
             self._connect()
             return self._sync()
 
+    def resync(self) -> int:
+        """Periodic repair: read what the target holds and write the difference."""
+        with self.lock:
+            if not self.connected or self.client.stream_closed.is_set():
+                self._connect()
+            else:
+                self.installed = {e.key: e for e in self.client.read()}
+            return self._sync()
+
     def _connect(self) -> None:
         if not self.client.connect():
             raise NotPrimaryError(f"{self.client.address}: another client holds a higher election id")

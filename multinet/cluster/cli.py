@@ -64,8 +64,11 @@ def _progress(line: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from multinet.cluster.nodes import Nodes
+
     plane = _plane(args)
-    if plane.is_up():
+    nodes_made = Nodes(plane).topology_file.exists()
+    if plane.is_up() and (nodes_made or not args.nodes):
         print(f"cluster is already up; kubeconfig: {plane.layout.admin_kubeconfig}")
         return 0
     if args.nodes < 0:
@@ -76,10 +79,8 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     try:
         plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
-        plane.up(_progress, timeout=args.timeout)
-        if args.nodes:
-            from multinet.cluster.nodes import Nodes
-
+        plane.up(_progress, timeout=args.timeout)  # a no-op for what already runs
+        if args.nodes and not nodes_made:
             Nodes(plane).start(args.nodes, _progress)
     except (BinariesError, ComponentError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)

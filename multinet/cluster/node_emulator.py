@@ -38,6 +38,7 @@ log = logging.getLogger("multinet.node")
 KUBELET_VERSION = "v1.34.12"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
+RETRY_SECONDS = 3.0
 NETNS_DIR = "/var/run/netns"
 
 
@@ -367,6 +368,25 @@ class NodeEmulator:
                     self.start_pod(pod)
             except (ApiException, cni_runtime.CNIError, OSError, subprocess.CalledProcessError) as err:
                 log.error("pod %s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], err)
+                if not pod["metadata"].get("deletionTimestamp"):
+                    self._retry_later(pod)
+
+    def _retry_later(self, pod: Mapping[str, Any]) -> None:
+        """As kubelet does: a sandbox that failed is tried again after a pause."""
+        def again() -> None:
+            if self.stopping.is_set():
+                return
+            meta = pod["metadata"]
+            try:
+                fresh = self.core.read_namespaced_pod(meta["name"], meta["namespace"])
+            except ApiException:
+                return  # gone (or the apiserver is away: the next event retries)
+            if fresh.metadata.uid == meta["uid"]:
+                self.pool.submit(self.handle, self.core.api_client.sanitize_for_serialization(fresh))
+
+        timer = threading.Timer(RETRY_SECONDS, again)
+        timer.daemon = True
+        timer.start()
 
     def _event(self, pod: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
         meta = pod["metadata"]

@@ -13,6 +13,7 @@ removes exactly what `up` made.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from multinet.cluster.control_plane import ControlPlane
+from multinet.cluster.layout import default_state_dir
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn
 from podnetwork.names import NODE_PREFIX
 
 Progress = Callable[[str], None]
-P4RUNTIME_BASE_PORT = 9560
 POD_CIDR = "10.244.{index}.0/24"  # the default network's per-node range, served by the agent
 UNDERLAY_CIDR = "10.254.0.0/24"
 
@@ -60,6 +61,10 @@ class Nodes:
         self.root = plane.layout.root / "nodes"
         self.topology_file = plane.layout.root / "topology.json"
         self.cni_bin = self.root / "bin"
+        # Node namespaces are machine-wide: a cluster in another state dir
+        # gets its own prefix (at most 6 characters: link names are short).
+        same = plane.layout.root == default_state_dir()
+        self.prefix = NODE_PREFIX if same else f"mn{hashlib.sha256(str(plane.layout.root).encode()).hexdigest()[:3]}-"
 
     def start(self, count: int, progress: Progress) -> list[NodePlan]:
         if self.topology_file.exists():
@@ -71,13 +76,13 @@ class Nodes:
         self._start("controller", multinet(
             "controller", "--kubeconfig", str(self.plane.layout.admin_kubeconfig),
             "--cert-dir", str(self.plane.layout.root / "controller")), progress)
-        testbed = Testbed(prefix=NODE_PREFIX, underlay_cidr=UNDERLAY_CIDR)
+        testbed = Testbed(prefix=self.prefix, underlay_cidr=UNDERLAY_CIDR)
         plans = []
         try:
             for index in range(1, count + 1):
                 node = testbed.add_node(f"node{index}")
                 plan = NodePlan(index, node.name, node.host_ns, node.ipu_ns, node.vtep,
-                                f"127.0.0.1:{P4RUNTIME_BASE_PORT + index}", POD_CIDR.format(index=index),
+                                f"127.0.0.1:{self.plane.ports.p4runtime + index}", POD_CIDR.format(index=index),
                                 self.root / node.name)
                 plans.append(plan)
         finally:  # record what exists even if a later node failed

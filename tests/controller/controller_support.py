@@ -53,21 +53,64 @@ def suffix() -> str:
     return uuid.uuid4().hex[:6]
 
 
+def active_lease_holder(kube: Kube) -> str | None:
+    """Who holds the controller's leader lease right now (unexpired), if anyone."""
+    from controller.leader import LEASE_NAME, LEASE_NAMESPACE
+    try:
+        lease = client.CoordinationV1Api(kube.api).read_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
+    except ApiException:
+        return None
+    spec = lease.spec
+    if not spec or not spec.holder_identity or spec.renew_time is None:
+        return None
+    expires = spec.renew_time + datetime.timedelta(seconds=spec.lease_duration_seconds or 15)
+    return str(spec.holder_identity) if expires > _now() else None
+
+
 class ControllerProcess:
+    """Our own controller, or the one the running cluster already has (`cluster up --nodes`).
+
+    With an external one, tests use it as it is and never stop it or remove its
+    webhooks; tests that must kill or restart a controller skip, saying why.
+    """
+
     def __init__(self, kubeconfig: str, log_path: Path, *extra: str) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.kube = Kube.from_kubeconfig(kubeconfig)
+        self.external: str | None = None
+        self._started = False
 
     def start(self) -> None:
+        if not self._started:
+            # Only on the first start: after our own kill, the lease is still our dead replica's.
+            self._started = True
+            self.external = active_lease_holder(self.kube)
+        if self.external:
+            wait_for("the cluster's controller to serve admission", self._external_serving, timeout=90)
+            return
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
              "--resync-seconds", "5", "--sweep-seconds", "10", *self.extra],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         wait_for("the controller to register its webhooks", self._serving, timeout=90)
+
+    def _external_serving(self) -> bool:
+        try:
+            config = self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
+        except ApiException:
+            return False
+        return self._port_open(config.webhooks[0].client_config.url or "")
+
+    def require_own(self) -> None:
+        """Skip the calling test when the controller is the running cluster's, not ours."""
+        if self.external:
+            import pytest
+            pytest.skip(f"the running cluster's controller ({self.external}) holds the leader lease; "
+                        "kill/restart tests need a controller of their own")
 
     def _serving(self) -> bool:
         assert self.proc is not None
@@ -93,12 +136,15 @@ class ControllerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup runs, as after a crash or an OOM kill."""
+        self.require_own()
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
         self.proc = None
 
     def stop(self) -> None:
+        if self.external:
+            return  # not ours: leave it and its webhooks alone
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -100,3 +100,14 @@ def test_exhausted_network_keeps_gate(kube: Kube, namespace: str, networks: Netw
              timeout=90)
     allocs = allocations_of(kube, namespace, "second")
     assert allocs is not None and allocs[0]["ips"] == ["10.74.0.2/30"]
+
+
+def test_attachment_resolving_to_a_referenced_network_keeps_gate(kube: Kube, namespace: str, networks: Networks,
+                                                                 make_pod: Any) -> None:
+    """KEP active validation: through attachments, a pod still references each PodNetwork once."""
+    net = networks.ready_network("10.75.0.0/24")
+    make_attachment(kube, namespace, "again", net)
+    make_pod("p", [{"podNetworkName": net}, {"podNetworkAttachmentName": "again"}])
+    wait_for("an Event naming the duplicate", lambda: any(
+        f"PodNetwork '{net}' is already referenced by entry 0" in e for e in events_of(kube, namespace, "p")))
+    assert pod_gated(kube, namespace, "p")

@@ -84,6 +84,7 @@ def test_concurrent_pods_get_unique_addresses(kube: Kube, namespace: str, networ
 
 def test_controller_killed_midway_loses_and_duplicates_nothing(
         kube: Kube, namespace: str, networks: Networks, nodes: FakeNodes, controller: ControllerProcess) -> None:
+    controller.require_own()
     a, b, excludes = two_networks(networks)
     create_pods(kube, namespace, nodes, [a, b], PODS)
     # Kill it while it is busy: some pods done, others not.
@@ -105,6 +106,7 @@ def test_controller_killed_midway_loses_and_duplicates_nothing(
 
 def test_sweep_frees_allocations_of_vanished_pods(kube: Kube, namespace: str, networks: Networks,
                                                   nodes: FakeNodes, controller: ControllerProcess) -> None:
+    controller.require_own()
     net = networks.ready_network("10.82.0.0/24")
     kube.core.create_namespaced_pod(namespace, pod_manifest("p", [{"podNetworkName": net}], nodes.pod_placement()))
     wait_for("allocated", lambda: claims(kube, net))

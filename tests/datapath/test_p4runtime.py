@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import grpc
 import pytest
@@ -10,8 +11,10 @@ from finsy.proto import p4r, rpc_code
 
 from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
-from datapath.client.p4rt import DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient, WriteError
+from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
+                                  WriteError, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+from datapath.testbed import start_target
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
@@ -160,3 +163,59 @@ def test_read_wildcards_and_filters(env: Env) -> None:
     got = [e for r in client._stub().Read(req) for e in r.entities]
     assert len(got) == 3
     client.close()
+
+
+@netns
+def test_attach_is_idempotent_detach_of_unknown_is_fine_and_resync_repairs_drift(two_nodes: Env) -> None:
+    env = two_nodes
+    dp = env.datapaths["n1"]
+    a = env.pod("n1", "a", 100, "10.1.0.2/24")
+    before = dp.client.read()
+    dp.attach(a.attachment)  # again: nothing to write
+    assert dp.client.read() == before
+    stranger = env.testbed.add_pod(env.testbed.nodes["n1"], "stranger", 100, "10.1.0.3/24")
+    dp.detach(stranger.attachment)  # never attached
+    assert dp.client.read() == before
+    # Another writer removes an entry behind the agent's back; resync restores it.
+    other = P4RuntimeClient(env.targets["n1"].address, election_id=99)
+    assert other.connect()
+    route_entry = next(e for e in before if e.table == "route")
+    other.write([(DELETE, route_entry)])
+    other.close()
+    assert dp.resync() == 1
+    assert sorted(map(repr, dp.client.read())) == sorted(map(repr, before))
+    dp.detach(a.attachment)
+    assert dp.client.read() == []
+
+
+@netns
+def test_sync_loop_applies_marked_changes_and_survives_a_target_restart(env: Env) -> None:
+    from datapath.client.sync import SyncLoop
+
+    node = env.node("n1")
+    dp = P4RuntimeDatapath(P4RuntimeClient(env.targets["n1"].address))
+    dp.reconnect()
+    wanted = [route(i) for i in range(3)]
+    loop = SyncLoop(dp, lambda: list(wanted), min_interval=0.05, resync_interval=0.5)
+    loop.start()
+    try:
+        assert _eventually(lambda: len(dp.client.read()) == 3)
+        wanted.append(route(3))
+        loop.mark_dirty()
+        assert _eventually(lambda: len(dp.client.read()) == 4)
+        # The target restarts empty, on the same port; the loop reconnects and
+        # writes everything back.
+        port = env.targets["n1"].address.rsplit(":", 1)[1]
+        env.targets["n1"].stop()
+        env.targets["n1"] = start_target(node, int(port), "mndt", str(env.logs / "n1-again.log"), sys.executable)
+        wait_for(env.targets["n1"].address)
+        assert _eventually(lambda: _count(dp) == 4, timeout=15)
+    finally:
+        loop.stop()
+
+
+def _count(dp: P4RuntimeDatapath) -> int:
+    try:
+        return len(dp.client.read())
+    except (grpc.RpcError, RuntimeError, ValueError):  # the loop may be reconnecting this very client
+        return -1
