@@ -105,7 +105,7 @@ class Agent:
         # Addresses of the routed eth0 range in use: the records are the truth,
         # read once here rather than on every ADD.
         self._used_ips = {str(r["defaultIP"]) for r in self.store.all() if r.get("defaultIP")}
-        self.macvlan_supported = links.kernel_has_link_kind("macvlan")
+        self.macvlan_supported = links.kernel_has_link_kind("macvlan", config.link_prefix)
 
     # --- entry -----------------------------------------------------------
 
