@@ -7,6 +7,7 @@ passed in; `cni.cli` wires them.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -21,9 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cni import delegate, links, spec
 from cni.model import (
-    Allocation,
     InterfacePlan,
-    NetworkParams,
     Route,
     link_group,
     link_name,
@@ -33,6 +32,8 @@ from cni.model import (
 from cni.spec import Code, CniError
 from cni.state import ADDING, READY, StateStore
 from datapath.ports import Datapath, NetworkId, PortAttachment
+from podnetwork.allocations import Allocation
+from podnetwork.params import NetworkParams
 from podnetwork.names import DEFAULT_NETWORK, NODE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,13 @@ class Agent:
         self.reporter = reporter
         self.datapath = datapath
         self.store = StateStore(config.state_dir)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped per-container locks: bounded memory however many pods come and go.
+        self._locks = tuple(threading.Lock() for _ in range(256))
         self._ipam_lock = threading.Lock()
-        self.macvlan_supported = links.kernel_has_link_kind("macvlan")
+        # Addresses of the routed eth0 range in use: the records are the truth,
+        # read once here rather than on every ADD.
+        self._used_ips = {str(r["defaultIP"]) for r in self.store.all() if r.get("defaultIP")}
+        self.macvlan_supported = links.kernel_has_link_kind("macvlan", config.link_prefix)
 
     # --- entry -----------------------------------------------------------
 
@@ -159,9 +163,8 @@ class Agent:
     def _lock(self, container_id: str) -> Iterator[None]:
         # The runtime never runs two verbs for one container at once, but GC
         # and a late DEL may race an ADD: serialise per container.
-        with self._locks_guard:
-            lock = self._locks.setdefault(container_id, threading.Lock())
-        with lock:
+        digest = hashlib.blake2b(container_id.encode(), digest_size=2).digest()
+        with self._locks[int.from_bytes(digest, "big") % len(self._locks)]:
             yield
 
     # --- STATUS ------------------------------------------------------------
@@ -249,19 +252,24 @@ class Agent:
         with self._ipam_lock:
             if self.config.pod_cidr is not None and self.config.conf_dir is None:
                 record["defaultIP"] = self._allocate_default_ip()
-            self.store.write(record)
+            try:
+                self.store.write(record)
+            except BaseException:
+                self._used_ips.discard(record.get("defaultIP", ""))
+                raise
         return record
 
     def _host_veth(self, req: spec.Request) -> str:
         return link_name(self.config.link_prefix, req.container_id, req.ifname)
 
     def _allocate_default_ip(self) -> str:
+        """Under the IPAM lock: the lowest free address of the range."""
         assert self.config.pod_cidr is not None
-        used = {r.get("defaultIP") for r in self.store.all()}
         hosts = self.config.pod_cidr.hosts()
         next(hosts)  # the first host address is the gateway on every host-side veth
         for ip in hosts:
-            if str(ip) not in used:
+            if str(ip) not in self._used_ips:
+                self._used_ips.add(str(ip))
                 return str(ip)
         raise CniError(Code.TRY_AGAIN_LATER, f"pod range {self.config.pod_cidr} is exhausted")
 
@@ -470,6 +478,9 @@ class Agent:
 
     def _forget(self, record: Mapping[str, Any]) -> None:
         self.store.delete(record["network"], record["containerID"], record["ifname"])
+        if record.get("defaultIP"):
+            with self._ipam_lock:
+                self._used_ips.discard(str(record["defaultIP"]))
 
     # --- CHECK ----------------------------------------------------------------
 

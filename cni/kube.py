@@ -23,7 +23,9 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from cni.agent import PodNetworking, PodRef
-from cni.model import Allocation, NetworkParams, params_key, parse_allocations, parse_params
+from cni.model import params_key
+from podnetwork.allocations import Allocation, parse_allocations
+from podnetwork.params import NetworkParams, parse_params
 from cni.spec import Code, CniError
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
@@ -73,11 +75,16 @@ class _Cache:
             self._items[_key(obj)] = obj
 
     def run(self) -> None:
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                version = self._list()
-                self._watch(version)
+                if version is None:
+                    version = self._list()
+                # A watch that times out resumes where it was; only an
+                # expired version (410) or an error costs a new listing.
+                version = self._watch(version)
             except ApiException as err:
+                version = None
                 if err.status == 404:
                     # The kind is not installed (yet): an empty cache is the truth.
                     with self._lock:
@@ -87,6 +94,7 @@ class _Cache:
                     log.warning("%s watch: %s", self.kind, err.reason)
                 self._stop.wait(RETRY_SECONDS)
             except (HTTPError, OSError, ValueError) as err:
+                version = None
                 log.warning("%s watch: %s", self.kind, err)
                 self._stop.wait(RETRY_SECONDS)
 
@@ -98,22 +106,25 @@ class _Cache:
         self._on_change()
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
-    def _watch(self, version: str) -> None:
+    def _watch(self, version: str) -> str | None:
+        """Apply events until the watch ends; the version to resume from (None: relist)."""
         stream = watch.Watch(return_type="object").stream(
             self._lister, resource_version=version, timeout_seconds=WATCH_SECONDS, deserialize=False
         )
         for event in stream:
             obj = event["object"]
             if event["type"] == "ERROR" or not isinstance(obj, dict):
-                return
+                return None
             with self._lock:
                 if event["type"] == "DELETED":
                     self._items.pop(_key(obj), None)
                 elif event["type"] in ("ADDED", "MODIFIED"):
                     self._items[_key(obj)] = obj
             self._on_change()
+            version = str(obj.get("metadata", {}).get("resourceVersion") or version)
             if self._stop.is_set():
-                return
+                break
+        return version
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -198,25 +209,26 @@ class KubePods:
             return PodNetworking(pod)
         try:
             allocations = parse_allocations(raw)
-        except ValueError as err:
-            raise CniError(Code.INVALID_CONFIG, f"pod annotation {ALLOCATIONS_ANNOTATION}: {err}") from None
+        except ValueError as err:  # AllocationsError: names each bad field
+            raise CniError(Code.INVALID_CONFIG, f"pod {pod.namespace}/{pod.name}: {err}") from None
         params = {params_key(a): self._params_for(pod, a) for a in allocations}
         return PodNetworking(pod, allocations, params)
 
     def _params_for(self, pod: PodRef, a: Allocation) -> NetworkParams:
         """An attachment's own parametersRefs win over its PodNetwork's."""
-        if a.attachment:
-            pna = self.attachments.get(pod.namespace, a.attachment) or self._get(
+        attachment = a.pod_network_attachment_name
+        if attachment:
+            pna = self.attachments.get(pod.namespace, attachment) or self._get(
                 lambda: self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, pod.namespace, POD_NETWORK_ATTACHMENT_PLURAL, a.attachment, _preload_content=False
+                    GROUP, VERSION, pod.namespace, POD_NETWORK_ATTACHMENT_PLURAL, attachment, _preload_content=False
                 )
             )
             if pna is None:
-                raise CniError(Code.TRY_AGAIN_LATER, f"PodNetworkAttachment {pod.namespace}/{a.attachment} not found")
+                raise CniError(Code.TRY_AGAIN_LATER, f"PodNetworkAttachment {pod.namespace}/{attachment} not found")
             name = _params_ref(pna)
             if name is not None:
-                return self._load_params(name, f"PodNetworkAttachment {pod.namespace}/{a.attachment}")
-        return self._params_of(a.pod_network)
+                return self._load_params(name, f"PodNetworkAttachment {pod.namespace}/{attachment}")
+        return self._params_of(a.pod_network_name)
 
     def _pod(self, pod: PodRef) -> dict[str, Any]:
         obj = self.pods.get(pod.namespace, pod.name)
@@ -249,7 +261,7 @@ class KubePods:
             raise CniError(Code.TRY_AGAIN_LATER, f"{PARAMS_KIND} {name} of {owner} not found")
         try:
             return parse_params(obj.get("spec") or {})
-        except ValueError as err:
+        except ValueError as err:  # ParamsError: names each bad field
             raise CniError(Code.INVALID_CONFIG, f"{PARAMS_KIND} {name}: {err}") from None
 
     @staticmethod

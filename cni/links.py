@@ -249,13 +249,15 @@ def delete_group(ipr: IPRoute, group: int) -> None:
             raise
 
 
-def kernel_has_link_kind(kind: str) -> bool:
+def kernel_has_link_kind(kind: str, prefix: str) -> bool:
     """Probe whether this kernel can create links of `kind`: the rtnl answer
-    to creating one with a bogus parent is EOPNOTSUPP when the kind is unknown."""
+    to creating one with a bogus parent is EOPNOTSUPP when the kind is unknown
+    (and ENODEV, nothing created, when it is known)."""
+    name = f"{prefix}probe"[:15]
     with rtnl(None) as ipr:
         try:
-            ipr.link("add", ifname="mn-probe", kind=kind, link=0x7FFFFFF0)
+            ipr.link("add", ifname=name, kind=kind, link=0x7FFFFFF0)
         except NetlinkError as err:
             return err.code != errno.EOPNOTSUPP
-        delete_link(ipr, "mn-probe")
+        delete_link(ipr, name)
         return True

@@ -36,7 +36,6 @@ from podnetwork.names import (
     VERSION,
 )
 
-TEMPORARY_CRD_LABEL = "multinet.io/temporary-crd"
 TEST_PREFIX = "mnc"  # the prefix of everything the CNI tests create on this machine
 
 
@@ -155,40 +154,29 @@ class AgentProcess:
 # --- cluster objects ---------------------------------------------------------------
 
 
-def _crd(group: str, kind: str, plural: str, scope: str = "Cluster") -> dict[str, Any]:
-    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}", "labels": {TEMPORARY_CRD_LABEL: "cni-tests"}},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [{"name": VERSION if group == GROUP else PARAMS_VERSION, "served": True, "storage": True,
-                          "schema": schema, "subresources": {"status": {}}}],
-        },
-    }
-
-
 def ensure_crds(api: client.ApiClient) -> list[str]:
-    """Install minimal stand-ins of the PodNetwork and NetworkParams CRDs when the
-    cluster has none (TEMPORARY: until the API package's CRDs are installed by
-    the foundation, these let the agent's tests run). Returns what it created."""
+    """Install the API package's CRDs the agent reads (PodNetwork,
+    PodNetworkAttachment, NetworkParams) when the cluster lacks them; an
+    installed one is left as it is (whoever installed it owns it). Returns
+    the names it created."""
+    from podnetwork.crds import all_crds
+
     ext = client.ApiextensionsV1Api(api)
     created = []
-    for crd in (
-        _crd(GROUP, "PodNetwork", POD_NETWORK_PLURAL),
-        _crd(GROUP, "PodNetworkAttachment", POD_NETWORK_ATTACHMENT_PLURAL, "Namespaced"),
-        _crd(PARAMS_GROUP, PARAMS_KIND, PARAMS_PLURAL),
-    ):
+    for file in ("podnetworks.yaml", "podnetworkattachments.yaml", "networkparams.yaml"):
+        crd = all_crds()[file]
         try:
             ext.read_custom_resource_definition(crd["metadata"]["name"])
             continue
         except ApiException as err:
             if err.status != 404:
                 raise
-        ext.create_custom_resource_definition(crd)
+        try:
+            ext.create_custom_resource_definition(crd)
+        except ApiException as err:
+            if err.status != 409:  # created meanwhile by another test run
+                raise
+            continue
         created.append(crd["metadata"]["name"])
     for name in created:
         _wait_established(ext, name)
@@ -202,6 +190,19 @@ def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"CRD {name} not established")
+
+
+def _retrying(call: Any, attempts: int = 5) -> Any:
+    """Retry what the apiserver answers with 429/5xx: on a shared cluster an
+    admission webhook may be restarting (failurePolicy Fail makes that a 500)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ApiException as err:
+            if attempt == attempts - 1 or not (err.status == 429 or err.status >= 500):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class ClusterObjects:
@@ -268,17 +269,17 @@ class ClusterObjects:
                 "tolerations": [{"operator": "Exists"}],
             },
         }
-        pod = self.core.create_namespaced_pod(namespace, body)
+        pod = _retrying(lambda: self.core.create_namespaced_pod(namespace, body))
         # No kubelet confirms a graceful deletion here: delete at once.
         self._undo.append(lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
         if allocations is not None:
             # After creation: admission refuses the annotation from anyone at create.
             patch = {"metadata": {"annotations": {ALLOCATIONS_ANNOTATION: json.dumps(allocations)}}}
-            self.core.patch_namespaced_pod(name, namespace, patch)
+            _retrying(lambda: self.core.patch_namespaced_pod(name, namespace, patch))
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         # Raw response: the client's Binding model fails to read the empty reply.
-        self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False)
+        _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))
         return str(pod.metadata.uid)
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ def api(root: None, kubeconfig: Path) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def crds(api: client.ApiClient) -> list[str]:
-    # TEMPORARY stand-ins until the API package's CRDs are installed on main.
+    # The API package's CRDs, when the cluster does not have them yet.
     return testing.ensure_crds(api)
 
 

@@ -215,7 +215,8 @@ def test_unsupported_or_missing_params_fail_cleanly(node: Node, networks: dict[s
     pod = node.pod("noparams", [alloc(f"{PREFIX}-missing", "net1", ["10.31.0.70/24"])])
     result = add(node, pod_ns, pod, f"ctr{secrets.token_hex(4)}")
     assert result.exit != 0 and result.out["code"] == 11 and "missing" in result.out["msg"]
-    bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1, "ips": ["10.31.0.71"]}])
+    bad = node.pod("badalloc", [{"podNetworkName": networks["a"], "interfaceName": "net1", "networkId": 1,
+                                 "ips": ["10.31.0.71"], "isDefaultGW4": False, "isDefaultGW6": False}])
     result = add(node, pod_ns, bad, f"ctr{secrets.token_hex(4)}")
     assert result.exit != 0 and result.out["code"] == 7 and "allocations[0].ips[0]" in result.out["msg"]
     assert link(pod_ns, "eth0") is None
@@ -230,7 +231,7 @@ def test_pod_without_secondary_networks(node: Node) -> None:
     assert "0.0.0.0/0" in {r["dst"] for r in result.out["routes"]}
     assert any(r.startswith("default 10.244.77.1 eth0") for r in routes(pod_ns))
     ip = ipaddress.ip_interface(next(ip["address"] for ip in result.out["ips"]))
-    assert ip in ipaddress.ip_network("10.244.77.0/24") or ip.ip in ipaddress.ip_network("10.244.77.0/24")
+    assert ip.ip in ipaddress.ip_network("10.244.77.0/24") and ip.network.prefixlen == 32
     assert verb(node, "DEL", pod_ns, pod, container).exit == 0
 
 

@@ -1,4 +1,5 @@
-"""Pure logic: the allocations and NetworkParams parsers and the interface plan."""
+"""Pure logic: the interface plan from parsed allocations and NetworkParams
+(the parsers themselves belong to, and are tested with, the API package)."""
 
 from __future__ import annotations
 
@@ -7,56 +8,16 @@ import json
 
 import pytest
 
-from cni.model import link_group, link_name, params_key, parse_allocations, parse_params, plan_interfaces, stable_mac
+from cni.model import link_group, link_name, params_key, plan_interfaces, stable_mac
+from podnetwork.allocations import parse_allocations
+from podnetwork.params import parse_params
 
 
 def entry(**over: object) -> dict:
-    base = {"podNetworkName": "n", "interfaceName": "net1", "networkId": 7, "ips": ["10.0.0.5/24"]}
+    base = {"podNetworkName": "n", "interfaceName": "net1", "networkId": 7, "ips": ["10.0.0.5/24"],
+            "isDefaultGW4": False, "isDefaultGW6": False}
     base.update(over)
     return base
-
-
-@pytest.mark.parametrize("doc,field", [
-    ("{", "not JSON"),
-    ({"a": 1}, "JSON list"),
-    ([1], "allocations[0]"),
-    ([entry(podNetworkName="")], "allocations[0].podNetworkName"),
-    ([entry(interfaceName="a/b")], "allocations[0].interfaceName"),
-    ([entry(interfaceName="x" * 16)], "allocations[0].interfaceName"),
-    ([entry(networkId=-1)], "allocations[0].networkId"),
-    ([entry(networkId=True)], "allocations[0].networkId"),
-    ([entry(ips="10.0.0.5/24")], "allocations[0].ips"),
-    ([entry(ips=["10.0.0.5"])], "allocations[0].ips[0]"),
-    ([entry(ips=["10.0.0.500/24"])], "allocations[0].ips[0]"),
-    ([entry(), entry()], "repeat"),
-])
-def test_allocations_errors_name_the_field(doc: object, field: str) -> None:
-    text = doc if isinstance(doc, str) else json.dumps(doc)
-    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
-        parse_allocations(text)
-
-
-def test_allocations_parse() -> None:
-    (a,) = parse_allocations(json.dumps([entry(ips=["10.0.0.5/24", "fd00::5/64"], isDefaultGW6=True,
-                                                podNetworkAttachmentName="att")]))
-    assert a.ips == (ipaddress.ip_interface("10.0.0.5/24"), ipaddress.ip_interface("fd00::5/64"))
-    assert (a.default_gw4, a.default_gw6, a.attachment) == (False, True, "att")
-
-
-@pytest.mark.parametrize("spec,field", [
-    ({"topology": "L4"}, "spec.topology"),
-    ({"mtu": 100}, "spec.mtu"),
-    ({"mtu": "1500"}, "spec.mtu"),
-    ({"interfaceKind": "ipvlan"}, "spec.interfaceKind"),
-    ({"interfaceKind": "macvlan"}, "spec.uplink"),
-    ({"ipv4": {"subnet": "fd00::/64"}}, "spec.ipv4.subnet"),
-    ({"ipv4": {"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}}, "spec.ipv4.gateway"),
-    ({"ipv6": {"subnet": "nonsense"}}, "spec.ipv6.subnet"),
-    ({"serviceCIDRs": ["10.96.0.0/33"]}, r"spec.serviceCIDRs\[0\]"),
-])
-def test_params_errors_name_the_field(spec: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        parse_params({"topology": "L2", **spec})
 
 
 def test_plan_routes() -> None:
