@@ -93,11 +93,9 @@ class Nodes:
 
     def _install_plugin(self) -> None:
         """The CNI bin dir holds the multinet plugin, as a runtime's /opt/cni/bin would."""
-        self.cni_bin.mkdir(parents=True, exist_ok=True)
-        shim = Path(sys.executable).parent / "multinet-cni"
-        target = self.cni_bin / "multinet-cni"
-        if not target.exists():
-            target.symlink_to(shim)
+        from cni.install import install
+
+        install(self.cni_bin)
 
     def _start_node(self, plan: NodePlan, progress: Progress) -> None:
         plan.root.mkdir(parents=True, exist_ok=True)
