@@ -136,16 +136,3 @@ def _p4runtime_datapath(api: Any, address: str, node: str, stop: threading.Event
     view.subscribe(sync.mark_dirty)
     logging.info("datapath: P4Runtime target %s", address)
     return datapath, sync
-
-
-def main() -> int:
-    """Run the agent without the `multinet` front (`python -m cni.cli agent ...`)."""
-    parser = argparse.ArgumentParser(prog="multinet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args()
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -107,7 +107,7 @@ class AgentProcess:
         self.state_dir = workdir / "state"
         self.log = workdir / "agent.log"
         self.argv = [
-            sys.executable, "-m", "cni.cli", "agent", "--node", node, "--kubeconfig", str(kubeconfig),
+            sys.executable, "-m", "multinet.cli", "agent", "--node", node, "--kubeconfig", str(kubeconfig),
             "--socket", str(self.socket), "--state-dir", str(self.state_dir), *extra,
         ]
         self.proc: subprocess.Popen[bytes] | None = None

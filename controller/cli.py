@@ -32,16 +32,3 @@ def _run(args: argparse.Namespace) -> int:
     return run(Options(kubeconfig=args.kubeconfig, workers=args.workers, webhook_port=args.webhook_port,
                        resync_seconds=args.resync_seconds, sweep_seconds=args.sweep_seconds,
                        cert_dir=args.cert_dir))
-
-
-def main() -> int:
-    """Run the controller without the umbrella `multinet` command."""
-    parser = argparse.ArgumentParser(prog="multinet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args()
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

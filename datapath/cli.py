@@ -98,15 +98,3 @@ def run_trace(args: argparse.Namespace) -> int:
             print(step)
         print(f"verdict: {result.verdict}")
     return 0 if result.verdict != "error" else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multinet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -159,7 +159,7 @@ class Target:
 def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
                  sizes: dict[str, int] | None = None) -> Target:
     """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace)."""
-    argv = [python, "-m", "datapath.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
+    argv = [python, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
             "--prefix", prefix, "--vtep", node.vtep, "--underlay", UNDERLAY_LINK]
     for table, size in (sizes or {}).items():
         argv += ["--size", f"{table}={size}"]

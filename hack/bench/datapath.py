@@ -138,7 +138,7 @@ def main() -> int:
     try:
         n1, n2 = tb.add_node("n1"), tb.add_node("n2")
         # What the target found in this kernel and what it uses it for.
-        features = subprocess.run([sys.executable, "-m", "datapath.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
+        features = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
                                    PREFIX, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
         result["kernel_features"] = json.loads(features.stdout)
         sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}

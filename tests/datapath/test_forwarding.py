@@ -92,7 +92,7 @@ def test_ipu_features_are_detected_and_printed(env: Env) -> None:
     import sys
 
     node = env.testbed.add_node("n1")
-    out = subprocess.run([sys.executable, "-m", "datapath.cli", "ipu", "--netns", node.ipu_ns, "--prefix", "mndt",
+    out = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--prefix", "mndt",
                           "--features"], capture_output=True, text=True, check=True).stdout
     report = json.loads(out)
     assert report["detected"]["nft_concat_intervals"] is True  # the policy realization depends on it

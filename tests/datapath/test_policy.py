@@ -131,7 +131,7 @@ def test_policy_allows_and_denies_like_networkpolicy_and_trace_agrees(two_nodes:
     assert counted[Exact(ip(pods["db"].ip))] >= sum(1 for _, dst, _, _ in CASES if dst == "db")
 
     # The `multinet trace` command reads the targets and prints the same verdict.
-    argv = [sys.executable, "-m", "datapath.cli", "trace", "--target", env.targets["n2"].address,
+    argv = [sys.executable, "-m", "multinet.cli", "trace", "--target", env.targets["n2"].address,
             "--target", env.targets["n1"].address, "--network", str(NET_ID), "--src", pods["c3"].ip,
             "--dst", pods["db"].ip, "--proto", "tcp", "--dport", "9000", "--json"]
     out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)

@@ -204,9 +204,10 @@ def main() -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--workers", type=int, default=16, help="controller worker threads")
-    parser.add_argument("--out", default=str(HERE / "result.json"))
+    parser.add_argument("--out", default=str(HERE.parents[1] / "build" / "bench" / "controller.json"))
     args = parser.parse_args()
     bench = Bench(args.kubeconfig, args.pods, args.workers)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     log = Path(args.out).with_suffix(".controller.log")
     try:
         result = bench.run(log)
