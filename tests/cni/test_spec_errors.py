@@ -177,3 +177,24 @@ def test_result_rendering_per_version() -> None:
     assert [ip["version"] for ip in v04["ips"]] == ["4", "6"]
     # A 0.4.0 result read back as prevResult is the 1.1.0 shape again.
     assert spec.normalise_result(v04)["ips"] == result["ips"]
+
+
+def test_cni_versions_win_over_a_lower_cni_version() -> None:
+    # Spec 1, "Version considerations": the highest version both sides speak,
+    # from cniVersion and cniVersions together (as libcni reads a config).
+    config = conf("1.0.0", cniVersions=["1.0.0", "1.1.0", "2.0.0"])
+    assert spec.parse_request(ENV, json.dumps(config)).version == "1.1.0"
+    # So STATUS is accepted (and, the agent being down, answers 50, not 1).
+    exit_code, out = invoke({"CNI_COMMAND": "STATUS"}, config)
+    assert out["code"] == 50 and out["cniVersion"] == "1.1.0"
+    # Nothing in common: incompatible version, naming what was offered.
+    exit_code, out = invoke(ENV, conf("0.3.1", cniVersions=["0.3.0", "2.0.0"]))
+    assert out["code"] == 1 and "0.3.1" in out["msg"]
+
+
+def test_check_requires_cni_path() -> None:
+    # Spec 2, CHECK: CNI_PATH is a required parameter (optional for ADD and DEL).
+    env = {**ENV, "CNI_COMMAND": "CHECK"}
+    del env["CNI_PATH"]
+    exit_code, out = invoke(env, conf(prevResult={"interfaces": [], "ips": []}))
+    assert exit_code != 0 and out["code"] == 4 and "CNI_PATH" in out["msg"]
