@@ -183,7 +183,13 @@ class Agent:
     def _add(self, req: spec.Request) -> dict[str, Any]:
         existing = self.store.read(req.network, req.container_id, req.ifname)
         if existing is not None and existing.get("phase") == READY and existing.get("netns") == req.netns:
-            return dict(existing["result"])  # a repeated ADD converges on what exists
+            # Spec 2, ADD: an interface of the requested name that already
+            # exists is an error (the runtime must DEL before adding again).
+            raise CniError(
+                Code.INTERFACE_FAILURE,
+                f"container {req.container_id} already has interface {req.ifname} on network {req.network}",
+                "ADD without an intervening DEL",
+            )
         if existing is not None:
             self._undo(existing)
             self._forget(existing)
@@ -243,14 +249,16 @@ class Agent:
             "args": spec_args(req),
             "path": list(req.path or self.config.bin_dirs),
         }
-        if self.config.conf_dir is not None:
+        if made_earlier(req):
+            pass  # chained after the plugin that made CNI_IFNAME: it is that plugin's
+        elif self.config.conf_dir is not None:
             record["delegate"] = delegate.find_primary(self.config.conf_dir).path
         elif self.config.pod_cidr is not None:
             record["links"].insert(0, {"netns": req.netns, "name": req.ifname,
                                        "mac": stable_mac(req.container_id, req.ifname)})
             record["links"].insert(1, {"netns": self.config.host_netns, "name": self._host_veth(req)})
         with self._ipam_lock:
-            if self.config.pod_cidr is not None and self.config.conf_dir is None:
+            if self.config.pod_cidr is not None and self.config.conf_dir is None and not made_earlier(req):
                 record["defaultIP"] = self._allocate_default_ip()
             try:
                 self.store.write(record)
@@ -370,7 +378,10 @@ class Agent:
         links.set_up(pod, plan.name, index)
         links.add_addresses(pod, index, plan.ips)
         for route in plan.routes:
-            links.add_route(pod, index, route, onlink=route.gateway is not None)
+            # The default route replaces one an earlier plugin of a chain may
+            # have set: isDefaultGW4/6 asks for it on this attachment.
+            links.add_route(pod, index, route, onlink=route.gateway is not None,
+                            replace=route.dst.prefixlen == 0)
         at = len(result["interfaces"])
         result["interfaces"].append({"name": plan.name, "mac": plan.mac, "mtu": plan.mtu, "sandbox": req.netns})
         for ip in plan.ips:
@@ -536,6 +547,13 @@ def pod_of(req: spec.Request) -> PodRef:
     if missing:
         raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
     return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))
+
+
+def made_earlier(req: spec.Request) -> bool:
+    """Chained after a plugin whose result already holds CNI_IFNAME in the
+    sandbox (spec 3: prevResult): that plugin serves the default network."""
+    prev = req.prev_result or {}
+    return any(itf.get("name") == req.ifname and itf.get("sandbox") for itf in prev.get("interfaces", []))
 
 
 def spec_args(req: spec.Request) -> str:

@@ -190,7 +190,7 @@ def add_addresses(ipr: IPRoute, index: int, ips: Iterable[IPInterface]) -> None:
                 raise
 
 
-def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False) -> None:
+def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False, replace: bool = False) -> None:
     kwargs: dict[str, Any] = {"dst": str(route.dst), "oif": index}
     if route.dst.version == 6:
         kwargs["family"] = socket.AF_INET6
@@ -201,7 +201,7 @@ def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False) -> N
     else:
         kwargs["scope"] = 253  # link
     try:
-        ipr.route("add", **kwargs)
+        ipr.route("replace" if replace else "add", **kwargs)
     except NetlinkError as err:
         if err.code != errno.EEXIST:
             raise

@@ -275,3 +275,49 @@ def test_attachment_parameters_win_over_the_network(node: Node, networks: dict[s
     missing = node.pod("attach-missing", [alloc(networks["a"], "net1", ["10.31.0.113/24"], attachment="nope")])
     failed = add(node, node.netns.new("pod"), missing, f"ctr{secrets.token_hex(4)}")
     assert failed.out["code"] == 11 and "PodNetworkAttachment" in failed.out["msg"]
+
+
+def test_add_twice_is_an_error_and_keeps_the_first(node: Node, networks: dict[str, str]) -> None:
+    # Spec 2, ADD: an interface of the requested name that already exists in
+    # the container is an error; the first ADD's interfaces stay.
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("twice", [alloc(networks["a"], "net1", ["10.31.0.121/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    first = add(node, pod_ns, pod, container)
+    assert first.exit == 0, first.out
+    again = add(node, pod_ns, pod, container)
+    assert again.exit != 0 and again.out["code"] == 100 and "eth0" in again.out["msg"]
+    assert link(pod_ns, "eth0") is not None and link(pod_ns, "net1") is not None
+    assert link(node.ipu, link_name(PREFIX, container, "net1")) is not None
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
+
+
+def test_chained_after_the_plugin_that_made_eth0(node: Node, networks: dict[str, str]) -> None:
+    # Spec 3: multinet later in a conflist, after a plugin that made CNI_IFNAME
+    # (its prevResult says so). multinet adds its attachments and leaves eth0,
+    # its addresses and (unless an attachment is the default) its routes alone.
+    pod_ns = node.netns.new("pod")
+    peer = f"{PREFIX}e{secrets.token_hex(3)}"
+    testing.run("ip", "-n", pod_ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer)
+    testing.run("ip", "-n", pod_ns, "addr", "add", "192.0.2.10/24", "dev", "eth0")
+    testing.run("ip", "-n", pod_ns, "link", "set", "eth0", "up")
+    testing.run("ip", "-n", pod_ns, "link", "set", peer, "up")
+    testing.run("ip", "-n", pod_ns, "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+    mac = link(pod_ns, "eth0").mac
+    earlier = {"cniVersion": "1.1.0",
+               "interfaces": [{"name": "eth0", "mac": mac, "sandbox": f"/var/run/netns/{pod_ns}"}],
+               "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1", "interface": 0}],
+               "routes": [{"dst": "0.0.0.0/0", "gw": "192.0.2.1"}]}
+    pod = node.pod("after-eth0", [alloc(networks["a"], "net1", ["10.31.0.122/24"], gw4=True)])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = verb(node, "ADD", pod_ns, pod, container, prevResult=earlier)
+    assert result.exit == 0, result.out
+    assert [itf["name"] for itf in result.out["interfaces"]] == ["eth0", "net1"]
+    assert link(pod_ns, "eth0").mac == mac and "192.0.2.10/24" in link(pod_ns, "eth0").addresses
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None  # no eth0 of its own
+    v4 = routes(pod_ns)
+    assert "default 10.31.0.1 net1" in v4 and not any(r.startswith("default") and r.endswith("eth0") for r in v4)
+    assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert verb(node, "DEL", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is not None  # the earlier plugin's to remove
