@@ -24,6 +24,7 @@ from cni import delegate, links, spec
 from cni.model import (
     InterfacePlan,
     Route,
+    is_link_name,
     link_group,
     link_name,
     plan_interfaces,
@@ -145,7 +146,7 @@ class Agent:
         if req.command == "VERSION":
             return spec.version_result(req.version)
         if req.command == "STATUS":
-            self._status()
+            self._status(req.path)
             return None
         if req.command == "GC":
             self._gc(req)
@@ -169,14 +170,21 @@ class Agent:
 
     # --- STATUS ------------------------------------------------------------
 
-    def _status(self) -> None:
+    def _status(self, path: tuple[str, ...] = ()) -> None:
         if not self.pods.synced():
             raise CniError(Code.NOT_AVAILABLE, "multinet agent has not synced its pod caches yet")
         if self.config.conf_dir is not None:
             try:
-                delegate.find_primary(self.config.conf_dir)
+                conf = delegate.find_primary(self.config.conf_dir)
+                # Spec 2, STATUS: a plugin that delegates ADD asks its delegates too.
+                delegate.run_network_verb("STATUS", conf, self._search_path(path), self.config.host_netns, {})
             except CniError as err:
-                raise CniError(Code.NOT_AVAILABLE, err.msg) from None
+                code = err.code if err.code in (Code.NOT_AVAILABLE, Code.LIMITED_CONNECTIVITY) else Code.NOT_AVAILABLE
+                raise CniError(code, err.msg, err.details) from None
+
+    def _search_path(self, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Where delegated plugins are found: CNI_PATH (optional for STATUS), then --cni-bin-dir."""
+        return tuple(dict.fromkeys((*path, *self.config.bin_dirs)))
 
     # --- ADD -----------------------------------------------------------------
 
@@ -446,14 +454,68 @@ class Agent:
         delegate.run_chain("DEL", conf, self._invocation(record), req.prev_result)
 
     def _gc(self, req: spec.Request) -> None:
+        """Spec 2, GC: remove what no valid attachment owns, go on past errors
+        and report them; forward GC to the delegated primary network."""
         valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
+        errors: list[str] = []
         for stale in self.store.all():
             if stale.get("network") != req.network or (stale["containerID"], stale["ifname"]) in valid:
                 continue
             with self._lock(stale["containerID"]):
                 record = self.store.read(stale["network"], stale["containerID"], stale["ifname"])
-                if record is not None and not self._undo(record):
+                if record is None:
+                    continue
+                problems = self._undo(record)
+                if problems:
+                    errors += problems
+                else:
                     self._forget(record)
+        errors += self._sweep_unowned_links()
+        errors += self._gc_primary(req)
+        if errors:
+            raise CniError(Code.TRY_AGAIN_LATER, "GC left stale resources behind", "; ".join(errors))
+
+    def _sweep_unowned_links(self) -> list[str]:
+        """Node-side veths named as this agent names them (prefix + attachment
+        hash) that no record of any network owns: left behind by a record that
+        was lost. The links are listed before the records are read, and an ADD
+        writes its record before it creates a link, so one under way is safe."""
+        found: dict[str | None, list[str]] = {}
+        for netns in dict.fromkeys((self.config.ipu_netns, self.config.host_netns)):
+            try:
+                with links.rtnl(netns) as ipr:
+                    found[netns] = [n for n in links.veth_names(ipr) if is_link_name(self.config.link_prefix, n)]
+            except links.NetnsGone:
+                continue
+        owned = {(link["netns"], link["name"]) for r in self.store.all() for link in r.get("links", [])}
+        errors: list[str] = []
+        for netns, names in found.items():
+            unowned = [n for n in names if (netns, n) not in owned]
+            if not unowned:
+                continue
+            try:
+                with links.rtnl(netns) as ipr:
+                    for name in unowned:
+                        log.warning("GC: removing %s, which no attachment record owns", name)
+                        links.delete_link(ipr, name)
+            except (OSError, NetlinkError, links.NetnsGone) as err:
+                errors.append(f"delete unowned links in {netns or 'the agent namespace'}: {err}")
+        return errors
+
+    def _gc_primary(self, req: spec.Request) -> list[str]:
+        """GC of the delegated primary conflist. Still valid there: what the
+        runtime lists and every attachment this agent still delegates for."""
+        if self.config.conf_dir is None:
+            return []
+        try:
+            conf = delegate.find_primary(self.config.conf_dir)
+        except CniError:
+            return []
+        valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
+        valid |= {(r["containerID"], r["ifname"]) for r in self.store.all() if "delegate" in r}
+        extra = {key: [{"containerID": c, "ifname": i} for c, i in sorted(valid)] for key in spec.VALID_ATTACHMENTS_KEYS}
+        failures = delegate.run_network_verb("GC", conf, self._search_path(req.path), self.config.host_netns, extra)
+        return [f"primary network GC: {err.msg}" for err in failures]
 
     def _undo(self, record: Mapping[str, Any]) -> list[str]:
         """Remove everything a record owns; keep going on errors and return them."""

@@ -124,6 +124,16 @@ def link_state(ipr: IPRoute, name: str) -> LinkState | None:
     )
 
 
+def veth_names(ipr: IPRoute) -> list[str]:
+    """Names of the namespace's veth links."""
+    out = []
+    for link in ipr.link("dump"):
+        info = link.get_attr("IFLA_LINKINFO")
+        if info is not None and info.get_attr("IFLA_INFO_KIND") == "veth":
+            out.append(str(link.get_attr("IFLA_IFNAME")))
+    return out
+
+
 def create_veth(
     ipr: IPRoute, name: str, mac: str, mtu: int, peer: str, peer_netns_fd: int, group: int = 0
 ) -> int:

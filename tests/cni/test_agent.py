@@ -321,3 +321,36 @@ def test_chained_after_the_plugin_that_made_eth0(node: Node, networks: dict[str,
     assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
     assert verb(node, "DEL", pod_ns, pod, container, prevResult=result.out).exit == 0
     assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is not None  # the earlier plugin's to remove
+
+
+def test_gc_removes_representors_no_record_owns(node: Node, networks: dict[str, str]) -> None:
+    # A record lost (e.g. a wiped state dir) leaves its representor behind:
+    # GC removes node-side veths named as the agent names them that no record
+    # owns, and nothing else of the IPU namespace.
+    from cni.state import StateStore
+
+    ns1, ns2 = node.netns.new("pod"), node.netns.new("pod")
+    pod1 = node.pod("orphan1", [alloc(networks["a"], "net1", ["10.31.0.131/24"])])
+    pod2 = node.pod("orphan2", [alloc(networks["a"], "net1", ["10.31.0.132/24"])])
+    kept, lost = f"ctr{secrets.token_hex(4)}", f"ctr{secrets.token_hex(4)}"
+    assert add(node, ns1, pod1, kept).exit == 0
+    assert add(node, ns2, pod2, lost).exit == 0
+    StateStore(node.agent.state_dir).delete("multinet", lost, "eth0")
+    lookalike = f"{PREFIX}keep{secrets.token_hex(2)}"  # a prefixed veth of another form: not ours
+    testing.run("ip", "-n", node.ipu, "link", "add", lookalike, "type", "veth", "peer", "name", lookalike + "p")
+    bridge = PREFIX + "0" * (15 - len(PREFIX))  # our form, but not a veth: not ours
+    testing.run("ip", "-n", node.ipu, "link", "add", bridge, "type", "bridge")
+    try:
+        valid = [{"containerID": c, "ifname": "eth0"} for c in (kept, lost)]
+        gc_conf = node.agent.conf(**{"cni.dev/valid-attachments": valid})
+        result = testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, gc_conf)
+        assert result.exit == 0, result.out
+        assert link(node.ipu, link_name(PREFIX, lost, "net1")) is None
+        assert link(node.host, link_name(PREFIX, lost, "eth0")) is None
+        assert link(node.ipu, link_name(PREFIX, kept, "net1")) is not None
+        assert link(node.host, link_name(PREFIX, kept, "eth0")) is not None
+        assert link(node.ipu, lookalike) is not None and link(node.ipu, bridge) is not None
+    finally:
+        testing.run("ip", "-n", node.ipu, "link", "del", lookalike, check=False)
+        testing.run("ip", "-n", node.ipu, "link", "del", bridge, check=False)
+    assert verb(node, "DEL", ns1, pod1, kept).exit == 0
