@@ -202,7 +202,10 @@ class Agent:
             self._undo(existing)
             self._forget(existing)
         pod = pod_of(req)
-        networking = self.pods.networking(pod)
+        # No pod identity (CNI_ARGS is optional, spec 2): a container outside
+        # Kubernetes gets the default network only, and nothing is reported.
+        networking = self.pods.networking(pod) if pod.name else PodNetworking(pod)
+        reporter = self.reporter if pod.name else None
         plans = self._plan(req, networking)
         record = self._journal(req, pod, plans)
         try:
@@ -211,13 +214,13 @@ class Agent:
         except BaseException as err:
             self._undo(record)
             self._forget(record)
-            if self.reporter is not None and isinstance(err, Exception):
-                self.reporter.failed(pod, f"{req.command} {req.ifname}: {err}")
+            if reporter is not None and isinstance(err, Exception):
+                reporter.failed(pod, f"{req.command} {req.ifname}: {err}")
             raise
         record.update(phase=READY, result=result)
         self.store.write(record)
-        if self.reporter is not None:
-            self.reporter.attached(pod, network_status(record))
+        if reporter is not None:
+            reporter.attached(pod, network_status(record))
         return result
 
     def _plan(self, req: spec.Request, networking: PodNetworking) -> tuple[InterfacePlan, ...]:
@@ -605,7 +608,10 @@ class Agent:
 
 
 def pod_of(req: spec.Request) -> PodRef:
+    """The pod named by CNI_ARGS; PodRef("", "") when CNI_ARGS names none."""
     missing = [k for k in ("K8S_POD_NAMESPACE", "K8S_POD_NAME") if not req.args.get(k)]
+    if len(missing) == 2:
+        return PodRef("", "")
     if missing:
         raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
     return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))

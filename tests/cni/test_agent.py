@@ -354,3 +354,24 @@ def test_gc_removes_representors_no_record_owns(node: Node, networks: dict[str, 
         testing.run("ip", "-n", node.ipu, "link", "del", lookalike, check=False)
         testing.run("ip", "-n", node.ipu, "link", "del", bridge, check=False)
     assert verb(node, "DEL", ns1, pod1, kept).exit == 0
+
+
+def test_container_without_pod_identity_gets_the_default_network(node: Node) -> None:
+    # Spec 2: CNI_ARGS is optional. A container outside Kubernetes (no
+    # K8S_POD_* in CNI_ARGS) gets eth0 on the default network and nothing else.
+    pod_ns = node.netns.new("pod")
+    container = f"ctr{secrets.token_hex(4)}"
+    env = testing.cni_env("ADD", container, pod_ns)
+    result = testing.invoke(PLUGIN, env, node.agent.conf())
+    assert result.exit == 0, result.out
+    assert [itf["name"] for itf in result.out["interfaces"] if itf.get("sandbox")] == ["eth0"]
+    eth0 = link(pod_ns, "eth0")
+    assert eth0 is not None and any(a.startswith("10.244.77.") for a in eth0.addresses)
+    check = dict(env, CNI_COMMAND="CHECK")
+    assert testing.invoke(PLUGIN, check, node.agent.conf(prevResult=result.out)).exit == 0
+    assert testing.invoke(PLUGIN, dict(env, CNI_COMMAND="DEL"), node.agent.conf()).exit == 0
+    assert link(pod_ns, "eth0") is None
+    # Half an identity is still an error naming what is missing.
+    half = dict(env, CNI_ARGS="K8S_POD_NAMESPACE=default")
+    failed = testing.invoke(PLUGIN, half, node.agent.conf())
+    assert failed.exit != 0 and failed.out["code"] == 4 and "K8S_POD_NAME" in failed.out["msg"]
