@@ -213,7 +213,7 @@ def _check_env(command: str, env: Mapping[str, str]) -> None:
     """Spec 2, "Parameters": which variables each verb requires, and their form."""
     required = {
         "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
-        "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+        "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
         "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
         "GC": ("CNI_PATH",),
     }.get(command, ())
