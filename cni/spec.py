@@ -157,13 +157,21 @@ def parse_request(env: Mapping[str, str], stdin: bytes | str) -> Request:
 
 
 def _version_of_version_input(stdin: bytes | str) -> str:
-    """VERSION answers in the caller's version when we speak it (spec 2, VERSION)."""
+    """Spec 5, Version: the output's cniVersion is the one given on input
+    (supportedVersions says what we speak); without one, the latest."""
     try:
         doc = json.loads(stdin) if stdin else {}
     except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST_VERSION
     asked = doc.get("cniVersion") if isinstance(doc, dict) else None
-    return asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION
+    if isinstance(asked, str) and _looks_like_version(asked):
+        return asked
+    return LATEST_VERSION
+
+
+def _looks_like_version(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 3 and all(p.isdigit() and p.isascii() and len(p) < 6 for p in parts)
 
 
 def decode_config(stdin: bytes | str) -> dict[str, Any]:

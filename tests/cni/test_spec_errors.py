@@ -130,13 +130,14 @@ def test_gc_needs_cni_path_and_valid_attachment_shape() -> None:
     assert out["code"] == 7 and "cni.dev/valid-attachments[0]" in out["msg"]
 
 
-@pytest.mark.parametrize("asked", ["0.4.0", "1.0.0", "1.1.0", "0.1.0", None])
+@pytest.mark.parametrize("asked", ["0.4.0", "1.0.0", "1.1.0", "0.1.0", "2.0.0", "garbage", None])
 def test_version(asked: str | None) -> None:
+    # Spec 5, Version: cniVersion is the value given on input.
     stdin = json.dumps({"cniVersion": asked}).encode() if asked else b""
     exit_code, out = invoke({"CNI_COMMAND": "VERSION"}, stdin)
     assert exit_code == 0
     assert out["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
-    assert out["cniVersion"] == (asked if asked in spec.SUPPORTED_VERSIONS else "1.1.0")
+    assert out["cniVersion"] == (asked if asked and asked != "garbage" else "1.1.0")
 
 
 def test_cni_versions_list_negotiates_highest_common() -> None:
