@@ -409,14 +409,20 @@ def version_result(version: str) -> dict[str, Any]:
 
 
 def reply_version(env: Mapping[str, str], stdin: bytes | str) -> str:
-    """The cniVersion to put on an error reply: the negotiated one when we speak it."""
+    """The cniVersion to put on an error reply (spec 5, Error: the
+    configuration's): the negotiated one, else the config's own cniVersion
+    even when we do not speak it, else the latest."""
     try:
         doc = json.loads(stdin)
-        if isinstance(doc, dict):
-            return negotiate_version(doc)
-    except (ValueError, UnicodeDecodeError, TypeError, RecursionError, CniError):
-        pass
-    return LATEST_VERSION
+    except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
+        return LATEST_VERSION
+    if not isinstance(doc, dict):
+        return LATEST_VERSION
+    try:
+        return negotiate_version(doc)
+    except CniError:
+        given = doc.get("cniVersion")
+        return given if isinstance(given, str) and _looks_like_version(given) else LATEST_VERSION
 
 
 def env_subset(env: Mapping[str, str], names: Sequence[str] = ()) -> dict[str, str]:

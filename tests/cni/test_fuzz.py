@@ -50,7 +50,8 @@ def assert_spec_shaped(code: int, out: dict[str, Any]) -> None:
     assert set(out) <= {"cniVersion", "code", "msg", "details"}
     assert out["code"] in ERROR_CODES
     assert isinstance(out["msg"], str) and out["msg"]
-    assert out["cniVersion"] in spec.SUPPORTED_VERSIONS
+    # The configuration's version (spec 5, Error), which may be one we do not speak.
+    assert isinstance(out["cniVersion"], str) and out["cniVersion"].count(".") == 2
 
 
 @settings(max_examples=200, deadline=None)

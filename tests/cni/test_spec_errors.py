@@ -200,3 +200,9 @@ def test_check_does_not_require_cni_path() -> None:
     del env["CNI_PATH"]
     exit_code, out = invoke(env, conf(prevResult={"interfaces": [], "ips": []}))
     assert exit_code != 0 and out["code"] == 11
+
+
+def test_incompatible_version_error_names_the_config_version() -> None:
+    # Spec 5, Error: cniVersion is the value the configuration gave.
+    exit_code, out = invoke(ENV, conf("0.3.1"))
+    assert exit_code != 0 and out["code"] == 1 and out["cniVersion"] == "0.3.1"
