@@ -259,6 +259,7 @@ class Agent:
             "plans": [_plan_doc(p) for p in plans],
             "args": spec_args(req),
             "path": list(req.path or self.config.bin_dirs),
+            "runtimeConfig": runtime_config(req),
         }
         if made_earlier(req):
             pass  # chained after the plugin that made CNI_IFNAME: it is that plugin's
@@ -430,6 +431,7 @@ class Agent:
             args=record.get("args", ""),
             path=tuple(record.get("path") or self.config.bin_dirs),
             host_netns=self.config.host_netns,
+            runtime_config=record.get("runtimeConfig") or {},
         )
 
     # --- DEL / GC ------------------------------------------------------------
@@ -453,7 +455,7 @@ class Agent:
         except CniError:
             return
         record = {"containerID": req.container_id, "netns": req.netns, "ifname": req.ifname,
-                  "args": spec_args(req), "path": list(req.path)}
+                  "args": spec_args(req), "path": list(req.path), "runtimeConfig": runtime_config(req)}
         delegate.run_chain("DEL", conf, self._invocation(record), req.prev_result)
 
     def _gc(self, req: spec.Request) -> None:
@@ -622,6 +624,12 @@ def made_earlier(req: spec.Request) -> bool:
     sandbox (spec 3: prevResult): that plugin serves the default network."""
     prev = req.prev_result or {}
     return any(itf.get("name") == req.ifname and itf.get("sandbox") for itf in prev.get("interfaces", []))
+
+
+def runtime_config(req: spec.Request) -> dict[str, Any]:
+    """The capability arguments the runtime gave (passed on to delegates)."""
+    value = req.config.get("runtimeConfig")
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def spec_args(req: spec.Request) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ class Invocation:
     args: str
     path: Sequence[str]
     host_netns: str | None  # run the plugins inside the node's host namespace
+    # The runtime's capability arguments as multinet received them; each plugin
+    # gets those it declares in `capabilities` (spec 3, "Deriving runtimeConfig").
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def run_chain(command: str, conf: ConfList, inv: Invocation, prev: Mapping[str, Any] | None) -> Any:
@@ -105,7 +108,7 @@ def run_chain(command: str, conf: ConfList, inv: Invocation, prev: Mapping[str, 
     plugins = conf.plugins if command != "DEL" else tuple(reversed(conf.plugins))
     result = prev
     for plugin in plugins:
-        stdin = _execution_config(plugin, conf)
+        stdin = _execution_config(plugin, conf, inv.runtime_config)
         if result is not None:
             stdin["prevResult"] = result
         out = _exec(command, plugin, stdin, inv)
@@ -137,11 +140,19 @@ def run_network_verb(
     return errors
 
 
-def _execution_config(plugin: Mapping[str, Any], conf: ConfList) -> dict[str, Any]:
+def _execution_config(
+    plugin: Mapping[str, Any], conf: ConfList, runtime_config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Spec 3, "Deriving execution configuration": the list's name and
-    version go in; `capabilities` does not (no runtimeConfig is passed on)."""
+    version go in, `capabilities` comes out, and `runtimeConfig` holds the
+    capability arguments the plugin declares and the runtime gave."""
     out = {k: v for k, v in plugin.items() if k != "capabilities"}
     out.update(name=conf.name, cniVersion=conf.version)
+    declared = plugin.get("capabilities")
+    if isinstance(declared, Mapping) and runtime_config:
+        wanted = {k: v for k, v in runtime_config.items() if declared.get(k) is True}
+        if wanted:
+            out["runtimeConfig"] = wanted
     return out
 
 

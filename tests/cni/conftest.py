@@ -152,3 +152,13 @@ def status_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
     args = ("--cni-conf-dir", str(conf_dir), "--cni-bin-dir", str(bin_dir))
     with emulated_node(api, kubeconfig, tmp_path_factory.mktemp("agent"), *args) as n:
         yield n, bin_dir
+
+
+@pytest.fixture
+def recording_plugin(tmp_path: Path) -> Path:
+    """The recording fake plugin in a bin dir of its own; returns its path."""
+    plugin = tmp_path / "bin" / f"{PREFIX}-rec"
+    plugin.parent.mkdir()
+    plugin.write_text(FAKE_PLUGIN.format(python=sys.executable))
+    plugin.chmod(0o755)
+    return plugin

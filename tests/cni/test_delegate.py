@@ -133,3 +133,22 @@ def test_primary_list_flags_and_version(tmp_path: Path) -> None:
     assert delegate.run_network_verb("GC", conf, ("/nonexistent",), None, {}) == []
     with pytest.raises(delegate.CniError):
         delegate.run_network_verb("STATUS", conf, ("/nonexistent",), None, {})
+
+
+def test_delegates_get_the_runtime_config_they_declare(recording_plugin: Path) -> None:
+    # Spec 3, "Deriving execution configuration": `capabilities` is removed and
+    # `runtimeConfig` holds the capability arguments the plugin declares.
+    from cni import delegate
+
+    conf = delegate.ConfList("p", "primary", "1.1.0", (
+        {"type": recording_plugin.name, "capabilities": {"portMappings": True}},
+        {"type": recording_plugin.name},
+    ))
+    given = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+             "bandwidth": {"ingressRate": 1000}}
+    inv = delegate.Invocation("c0ffee", "", "eth0", "", (str(recording_plugin.parent),), None, runtime_config=given)
+    assert delegate.run_chain("DEL", conf, inv, {"interfaces": []}) is None
+    first, second = reversed(calls(recording_plugin.parent, "DEL"))  # DEL runs the list in reverse
+    assert first["stdin"]["runtimeConfig"] == {"portMappings": given["portMappings"]}
+    assert "capabilities" not in first["stdin"] and "runtimeConfig" not in second["stdin"]
+    assert "CNI_NETNS" not in first["env"]  # DEL without a netns leaves it unset, not empty
