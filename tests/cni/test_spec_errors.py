@@ -206,3 +206,22 @@ def test_incompatible_version_error_names_the_config_version() -> None:
     # Spec 5, Error: cniVersion is the value the configuration gave.
     exit_code, out = invoke(ENV, conf("0.3.1"))
     assert exit_code != 0 and out["code"] == 1 and out["cniVersion"] == "0.3.1"
+
+
+def test_status_agent_silent(tmp_path: Any) -> None:
+    # An agent that accepts and never answers: STATUS reports 50 (spec 2,
+    # STATUS codes), the other verbs 11 (try again later).
+    import socket
+
+    path = str(tmp_path / "silent.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    try:
+        config = dict(conf(), socket=path, timeoutSeconds=0.2)
+        exit_code, out = invoke({"CNI_COMMAND": "STATUS"}, config)
+        assert exit_code != 0 and out["code"] == 50
+        exit_code, out = invoke(ENV, config)
+        assert exit_code != 0 and out["code"] == 11
+    finally:
+        server.close()
