@@ -205,8 +205,11 @@ class Agent:
         # No pod identity (CNI_ARGS is optional, spec 2): a container outside
         # Kubernetes gets the default network only, and nothing is reported.
         networking = self.pods.networking(pod) if pod.name else PodNetworking(pod)
-        reporter = self.reporter if pod.name else None
-        plans = self._plan(req, networking)
+        # A further attachment of the container leaves the pod's status, written
+        # by the attachment that made its secondary interfaces, as it is.
+        again = self._has_secondaries(req)
+        reporter = self.reporter if pod.name and not again else None
+        plans = self._plan(req, networking) if not again else ()
         record = self._journal(req, pod, plans)
         try:
             result = self._create(req, record, plans)
@@ -222,6 +225,16 @@ class Agent:
         if reporter is not None:
             reporter.attached(pod, network_status(record))
         return result
+
+    def _has_secondaries(self, req: spec.Request) -> bool:
+        """Whether another attachment of this container to this network (another
+        CNI_IFNAME, spec 2: allowed) already made the pod's secondary interfaces:
+        they are the pod's, made once; this attachment adds its own interface only."""
+        return any(
+            r.get("network") == req.network and r.get("containerID") == req.container_id
+            and r.get("ifname") != req.ifname and r.get("plans")
+            for r in self.store.all()
+        )
 
     def _plan(self, req: spec.Request, networking: PodNetworking) -> tuple[InterfacePlan, ...]:
         try:

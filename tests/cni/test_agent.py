@@ -375,3 +375,21 @@ def test_container_without_pod_identity_gets_the_default_network(node: Node) -> 
     half = dict(env, CNI_ARGS="K8S_POD_NAMESPACE=default")
     failed = testing.invoke(PLUGIN, half, node.agent.conf())
     assert failed.exit != 0 and failed.out["code"] == 4 and "K8S_POD_NAME" in failed.out["msg"]
+
+
+def test_second_attachment_of_a_container_with_another_ifname(node: Node, networks: dict[str, str]) -> None:
+    # Spec 2: a container may be added to a network again under another
+    # CNI_IFNAME. The pod's secondary interfaces are made once, by the first.
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("two-ifnames", [alloc(networks["a"], "net1", ["10.31.0.141/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    assert add(node, pod_ns, pod, container).exit == 0
+    env = testing.cni_env("ADD", container, pod_ns, ifname="eth1", pod=pod)
+    second = testing.invoke(PLUGIN, env, node.agent.conf())
+    assert second.exit == 0, second.out
+    assert [itf["name"] for itf in second.out["interfaces"] if itf.get("sandbox")] == ["eth1"]
+    assert link(pod_ns, "eth1") is not None and link(pod_ns, "net1") is not None
+    assert testing.invoke(PLUGIN, dict(env, CNI_COMMAND="DEL"), node.agent.conf()).exit == 0
+    assert link(pod_ns, "eth1") is None and link(pod_ns, "net1") is not None
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
