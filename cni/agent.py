@@ -105,7 +105,14 @@ class Agent:
         self._ipam_lock = threading.Lock()
         # Addresses of the routed eth0 range in use: the records are the truth,
         # read once here rather than on every ADD.
-        self._used_ips = {str(r["defaultIP"]) for r in self.store.all() if r.get("defaultIP")}
+        records = self.store.all()
+        self._used_ips = {str(r["defaultIP"]) for r in records if r.get("defaultIP")}
+        # (network, container id) -> interface names of its attachments that
+        # made the pod's secondary interfaces (see _has_secondaries).
+        self._secondaries: dict[tuple[str, str], set[str]] = {}
+        for r in records:
+            if r.get("plans"):
+                self._secondaries.setdefault((r["network"], r["containerID"]), set()).add(r["ifname"])
         self.macvlan_supported = links.kernel_has_link_kind("macvlan", config.link_prefix)
 
     # --- entry -----------------------------------------------------------
@@ -230,11 +237,8 @@ class Agent:
         """Whether another attachment of this container to this network (another
         CNI_IFNAME, spec 2: allowed) already made the pod's secondary interfaces:
         they are the pod's, made once; this attachment adds its own interface only."""
-        return any(
-            r.get("network") == req.network and r.get("containerID") == req.container_id
-            and r.get("ifname") != req.ifname and r.get("plans")
-            for r in self.store.all()
-        )
+        with self._ipam_lock:
+            return bool(self._secondaries.get((req.network, req.container_id), set()) - {req.ifname})
 
     def _plan(self, req: spec.Request, networking: PodNetworking) -> tuple[InterfacePlan, ...]:
         try:
@@ -290,6 +294,8 @@ class Agent:
             except BaseException:
                 self._used_ips.discard(record.get("defaultIP", ""))
                 raise
+            if plans:
+                self._secondaries.setdefault((req.network, req.container_id), set()).add(req.ifname)
         return record
 
     def _host_veth(self, req: spec.Request) -> str:
@@ -569,9 +575,13 @@ class Agent:
 
     def _forget(self, record: Mapping[str, Any]) -> None:
         self.store.delete(record["network"], record["containerID"], record["ifname"])
-        if record.get("defaultIP"):
-            with self._ipam_lock:
+        with self._ipam_lock:
+            if record.get("defaultIP"):
                 self._used_ips.discard(str(record["defaultIP"]))
+            key = (record["network"], record["containerID"])
+            self._secondaries.get(key, set()).discard(record["ifname"])
+            if not self._secondaries.get(key, True):
+                del self._secondaries[key]
 
     # --- CHECK ----------------------------------------------------------------
 
