@@ -24,6 +24,7 @@ from cni import delegate, links, spec
 from cni.model import (
     InterfacePlan,
     Route,
+    is_link_name,
     link_group,
     link_name,
     plan_interfaces,
@@ -104,7 +105,14 @@ class Agent:
         self._ipam_lock = threading.Lock()
         # Addresses of the routed eth0 range in use: the records are the truth,
         # read once here rather than on every ADD.
-        self._used_ips = {str(r["defaultIP"]) for r in self.store.all() if r.get("defaultIP")}
+        records = self.store.all()
+        self._used_ips = {str(r["defaultIP"]) for r in records if r.get("defaultIP")}
+        # (network, container id) -> interface names of its attachments that
+        # made the pod's secondary interfaces (see _has_secondaries).
+        self._secondaries: dict[tuple[str, str], set[str]] = {}
+        for r in records:
+            if r.get("plans"):
+                self._secondaries.setdefault((r["network"], r["containerID"]), set()).add(r["ifname"])
         self.macvlan_supported = links.kernel_has_link_kind("macvlan", config.link_prefix)
 
     # --- entry -----------------------------------------------------------
@@ -145,7 +153,7 @@ class Agent:
         if req.command == "VERSION":
             return spec.version_result(req.version)
         if req.command == "STATUS":
-            self._status()
+            self._status(req.path)
             return None
         if req.command == "GC":
             self._gc(req)
@@ -169,27 +177,46 @@ class Agent:
 
     # --- STATUS ------------------------------------------------------------
 
-    def _status(self) -> None:
+    def _status(self, path: tuple[str, ...] = ()) -> None:
         if not self.pods.synced():
             raise CniError(Code.NOT_AVAILABLE, "multinet agent has not synced its pod caches yet")
         if self.config.conf_dir is not None:
             try:
-                delegate.find_primary(self.config.conf_dir)
+                conf = delegate.find_primary(self.config.conf_dir)
+                # Spec 2, STATUS: a plugin that delegates ADD asks its delegates too.
+                delegate.run_network_verb("STATUS", conf, self._search_path(path), self.config.host_netns, {})
             except CniError as err:
-                raise CniError(Code.NOT_AVAILABLE, err.msg) from None
+                code = err.code if err.code in (Code.NOT_AVAILABLE, Code.LIMITED_CONNECTIVITY) else Code.NOT_AVAILABLE
+                raise CniError(code, err.msg, err.details) from None
+
+    def _search_path(self, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Where delegated plugins are found: CNI_PATH (optional for STATUS), then --cni-bin-dir."""
+        return tuple(dict.fromkeys((*path, *self.config.bin_dirs)))
 
     # --- ADD -----------------------------------------------------------------
 
     def _add(self, req: spec.Request) -> dict[str, Any]:
         existing = self.store.read(req.network, req.container_id, req.ifname)
         if existing is not None and existing.get("phase") == READY and existing.get("netns") == req.netns:
-            return dict(existing["result"])  # a repeated ADD converges on what exists
+            # Spec 2, ADD: an interface of the requested name that already
+            # exists is an error (the runtime must DEL before adding again).
+            raise CniError(
+                Code.INTERFACE_FAILURE,
+                f"container {req.container_id} already has interface {req.ifname} on network {req.network}",
+                "ADD without an intervening DEL",
+            )
         if existing is not None:
             self._undo(existing)
             self._forget(existing)
         pod = pod_of(req)
-        networking = self.pods.networking(pod)
-        plans = self._plan(req, networking)
+        # No pod identity (CNI_ARGS is optional, spec 2): a container outside
+        # Kubernetes gets the default network only, and nothing is reported.
+        networking = self.pods.networking(pod) if pod.name else PodNetworking(pod)
+        # A further attachment of the container leaves the pod's status, written
+        # by the attachment that made its secondary interfaces, as it is.
+        again = self._has_secondaries(req)
+        reporter = self.reporter if pod.name and not again else None
+        plans = self._plan(req, networking) if not again else ()
         record = self._journal(req, pod, plans)
         try:
             result = self._create(req, record, plans)
@@ -197,14 +224,21 @@ class Agent:
         except BaseException as err:
             self._undo(record)
             self._forget(record)
-            if self.reporter is not None and isinstance(err, Exception):
-                self.reporter.failed(pod, f"{req.command} {req.ifname}: {err}")
+            if reporter is not None and isinstance(err, Exception):
+                reporter.failed(pod, f"{req.command} {req.ifname}: {err}")
             raise
         record.update(phase=READY, result=result)
         self.store.write(record)
-        if self.reporter is not None:
-            self.reporter.attached(pod, network_status(record))
+        if reporter is not None:
+            reporter.attached(pod, network_status(record))
         return result
+
+    def _has_secondaries(self, req: spec.Request) -> bool:
+        """Whether another attachment of this container to this network (another
+        CNI_IFNAME, spec 2: allowed) already made the pod's secondary interfaces:
+        they are the pod's, made once; this attachment adds its own interface only."""
+        with self._ipam_lock:
+            return bool(self._secondaries.get((req.network, req.container_id), set()) - {req.ifname})
 
     def _plan(self, req: spec.Request, networking: PodNetworking) -> tuple[InterfacePlan, ...]:
         try:
@@ -242,21 +276,26 @@ class Agent:
             "plans": [_plan_doc(p) for p in plans],
             "args": spec_args(req),
             "path": list(req.path or self.config.bin_dirs),
+            "runtimeConfig": runtime_config(req),
         }
-        if self.config.conf_dir is not None:
+        if made_earlier(req):
+            pass  # chained after the plugin that made CNI_IFNAME: it is that plugin's
+        elif self.config.conf_dir is not None:
             record["delegate"] = delegate.find_primary(self.config.conf_dir).path
         elif self.config.pod_cidr is not None:
             record["links"].insert(0, {"netns": req.netns, "name": req.ifname,
                                        "mac": stable_mac(req.container_id, req.ifname)})
             record["links"].insert(1, {"netns": self.config.host_netns, "name": self._host_veth(req)})
         with self._ipam_lock:
-            if self.config.pod_cidr is not None and self.config.conf_dir is None:
+            if self.config.pod_cidr is not None and self.config.conf_dir is None and not made_earlier(req):
                 record["defaultIP"] = self._allocate_default_ip()
             try:
                 self.store.write(record)
             except BaseException:
                 self._used_ips.discard(record.get("defaultIP", ""))
                 raise
+            if plans:
+                self._secondaries.setdefault((req.network, req.container_id), set()).add(req.ifname)
         return record
 
     def _host_veth(self, req: spec.Request) -> str:
@@ -370,7 +409,10 @@ class Agent:
         links.set_up(pod, plan.name, index)
         links.add_addresses(pod, index, plan.ips)
         for route in plan.routes:
-            links.add_route(pod, index, route, onlink=route.gateway is not None)
+            # The default route replaces one an earlier plugin of a chain may
+            # have set: isDefaultGW4/6 asks for it on this attachment.
+            links.add_route(pod, index, route, onlink=route.gateway is not None,
+                            replace=route.dst.prefixlen == 0)
         at = len(result["interfaces"])
         result["interfaces"].append({"name": plan.name, "mac": plan.mac, "mtu": plan.mtu, "sandbox": req.netns})
         for ip in plan.ips:
@@ -408,6 +450,7 @@ class Agent:
             args=record.get("args", ""),
             path=tuple(record.get("path") or self.config.bin_dirs),
             host_netns=self.config.host_netns,
+            runtime_config=record.get("runtimeConfig") or {},
         )
 
     # --- DEL / GC ------------------------------------------------------------
@@ -431,18 +474,72 @@ class Agent:
         except CniError:
             return
         record = {"containerID": req.container_id, "netns": req.netns, "ifname": req.ifname,
-                  "args": spec_args(req), "path": list(req.path)}
+                  "args": spec_args(req), "path": list(req.path), "runtimeConfig": runtime_config(req)}
         delegate.run_chain("DEL", conf, self._invocation(record), req.prev_result)
 
     def _gc(self, req: spec.Request) -> None:
+        """Spec 2, GC: remove what no valid attachment owns, go on past errors
+        and report them; forward GC to the delegated primary network."""
         valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
+        errors: list[str] = []
         for stale in self.store.all():
             if stale.get("network") != req.network or (stale["containerID"], stale["ifname"]) in valid:
                 continue
             with self._lock(stale["containerID"]):
                 record = self.store.read(stale["network"], stale["containerID"], stale["ifname"])
-                if record is not None and not self._undo(record):
+                if record is None:
+                    continue
+                problems = self._undo(record)
+                if problems:
+                    errors += problems
+                else:
                     self._forget(record)
+        errors += self._sweep_unowned_links()
+        errors += self._gc_primary(req)
+        if errors:
+            raise CniError(Code.TRY_AGAIN_LATER, "GC left stale resources behind", "; ".join(errors))
+
+    def _sweep_unowned_links(self) -> list[str]:
+        """Node-side veths named as this agent names them (prefix + attachment
+        hash) that no record of any network owns: left behind by a record that
+        was lost. The links are listed before the records are read, and an ADD
+        writes its record before it creates a link, so one under way is safe."""
+        found: dict[str | None, list[str]] = {}
+        for netns in dict.fromkeys((self.config.ipu_netns, self.config.host_netns)):
+            try:
+                with links.rtnl(netns) as ipr:
+                    found[netns] = [n for n in links.veth_names(ipr) if is_link_name(self.config.link_prefix, n)]
+            except links.NetnsGone:
+                continue
+        owned = {(link["netns"], link["name"]) for r in self.store.all() for link in r.get("links", [])}
+        errors: list[str] = []
+        for netns, names in found.items():
+            unowned = [n for n in names if (netns, n) not in owned]
+            if not unowned:
+                continue
+            try:
+                with links.rtnl(netns) as ipr:
+                    for name in unowned:
+                        log.warning("GC: removing %s, which no attachment record owns", name)
+                        links.delete_link(ipr, name)
+            except (OSError, NetlinkError, links.NetnsGone) as err:
+                errors.append(f"delete unowned links in {netns or 'the agent namespace'}: {err}")
+        return errors
+
+    def _gc_primary(self, req: spec.Request) -> list[str]:
+        """GC of the delegated primary conflist. Still valid there: what the
+        runtime lists and every attachment this agent still delegates for."""
+        if self.config.conf_dir is None:
+            return []
+        try:
+            conf = delegate.find_primary(self.config.conf_dir)
+        except CniError:
+            return []
+        valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
+        valid |= {(r["containerID"], r["ifname"]) for r in self.store.all() if "delegate" in r}
+        extra = {key: [{"containerID": c, "ifname": i} for c, i in sorted(valid)] for key in spec.VALID_ATTACHMENTS_KEYS}
+        failures = delegate.run_network_verb("GC", conf, self._search_path(req.path), self.config.host_netns, extra)
+        return [f"primary network GC: {err.msg}" for err in failures]
 
     def _undo(self, record: Mapping[str, Any]) -> list[str]:
         """Remove everything a record owns; keep going on errors and return them."""
@@ -478,9 +575,13 @@ class Agent:
 
     def _forget(self, record: Mapping[str, Any]) -> None:
         self.store.delete(record["network"], record["containerID"], record["ifname"])
-        if record.get("defaultIP"):
-            with self._ipam_lock:
+        with self._ipam_lock:
+            if record.get("defaultIP"):
                 self._used_ips.discard(str(record["defaultIP"]))
+            key = (record["network"], record["containerID"])
+            self._secondaries.get(key, set()).discard(record["ifname"])
+            if not self._secondaries.get(key, True):
+                del self._secondaries[key]
 
     # --- CHECK ----------------------------------------------------------------
 
@@ -532,10 +633,26 @@ class Agent:
 
 
 def pod_of(req: spec.Request) -> PodRef:
+    """The pod named by CNI_ARGS; PodRef("", "") when CNI_ARGS names none."""
     missing = [k for k in ("K8S_POD_NAMESPACE", "K8S_POD_NAME") if not req.args.get(k)]
+    if len(missing) == 2:
+        return PodRef("", "")
     if missing:
         raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
     return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))
+
+
+def made_earlier(req: spec.Request) -> bool:
+    """Chained after a plugin whose result already holds CNI_IFNAME in the
+    sandbox (spec 3: prevResult): that plugin serves the default network."""
+    prev = req.prev_result or {}
+    return any(itf.get("name") == req.ifname and itf.get("sandbox") for itf in prev.get("interfaces", []))
+
+
+def runtime_config(req: spec.Request) -> dict[str, Any]:
+    """The capability arguments the runtime gave (passed on to delegates)."""
+    value = req.config.get("runtimeConfig")
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def spec_args(req: spec.Request) -> str:

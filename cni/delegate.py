@@ -13,12 +13,12 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cni.links import netns_path
-from cni.spec import Code, CniError
+from cni.spec import LATEST_VERSION, Code, CniError, version_key
 
 OWN_TYPE = "multinet-cni"
 
@@ -29,6 +29,8 @@ class ConfList:
     name: str
     version: str
     plugins: tuple[Mapping[str, Any], ...]
+    disable_check: bool = False  # spec 1: the runtime must not CHECK this list
+    disable_gc: bool = False  # spec 1: the runtime must not GC this list
 
 
 def conflists(conf_dir: Path) -> Iterator[ConfList]:
@@ -60,7 +62,30 @@ def _as_list(path: str, doc: Any) -> ConfList | None:
     plugins = doc.get("plugins") if "plugins" in doc else [doc]
     if not isinstance(plugins, list) or not plugins or not all(isinstance(p, dict) for p in plugins):
         return None
-    return ConfList(path, doc["name"], str(doc.get("cniVersion", "")), tuple(plugins))
+    return ConfList(path, doc["name"], list_version(doc), tuple(plugins),
+                    disable_check=_flag(doc.get("disableCheck")), disable_gc=_flag(doc.get("disableGC")))
+
+
+def _flag(value: Any) -> bool:
+    """A boolean field of a list; libcni also reads the string "true"."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def list_version(doc: Mapping[str, Any]) -> str:
+    """The version a runtime runs a list at: the highest of cniVersion and
+    cniVersions it implements (spec 1, "Version considerations"; as libcni)."""
+    offered = [v for v in [*(doc.get("cniVersions") or ()), doc.get("cniVersion")] if isinstance(v, str)]
+    usable = [v for v in offered if _key(v) is not None and _key(v) <= version_key(LATEST_VERSION)]  # type: ignore[operator]
+    if usable:
+        return max(usable, key=lambda v: version_key(v))
+    return str(doc.get("cniVersion", ""))
+
+
+def _key(version: str) -> tuple[int, ...] | None:
+    try:
+        return version_key(version)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -71,20 +96,64 @@ class Invocation:
     args: str
     path: Sequence[str]
     host_netns: str | None  # run the plugins inside the node's host namespace
+    # The runtime's capability arguments as multinet received them; each plugin
+    # gets those it declares in `capabilities` (spec 3, "Deriving runtimeConfig").
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def run_chain(command: str, conf: ConfList, inv: Invocation, prev: Mapping[str, Any] | None) -> Any:
     """ADD/CHECK/DEL over the chain; returns the final result (ADD) or None."""
+    if command == "CHECK" and conf.disable_check:
+        return None
     plugins = conf.plugins if command != "DEL" else tuple(reversed(conf.plugins))
     result = prev
     for plugin in plugins:
-        stdin = dict(plugin, name=conf.name, cniVersion=conf.version)
+        stdin = _execution_config(plugin, conf, inv.runtime_config)
         if result is not None:
             stdin["prevResult"] = result
         out = _exec(command, plugin, stdin, inv)
         if command == "ADD":
             result = out
     return result if command == "ADD" else None
+
+
+def run_network_verb(
+    command: str, conf: ConfList, path: Sequence[str], host_netns: str | None, extra: Mapping[str, Any]
+) -> list[CniError]:
+    """STATUS or GC over every plugin of the list, as a runtime runs them
+    (spec 2: a plugin forwards both to the plugins it delegates to). A list
+    older than 1.1.0 knows neither verb and is skipped, as libcni does. STATUS
+    stops at the first error (raised); GC goes on and returns its errors."""
+    key = _key(conf.version)
+    if key is None or key < (1, 1, 0) or (command == "GC" and conf.disable_gc):
+        return []
+    inv = Invocation(container_id="", netns="", ifname="", args="", path=path, host_netns=host_netns)
+    errors: list[CniError] = []
+    for plugin in conf.plugins:
+        stdin = dict(_execution_config(plugin, conf), **extra)
+        try:
+            _exec(command, plugin, stdin, inv)
+        except CniError as err:
+            if command != "GC":
+                raise
+            errors.append(err)
+    return errors
+
+
+def _execution_config(
+    plugin: Mapping[str, Any], conf: ConfList, runtime_config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Spec 3, "Deriving execution configuration": the list's name and
+    version go in, `capabilities` comes out, and `runtimeConfig` holds the
+    capability arguments the plugin declares and the runtime gave."""
+    out = {k: v for k, v in plugin.items() if k != "capabilities"}
+    out.update(name=conf.name, cniVersion=conf.version)
+    declared = plugin.get("capabilities")
+    if isinstance(declared, Mapping) and runtime_config:
+        wanted = {k: v for k, v in runtime_config.items() if declared.get(k) is True}
+        if wanted:
+            out["runtimeConfig"] = wanted
+    return out
 
 
 def _exec(command: str, plugin: Mapping[str, Any], stdin: Mapping[str, Any], inv: Invocation) -> Any:
@@ -96,8 +165,11 @@ def _exec(command: str, plugin: Mapping[str, Any], stdin: Mapping[str, Any], inv
         "CNI_IFNAME": inv.ifname,
         "CNI_ARGS": inv.args,
         "CNI_PATH": ":".join(inv.path),
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     }
+    # A parameter the verb does not have is left unset, never set empty
+    # (spec 2: e.g. DEL without CNI_NETNS, STATUS and GC without a container).
+    env = {k: v for k, v in env.items() if v}
+    env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     argv = [binary]
     if inv.host_netns:
         argv = ["nsenter", f"--net={netns_path(inv.host_netns)}", "--", binary]

@@ -124,6 +124,16 @@ def link_state(ipr: IPRoute, name: str) -> LinkState | None:
     )
 
 
+def veth_names(ipr: IPRoute) -> list[str]:
+    """Names of the namespace's veth links."""
+    out = []
+    for link in ipr.link("dump"):
+        info = link.get_attr("IFLA_LINKINFO")
+        if info is not None and info.get_attr("IFLA_INFO_KIND") == "veth":
+            out.append(str(link.get_attr("IFLA_IFNAME")))
+    return out
+
+
 def create_veth(
     ipr: IPRoute, name: str, mac: str, mtu: int, peer: str, peer_netns_fd: int, group: int = 0
 ) -> int:
@@ -190,7 +200,7 @@ def add_addresses(ipr: IPRoute, index: int, ips: Iterable[IPInterface]) -> None:
                 raise
 
 
-def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False) -> None:
+def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False, replace: bool = False) -> None:
     kwargs: dict[str, Any] = {"dst": str(route.dst), "oif": index}
     if route.dst.version == 6:
         kwargs["family"] = socket.AF_INET6
@@ -201,7 +211,7 @@ def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False) -> N
     else:
         kwargs["scope"] = 253  # link
     try:
-        ipr.route("add", **kwargs)
+        ipr.route("replace" if replace else "add", **kwargs)
     except NetlinkError as err:
         if err.code != errno.EEXIST:
             raise

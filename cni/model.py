@@ -70,6 +70,12 @@ def link_name(prefix: str, container_id: str, ifname: str) -> str:
     return prefix + digest[: 15 - len(prefix)]
 
 
+def is_link_name(prefix: str, name: str) -> bool:
+    """Whether `name` has the form link_name gives (prefix, then hex to 15 chars)."""
+    rest = name[len(prefix):]
+    return name.startswith(prefix) and len(name) == 15 and all(c in "0123456789abcdef" for c in rest)
+
+
 def params_key(a: Allocation) -> str:
     """Which NetworkParams an allocation uses: its attachment's when it came
     through a PodNetworkAttachment (which may carry its own), else its network's."""

@@ -85,8 +85,10 @@ def run(env: Mapping[str, str], stdin: bytes, out: TextIO) -> int:
     except Unreachable as err:
         return _agent_down(request, str(err), out)
     except (OSError, ValueError, KeyError) as err:
-        # Timeout or a broken reply: the agent may still finish; retry later.
-        failure = spec.CniError(spec.Code.TRY_AGAIN_LATER, f"multinet agent at {path} failed", str(err))
+        # Timeout or a broken reply: the agent may still finish; retry later
+        # (STATUS has codes of its own: not available).
+        code = spec.Code.NOT_AVAILABLE if request.command == "STATUS" else spec.Code.TRY_AGAIN_LATER
+        failure = spec.CniError(code, f"multinet agent at {path} failed", str(err))
         return _fail(failure, request.version, out)
     if result is not None:
         _emit(result, out)

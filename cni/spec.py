@@ -157,13 +157,21 @@ def parse_request(env: Mapping[str, str], stdin: bytes | str) -> Request:
 
 
 def _version_of_version_input(stdin: bytes | str) -> str:
-    """VERSION answers in the caller's version when we speak it (spec 2, VERSION)."""
+    """Spec 5, Version: the output's cniVersion is the one given on input
+    (supportedVersions says what we speak); without one, the latest."""
     try:
         doc = json.loads(stdin) if stdin else {}
     except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST_VERSION
     asked = doc.get("cniVersion") if isinstance(doc, dict) else None
-    return asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION
+    if isinstance(asked, str) and _looks_like_version(asked):
+        return asked
+    return LATEST_VERSION
+
+
+def _looks_like_version(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 3 and all(p.isdigit() and p.isascii() and len(p) < 6 for p in parts)
 
 
 def decode_config(stdin: bytes | str) -> dict[str, Any]:
@@ -183,31 +191,30 @@ def decode_config(stdin: bytes | str) -> dict[str, Any]:
 
 
 def negotiate_version(config: Mapping[str, Any]) -> str:
-    """The config's cniVersion, or the highest common entry of cniVersions (spec 1)."""
+    """The highest version we speak among cniVersion and cniVersions (spec 1,
+    "Version considerations"; libcni reads both fields the same way)."""
     versions = config.get("cniVersions")
     if versions is not None:
         if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
             raise CniError(Code.INVALID_CONFIG, "cniVersions must be a list of strings")
     version = config.get("cniVersion")
-    if version is None and versions:
-        common = [v for v in versions if v in SUPPORTED_VERSIONS]
-        if common:
-            return max(common, key=version_key)
-        version = max(versions)
-    if version is None:
+    if version is not None and not isinstance(version, str):
+        raise CniError(Code.INVALID_CONFIG, f"cniVersion must be a string, got {version!r}")
+    offered = [*(versions or ()), *([version] if version is not None else [])]
+    common = [v for v in offered if v in SUPPORTED_VERSIONS]
+    if common:
+        return max(common, key=version_key)
+    if not offered:
         # libcni reads a config without cniVersion as 0.1.0, which we do not speak.
         raise CniError(
             Code.INCOMPATIBLE_VERSION,
             "cniVersion is missing (read as 0.1.0); supported: " + ", ".join(SUPPORTED_VERSIONS),
         )
-    if not isinstance(version, str):
-        raise CniError(Code.INVALID_CONFIG, f"cniVersion must be a string, got {version!r}")
-    if version not in SUPPORTED_VERSIONS:
-        raise CniError(
-            Code.INCOMPATIBLE_VERSION,
-            f"cniVersion {version!r} is not supported; supported: " + ", ".join(SUPPORTED_VERSIONS),
-        )
-    return version
+    shown = version if version is not None else ", ".join(offered)
+    raise CniError(
+        Code.INCOMPATIBLE_VERSION,
+        f"cniVersion {shown!r} is not supported; supported: " + ", ".join(SUPPORTED_VERSIONS),
+    )
 
 
 def _check_env(command: str, env: Mapping[str, str]) -> None:
@@ -402,13 +409,20 @@ def version_result(version: str) -> dict[str, Any]:
 
 
 def reply_version(env: Mapping[str, str], stdin: bytes | str) -> str:
-    """The cniVersion to put on an error reply: the caller's when we speak it."""
+    """The cniVersion to put on an error reply (spec 5, Error: the
+    configuration's): the negotiated one, else the config's own cniVersion
+    even when we do not speak it, else the latest."""
     try:
         doc = json.loads(stdin)
     except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
         return LATEST_VERSION
-    version = doc.get("cniVersion") if isinstance(doc, dict) else None
-    return version if version in SUPPORTED_VERSIONS else LATEST_VERSION
+    if not isinstance(doc, dict):
+        return LATEST_VERSION
+    try:
+        return negotiate_version(doc)
+    except CniError:
+        given = doc.get("cniVersion")
+        return given if isinstance(given, str) and _looks_like_version(given) else LATEST_VERSION
 
 
 def env_subset(env: Mapping[str, str], names: Sequence[str] = ()) -> dict[str, str]:

@@ -218,6 +218,13 @@ class ClusterObjects:
         name = f"{self.prefix}-{secrets.token_hex(3)}"
         self.core.create_namespace({"metadata": {"name": name}})
         self._undo.append(lambda: self.core.delete_namespace(name))
+        # Pods are refused until the controller manager made the namespace's
+        # default service account (a test that creates a pod at once would flake).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(sa.metadata.name == "default" for sa in self.core.list_namespaced_service_account(name).items):
+                break
+            time.sleep(0.1)
         return name
 
     def node(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +119,46 @@ def delegating_node(api: client.ApiClient, crds: list[str], kubeconfig: Path, pr
     args = ("--cni-conf-dir", str(primary["conf_dir"]), "--cni-bin-dir", "/usr/lib/cni")
     with emulated_node(api, kubeconfig, tmp_path_factory.mktemp("agent"), *args) as n:
         yield n
+
+
+FAKE_PLUGIN = """#!{python} -S
+# A CNI 1.1.0 primary plugin that records each call (the reference plugins
+# here stop at 1.0.0, so they have neither STATUS nor GC).
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+command = os.environ.get("CNI_COMMAND", "")
+doc = json.load(sys.stdin) if command != "VERSION" else {{}}
+with open(os.path.join(here, "calls.jsonl"), "a") as f:
+    env = {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}}
+    f.write(json.dumps({{"env": env, "stdin": doc}}) + "\\n")
+fail = os.path.join(here, "fail-" + command)
+if os.path.exists(fail):
+    sys.stdout.write(open(fail).read())
+    sys.exit(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def status_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[testing.Node, Path]]:
+    """A node delegating eth0 to a 1.1.0 conflist of a recording fake plugin."""
+    bin_dir, conf_dir = tmp_path_factory.mktemp("fakebin"), tmp_path_factory.mktemp("fakenet.d")
+    plugin = bin_dir / f"{PREFIX}-fake"
+    plugin.write_text(FAKE_PLUGIN.format(python=sys.executable))
+    plugin.chmod(0o755)
+    (conf_dir / "10-primary.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"], "name": f"{PREFIX}fakeprimary",
+        "plugins": [{"type": plugin.name, "marker": 1}, {"type": plugin.name, "marker": 2}]}))
+    args = ("--cni-conf-dir", str(conf_dir), "--cni-bin-dir", str(bin_dir))
+    with emulated_node(api, kubeconfig, tmp_path_factory.mktemp("agent"), *args) as n:
+        yield n, bin_dir
+
+
+@pytest.fixture
+def recording_plugin(tmp_path: Path) -> Path:
+    """The recording fake plugin in a bin dir of its own; returns its path."""
+    plugin = tmp_path / "bin" / f"{PREFIX}-rec"
+    plugin.parent.mkdir()
+    plugin.write_text(FAKE_PLUGIN.format(python=sys.executable))
+    plugin.chmod(0o755)
+    return plugin

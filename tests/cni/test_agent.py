@@ -275,3 +275,121 @@ def test_attachment_parameters_win_over_the_network(node: Node, networks: dict[s
     missing = node.pod("attach-missing", [alloc(networks["a"], "net1", ["10.31.0.113/24"], attachment="nope")])
     failed = add(node, node.netns.new("pod"), missing, f"ctr{secrets.token_hex(4)}")
     assert failed.out["code"] == 11 and "PodNetworkAttachment" in failed.out["msg"]
+
+
+def test_add_twice_is_an_error_and_keeps_the_first(node: Node, networks: dict[str, str]) -> None:
+    # Spec 2, ADD: an interface of the requested name that already exists in
+    # the container is an error; the first ADD's interfaces stay.
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("twice", [alloc(networks["a"], "net1", ["10.31.0.121/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    first = add(node, pod_ns, pod, container)
+    assert first.exit == 0, first.out
+    again = add(node, pod_ns, pod, container)
+    assert again.exit != 0 and again.out["code"] == 100 and "eth0" in again.out["msg"]
+    assert link(pod_ns, "eth0") is not None and link(pod_ns, "net1") is not None
+    assert link(node.ipu, link_name(PREFIX, container, "net1")) is not None
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None
+
+
+def test_chained_after_the_plugin_that_made_eth0(node: Node, networks: dict[str, str]) -> None:
+    # Spec 3: multinet later in a conflist, after a plugin that made CNI_IFNAME
+    # (its prevResult says so). multinet adds its attachments and leaves eth0,
+    # its addresses and (unless an attachment is the default) its routes alone.
+    pod_ns = node.netns.new("pod")
+    peer = f"{PREFIX}e{secrets.token_hex(3)}"
+    testing.run("ip", "-n", pod_ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer)
+    testing.run("ip", "-n", pod_ns, "addr", "add", "192.0.2.10/24", "dev", "eth0")
+    testing.run("ip", "-n", pod_ns, "link", "set", "eth0", "up")
+    testing.run("ip", "-n", pod_ns, "link", "set", peer, "up")
+    testing.run("ip", "-n", pod_ns, "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+    mac = link(pod_ns, "eth0").mac
+    earlier = {"cniVersion": "1.1.0",
+               "interfaces": [{"name": "eth0", "mac": mac, "sandbox": f"/var/run/netns/{pod_ns}"}],
+               "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1", "interface": 0}],
+               "routes": [{"dst": "0.0.0.0/0", "gw": "192.0.2.1"}]}
+    pod = node.pod("after-eth0", [alloc(networks["a"], "net1", ["10.31.0.122/24"], gw4=True)])
+    container = f"ctr{secrets.token_hex(4)}"
+    result = verb(node, "ADD", pod_ns, pod, container, prevResult=earlier)
+    assert result.exit == 0, result.out
+    assert [itf["name"] for itf in result.out["interfaces"]] == ["eth0", "net1"]
+    assert link(pod_ns, "eth0").mac == mac and "192.0.2.10/24" in link(pod_ns, "eth0").addresses
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None  # no eth0 of its own
+    v4 = routes(pod_ns)
+    assert "default 10.31.0.1 net1" in v4 and not any(r.startswith("default") and r.endswith("eth0") for r in v4)
+    assert verb(node, "CHECK", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert verb(node, "DEL", pod_ns, pod, container, prevResult=result.out).exit == 0
+    assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is not None  # the earlier plugin's to remove
+
+
+def test_gc_removes_representors_no_record_owns(node: Node, networks: dict[str, str]) -> None:
+    # A record lost (e.g. a wiped state dir) leaves its representor behind:
+    # GC removes node-side veths named as the agent names them that no record
+    # owns, and nothing else of the IPU namespace.
+    from cni.state import StateStore
+
+    ns1, ns2 = node.netns.new("pod"), node.netns.new("pod")
+    pod1 = node.pod("orphan1", [alloc(networks["a"], "net1", ["10.31.0.131/24"])])
+    pod2 = node.pod("orphan2", [alloc(networks["a"], "net1", ["10.31.0.132/24"])])
+    kept, lost = f"ctr{secrets.token_hex(4)}", f"ctr{secrets.token_hex(4)}"
+    assert add(node, ns1, pod1, kept).exit == 0
+    assert add(node, ns2, pod2, lost).exit == 0
+    StateStore(node.agent.state_dir).delete("multinet", lost, "eth0")
+    lookalike = f"{PREFIX}keep{secrets.token_hex(2)}"  # a prefixed veth of another form: not ours
+    testing.run("ip", "-n", node.ipu, "link", "add", lookalike, "type", "veth", "peer", "name", lookalike + "p")
+    bridge = PREFIX + "0" * (15 - len(PREFIX))  # our form, but not a veth: not ours
+    testing.run("ip", "-n", node.ipu, "link", "add", bridge, "type", "bridge")
+    try:
+        valid = [{"containerID": c, "ifname": "eth0"} for c in (kept, lost)]
+        gc_conf = node.agent.conf(**{"cni.dev/valid-attachments": valid})
+        result = testing.invoke(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, gc_conf)
+        assert result.exit == 0, result.out
+        assert link(node.ipu, link_name(PREFIX, lost, "net1")) is None
+        assert link(node.host, link_name(PREFIX, lost, "eth0")) is None
+        assert link(node.ipu, link_name(PREFIX, kept, "net1")) is not None
+        assert link(node.host, link_name(PREFIX, kept, "eth0")) is not None
+        assert link(node.ipu, lookalike) is not None and link(node.ipu, bridge) is not None
+    finally:
+        testing.run("ip", "-n", node.ipu, "link", "del", lookalike, check=False)
+        testing.run("ip", "-n", node.ipu, "link", "del", bridge, check=False)
+    assert verb(node, "DEL", ns1, pod1, kept).exit == 0
+
+
+def test_container_without_pod_identity_gets_the_default_network(node: Node) -> None:
+    # Spec 2: CNI_ARGS is optional. A container outside Kubernetes (no
+    # K8S_POD_* in CNI_ARGS) gets eth0 on the default network and nothing else.
+    pod_ns = node.netns.new("pod")
+    container = f"ctr{secrets.token_hex(4)}"
+    env = testing.cni_env("ADD", container, pod_ns)
+    result = testing.invoke(PLUGIN, env, node.agent.conf())
+    assert result.exit == 0, result.out
+    assert [itf["name"] for itf in result.out["interfaces"] if itf.get("sandbox")] == ["eth0"]
+    eth0 = link(pod_ns, "eth0")
+    assert eth0 is not None and any(a.startswith("10.244.77.") for a in eth0.addresses)
+    check = dict(env, CNI_COMMAND="CHECK")
+    assert testing.invoke(PLUGIN, check, node.agent.conf(prevResult=result.out)).exit == 0
+    assert testing.invoke(PLUGIN, dict(env, CNI_COMMAND="DEL"), node.agent.conf()).exit == 0
+    assert link(pod_ns, "eth0") is None
+    # Half an identity is still an error naming what is missing.
+    half = dict(env, CNI_ARGS="K8S_POD_NAMESPACE=default")
+    failed = testing.invoke(PLUGIN, half, node.agent.conf())
+    assert failed.exit != 0 and failed.out["code"] == 4 and "K8S_POD_NAME" in failed.out["msg"]
+
+
+def test_second_attachment_of_a_container_with_another_ifname(node: Node, networks: dict[str, str]) -> None:
+    # Spec 2: a container may be added to a network again under another
+    # CNI_IFNAME. The pod's secondary interfaces are made once, by the first.
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("two-ifnames", [alloc(networks["a"], "net1", ["10.31.0.141/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    assert add(node, pod_ns, pod, container).exit == 0
+    env = testing.cni_env("ADD", container, pod_ns, ifname="eth1", pod=pod)
+    second = testing.invoke(PLUGIN, env, node.agent.conf())
+    assert second.exit == 0, second.out
+    assert [itf["name"] for itf in second.out["interfaces"] if itf.get("sandbox")] == ["eth1"]
+    assert link(pod_ns, "eth1") is not None and link(pod_ns, "net1") is not None
+    assert testing.invoke(PLUGIN, dict(env, CNI_COMMAND="DEL"), node.agent.conf()).exit == 0
+    assert link(pod_ns, "eth1") is None and link(pod_ns, "net1") is not None
+    assert verb(node, "DEL", pod_ns, pod, container).exit == 0
+    assert link(pod_ns, "eth0") is None and link(pod_ns, "net1") is None

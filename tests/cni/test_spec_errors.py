@@ -130,13 +130,14 @@ def test_gc_needs_cni_path_and_valid_attachment_shape() -> None:
     assert out["code"] == 7 and "cni.dev/valid-attachments[0]" in out["msg"]
 
 
-@pytest.mark.parametrize("asked", ["0.4.0", "1.0.0", "1.1.0", "0.1.0", None])
+@pytest.mark.parametrize("asked", ["0.4.0", "1.0.0", "1.1.0", "0.1.0", "2.0.0", "garbage", None])
 def test_version(asked: str | None) -> None:
+    # Spec 5, Version: cniVersion is the value given on input.
     stdin = json.dumps({"cniVersion": asked}).encode() if asked else b""
     exit_code, out = invoke({"CNI_COMMAND": "VERSION"}, stdin)
     assert exit_code == 0
     assert out["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
-    assert out["cniVersion"] == (asked if asked in spec.SUPPORTED_VERSIONS else "1.1.0")
+    assert out["cniVersion"] == (asked if asked and asked != "garbage" else "1.1.0")
 
 
 def test_cni_versions_list_negotiates_highest_common() -> None:
@@ -177,3 +178,50 @@ def test_result_rendering_per_version() -> None:
     assert [ip["version"] for ip in v04["ips"]] == ["4", "6"]
     # A 0.4.0 result read back as prevResult is the 1.1.0 shape again.
     assert spec.normalise_result(v04)["ips"] == result["ips"]
+
+
+def test_cni_versions_win_over_a_lower_cni_version() -> None:
+    # Spec 1, "Version considerations": the highest version both sides speak,
+    # from cniVersion and cniVersions together (as libcni reads a config).
+    config = conf("1.0.0", cniVersions=["1.0.0", "1.1.0", "2.0.0"])
+    assert spec.parse_request(ENV, json.dumps(config)).version == "1.1.0"
+    # So STATUS is accepted (and, the agent being down, answers 50, not 1).
+    exit_code, out = invoke({"CNI_COMMAND": "STATUS"}, config)
+    assert out["code"] == 50 and out["cniVersion"] == "1.1.0"
+    # Nothing in common: incompatible version, naming what was offered.
+    exit_code, out = invoke(ENV, conf("0.3.1", cniVersions=["0.3.0", "2.0.0"]))
+    assert out["code"] == 1 and "0.3.1" in out["msg"]
+
+
+def test_check_does_not_require_cni_path() -> None:
+    # Spec 2, CHECK: CNI_PATH is optional (as for ADD and DEL); the request
+    # gets past validation to the agent (down here: code 11, not 4).
+    env = {**ENV, "CNI_COMMAND": "CHECK"}
+    del env["CNI_PATH"]
+    exit_code, out = invoke(env, conf(prevResult={"interfaces": [], "ips": []}))
+    assert exit_code != 0 and out["code"] == 11
+
+
+def test_incompatible_version_error_names_the_config_version() -> None:
+    # Spec 5, Error: cniVersion is the value the configuration gave.
+    exit_code, out = invoke(ENV, conf("0.3.1"))
+    assert exit_code != 0 and out["code"] == 1 and out["cniVersion"] == "0.3.1"
+
+
+def test_status_agent_silent(tmp_path: Any) -> None:
+    # An agent that accepts and never answers: STATUS reports 50 (spec 2,
+    # STATUS codes), the other verbs 11 (try again later).
+    import socket
+
+    path = str(tmp_path / "silent.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    try:
+        config = dict(conf(), socket=path, timeoutSeconds=0.2)
+        exit_code, out = invoke({"CNI_COMMAND": "STATUS"}, config)
+        assert exit_code != 0 and out["code"] == 50
+        exit_code, out = invoke(ENV, config)
+        assert exit_code != 0 and out["code"] == 11
+    finally:
+        server.close()
