@@ -58,6 +58,9 @@ class Entry:
     match: tuple[tuple[str, Match], ...]  # by field name, in the table's field order
     actions: tuple[ActionCall, ...]  # one for direct tables; the group for selector tables
     priority: int = 0
+    # The controller's opaque cookie (TableEntry.metadata): stored and returned
+    # on Read, never part of the key (P4Runtime 9.1, read-write symmetry).
+    metadata: bytes = b""
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, Match], ...], int]:
@@ -78,13 +81,22 @@ class P4Error(Exception):
 
 def entry(table: str, match: dict[str, Match], *actions: ActionCall, priority: int = 0,
           p: Pipeline = PIPELINE) -> Entry:
-    """Build an entry with fields in the table's declared order."""
+    """Build an entry with fields in the table's declared order.
+
+    A "don't care" match (an LPM of prefix 0, a ternary with an all-zero mask)
+    is dropped here, as P4Runtime 9.1.1 wants it omitted on the wire, so the
+    entry equals what a Read returns.
+    """
     t = p.table(table)
     unknown = set(match) - {f.name for f in t.fields}
     if unknown:
         raise ValueError(f"table {table}: unknown fields {sorted(unknown)}")
-    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
+    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match and not _dont_care(match[f.name]))
     return Entry(table, ordered, tuple(actions), priority)
+
+
+def _dont_care(m: Match) -> bool:
+    return (isinstance(m, Lpm) and m.prefix_len == 0) or (isinstance(m, Ternary) and m.mask == 0)
 
 
 def ip(text: str) -> int:
@@ -140,8 +152,10 @@ def _str(raw: bytes, what: str) -> str:
 
 def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
     t = p.table(e.table)
-    out = p4r.TableEntry(table_id=t.id, priority=e.priority)
+    out = p4r.TableEntry(table_id=t.id, priority=e.priority, metadata=e.metadata)
     for name, m in e.match:
+        if _dont_care(m):
+            continue  # omitted, never sent as zero (spec 9.1.1)
         f = t.field(name)
         fm = out.match.add(field_id=f.id)
         if isinstance(m, Exact):
@@ -186,8 +200,10 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
         if f.name in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: given twice")
         match[f.name] = _decode_match(t, f.name, fm)
+    # Only exact fields are required: an omitted LPM field is the prefix-0
+    # "don't care" (spec 9.1.1), as an omitted ternary or range field is.
     for f in t.fields:
-        if not filter and f.match in ("exact", "lpm") and f.name not in match:
+        if not filter and f.match == "exact" and f.name not in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: required {f.match} field missing")
     if t.needs_priority and te.priority <= 0 and not filter:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: ternary/range table needs priority > 0")
@@ -195,7 +211,7 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: priority must be 0 for exact/lpm tables")
     actions = _decode_actions(t, te, p) if with_action else ()
     ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
-    return Entry(t.name, ordered, actions, te.priority)
+    return Entry(t.name, ordered, actions, te.priority, te.metadata)
 
 
 def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:

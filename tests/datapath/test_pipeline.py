@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finsy.proto import p4i, rpc_code
+from finsy.proto import p4i, p4r, rpc_code
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,7 +57,9 @@ def _rule(**match: object) -> object:
 @pytest.mark.parametrize("bad, code", [
     (lambda: encode(entry("route", {"network_id": Exact(1), "dst": Lpm(ip("10.0.0.1"), 24)}, ActionCall("drop"))),
      rpc_code.INVALID_ARGUMENT),  # host bits beyond the prefix
-    (lambda: _rule(peer=Ternary(0, 0)), rpc_code.INVALID_ARGUMENT),  # zero mask must be omitted
+    (lambda: _with_field(_rule(), 3, "ternary", b"\x00", b"\x00"), rpc_code.INVALID_ARGUMENT),  # zero mask: omit
+    (lambda: _with_field(encode(entry("route", {"network_id": Exact(1)}, ActionCall("drop"))), 2, "lpm", b"\x00", 0),
+     rpc_code.INVALID_ARGUMENT),  # prefix 0 must be omitted, not sent
     (lambda: _rule(peer=Ternary(3, 1)), rpc_code.INVALID_ARGUMENT),  # value outside mask
     (lambda: _rule(port=Range(0, 65535)), rpc_code.INVALID_ARGUMENT),  # full range must be omitted
     (lambda: _rule(port=Range(9, 8)), rpc_code.INVALID_ARGUMENT),
@@ -72,6 +74,37 @@ def test_decode_rejects_invalid_entries(bad: object, code: int) -> None:
     with pytest.raises(P4Error) as caught:
         decode(bad())  # type: ignore[operator]
     assert caught.value.code == code
+
+
+def _with_field(te: p4r.TableEntry, field_id: int, kind: str, value: bytes, extra: object) -> p4r.TableEntry:
+    fm = te.match.add(field_id=field_id)
+    if kind == "ternary":
+        fm.ternary.value, fm.ternary.mask = value, extra
+    else:
+        fm.lpm.value, fm.lpm.prefix_len = value, extra
+    return te
+
+
+def test_an_omitted_lpm_field_is_the_default_route() -> None:
+    # P4Runtime 9.1.1: the prefix-0 LPM is "don't care" and is omitted on the wire.
+    te = p4r.TableEntry(table_id=PIPELINE.table("route").id)
+    te.match.add(field_id=1).exact.value = b"\x07"
+    te.action.action.action_id = PIPELINE.action("drop").id
+    e = decode(te)
+    assert e.get("dst") is None
+    built = entry("route", {"network_id": Exact(7), "dst": prefix("0.0.0.0/0")}, ActionCall("drop"))
+    assert built == e and [m.field_id for m in encode(built).match] == [1]
+    rule = entry("policy_rule", {"direction": Exact(0), "group": Exact(1), "peer": Ternary(0, 0)},
+                 ActionCall("allow"), priority=1)
+    assert rule.get("peer") is None and decode(encode(rule)) == rule
+
+
+def test_metadata_is_kept_and_is_not_part_of_the_key() -> None:
+    e = entry("route", {"network_id": Exact(1), "dst": prefix("10.0.0.0/8")}, ActionCall("drop"))
+    te = encode(e)
+    te.metadata = b"cookie"
+    got = decode(te)
+    assert got.metadata == b"cookie" and got.key == e.key and encode(got).metadata == b"cookie"
 
 
 def test_delete_needs_only_the_key() -> None:
