@@ -100,6 +100,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         self.p4info = p4info(pipeline)
         self.store = Store(pipeline)
         self.config: p4r.ForwardingPipelineConfig | None = None
+        self.saved: p4r.ForwardingPipelineConfig | None = None  # by VERIFY_AND_SAVE, awaiting COMMIT
         self.arbitration = Arbitration(device_id)
         self.lock = threading.Lock()  # one Write / config change at a time
         self._next_stream = 0
@@ -126,23 +127,32 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         self._check_device(request.device_id, context)
         self._check_primary(request.election_id, context)
         A = p4r.SetForwardingPipelineConfigRequest
-        if request.action not in (A.VERIFY, A.VERIFY_AND_COMMIT, A.COMMIT, A.RECONCILE_AND_COMMIT):
+        if request.action not in (A.VERIFY, A.VERIFY_AND_SAVE, A.VERIFY_AND_COMMIT, A.COMMIT,
+                                  A.RECONCILE_AND_COMMIT):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"action {request.action} not supported")
-        if request.action != A.COMMIT and request.config.p4info != self.p4info:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "config.p4info: this target realizes only the multinet pipeline with its table sizes")
+        if request.action == A.COMMIT:
+            # COMMIT realizes the config saved by VERIFY_AND_SAVE (spec 7.2).
+            if self.saved is None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "COMMIT: no config saved by VERIFY_AND_SAVE")
+            config = self.saved
+        else:
+            if request.config.p4info != self.p4info:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              "config.p4info: this target realizes only the multinet pipeline with its table sizes")
+            config = p4r.ForwardingPipelineConfig()
+            config.CopyFrom(request.config)
         if request.action == A.VERIFY:
             return p4r.SetForwardingPipelineConfigResponse()
         with self.lock:
+            if request.action == A.VERIFY_AND_SAVE:
+                self.saved = config
+                return p4r.SetForwardingPipelineConfigResponse()
             keep = request.action == A.RECONCILE_AND_COMMIT and self.config is not None
             if not keep:
                 # A new pipeline starts with empty tables (spec 7.4).
                 self.store.clear()
                 self.kernel.reset()
-            self.config = p4r.ForwardingPipelineConfig()
-            self.config.CopyFrom(request.config)
-            if not self.config.HasField("p4info"):
-                self.config.p4info.CopyFrom(self.p4info)
+            self.config, self.saved = config, None
         return p4r.SetForwardingPipelineConfigResponse()
 
     def GetForwardingPipelineConfig(self, request: p4r.GetForwardingPipelineConfigRequest,
@@ -152,9 +162,13 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
         response = p4r.GetForwardingPipelineConfigResponse()
         R = p4r.GetForwardingPipelineConfigRequest
+        # Each response type names the parts returned; the cookie always is (spec 7.3).
         if request.response_type in (R.ALL, R.P4INFO_AND_COOKIE):
             response.config.p4info.CopyFrom(self.config.p4info)
-        response.config.cookie.CopyFrom(self.config.cookie)
+        if request.response_type in (R.ALL, R.DEVICE_CONFIG_AND_COOKIE):
+            response.config.p4_device_config = self.config.p4_device_config
+        if self.config.HasField("cookie"):
+            response.config.cookie.CopyFrom(self.config.cookie)
         return response
 
     def Write(self, request: p4r.WriteRequest, context: grpc.ServicerContext) -> p4r.WriteResponse:

@@ -13,7 +13,8 @@ from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, wait_for)
-from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+from datapath.entries import ActionCall, Entry, Exact, encode, entry, ip, prefix
+from datapath.pipeline import p4info
 from datapath.testbed import start_target
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
@@ -219,3 +220,68 @@ def _count(dp: P4RuntimeDatapath) -> int:
         return len(dp.client.read())
     except (grpc.RpcError, RuntimeError, ValueError):  # the loop may be reconnecting this very client
         return -1
+
+
+@netns
+def test_default_route_is_written_with_the_lpm_field_omitted_and_realized(env: Env) -> None:
+    # P4Runtime 9.1.1: the prefix-0 LPM is omitted; the target takes it as the default route.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    default = entry("route", {"network_id": Exact(100), "dst": prefix("0.0.0.0/0")}, ActionCall("drop"))
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.INSERT)
+    update.entity.table_entry.CopyFrom(encode(default))
+    update.entity.table_entry.metadata = b"owner=test"
+    assert [m.field_id for m in update.entity.table_entry.match] == [1]
+    client._stub().Write(req)
+    [got] = client.read("route")
+    assert got.key == default.key and got.metadata == b"owner=test"  # metadata comes back on Read
+    routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "blackhole default table" in routes
+    client.write([(DELETE, default)])
+    routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "blackhole default" not in routes
+    client.close()
+
+
+@netns
+def test_pipeline_config_actions_and_response_types(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    stub, A, R = client._stub(), p4r.SetForwardingPipelineConfigRequest, p4r.GetForwardingPipelineConfigRequest
+
+    def set_config(action: int, with_config: bool = True) -> None:
+        req = A(device_id=1, election_id=p4r.Uint128(low=1), action=action)
+        if with_config:
+            req.config.p4info.CopyFrom(p4info())
+            req.config.p4_device_config = b"ipu-blob"
+            req.config.cookie.cookie = 42
+        stub.SetForwardingPipelineConfig(req)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        set_config(A.COMMIT, with_config=False)  # nothing saved to commit
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    set_config(A.VERIFY_AND_SAVE)
+    with pytest.raises(grpc.RpcError) as caught:  # saved, not yet committed: no pipeline runs
+        client.write([(INSERT, route(0))])
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    set_config(A.COMMIT, with_config=False)
+    client.write([(INSERT, route(0))])
+
+    def get(kind: int) -> p4r.ForwardingPipelineConfig:
+        return stub.GetForwardingPipelineConfig(R(device_id=1, response_type=kind)).config
+
+    everything = get(R.ALL)
+    assert everything.p4info == p4info() and everything.p4_device_config == b"ipu-blob"
+    assert everything.cookie.cookie == 42
+    assert get(R.DEVICE_CONFIG_AND_COOKIE).p4_device_config == b"ipu-blob"
+    assert not get(R.DEVICE_CONFIG_AND_COOKIE).HasField("p4info")
+    assert get(R.P4INFO_AND_COOKIE).p4_device_config == b""
+    only = get(R.COOKIE_ONLY)
+    assert only.cookie.cookie == 42 and not only.HasField("p4info") and only.p4_device_config == b""
+    client.close()
