@@ -210,7 +210,12 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"update type {update.type} unspecified")
         if update.entity.WhichOneof("entity") != "table_entry":
             raise P4Error(rpc_code.UNIMPLEMENTED, "only table entries are writable on this target")
-        e = decode(update.entity.table_entry, self.pipeline, with_action=op != "DELETE")
+        te = update.entity.table_entry
+        e = decode(te, self.pipeline, with_action=op != "DELETE")
+        if (te.HasField("counter_data") and not self.pipeline.table(e.table).counters) or \
+                te.HasField("meter_config") or te.HasField("meter_counter_data"):
+            # A direct resource the table does not have (p4runtime.proto, TableEntry).
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: no such direct resource in this table")
         if e.table == "policy_rule" and op != "DELETE":
             kmod.check_rule(e)
         change = self.store.check(op, e)
@@ -235,15 +240,43 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         self._check_device(request.device_id, context)
         response = p4r.ReadResponse()
         for wanted in request.entities:
-            if wanted.WhichOneof("entity") != "table_entry":
-                context.abort(grpc.StatusCode.UNIMPLEMENTED, "only table entries can be read")
-            for entry in self._read_table(wanted.table_entry, context):
-                response.entities.add().table_entry.CopyFrom(entry)
+            kind = wanted.WhichOneof("entity")
+            if kind == "table_entry":
+                found = ((p4r.Entity(table_entry=te)) for te in self._read_table(wanted.table_entry, context))
+            elif kind == "direct_counter_entry":
+                found = self._read_direct_counters(wanted.direct_counter_entry, context)
+            else:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{kind}: only table entries and direct counters can be read")
+            for entity in found:
+                response.entities.append(entity)
                 if len(response.entities) >= 1000:
                     yield response
                     response = p4r.ReadResponse()
         if response.entities:
             yield response
+
+    def _read_direct_counters(self, wanted: p4r.DirectCounterEntry,
+                              context: grpc.ServicerContext) -> Iterator[p4r.Entity]:
+        """DirectCounterEntry reads: every counted table (table_id 0), one table, or one entry."""
+        te = wanted.table_entry
+        table = self.pipeline.table_by_id(te.table_id) if te.table_id else None
+        if te.table_id and table is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown table id {te.table_id}")
+        if table is not None and not table.counters:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"table {table.name} has no direct counter")
+        query = p4r.TableEntry()
+        query.CopyFrom(te)
+        query.ClearField("action")
+        query.counter_data.SetInParent()
+        for out in self._read_table(query, context):
+            if not self.pipeline.table_by_id(out.table_id).counters:  # type: ignore[union-attr]
+                continue
+            entity = p4r.Entity()
+            entity.direct_counter_entry.data.CopyFrom(out.counter_data)
+            out.ClearField("counter_data")
+            out.ClearField("action")
+            entity.direct_counter_entry.table_entry.CopyFrom(out)
+            yield entity
 
     def _read_table(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
         with self.lock:

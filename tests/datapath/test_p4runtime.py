@@ -12,7 +12,7 @@ from finsy.proto import p4r, rpc_code
 from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
-                                  WriteError, wait_for)
+                                  WriteError, _write_error, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, encode, entry, ip, prefix
 from datapath.pipeline import p4info
 from datapath.testbed import start_target
@@ -284,4 +284,45 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     assert get(R.P4INFO_AND_COOKIE).p4_device_config == b""
     only = get(R.COOKIE_ONLY)
     assert only.cookie.cookie == 42 and not only.HasField("p4info") and only.p4_device_config == b""
+    client.close()
+
+
+@netns
+def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    services = compile_services([_service()], [_slice(["10.1.0.5", "10.1.0.6"])], {"blue": 100})
+    client.write([(INSERT, e) for e in services] + [(INSERT, route(0))])
+    stub = client._stub()
+
+    def read(table_id: int, *match: tuple[int, bytes]) -> list[p4r.Entity]:
+        req = p4r.ReadRequest(device_id=1)
+        te = req.entities.add().direct_counter_entry.table_entry
+        te.table_id = table_id
+        for field_id, value in match:
+            te.match.add(field_id=field_id).exact.value = value
+        return [e for r in stub.Read(req) for e in r.entities]
+
+    everything = read(0)  # every counted table; route has no direct counter
+    assert len(everything) == len(services)
+    assert all(e.WhichOneof("entity") == "direct_counter_entry" and e.direct_counter_entry.HasField("data")
+               for e in everything)
+    assert {e.direct_counter_entry.table_entry.table_id for e in everything} == {client.pipeline.table("service").id}
+    assert not everything[0].direct_counter_entry.table_entry.HasField("action")
+    assert len(read(client.pipeline.table("service").id, (1, b"\x64"))) == len(services)
+    assert read(client.pipeline.table("service").id, (1, b"\x65")) == []
+    with pytest.raises(grpc.RpcError) as caught:
+        read(client.pipeline.table("route").id)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # counter_data on a table without a direct counter is refused.
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.INSERT)
+    update.entity.table_entry.CopyFrom(encode(route(1)))
+    update.entity.table_entry.counter_data.packet_count = 1
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Write(req)
+    error = _write_error(refused.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
     client.close()
