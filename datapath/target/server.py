@@ -37,58 +37,83 @@ def _election(u: p4r.Uint128) -> int:
 @dataclass
 class _Stream:
     election_id: int | None
-    outbox: "queue.Queue[p4r.StreamMessageResponse | None]"
+    outbox: "queue.Queue[p4r.StreamMessageResponse | _End | None]"
+    live: bool = False  # has sent its first arbitration update
+
+
+@dataclass(frozen=True)
+class _End:
+    """Terminate the stream with this status (spec 5.3)."""
+
+    code: grpc.StatusCode
+    message: str
 
 
 class Arbitration:
-    """Primary election for the default role: the highest election id wins."""
+    """Primary election for the default role (P4Runtime 5.3, 5.4).
+
+    A controller becomes primary when its election id is at least the highest
+    one ever seen (`past`); when the primary leaves or downgrades, nobody is
+    primary until a controller arbitrates again with such an id. Backups are
+    never promoted on their own.
+    """
 
     def __init__(self, device_id: int) -> None:
         self.device_id = device_id
         self.streams: dict[int, _Stream] = {}
+        self.primary_key: int | None = None
+        self.past: int | None = None  # highest election id of any primary so far
         self.lock = threading.Lock()
 
     def primary(self) -> int | None:
-        ids = [s.election_id for s in self.streams.values() if s.election_id is not None]
-        return max(ids) if ids else None
-
-    def update(self, key: int, stream: _Stream, election_id: int) -> str | None:
-        """Register an arbitration request; returns an error message or None."""
         with self.lock:
-            for k, s in self.streams.items():
-                if k != key and s.election_id == election_id:
-                    return f"election id {election_id} is already used by another client"
-            before = self.primary()
-            stream.election_id = election_id
+            s = self.streams.get(self.primary_key) if self.primary_key is not None else None
+            return s.election_id if s is not None else None
+
+    def update(self, key: int, stream: _Stream, election_id: int | None) -> str | None:
+        """Register an arbitration request; returns why the stream must end (INVALID_ARGUMENT), or None."""
+        with self.lock:
+            if election_id is not None and any(k != key and s.election_id == election_id
+                                               for k, s in self.streams.items()):
+                return f"election id {election_id} is already used by another controller"
+            was_primary = self.primary_key == key
+            stream.election_id, stream.live = election_id, True
             self.streams[key] = stream
-            self._announce(only=None if self.primary() != before else key)
+            if election_id is not None and (self.past is None or election_id >= self.past):
+                self.primary_key, self.past = key, election_id
+                self._announce(only=None)
+            elif was_primary:
+                self.primary_key = None  # the primary downgraded itself
+                self._announce(only=None)
+            else:
+                self._announce(only=key)
             return None
 
     def leave(self, key: int) -> None:
         with self.lock:
-            before = self.primary()
             self.streams.pop(key, None)
-            if self.primary() != before:
+            if self.primary_key == key:
+                self.primary_key = None
                 self._announce(only=None)
 
     def _announce(self, only: int | None) -> None:
-        # Spec 5.4: every client hears when the primary changes; a new client
-        # always hears its own standing.
-        top = self.primary()
+        # Spec 5.4: election_id is the highest seen (unset while there never was
+        # a primary); OK to the primary, ALREADY_EXISTS to backups, NOT_FOUND
+        # to all when there is no primary.
         for k, s in self.streams.items():
             if only is not None and k != only:
                 continue
             msg = p4r.StreamMessageResponse()
             arb = msg.arbitration
             arb.device_id = self.device_id
-            if top is not None:
-                arb.election_id.high, arb.election_id.low = top >> 64, top & ((1 << 64) - 1)
-            if s.election_id == top:
-                arb.status.code = rpc_code.OK
-                arb.status.message = "primary"
+            if self.past is not None:
+                arb.election_id.high, arb.election_id.low = self.past >> 64, self.past & ((1 << 64) - 1)
+            if k == self.primary_key:
+                arb.status.code, arb.status.message = rpc_code.OK, "primary"
+            elif self.primary_key is not None:
+                arb.status.code, arb.status.message = rpc_code.ALREADY_EXISTS, "backup"
             else:
-                arb.status.code = rpc_code.ALREADY_EXISTS if top is not None else rpc_code.NOT_FOUND
-                arb.status.message = "backup"
+                arb.status.code, arb.status.message = rpc_code.NOT_FOUND, "backup: there is no primary"
             s.outbox.put(msg)
 
 
@@ -303,43 +328,49 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
 
     def StreamChannel(self, request_iterator: Iterator[p4r.StreamMessageRequest],
                       context: grpc.ServicerContext) -> Iterator[p4r.StreamMessageResponse]:
-        outbox: queue.Queue[p4r.StreamMessageResponse | None] = queue.Queue()
+        outbox: queue.Queue[p4r.StreamMessageResponse | _End | None] = queue.Queue()
         with self.lock:
             self._next_stream += 1
             key = self._next_stream
         stream = _Stream(None, outbox)
-        threading.Thread(target=self._read_stream, args=(key, stream, request_iterator, context),
+        threading.Thread(target=self._read_stream, args=(key, stream, request_iterator),
                          daemon=True, name=f"p4rt-stream-{key}").start()
         while True:
             msg = outbox.get()
             if msg is None:
                 return
+            if isinstance(msg, _End):
+                context.abort(msg.code, msg.message)
             yield msg
 
-    def _read_stream(self, key: int, stream: _Stream, requests: Iterator[p4r.StreamMessageRequest],
-                     context: grpc.ServicerContext) -> None:
+    def _read_stream(self, key: int, stream: _Stream, requests: Iterator[p4r.StreamMessageRequest]) -> None:
         try:
             for req in requests:
                 if req.WhichOneof("update") != "arbitration":
                     continue  # no packet I/O on this pipeline
-                arb = req.arbitration
-                if arb.device_id != self.device_id:
-                    stream.outbox.put(_stream_error(rpc_code.NOT_FOUND, f"device_id {arb.device_id} unknown"))
-                    continue
-                problem = self.arbitration.update(key, stream, _election(arb.election_id))
-                if problem:
-                    stream.outbox.put(_stream_error(rpc_code.INVALID_ARGUMENT, problem))
+                end = self._arbitrate(key, stream, req.arbitration)
+                if end is not None:
+                    stream.outbox.put(end)
+                    return
         except grpc.RpcError:
             pass  # the client went away; leaving below is the whole answer
         finally:
             self.arbitration.leave(key)
             stream.outbox.put(None)
 
-
-def _stream_error(code: int, message: str) -> p4r.StreamMessageResponse:
-    msg = p4r.StreamMessageResponse()
-    msg.error.canonical_code, msg.error.message = code, message
-    return msg
+    def _arbitrate(self, key: int, stream: _Stream, arb: p4r.MasterArbitrationUpdate) -> _End | None:
+        """Spec 5.3: which arbitration updates end the stream, and with what."""
+        if arb.device_id != self.device_id:
+            # Unknown device on a new stream; a changed one on a live stream.
+            code = grpc.StatusCode.FAILED_PRECONDITION if stream.live else grpc.StatusCode.NOT_FOUND
+            return _End(code, f"device_id {arb.device_id}: this target is {self.device_id}")
+        if arb.HasField("role") and (arb.role.name or arb.role.id):
+            if stream.live:
+                return _End(grpc.StatusCode.FAILED_PRECONDITION, "role: a stream keeps the role it started with")
+            return _End(grpc.StatusCode.UNIMPLEMENTED, "role: this target has only the default role")
+        election = _election(arb.election_id) if arb.HasField("election_id") else None
+        problem = self.arbitration.update(key, stream, election)
+        return _End(grpc.StatusCode.INVALID_ARGUMENT, problem) if problem else None
 
 
 def _grpc_code(code: int) -> Any:

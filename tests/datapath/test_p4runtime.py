@@ -79,22 +79,51 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     primary.write([(INSERT, route(0))])
     assert [e.key for e in backup.read()] == [route(0).key]  # backups may read
-    # A client with the same election id as another is refused.
+    # A client with the same election id as another is refused: the target
+    # ends its stream with INVALID_ARGUMENT (spec 5.3).
     twin = P4RuntimeClient(address, election_id=10)
-    with pytest.raises(ArbitrationError):
+    with pytest.raises(ArbitrationError, match="INVALID_ARGUMENT"):
         twin.connect(timeout=2)
-    # When the primary leaves, the backup is told it is primary and may write.
+    # When the primary leaves, no backup is promoted by itself: each hears
+    # NOT_FOUND with the highest election id seen, and writes are refused.
     primary.close()
-    assert _eventually(lambda: backup.primary)
+    assert _eventually(lambda: backup.last_arbitration is not None
+                       and backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
+    assert backup.last_arbitration.election_id.low == 10 and not backup.primary
+    with pytest.raises(NotPrimaryError):
+        backup.write([(INSERT, route(1))])
+    # An id below the highest seen stays backup; at or above it, primary.
+    assert not backup.arbitrate(9)
+    assert backup.arbitrate(10)
     backup.write([(INSERT, route(1))])
     # A higher election id takes over; the old primary is refused again.
     higher = P4RuntimeClient(address, election_id=20)
     assert higher.connect()
     assert _eventually(lambda: not backup.primary)
+    assert backup.last_arbitration.status.code == rpc_code.ALREADY_EXISTS
     with pytest.raises(NotPrimaryError):
         backup.write([(DELETE, route(1))])
+    # The primary downgrading itself leaves no primary: everyone hears NOT_FOUND.
+    assert not higher.arbitrate(3)
+    assert _eventually(lambda: backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
+    assert backup.last_arbitration.election_id.low == 20
     higher.close()
     backup.close()
+
+
+@netns
+def test_arbitration_for_another_device_or_role_ends_the_stream(env: Env) -> None:
+    env.node("n1")
+    address = env.targets["n1"].address
+    stranger = P4RuntimeClient(address, device_id=7)
+    with pytest.raises(ArbitrationError, match="NOT_FOUND"):
+        stranger.connect(timeout=2)
+    client = P4RuntimeClient(address)
+    assert client.connect()
+    client.device_id = 8  # a live stream may not change its device
+    with pytest.raises(ArbitrationError, match="FAILED_PRECONDITION"):
+        client.arbitrate(1)
+    client.close()
 
 
 def _eventually(check, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def]
@@ -183,7 +212,12 @@ def test_attach_is_idempotent_detach_of_unknown_is_fine_and_resync_repairs_drift
     route_entry = next(e for e in before if e.table == "route")
     other.write([(DELETE, route_entry)])
     other.close()
+    # Nobody is primary now (no backup is promoted by itself); the agent claims
+    # primacy above the highest election id seen, then repairs.
+    assert _eventually(lambda: dp.client.last_arbitration is not None
+                       and dp.client.last_arbitration.status.code == rpc_code.NOT_FOUND)
     assert dp.resync() == 1
+    assert dp.client.primary and dp.client.election_id == 100
     assert sorted(map(repr, dp.client.read())) == sorted(map(repr, before))
     dp.detach(a.attachment)
     assert dp.client.read() == []
