@@ -31,6 +31,7 @@ PORT_TYPE_URI = "multinet.io/ipu/v1/PortId_t"
 DIRECTION_INGRESS = 0
 DIRECTION_EGRESS = 1
 PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+NO_ACTION = "NoAction"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ _ACTIONS = (
     Action("dnat", _ACTION_PREFIX | 6, (Param("ip", 1, 32), Param("port", 2, 16))),
     Action("set_group", _ACTION_PREFIX | 7, (Param("group", 1, 32),)),
     Action("allow", _ACTION_PREFIX | 8),
+    # Every table's miss behaviour, declared as its const default action: a
+    # miss does nothing here and later stages decide (no route: dropped; no
+    # policy_pod entry: not isolated; no allowing rule: denied).
+    Action(NO_ACTION, _ACTION_PREFIX | 9),
 )
 
 DEFAULT_SIZES: Mapping[str, int] = {
@@ -241,6 +246,9 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
                 mf.type_name.name = PORT_TYPE
         for name in t.actions:
             pt.action_refs.add(id=p.action(name).id)
+        pt.action_refs.add(id=p.action(NO_ACTION).id, scope=p4i.ActionRef.DEFAULT_ONLY)
+        pt.const_default_action_id = p.action(NO_ACTION).id
+        pt.initial_default_action.action_id = p.action(NO_ACTION).id
         if t.selector:
             pt.implementation_id = profile_id(t)
             prof = info.action_profiles.add(with_selector=True, size=t.size * t.max_group_size)

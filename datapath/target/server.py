@@ -19,7 +19,7 @@ import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
 
 from datapath.entries import Entry, P4Error, decode, encode
-from datapath.pipeline import PIPELINE, Pipeline, p4info
+from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, p4info
 from datapath.target import kernel as kmod
 from datapath.target.kernel import Kernel
 from datapath.target.store import Change, Store, matches_filter
@@ -236,6 +236,8 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         if update.entity.WhichOneof("entity") != "table_entry":
             raise P4Error(rpc_code.UNIMPLEMENTED, "only table entries are writable on this target")
         te = update.entity.table_entry
+        if te.is_default_action:
+            _check_default_write(op, te)
         e = decode(te, self.pipeline, with_action=op != "DELETE")
         if (te.HasField("counter_data") and not self.pipeline.table(e.table).counters) or \
                 te.HasField("meter_config") or te.HasField("meter_counter_data"):
@@ -280,6 +282,22 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         if response.entities:
             yield response
 
+    def _read_default(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
+        """The default entry of one table, or of every table (table_id 0); never
+        part of other reads (spec 11.1)."""
+        if wanted.match:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a default entry read has no match fields")
+        tables = self.pipeline.tables
+        if wanted.table_id:
+            table = self.pipeline.table_by_id(wanted.table_id)
+            if table is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"unknown table id {wanted.table_id}")
+            tables = (table,)  # type: ignore[assignment]
+        for t in tables:
+            out = p4r.TableEntry(table_id=t.id, is_default_action=True, is_const=True)
+            out.action.action.action_id = self.pipeline.action(NO_ACTION).id
+            yield out
+
     def _read_direct_counters(self, wanted: p4r.DirectCounterEntry,
                               context: grpc.ServicerContext) -> Iterator[p4r.Entity]:
         """DirectCounterEntry reads: every counted table (table_id 0), one table, or one entry."""
@@ -304,6 +322,9 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             yield entity
 
     def _read_table(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
+        if wanted.is_default_action:
+            yield from self._read_default(wanted, context)
+            return
         with self.lock:
             if wanted.table_id == 0:
                 entries = list(self.store.entries())
@@ -371,6 +392,16 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         election = _election(arb.election_id) if arb.HasField("election_id") else None
         problem = self.arbitration.update(key, stream, election)
         return _End(grpc.StatusCode.INVALID_ARGUMENT, problem) if problem else None
+
+
+def _check_default_write(op: str, te: p4r.TableEntry) -> None:
+    """Writes of a default entry (spec 9.1): only MODIFY, no match; every
+    table's default action is const here."""
+    if op != "MODIFY":
+        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{op} of a default entry: only MODIFY applies to it")
+    if te.match or te.priority:
+        raise P4Error(rpc_code.INVALID_ARGUMENT, "a default entry has no match fields and no priority")
+    raise P4Error(rpc_code.PERMISSION_DENIED, "the table's default action is const (NoAction)")
 
 
 def _grpc_code(code: int) -> Any:

@@ -360,3 +360,43 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
     error = _write_error(refused.value, 1)
     assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
     client.close()
+
+
+@netns
+def test_default_entries_are_const_read_only_on_request(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    client.write([(INSERT, route(0))])
+    stub, route_id = client._stub(), client.pipeline.table("route").id
+    no_action = client.pipeline.action("NoAction").id
+    info = next(t for t in p4info().tables if t.preamble.id == route_id)
+    assert info.const_default_action_id == no_action
+
+    req = p4r.ReadRequest(device_id=1)
+    te = req.entities.add().table_entry
+    te.table_id, te.is_default_action = route_id, True
+    [default] = [e.table_entry for r in stub.Read(req) for e in r.entities]
+    assert default.is_default_action and default.is_const and not default.match
+    assert default.action.action.action_id == no_action
+    assert [e.key for e in client.read("route")] == [route(0).key]  # wildcard reads leave it out
+
+    def write(kind: int, with_match: bool = False) -> int:
+        w = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        u = w.updates.add(type=kind)
+        u.entity.table_entry.table_id, u.entity.table_entry.is_default_action = route_id, True
+        u.entity.table_entry.action.action.action_id = client.pipeline.action("drop").id
+        if with_match:
+            u.entity.table_entry.match.add(field_id=1).exact.value = b"\x01"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Write(w)
+        error = _write_error(caught.value, 1)
+        assert isinstance(error, WriteError)
+        return error.errors[0].code
+
+    assert write(p4r.Update.MODIFY) == rpc_code.PERMISSION_DENIED
+    assert write(p4r.Update.INSERT) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.DELETE) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.MODIFY, with_match=True) == rpc_code.INVALID_ARGUMENT
+    client.close()
