@@ -346,7 +346,10 @@ table inet {t} {{
     def _route_release(self, old: Entry, removed: bool) -> None:
         net, dst = _net(old), _dst(old)
         n = self.networks[net]
-        if removed:
+        if removed and dst.prefix_len == 0:
+            # The network's own default route (into its tunnel) comes back.
+            self.ipr.route("replace", dst="0.0.0.0/0", table=TABLE_BASE + net, oif=self._index(n.vxlan))
+        elif removed:
             self._quiet(self.ipr.route, "del", dst=f"{ip_text(dst.value)}/{dst.prefix_len}", table=TABLE_BASE + net)
         call = old.actions[0]
         if call.name == "to_tunnel":
