@@ -156,7 +156,9 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                                   A.RECONCILE_AND_COMMIT):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"action {request.action} not supported")
         if request.action == A.COMMIT:
-            # COMMIT realizes the config saved by VERIFY_AND_SAVE (spec 7.2).
+            # COMMIT realizes the config saved by VERIFY_AND_SAVE and carries none itself.
+            if request.HasField("config"):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "COMMIT: config must not be given")
             if self.saved is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "COMMIT: no config saved by VERIFY_AND_SAVE")
             config = self.saved
@@ -170,9 +172,15 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             return p4r.SetForwardingPipelineConfigResponse()
         with self.lock:
             if request.action == A.VERIFY_AND_SAVE:
+                # Later reads and writes refer to the saved config; this target
+                # realizes only one pipeline, so the tables it runs already are
+                # that config's (empty when none ran), and COMMIT keeps the
+                # writes made since, as replaying them would.
                 self.saved = config
+                if self.config is None:
+                    self.config = config
                 return p4r.SetForwardingPipelineConfigResponse()
-            keep = request.action == A.RECONCILE_AND_COMMIT and self.config is not None
+            keep = (request.action in (A.RECONCILE_AND_COMMIT, A.COMMIT)) and self.config is not None
             if not keep:
                 # A new pipeline starts with empty tables (spec 7.4).
                 self.store.clear()

@@ -303,11 +303,12 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
         set_config(A.COMMIT, with_config=False)  # nothing saved to commit
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     set_config(A.VERIFY_AND_SAVE)
-    with pytest.raises(grpc.RpcError) as caught:  # saved, not yet committed: no pipeline runs
-        client.write([(INSERT, route(0))])
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    client.write([(INSERT, route(0))])  # writes refer to the saved config; COMMIT keeps them
+    with pytest.raises(grpc.RpcError) as caught:
+        set_config(A.COMMIT)  # COMMIT carries no config
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     set_config(A.COMMIT, with_config=False)
-    client.write([(INSERT, route(0))])
+    assert [e.key for e in client.read()] == [route(0).key]
 
     def get(kind: int) -> p4r.ForwardingPipelineConfig:
         return stub.GetForwardingPipelineConfig(R(device_id=1, response_type=kind)).config
