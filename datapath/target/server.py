@@ -251,6 +251,9 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                 te.HasField("meter_config") or te.HasField("meter_counter_data"):
             # A direct resource the table does not have (p4runtime.proto, TableEntry).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: no such direct resource in this table")
+        if te.idle_timeout_ns and op != "DELETE":
+            # No table declares idle timeout support (P4Info idle_timeout_behavior NO_TIMEOUT).
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: idle_timeout_ns is not supported by this table")
         if e.table == "policy_rule" and op != "DELETE":
             kmod.check_rule(e)
         change = self.store.check(op, e)

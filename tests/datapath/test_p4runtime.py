@@ -362,6 +362,13 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
         stub.Write(req)
     error = _write_error(refused.value, 1)
     assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
+    # So is an idle timeout: no table supports one.
+    update.entity.table_entry.ClearField("counter_data")
+    update.entity.table_entry.idle_timeout_ns = 10**9
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Write(req)
+    error = _write_error(refused.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
     client.close()
 
 
