@@ -232,7 +232,8 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
         pa = info.actions.add()
         pa.preamble.id, pa.preamble.name, pa.preamble.alias = a.id, a.name, a.name
         for prm in a.params:
-            pp = pa.params.add(id=prm.id, name=prm.name, bitwidth=prm.bitwidth)
+            # A translated type exposed as a string has no bitwidth (spec 8.4.x, "Trade-off for v1.x").
+            pp = pa.params.add(id=prm.id, name=prm.name, bitwidth=0 if prm.string else prm.bitwidth)
             if prm.string:
                 pp.type_name.name = PORT_TYPE
     for t in p.tables:
@@ -240,7 +241,7 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
         pt.preamble.id, pt.preamble.name, pt.preamble.alias = t.id, t.name, t.name
         pt.size = t.size
         for f in t.fields:
-            mf = pt.match_fields.add(id=f.id, name=f.name, bitwidth=f.bitwidth)
+            mf = pt.match_fields.add(id=f.id, name=f.name, bitwidth=0 if f.string else f.bitwidth)
             mf.match_type = getattr(p4i.MatchField.MatchType, f.match.upper())
             if f.string:
                 mf.type_name.name = PORT_TYPE

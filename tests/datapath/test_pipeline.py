@@ -23,6 +23,11 @@ def test_p4info_lists_every_table_and_action_with_unique_ids() -> None:
     rule = next(t for t in info.tables if t.preamble.name == "policy_rule")
     kinds = {m.name: m.match_type for m in rule.match_fields}
     assert kinds["peer"] == p4i.MatchField.TERNARY and kinds["port"] == p4i.MatchField.RANGE
+    # Fields and params of a type translated to an SDN string carry no bitwidth.
+    port = next(t for t in info.tables if t.preamble.name == "port").match_fields[0]
+    assert port.type_name.name == "PortId_t" and port.bitwidth == 0
+    to_port = next(a for a in info.actions if a.preamble.name == "to_port").params[0]
+    assert to_port.type_name.name == "PortId_t" and to_port.bitwidth == 0
 
 
 def test_table_sizes_are_parameters() -> None:
