@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from finsy.proto import p4r, rpc_code
 
-from datapath.pipeline import PIPELINE, Pipeline, Table
+from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, Table
 
 Value = int | str
 
@@ -266,6 +266,9 @@ def _decode_actions(t: Table, te: p4r.TableEntry, p: Pipeline) -> tuple[ActionCa
 
 def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> ActionCall:
     a = p.action_by_id(pa.action_id)
+    if a is not None and a.name == NO_ACTION:
+        # Valid for every table, but only as its default action (ActionRef scope DEFAULT_ONLY).
+        raise P4Error(rpc_code.PERMISSION_DENIED, f"{t.name}: {NO_ACTION} is only the default action")
     if a is None or a.name not in t.actions:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: action id {pa.action_id} not allowed")
     given = {prm.param_id: prm.value for prm in pa.params}

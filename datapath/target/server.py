@@ -244,11 +244,16 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         if update.entity.WhichOneof("entity") != "table_entry":
             raise P4Error(rpc_code.UNIMPLEMENTED, "only table entries are writable on this target")
         te = update.entity.table_entry
+        if te.is_const:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, "is_const must be false in a write (spec 9.1)")
         if te.is_default_action:
             _check_default_write(op, te)
-        e = decode(te, self.pipeline, with_action=op != "DELETE")
-        if (te.HasField("counter_data") and not self.pipeline.table(e.table).counters) or \
-                te.HasField("meter_config") or te.HasField("meter_counter_data"):
+        # Spec 9.1.2: INSERT needs an action; a MODIFY without one leaves the
+        # entry as it is; DELETE considers only the key.
+        keep = op == "MODIFY" and not te.HasField("action")
+        e = decode(te, self.pipeline, with_action=op == "INSERT" or (op == "MODIFY" and not keep))
+        if op != "DELETE" and ((te.HasField("counter_data") and not self.pipeline.table(e.table).counters)
+                               or te.HasField("meter_config") or te.HasField("meter_counter_data")):
             # A direct resource the table does not have (p4runtime.proto, TableEntry).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: no such direct resource in this table")
         if te.idle_timeout_ns and op != "DELETE":
@@ -257,6 +262,8 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         if e.table == "policy_rule" and op != "DELETE":
             kmod.check_rule(e)
         change = self.store.check(op, e)
+        if keep:
+            return Change(change.old, change.old)
         self.kernel.prepare(change)
         self.store.commit(change)
         return change

@@ -410,3 +410,46 @@ def test_default_entries_are_const_read_only_on_request(env: Env) -> None:
     assert write(p4r.Update.DELETE) == rpc_code.INVALID_ARGUMENT
     assert write(p4r.Update.MODIFY, with_match=True) == rpc_code.INVALID_ARGUMENT
     client.close()
+
+
+@netns
+def test_write_fields_beyond_the_key_as_the_spec_says(env: Env) -> None:
+    # Spec 9.1 / 9.1.2: INSERT needs an action, a MODIFY without one changes
+    # nothing, DELETE ignores everything but the key, is_const is refused, and
+    # NoAction is only a default action.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    stub = client._stub()
+
+    def write(kind: int, e: Entry, edit=lambda te: None) -> int:  # type: ignore[no-untyped-def]
+        req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        update = req.updates.add(type=kind)
+        update.entity.table_entry.CopyFrom(encode(e))
+        edit(update.entity.table_entry)
+        try:
+            stub.Write(req)
+        except grpc.RpcError as err:
+            error = _write_error(err, 1)
+            assert isinstance(error, WriteError)
+            return error.errors[0].code
+        return rpc_code.OK
+
+    tunnel = entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.1/32")},
+                   ActionCall("to_tunnel", (ip("10.254.0.9"),)))
+    assert write(p4r.Update.INSERT, tunnel, lambda te: te.ClearField("action")) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.INSERT, tunnel, lambda te: setattr(te, "is_const", True)) == rpc_code.INVALID_ARGUMENT
+    no_action = client.pipeline.action("NoAction").id
+    assert write(p4r.Update.INSERT, tunnel,
+                 lambda te: setattr(te.action.action, "action_id", no_action)) == rpc_code.PERMISSION_DENIED
+    assert write(p4r.Update.INSERT, tunnel) == rpc_code.OK
+    assert write(p4r.Update.MODIFY, tunnel, lambda te: te.ClearField("action")) == rpc_code.OK
+    assert client.read("route") == [tunnel]  # unchanged
+
+    def nonsense(te: p4r.TableEntry) -> None:
+        te.action.action.action_id = 12345
+        te.counter_data.packet_count = 7
+    assert write(p4r.Update.DELETE, tunnel, nonsense) == rpc_code.OK
+    assert client.read("route") == []
+    client.close()
