@@ -19,10 +19,10 @@ import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
 
 from datapath.entries import Entry, P4Error, decode, encode
-from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, p4info
+from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, Table, p4info
 from datapath.target import kernel as kmod
 from datapath.target.kernel import Kernel
-from datapath.target.store import Change, Store, matches_filter
+from datapath.target.store import Change, ReadFilter, Store, matches_filter
 
 log = logging.getLogger(__name__)
 API_VERSION = "1.4.0"
@@ -256,7 +256,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                                or te.HasField("meter_config") or te.HasField("meter_counter_data")):
             # A direct resource the table does not have (p4runtime.proto, TableEntry).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: no such direct resource in this table")
-        if te.idle_timeout_ns and op != "DELETE":
+        if (te.idle_timeout_ns or te.HasField("time_since_last_hit")) and op != "DELETE":
             # No table declares idle timeout support (P4Info idle_timeout_behavior NO_TIMEOUT).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: idle_timeout_ns is not supported by this table")
         if e.table == "policy_rule" and op != "DELETE":
@@ -346,16 +346,15 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         with self.lock:
             if wanted.table_id == 0:
                 entries = list(self.store.entries())
-                filt: Entry | None = None
             else:
                 try:
-                    filt = decode(wanted, self.pipeline, with_action=False, filter=True) if wanted.match else None
                     table = self.pipeline.table_by_id(wanted.table_id)
                     if table is None:
                         raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
+                    filt = _read_filter(wanted, table, self.pipeline)
                 except P4Error as err:
                     context.abort(grpc.StatusCode(_grpc_code(err.code)), err.message)
-                entries = [e for e in self.store.entries(table.name) if filt is None or matches_filter(e, filt)]
+                entries = [e for e in self.store.entries(table.name) if matches_filter(e, filt)]
             counted = {e.table for e in entries if self.pipeline.table(e.table).counters}
             counters = self.kernel.counters(counted) if wanted.HasField("counter_data") and counted else {}
         for e in entries:
@@ -410,6 +409,26 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         election = _election(arb.election_id) if arb.HasField("election_id") else None
         problem = self.arbitration.update(key, stream, election)
         return _End(grpc.StatusCode.INVALID_ARGUMENT, problem) if problem else None
+
+
+def _read_filter(wanted: p4r.TableEntry, table: Table, p: Pipeline) -> ReadFilter:
+    """Spec 9.1.x "Wildcard Reads": a given match is a whole key (at most one
+    entry); priority, action id and metadata filter when not at their defaults."""
+    key = None
+    if wanted.match:
+        e = decode(wanted, p, with_action=False, filter=True)
+        missing = [f.name for f in table.fields if f.match == "exact" and e.get(f.name) is None]
+        if missing:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{table.name}: read match is not a whole key (no {missing})")
+        key = e.match
+    action = None
+    if wanted.action.WhichOneof("type") == "action" and wanted.action.action.action_id:
+        a = p.action_by_id(wanted.action.action.action_id)
+        if a is None or a.name not in table.actions:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{table.name}: action id {wanted.action.action.action_id} "
+                                                     "is not one of the table's")
+        action = a.name
+    return ReadFilter(key, wanted.priority, action, wanted.metadata)
 
 
 def _check_default_write(op: str, te: p4r.TableEntry) -> None:

@@ -13,7 +13,7 @@ from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, _write_error, wait_for)
-from datapath.entries import ActionCall, Entry, Exact, encode, entry, ip, prefix
+from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
 from datapath.pipeline import p4info
 from datapath.testbed import start_target
 from tests.datapath.conftest import Env, netns
@@ -180,18 +180,38 @@ def test_target_restart_then_reconcile_restores_identical_tables(two_nodes: Env)
 
 @netns
 def test_read_wildcards_and_filters(env: Env) -> None:
+    # Spec "Wildcard Reads": table_id 0 reads every table; a match given is a
+    # whole key (at most one entry); priority, action id and metadata filter.
     env.node("n1")
     client = P4RuntimeClient(env.targets["n1"].address)
     client.connect()
     client.set_pipeline()
     client.write([(INSERT, route(i, net)) for i in range(3) for net in (100, 200)])
     assert len(client.read()) == 6
-    req = p4r.ReadRequest(device_id=1)
-    te = req.entities.add().table_entry
-    te.table_id = client.pipeline.table("route").id
-    te.match.add(field_id=1).exact.value = (200).to_bytes(1, "big")
-    got = [e for r in client._stub().Read(req) for e in r.entities]
-    assert len(got) == 3
+    stub, route_id = client._stub(), client.pipeline.table("route").id
+
+    def read(edit) -> list[p4r.TableEntry]:  # type: ignore[no-untyped-def]
+        req = p4r.ReadRequest(device_id=1)
+        te = req.entities.add().table_entry
+        te.table_id = route_id
+        edit(te)
+        return [e.table_entry for r in stub.Read(req) for e in r.entities]
+
+    # The prefix-0 route of network 200: its whole key is the network id alone.
+    def key_only(te: p4r.TableEntry) -> None:
+        te.match.add(field_id=1).exact.value = (200).to_bytes(1, "big")
+
+    assert read(key_only) == []
+    default = entry("route", {"network_id": Exact(200)}, ActionCall("drop"))
+    client.write([(INSERT, default)])
+    assert [decode(te) for te in read(key_only)] == [default]
+    assert len(read(lambda te: te.match.extend(encode(route(1, 100)).match))) == 1
+    assert len(read(lambda te: setattr(te.action.action, "action_id", client.pipeline.action("drop").id))) == 7
+    assert read(lambda te: setattr(te.action.action, "action_id", client.pipeline.action("to_port").id)) == []
+    assert read(lambda te: setattr(te, "metadata", b"nobody")) == []
+    with pytest.raises(grpc.RpcError) as caught:  # a partial key is not a key
+        read(lambda te: te.match.add(field_id=2).lpm.CopyFrom(encode(route(1)).match[1].lpm))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     client.close()
 
 
