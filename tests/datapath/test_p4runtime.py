@@ -354,12 +354,12 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
     client.write([(INSERT, e) for e in services] + [(INSERT, route(0))])
     stub = client._stub()
 
-    def read(table_id: int, *match: tuple[int, bytes]) -> list[p4r.Entity]:
+    def read(table_id: int, key: Entry | None = None) -> list[p4r.Entity]:
         req = p4r.ReadRequest(device_id=1)
         te = req.entities.add().direct_counter_entry.table_entry
         te.table_id = table_id
-        for field_id, value in match:
-            te.match.add(field_id=field_id).exact.value = value
+        if key is not None:
+            te.match.extend(encode(key).match)
         return [e for r in stub.Read(req) for e in r.entities]
 
     everything = read(0)  # every counted table; route has no direct counter
@@ -368,8 +368,12 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
                for e in everything)
     assert {e.direct_counter_entry.table_entry.table_id for e in everything} == {client.pipeline.table("service").id}
     assert not everything[0].direct_counter_entry.table_entry.HasField("action")
-    assert len(read(client.pipeline.table("service").id, (1, b"\x64"))) == len(services)
-    assert read(client.pipeline.table("service").id, (1, b"\x65")) == []
+    service_id = client.pipeline.table("service").id
+    assert len(read(service_id)) == len(services)
+    [one] = read(service_id, services[0])
+    assert decode(one.direct_counter_entry.table_entry, with_action=False).key == services[0].key
+    elsewhere = entry("service", {**dict(services[0].match), "network_id": Exact(101)}, ActionCall("dnat", (1, 1)))
+    assert read(service_id, elsewhere) == []
     with pytest.raises(grpc.RpcError) as caught:
         read(client.pipeline.table("route").id)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
