@@ -134,7 +134,8 @@ def _bytes(value: Value) -> bytes:
 def _int(raw: bytes, bitwidth: int, what: str) -> int:
     value = int.from_bytes(raw, "big")
     if not raw:
-        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: empty value")
+        # Spec 8.4 (Bytestrings): an empty string is rejected, as one too wide is, with OUT_OF_RANGE.
+        raise P4Error(rpc_code.OUT_OF_RANGE, f"{what}: empty value")
     if value >= 1 << bitwidth:
         raise P4Error(rpc_code.OUT_OF_RANGE, f"{what}: {value} does not fit {bitwidth} bits")
     return value
@@ -231,6 +232,8 @@ def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:
         return Lpm(value, plen)
     if kind == "ternary":
         value, mask = _int(fm.ternary.value, f.bitwidth, what), _int(fm.ternary.mask, f.bitwidth, what)
+        if len(fm.ternary.value) > len(fm.ternary.mask):
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: value string longer than the mask's")
         if mask == 0:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: all-zero mask must be omitted")
         if value & ~mask:

@@ -65,6 +65,9 @@ def _rule(**match: object) -> object:
     (lambda: _with_field(_rule(), 3, "ternary", b"\x00", b"\x00"), rpc_code.INVALID_ARGUMENT),  # zero mask: omit
     (lambda: _with_field(encode(entry("route", {"network_id": Exact(1)}, ActionCall("drop"))), 2, "lpm", b"\x00", 0),
      rpc_code.INVALID_ARGUMENT),  # prefix 0 must be omitted, not sent
+    (lambda: _with_field(_rule(), 3, "ternary", b"\x00\x0a", b"\xff"), rpc_code.INVALID_ARGUMENT),  # value > mask
+    (lambda: _with_field(encode(entry("route", {"network_id": Exact(1)}, ActionCall("drop"))), 2, "lpm", b"", 8),
+     rpc_code.OUT_OF_RANGE),  # an empty bytestring (spec 8.4)
     (lambda: _rule(peer=Ternary(3, 1)), rpc_code.INVALID_ARGUMENT),  # value outside mask
     (lambda: _rule(port=Range(0, 65535)), rpc_code.INVALID_ARGUMENT),  # full range must be omitted
     (lambda: _rule(port=Range(9, 8)), rpc_code.INVALID_ARGUMENT),
@@ -119,3 +122,17 @@ def test_delete_needs_only_the_key() -> None:
     assert decode(te, with_action=False).key == e.key
     with pytest.raises(P4Error):
         decode(te)
+
+
+def test_padded_bytestrings_are_accepted_and_encoded_back_canonically() -> None:
+    # Spec 8.4: leading zero bytes are accepted; what the target returns is the shortest form.
+    e = entry("route", {"network_id": Exact(7), "dst": prefix("10.0.0.0/8")}, ActionCall("drop"))
+    te = encode(e)
+    te.match[0].exact.value = b"\x00\x00\x00\x07"
+    te.match[1].lpm.value = b"\x00\x0a\x00\x00\x00"
+    assert decode(te) == e
+    assert encode(decode(te)).match[0].exact.value == b"\x07"
+    with pytest.raises(P4Error) as caught:
+        te.match[0].exact.value = b"\x01\x00\x00\x00"  # 2**24 does not fit 24 bits
+        decode(te)
+    assert caught.value.code == rpc_code.OUT_OF_RANGE
