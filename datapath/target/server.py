@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
@@ -132,9 +131,11 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
 
     # --- checks ---------------------------------------------------------------
 
-    def _check_device(self, device_id: int, context: grpc.ServicerContext) -> None:
+    def _check_device(self, device_id: int, context: grpc.ServicerContext, role: str = "") -> None:
         if device_id != self.device_id:
             context.abort(grpc.StatusCode.NOT_FOUND, f"device_id {device_id}: this target is {self.device_id}")
+        if role:  # only the default role exists (its name is empty)
+            context.abort(grpc.StatusCode.NOT_FOUND, f"role {role!r}: this target has only the default role")
 
     def _check_primary(self, election: p4r.Uint128, context: grpc.ServicerContext) -> None:
         primary = self.arbitration.primary()
@@ -149,7 +150,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
 
     def SetForwardingPipelineConfig(self, request: p4r.SetForwardingPipelineConfigRequest,
                                     context: grpc.ServicerContext) -> p4r.SetForwardingPipelineConfigResponse:
-        self._check_device(request.device_id, context)
+        self._check_device(request.device_id, context, request.role)
         self._check_primary(request.election_id, context)
         A = p4r.SetForwardingPipelineConfigRequest
         if request.action not in (A.VERIFY, A.VERIFY_AND_SAVE, A.VERIFY_AND_COMMIT, A.COMMIT,
@@ -160,7 +161,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             if request.HasField("config"):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "COMMIT: config must not be given")
             if self.saved is None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "COMMIT: no config saved by VERIFY_AND_SAVE")
+                context.abort(grpc.StatusCode.NOT_FOUND, "COMMIT: no config saved by VERIFY_AND_SAVE")
             config = self.saved
         else:
             if request.config.p4info != self.p4info:
@@ -191,9 +192,9 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
     def GetForwardingPipelineConfig(self, request: p4r.GetForwardingPipelineConfigRequest,
                                     context: grpc.ServicerContext) -> p4r.GetForwardingPipelineConfigResponse:
         self._check_device(request.device_id, context)
-        if self.config is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
         response = p4r.GetForwardingPipelineConfigResponse()
+        if self.config is None:
+            return response  # no config known: `config` is left unset (spec, GetForwardingPipelineConfig RPC)
         R = p4r.GetForwardingPipelineConfigRequest
         # Each response type names the parts returned; the cookie always is (spec 7.3).
         if request.response_type in (R.ALL, R.P4INFO_AND_COOKIE):
@@ -205,7 +206,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         return response
 
     def Write(self, request: p4r.WriteRequest, context: grpc.ServicerContext) -> p4r.WriteResponse:
-        self._check_device(request.device_id, context)
+        self._check_device(request.device_id, context, request.role)
         self._check_primary(request.election_id, context)
         if self.config is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
@@ -268,9 +269,11 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         self.store.commit(change)
         return change
 
-    def _fail_batch(self, errors: list[P4Error | None], context: grpc.ServicerContext) -> None:
-        # Spec 12.3: status UNKNOWN, one p4.v1.Error per update in the details.
-        status = rpc_status.Status(code=rpc_code.UNKNOWN, message="some updates failed")
+    def _fail_batch(self, errors: list[P4Error | None], context: grpc.ServicerContext,
+                    what: str = "updates") -> None:
+        # Spec 12.3 (and 11 for reads): status UNKNOWN, one p4.v1.Error per
+        # update or read request in the details, OK for those that succeeded.
+        status = rpc_status.Status(code=rpc_code.UNKNOWN, message=f"some {what} failed")
         for err in errors:
             detail = p4r.Error(canonical_code=rpc_code.OK)
             if err is not None:
@@ -279,19 +282,24 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
         context.set_code(grpc.StatusCode.UNKNOWN)
         failed = sum(err is not None for err in errors)
-        context.set_details(f"{failed} of {len(errors)} updates failed")
+        context.set_details(f"{failed} of {len(errors)} {what} failed")
 
     def Read(self, request: p4r.ReadRequest, context: grpc.ServicerContext) -> Iterator[p4r.ReadResponse]:
         self._check_device(request.device_id, context)
+        if self.config is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no forwarding pipeline config set")
+        # Spec 11 (Read, batch processing): each request is answered or gets
+        # its own p4.Error; any error makes the status UNKNOWN with one
+        # p4.Error per request, as Write does.
+        errors: list[P4Error | None] = []
         response = p4r.ReadResponse()
         for wanted in request.entities:
-            kind = wanted.WhichOneof("entity")
-            if kind == "table_entry":
-                found = ((p4r.Entity(table_entry=te)) for te in self._read_table(wanted.table_entry, context))
-            elif kind == "direct_counter_entry":
-                found = self._read_direct_counters(wanted.direct_counter_entry, context)
-            else:
-                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{kind}: only table entries and direct counters can be read")
+            try:
+                found = list(self._read_entity(wanted))
+            except P4Error as err:
+                errors.append(err)
+                continue
+            errors.append(None)
             for entity in found:
                 response.entities.append(entity)
                 if len(response.entities) >= 1000:
@@ -299,37 +307,48 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                     response = p4r.ReadResponse()
         if response.entities:
             yield response
+        if any(err is not None for err in errors):
+            self._fail_batch(errors, context, "reads")
 
-    def _read_default(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
+    def _read_entity(self, wanted: p4r.Entity) -> Iterator[p4r.Entity]:
+        kind = wanted.WhichOneof("entity")
+        if kind is None:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, "entity: one kind must be set")
+        if kind == "table_entry":
+            return (p4r.Entity(table_entry=te) for te in self._read_table(wanted.table_entry))
+        if kind == "direct_counter_entry":
+            return self._read_direct_counters(wanted.direct_counter_entry)
+        raise P4Error(rpc_code.UNIMPLEMENTED, f"{kind}: only table entries and direct counters can be read")
+
+    def _read_default(self, wanted: p4r.TableEntry) -> Iterator[p4r.TableEntry]:
         """The default entry of one table, or of every table (table_id 0); never
-        part of other reads (spec 11.1)."""
+        part of other reads (spec, "Wildcard Reads": is_default_action)."""
         if wanted.match:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a default entry read has no match fields")
+            raise P4Error(rpc_code.INVALID_ARGUMENT, "a default entry read has no match fields")
         tables = self.pipeline.tables
         if wanted.table_id:
             table = self.pipeline.table_by_id(wanted.table_id)
             if table is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"unknown table id {wanted.table_id}")
-            tables = (table,)  # type: ignore[assignment]
+                raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
+            tables = (table,)
         for t in tables:
             out = p4r.TableEntry(table_id=t.id, is_default_action=True, is_const=True)
             out.action.action.action_id = self.pipeline.action(NO_ACTION).id
             yield out
 
-    def _read_direct_counters(self, wanted: p4r.DirectCounterEntry,
-                              context: grpc.ServicerContext) -> Iterator[p4r.Entity]:
+    def _read_direct_counters(self, wanted: p4r.DirectCounterEntry) -> Iterator[p4r.Entity]:
         """DirectCounterEntry reads: every counted table (table_id 0), one table, or one entry."""
         te = wanted.table_entry
         table = self.pipeline.table_by_id(te.table_id) if te.table_id else None
         if te.table_id and table is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown table id {te.table_id}")
+            raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {te.table_id}")
         if table is not None and not table.counters:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"table {table.name} has no direct counter")
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"table {table.name} has no direct counter")
         query = p4r.TableEntry()
         query.CopyFrom(te)
         query.ClearField("action")
         query.counter_data.SetInParent()
-        for out in self._read_table(query, context):
+        for out in self._read_table(query):
             if not self.pipeline.table_by_id(out.table_id).counters:  # type: ignore[union-attr]
                 continue
             entity = p4r.Entity()
@@ -339,21 +358,18 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             entity.direct_counter_entry.table_entry.CopyFrom(out)
             yield entity
 
-    def _read_table(self, wanted: p4r.TableEntry, context: grpc.ServicerContext) -> Iterator[p4r.TableEntry]:
+    def _read_table(self, wanted: p4r.TableEntry) -> Iterator[p4r.TableEntry]:
         if wanted.is_default_action:
-            yield from self._read_default(wanted, context)
+            yield from self._read_default(wanted)
             return
         with self.lock:
             if wanted.table_id == 0:
                 entries = list(self.store.entries())
             else:
-                try:
-                    table = self.pipeline.table_by_id(wanted.table_id)
-                    if table is None:
-                        raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
-                    filt = _read_filter(wanted, table, self.pipeline)
-                except P4Error as err:
-                    context.abort(grpc.StatusCode(_grpc_code(err.code)), err.message)
+                table = self.pipeline.table_by_id(wanted.table_id)
+                if table is None:
+                    raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {wanted.table_id}")
+                filt = _read_filter(wanted, table, self.pipeline)
                 entries = [e for e in self.store.entries(table.name) if matches_filter(e, filt)]
             counted = {e.table for e in entries if self.pipeline.table(e.table).counters}
             counters = self.kernel.counters(counted) if wanted.HasField("counter_data") and counted else {}
@@ -439,10 +455,6 @@ def _check_default_write(op: str, te: p4r.TableEntry) -> None:
     if te.match or te.priority:
         raise P4Error(rpc_code.INVALID_ARGUMENT, "a default entry has no match fields and no priority")
     raise P4Error(rpc_code.PERMISSION_DENIED, "the table's default action is const (NoAction)")
-
-
-def _grpc_code(code: int) -> Any:
-    return next(c.value for c in grpc.StatusCode if c.value[0] == code)
 
 
 def serve(kernel: Kernel, address: str, device_id: int = 1, pipeline: Pipeline = PIPELINE) -> tuple[grpc.Server, IpuServicer]:

@@ -211,8 +211,35 @@ def test_read_wildcards_and_filters(env: Env) -> None:
     assert read(lambda te: setattr(te, "metadata", b"nobody")) == []
     with pytest.raises(grpc.RpcError) as caught:  # a partial key is not a key
         read(lambda te: te.match.add(field_id=2).lpm.CopyFrom(encode(route(1)).match[1].lpm))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
+    # A batch of reads: the valid requests are answered, each failure has its
+    # own p4.Error, in order, and the status is UNKNOWN (spec, Read RPC).
+    req = p4r.ReadRequest(device_id=1)
+    req.entities.add().table_entry.table_id = route_id
+    req.entities.add().table_entry.table_id = 0x02000999  # no such table
+    req.entities.add()  # no entity kind set
+    got: list[p4r.Entity] = []
+    with pytest.raises(grpc.RpcError) as caught:
+        for r in stub.Read(req):
+            got.extend(r.entities)
+    assert len(got) == 7
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert _read_codes(caught.value) == [rpc_code.OK, rpc_code.NOT_FOUND, rpc_code.INVALID_ARGUMENT]
     client.close()
+
+
+def _read_codes(err: grpc.RpcError) -> list[int]:
+    """The canonical code of each request's p4.Error in a failed batch."""
+    from finsy.proto import rpc_status
+
+    status = next(rpc_status.Status.FromString(v) for k, v in err.trailing_metadata() or ()
+                  if k == "grpc-status-details-bin")
+    codes = []
+    for detail in status.details:
+        e = p4r.Error()
+        detail.Unpack(e)
+        codes.append(e.canonical_code)
+    return codes
 
 
 @netns
@@ -319,9 +346,14 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
             req.config.cookie.cookie = 42
         stub.SetForwardingPipelineConfig(req)
 
+    # No config yet: Get answers with `config` unset, Read is FAILED_PRECONDITION.
+    assert not stub.GetForwardingPipelineConfig(R(device_id=1)).HasField("config")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.read()
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as caught:
         set_config(A.COMMIT, with_config=False)  # nothing saved to commit
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     set_config(A.VERIFY_AND_SAVE)
     client.write([(INSERT, route(0))])  # writes refer to the saved config; COMMIT keeps them
     with pytest.raises(grpc.RpcError) as caught:
@@ -376,7 +408,7 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
     assert read(service_id, elsewhere) == []
     with pytest.raises(grpc.RpcError) as caught:
         read(client.pipeline.table("route").id)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
     # counter_data on a table without a direct counter is refused.
     req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
     update = req.updates.add(type=p4r.Update.INSERT)
