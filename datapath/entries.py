@@ -261,6 +261,12 @@ def _decode_actions(t: Table, te: p4r.TableEntry, p: Pipeline) -> tuple[ActionCa
             if m.weight <= 0:
                 raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: member weight must be > 0")
             calls.append(_decode_action(t, m.action, p, m.weight))
+        # The selector's size semantics are sum_of_weights (spec "One Shot Action
+        # Selector Programming"); the target realizes one bucket per unit of weight.
+        total = sum(c.weight for c in calls)
+        if total > t.max_group_size:
+            raise P4Error(rpc_code.INVALID_ARGUMENT,
+                          f"{t.name}: weights sum to {total}, more than max_group_size {t.max_group_size}")
         return tuple(calls)
     if kind != "action":
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: needs a direct action")

@@ -256,6 +256,7 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
             prof.preamble.id, prof.preamble.name = profile_id(t), f"{t.name}_selector"
             prof.table_ids.append(t.id)
             prof.max_group_size = t.max_group_size
+            prof.sum_of_weights.SetInParent()  # the target makes one bucket per unit of weight
         if t.counters:
             dc = info.direct_counters.add(direct_table_id=t.id)
             dc.preamble.id, dc.preamble.name = counter_id(t), f"{t.name}_counter"

@@ -77,6 +77,9 @@ def _rule(**match: object) -> object:
      rpc_code.INVALID_ARGUMENT),  # ternary table without priority
     (lambda: encode(entry("port", {"port": Exact("mndr1")}, ActionCall("drop"))),
      rpc_code.INVALID_ARGUMENT),  # action not in the table
+    (lambda: encode(entry("service", {"network_id": Exact(1), "vip": Exact(1), "proto": Exact(6), "port": Exact(80)},
+                          ActionCall("dnat", (1, 80), 200), ActionCall("dnat", (2, 80), 100))),
+     rpc_code.INVALID_ARGUMENT),  # weights sum beyond max_group_size (sum_of_weights)
 ])
 def test_decode_rejects_invalid_entries(bad: object, code: int) -> None:
     with pytest.raises(P4Error) as caught:
