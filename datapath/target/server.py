@@ -242,8 +242,11 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         op = _OPS.get(update.type)
         if op is None:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"update type {update.type} unspecified")
-        if update.entity.WhichOneof("entity") != "table_entry":
-            raise P4Error(rpc_code.UNIMPLEMENTED, "only table entries are writable on this target")
+        kind = update.entity.WhichOneof("entity")
+        if kind == "direct_counter_entry":
+            return self._accept_direct_counter(op, update.entity.direct_counter_entry)
+        if kind != "table_entry":
+            raise P4Error(rpc_code.UNIMPLEMENTED, f"{kind}: only table entries and direct counters are writable")
         te = update.entity.table_entry
         if te.is_const:
             raise P4Error(rpc_code.INVALID_ARGUMENT, "is_const must be false in a write (spec 9.1)")
@@ -268,6 +271,21 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         self.kernel.prepare(change)
         self.store.commit(change)
         return change
+
+    def _accept_direct_counter(self, op: str, dc: p4r.DirectCounterEntry) -> Change:
+        """Spec "DirectCounterEntry": only MODIFY, of an existing entry's counter."""
+        if op != "MODIFY":
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{op} of a direct counter: only MODIFY applies")
+        table = self.pipeline.table_by_id(dc.table_entry.table_id)
+        if table is None:
+            raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {dc.table_entry.table_id}")
+        if not table.counters:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"table {table.name} has no direct counter")
+        change = self.store.check("MODIFY", decode(dc.table_entry, self.pipeline, with_action=False))
+        if dc.HasField("data"):
+            # The counters are the kernel's (nft counters): they count, they cannot be set.
+            raise P4Error(rpc_code.UNIMPLEMENTED, f"{table.name}: counter values cannot be written on this target")
+        return Change(change.old, change.old)
 
     def _fail_batch(self, errors: list[P4Error | None], context: grpc.ServicerContext,
                     what: str = "updates") -> None:
@@ -348,7 +366,10 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         query.CopyFrom(te)
         query.ClearField("action")
         query.counter_data.SetInParent()
-        for out in self._read_table(query):
+        found = list(self._read_table(query))
+        if te.match and not found:
+            raise P4Error(rpc_code.NOT_FOUND, f"{table.name if table else te.table_id}: no such entry")
+        for out in found:
             if not self.pipeline.table_by_id(out.table_id).counters:  # type: ignore[union-attr]
                 continue
             entity = p4r.Entity()

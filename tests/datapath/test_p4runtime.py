@@ -405,7 +405,30 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
     [one] = read(service_id, services[0])
     assert decode(one.direct_counter_entry.table_entry, with_action=False).key == services[0].key
     elsewhere = entry("service", {**dict(services[0].match), "network_id": Exact(101)}, ActionCall("dnat", (1, 1)))
-    assert read(service_id, elsewhere) == []
+    with pytest.raises(grpc.RpcError) as caught:
+        read(service_id, elsewhere)
+    assert _read_codes(caught.value) == [rpc_code.NOT_FOUND]
+
+    def write_counter(kind: int, key: Entry, data: bool = False) -> int:
+        req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        dc = req.updates.add(type=kind).entity.direct_counter_entry
+        dc.table_entry.CopyFrom(encode(key))
+        dc.table_entry.ClearField("action")
+        if data:
+            dc.data.packet_count = 5
+        try:
+            stub.Write(req)
+        except grpc.RpcError as err:
+            error = _write_error(err, 1)
+            assert isinstance(error, WriteError)
+            return error.errors[0].code
+        return rpc_code.OK
+
+    assert write_counter(p4r.Update.INSERT, services[0]) == rpc_code.INVALID_ARGUMENT
+    assert write_counter(p4r.Update.DELETE, services[0]) == rpc_code.INVALID_ARGUMENT
+    assert write_counter(p4r.Update.MODIFY, elsewhere) == rpc_code.NOT_FOUND
+    assert write_counter(p4r.Update.MODIFY, services[0]) == rpc_code.OK  # no data: nothing to change
+    assert write_counter(p4r.Update.MODIFY, services[0], data=True) == rpc_code.UNIMPLEMENTED
     with pytest.raises(grpc.RpcError) as caught:
         read(client.pipeline.table("route").id)
     assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
