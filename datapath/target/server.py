@@ -260,6 +260,10 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                                or te.HasField("meter_config") or te.HasField("meter_counter_data")):
             # A direct resource the table does not have (p4runtime.proto, TableEntry).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: no such direct resource in this table")
+        if op != "DELETE" and (te.counter_data.packet_count or te.counter_data.byte_count):
+            # Spec "Direct Resources": counter_data would set the counter; kernel counters
+            # start at 0 and cannot be set, so only zero (or unset) is honoured.
+            raise P4Error(rpc_code.UNIMPLEMENTED, f"{e.table}: counter values cannot be written on this target")
         if (te.idle_timeout_ns or te.HasField("time_since_last_hit")) and op != "DELETE":
             # No table declares idle timeout support (P4Info idle_timeout_behavior NO_TIMEOUT).
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{e.table}: idle_timeout_ns is not supported by this table")

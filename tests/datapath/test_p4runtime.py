@@ -429,6 +429,17 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
     assert write_counter(p4r.Update.MODIFY, elsewhere) == rpc_code.NOT_FOUND
     assert write_counter(p4r.Update.MODIFY, services[0]) == rpc_code.OK  # no data: nothing to change
     assert write_counter(p4r.Update.MODIFY, services[0], data=True) == rpc_code.UNIMPLEMENTED
+    # An initial counter value on a table entry cannot be honoured either; zero can.
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.MODIFY)
+    update.entity.table_entry.CopyFrom(encode(services[0]))
+    update.entity.table_entry.counter_data.SetInParent()
+    stub.Write(req)
+    update.entity.table_entry.counter_data.packet_count = 3
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Write(req)
+    error = _write_error(caught.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.UNIMPLEMENTED]
     with pytest.raises(grpc.RpcError) as caught:
         read(client.pipeline.table("route").id)
     assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
