@@ -426,7 +426,8 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         try:
             for req in requests:
                 if req.WhichOneof("update") != "arbitration":
-                    continue  # no packet I/O on this pipeline
+                    stream.outbox.put(_unsupported(req))
+                    continue
                 end = self._arbitrate(key, stream, req.arbitration)
                 if end is not None:
                     stream.outbox.put(end)
@@ -450,6 +451,22 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
         election = _election(arb.election_id) if arb.HasField("election_id") else None
         problem = self.arbitration.update(key, stream, election)
         return _End(grpc.StatusCode.INVALID_ARGUMENT, problem) if problem else None
+
+
+def _unsupported(req: p4r.StreamMessageRequest) -> p4r.StreamMessageResponse:
+    """Spec "Stream Error Reporting": a stream message the target cannot
+    process is answered with a StreamError carrying it back. This pipeline
+    has no packet I/O and no digests."""
+    msg = p4r.StreamMessageResponse()
+    err = msg.error
+    err.canonical_code = rpc_code.UNIMPLEMENTED
+    kind = req.WhichOneof("update")
+    err.message = f"{kind}: this pipeline has no packet I/O or digests"
+    if kind == "packet":
+        err.packet_out.packet_out.CopyFrom(req.packet)
+    elif kind == "digest_ack":
+        err.digest_list_ack.digest_list_ack.CopyFrom(req.digest_ack)
+    return msg
 
 
 def _read_filter(wanted: p4r.TableEntry, table: Table, p: Pipeline) -> ReadFilter:

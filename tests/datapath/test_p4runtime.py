@@ -543,3 +543,19 @@ def test_write_fields_beyond_the_key_as_the_spec_says(env: Env) -> None:
     assert write(p4r.Update.DELETE, tunnel, nonsense) == rpc_code.OK
     assert client.read("route") == []
     client.close()
+
+
+@netns
+def test_packet_out_is_answered_with_a_stream_error(env: Env) -> None:
+    # Spec "Stream Error Reporting": no packet I/O here, so a PacketOut comes back in a StreamError.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    msg = p4r.StreamMessageRequest()
+    msg.packet.payload = b"mnd-probe"
+    client._outbox.put(msg)
+    error = client._arbitration.get(timeout=5)
+    assert isinstance(error, p4r.StreamError)
+    assert error.canonical_code == rpc_code.UNIMPLEMENTED and error.packet_out.packet_out.payload == b"mnd-probe"
+    assert client.primary  # the stream stays open
+    client.close()
