@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from finsy.proto import p4r, rpc_code
 
-from datapath.pipeline import PIPELINE, Pipeline, Table
+from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, Table
 
 Value = int | str
 
@@ -58,6 +58,9 @@ class Entry:
     match: tuple[tuple[str, Match], ...]  # by field name, in the table's field order
     actions: tuple[ActionCall, ...]  # one for direct tables; the group for selector tables
     priority: int = 0
+    # The controller's opaque cookie (TableEntry.metadata): stored and returned
+    # on Read, never part of the key (P4Runtime 9.1, read-write symmetry).
+    metadata: bytes = b""
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, Match], ...], int]:
@@ -78,13 +81,22 @@ class P4Error(Exception):
 
 def entry(table: str, match: dict[str, Match], *actions: ActionCall, priority: int = 0,
           p: Pipeline = PIPELINE) -> Entry:
-    """Build an entry with fields in the table's declared order."""
+    """Build an entry with fields in the table's declared order.
+
+    A "don't care" match (an LPM of prefix 0, a ternary with an all-zero mask)
+    is dropped here, as P4Runtime 9.1.1 wants it omitted on the wire, so the
+    entry equals what a Read returns.
+    """
     t = p.table(table)
     unknown = set(match) - {f.name for f in t.fields}
     if unknown:
         raise ValueError(f"table {table}: unknown fields {sorted(unknown)}")
-    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
+    ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match and not _dont_care(match[f.name]))
     return Entry(table, ordered, tuple(actions), priority)
+
+
+def _dont_care(m: Match) -> bool:
+    return (isinstance(m, Lpm) and m.prefix_len == 0) or (isinstance(m, Ternary) and m.mask == 0)
 
 
 def ip(text: str) -> int:
@@ -122,7 +134,8 @@ def _bytes(value: Value) -> bytes:
 def _int(raw: bytes, bitwidth: int, what: str) -> int:
     value = int.from_bytes(raw, "big")
     if not raw:
-        raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: empty value")
+        # Spec 8.4 (Bytestrings): an empty string is rejected, as one too wide is, with OUT_OF_RANGE.
+        raise P4Error(rpc_code.OUT_OF_RANGE, f"{what}: empty value")
     if value >= 1 << bitwidth:
         raise P4Error(rpc_code.OUT_OF_RANGE, f"{what}: {value} does not fit {bitwidth} bits")
     return value
@@ -140,8 +153,10 @@ def _str(raw: bytes, what: str) -> str:
 
 def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
     t = p.table(e.table)
-    out = p4r.TableEntry(table_id=t.id, priority=e.priority)
+    out = p4r.TableEntry(table_id=t.id, priority=e.priority, metadata=e.metadata)
     for name, m in e.match:
+        if _dont_care(m):
+            continue  # omitted, never sent as zero (spec 9.1.1)
         f = t.field(name)
         fm = out.match.add(field_id=f.id)
         if isinstance(m, Exact):
@@ -186,8 +201,10 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
         if f.name in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: given twice")
         match[f.name] = _decode_match(t, f.name, fm)
+    # Only exact fields are required: an omitted LPM field is the prefix-0
+    # "don't care" (spec 9.1.1), as an omitted ternary or range field is.
     for f in t.fields:
-        if not filter and f.match in ("exact", "lpm") and f.name not in match:
+        if not filter and f.match == "exact" and f.name not in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: required {f.match} field missing")
     if t.needs_priority and te.priority <= 0 and not filter:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: ternary/range table needs priority > 0")
@@ -195,7 +212,7 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: priority must be 0 for exact/lpm tables")
     actions = _decode_actions(t, te, p) if with_action else ()
     ordered = tuple((f.name, match[f.name]) for f in t.fields if f.name in match)
-    return Entry(t.name, ordered, actions, te.priority)
+    return Entry(t.name, ordered, actions, te.priority, te.metadata)
 
 
 def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:
@@ -215,6 +232,8 @@ def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:
         return Lpm(value, plen)
     if kind == "ternary":
         value, mask = _int(fm.ternary.value, f.bitwidth, what), _int(fm.ternary.mask, f.bitwidth, what)
+        if len(fm.ternary.value) > len(fm.ternary.mask):
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: value string longer than the mask's")
         if mask == 0:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: all-zero mask must be omitted")
         if value & ~mask:
@@ -242,6 +261,12 @@ def _decode_actions(t: Table, te: p4r.TableEntry, p: Pipeline) -> tuple[ActionCa
             if m.weight <= 0:
                 raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: member weight must be > 0")
             calls.append(_decode_action(t, m.action, p, m.weight))
+        # The selector's size semantics are sum_of_weights (spec "One Shot Action
+        # Selector Programming"); the target realizes one bucket per unit of weight.
+        total = sum(c.weight for c in calls)
+        if total > t.max_group_size:
+            raise P4Error(rpc_code.INVALID_ARGUMENT,
+                          f"{t.name}: weights sum to {total}, more than max_group_size {t.max_group_size}")
         return tuple(calls)
     if kind != "action":
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: needs a direct action")
@@ -250,6 +275,9 @@ def _decode_actions(t: Table, te: p4r.TableEntry, p: Pipeline) -> tuple[ActionCa
 
 def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> ActionCall:
     a = p.action_by_id(pa.action_id)
+    if a is not None and a.name == NO_ACTION:
+        # Valid for every table, but only as its default action (ActionRef scope DEFAULT_ONLY).
+        raise P4Error(rpc_code.PERMISSION_DENIED, f"{t.name}: {NO_ACTION} is only the default action")
     if a is None or a.name not in t.actions:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: action id {pa.action_id} not allowed")
     given = {prm.param_id: prm.value for prm in pa.params}

@@ -31,6 +31,7 @@ PORT_TYPE_URI = "multinet.io/ipu/v1/PortId_t"
 DIRECTION_INGRESS = 0
 DIRECTION_EGRESS = 1
 PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+NO_ACTION = "NoAction"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ _ACTIONS = (
     Action("dnat", _ACTION_PREFIX | 6, (Param("ip", 1, 32), Param("port", 2, 16))),
     Action("set_group", _ACTION_PREFIX | 7, (Param("group", 1, 32),)),
     Action("allow", _ACTION_PREFIX | 8),
+    # Every table's miss behaviour, declared as its const default action: a
+    # miss does nothing here and later stages decide (no route: dropped; no
+    # policy_pod entry: not isolated; no allowing rule: denied).
+    Action(NO_ACTION, _ACTION_PREFIX | 9),
 )
 
 DEFAULT_SIZES: Mapping[str, int] = {
@@ -227,7 +232,8 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
         pa = info.actions.add()
         pa.preamble.id, pa.preamble.name, pa.preamble.alias = a.id, a.name, a.name
         for prm in a.params:
-            pp = pa.params.add(id=prm.id, name=prm.name, bitwidth=prm.bitwidth)
+            # A translated type exposed as a string has no bitwidth (spec 8.4.x, "Trade-off for v1.x").
+            pp = pa.params.add(id=prm.id, name=prm.name, bitwidth=0 if prm.string else prm.bitwidth)
             if prm.string:
                 pp.type_name.name = PORT_TYPE
     for t in p.tables:
@@ -235,18 +241,22 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
         pt.preamble.id, pt.preamble.name, pt.preamble.alias = t.id, t.name, t.name
         pt.size = t.size
         for f in t.fields:
-            mf = pt.match_fields.add(id=f.id, name=f.name, bitwidth=f.bitwidth)
+            mf = pt.match_fields.add(id=f.id, name=f.name, bitwidth=0 if f.string else f.bitwidth)
             mf.match_type = getattr(p4i.MatchField.MatchType, f.match.upper())
             if f.string:
                 mf.type_name.name = PORT_TYPE
         for name in t.actions:
             pt.action_refs.add(id=p.action(name).id)
+        pt.action_refs.add(id=p.action(NO_ACTION).id, scope=p4i.ActionRef.DEFAULT_ONLY)
+        pt.const_default_action_id = p.action(NO_ACTION).id
+        pt.initial_default_action.action_id = p.action(NO_ACTION).id
         if t.selector:
             pt.implementation_id = profile_id(t)
             prof = info.action_profiles.add(with_selector=True, size=t.size * t.max_group_size)
             prof.preamble.id, prof.preamble.name = profile_id(t), f"{t.name}_selector"
             prof.table_ids.append(t.id)
             prof.max_group_size = t.max_group_size
+            prof.sum_of_weights.SetInParent()  # the target makes one bucket per unit of weight
         if t.counters:
             dc = info.direct_counters.add(direct_table_id=t.id)
             dc.preamble.id, dc.preamble.name = counter_id(t), f"{t.name}_counter"

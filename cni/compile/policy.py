@@ -99,6 +99,25 @@ def _port_ranges(ports: list[Mapping[str, Any]] | None, owner: PodView | None) -
     return out
 
 
+def _named_to_pods(ports: list[Mapping[str, Any]] | None, nets: list[ipaddress.IPv4Network],
+                   pods: list[PodView]) -> set[Rule]:
+    """Egress to a named port with no `to` pods (any peer, or an ipBlock): the name
+    is resolved against each destination pod on the network, within `nets`, that
+    declares it (NetworkPolicyPort: a named port of the destination pod)."""
+    out: set[Rule] = set()
+    for p in ports or ():
+        port, protocol = p.get("port"), p.get("protocol", "TCP")
+        proto = PROTOCOLS.get(protocol)
+        if port is None or isinstance(port, int) or str(port).isdigit() or proto is None:
+            continue
+        for other in pods:
+            number = other.named_ports.get((str(port), protocol))
+            for address in other.addresses if number is not None else ():
+                if any(ipaddress.IPv4Address(address) in net for net in nets):
+                    out.add(Rule(ipaddress.IPv4Network(f"{address}/32"), proto, (number, number)))
+    return out
+
+
 def _rules_of(rule: Mapping[str, Any], direction: int, policy_ns: str, pod: PodView, pods: list[PodView],
               ns_labels: Mapping[str, Mapping[str, str]]) -> set[Rule]:
     peers_key = "from" if direction == DIRECTION_INGRESS else "to"
@@ -109,12 +128,17 @@ def _rules_of(rule: Mapping[str, Any], direction: int, policy_ns: str, pod: PodV
     if not peers:
         owner = pod if direction == DIRECTION_INGRESS else None
         out |= {Rule(ALL_V4, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+        if direction == DIRECTION_EGRESS:
+            out |= _named_to_pods(rule.get("ports"), [ALL_V4], pods)
         return out
     for peer in peers:
         if "ipBlock" in peer:
             owner = pod if direction == DIRECTION_INGRESS else None
-            for net in _ipblock(peer["ipBlock"]):
+            nets = _ipblock(peer["ipBlock"])
+            for net in nets:
                 out |= {Rule(net, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+            if direction == DIRECTION_EGRESS:
+                out |= _named_to_pods(rule.get("ports"), nets, pods)
             continue
         for other in _peer_pods(peer, policy_ns, pods, ns_labels):
             owner = pod if direction == DIRECTION_INGRESS else other
@@ -128,7 +152,9 @@ def _policy_types(policy: Obj) -> set[str]:
     spec = policy.get("spec") or {}
     if spec.get("policyTypes"):
         return set(spec["policyTypes"])
-    return {"Ingress", "Egress"} if "egress" in spec else {"Ingress"}
+    # The API server's defaulting: Egress only when there are egress rules, so
+    # `egress: []` without policyTypes leaves egress open.
+    return {"Ingress", "Egress"} if spec.get("egress") else {"Ingress"}
 
 
 def group_id(rules: frozenset[Rule], direction: int, salt: int = 0) -> int:

@@ -89,7 +89,7 @@ class P4RuntimeDatapath:
             return self._sync()
 
     def _connect(self) -> None:
-        if not self.client.connect():
+        if not self.client.connect() and not self.client.claim():
             raise NotPrimaryError(f"{self.client.address}: another client holds a higher election id")
         self.client.set_pipeline(reconcile=True)
         # The target may have restarted (empty) or kept everything (agent restart).
@@ -104,6 +104,8 @@ class P4RuntimeDatapath:
         updates = diff(self.installed, want)
         if not updates:
             return 0
+        if not self.client.primary and not self.client.claim():
+            raise NotPrimaryError(f"{self.client.address}: another client is primary")
         try:
             self.client.write(updates)
         except WriteError:

@@ -65,6 +65,7 @@ class P4RuntimeClient:
         self._outbox: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self._arbitration: queue.Queue[p4r.MasterArbitrationUpdate | p4r.StreamError] = queue.Queue()
         self.primary = False
+        self.last_arbitration: p4r.MasterArbitrationUpdate | None = None  # the latest notice heard
         self._stream_thread: threading.Thread | None = None
         self.stream_closed = threading.Event()
 
@@ -102,6 +103,33 @@ class P4RuntimeClient:
         self.primary = update.status.code == rpc_code.OK
         return self.primary
 
+    def arbitrate(self, election_id: int, timeout: float = 10) -> bool:
+        """Send a new election id on the open stream; returns whether this client is now primary."""
+        while not self._arbitration.empty():  # earlier notices; the answer comes after them
+            self._arbitration.get_nowait()
+        self.election_id = election_id
+        msg = p4r.StreamMessageRequest()
+        msg.arbitration.device_id = self.device_id
+        msg.arbitration.election_id.CopyFrom(_uint128(election_id))
+        self._outbox.put(msg)
+        try:
+            update = self._arbitration.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no arbitration answer from {self.address}") from None
+        if isinstance(update, p4r.StreamError):
+            raise ArbitrationError(update.message)
+        return update.status.code == rpc_code.OK
+
+    def claim(self) -> bool:
+        """Become primary when nobody is: the target keeps the highest election id
+        it has seen and promotes no backup by itself (spec 5.3), so arbitrate
+        again above it. Returns whether this client is primary."""
+        last = self.last_arbitration
+        if self.primary or last is None or last.status.code != rpc_code.NOT_FOUND:
+            return self.primary
+        seen = (last.election_id.high << 64) | last.election_id.low
+        return self.arbitrate(max(self.election_id, seen + 1))
+
     def _requests(self) -> Iterator[p4r.StreamMessageRequest]:
         while True:
             msg = self._outbox.get()
@@ -114,12 +142,17 @@ class P4RuntimeClient:
             for msg in responses:
                 if msg.WhichOneof("update") == "arbitration":
                     self.primary = msg.arbitration.status.code == rpc_code.OK
+                    self.last_arbitration = msg.arbitration
                     self._arbitration.put(msg.arbitration)
                 elif msg.WhichOneof("update") == "error":
                     log.warning("target stream error: %s", msg.error.message)
                     self._arbitration.put(msg.error)
         except grpc.RpcError as err:
             log.info("P4Runtime stream to %s closed: %s", self.address, err.code())
+            # The target ends the stream to refuse an arbitration (spec 5.3:
+            # duplicate election id, unknown device); connect() reports it.
+            self._arbitration.put(p4r.StreamError(canonical_code=err.code().value[0],
+                                                  message=f"{err.code().name}: {err.details()}"))
         finally:
             self.primary = False
             self.stream_closed.set()

@@ -321,8 +321,7 @@ table inet {t} {{
 
     def _route(self, old: Entry | None, new: Entry | None) -> None:
         if new is not None:
-            net, dst = _net(new), new.get("dst")
-            assert isinstance(dst, Lpm)
+            net, dst = _net(new), _dst(new)
             call = new.actions[0]
             if call.name == "to_tunnel" and dst.prefix_len != 32:
                 raise P4Error(rpc_code.UNIMPLEMENTED, "route: to_tunnel needs a /32 destination on this target")
@@ -345,10 +344,12 @@ table inet {t} {{
             self._route_release(old, removed=new is None)
 
     def _route_release(self, old: Entry, removed: bool) -> None:
-        net, dst = _net(old), old.get("dst")
-        assert isinstance(dst, Lpm)
+        net, dst = _net(old), _dst(old)
         n = self.networks[net]
-        if removed:
+        if removed and dst.prefix_len == 0:
+            # The network's own default route (into its tunnel) comes back.
+            self.ipr.route("replace", dst="0.0.0.0/0", table=TABLE_BASE + net, oif=self._index(n.vxlan))
+        elif removed:
             self._quiet(self.ipr.route, "del", dst=f"{ip_text(dst.value)}/{dst.prefix_len}", table=TABLE_BASE + net)
         call = old.actions[0]
         if call.name == "to_tunnel":
@@ -546,6 +547,13 @@ def _exact(e: Entry, name: str) -> int | str:
 
 def _net(e: Entry) -> int:
     return int(_exact(e, "network_id"))
+
+
+def _dst(e: Entry) -> Lpm:
+    """A route's destination; an omitted LPM field is the default route (prefix 0)."""
+    dst = e.get("dst")
+    assert dst is None or isinstance(dst, Lpm), f"{e.table}.dst"
+    return dst if dst is not None else Lpm(0, 0)
 
 
 def _map(direction: int) -> str:

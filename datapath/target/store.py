@@ -67,6 +67,17 @@ class Store:
             table.clear()
 
 
-def matches_filter(e: Entry, f: Entry) -> bool:
-    """Read filter: fields given in the filter must equal the entry's (spec 11.1)."""
-    return all(e.get(name) == m for name, m in f.match) and (not f.priority or f.priority == e.priority)
+@dataclass(frozen=True)
+class ReadFilter:
+    """What a table Read selects; None, 0 and b"" are wildcards (spec 9.1, "Wildcard Reads")."""
+
+    key: tuple[object, ...] | None = None  # a whole match key: at most one entry
+    priority: int = 0
+    action: str | None = None
+    metadata: bytes = b""
+
+
+def matches_filter(e: Entry, f: ReadFilter) -> bool:
+    return ((f.key is None or e.match == f.key) and (not f.priority or f.priority == e.priority)
+            and (f.action is None or (bool(e.actions) and e.actions[0].name == f.action))
+            and (not f.metadata or f.metadata == e.metadata))

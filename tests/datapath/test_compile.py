@@ -89,6 +89,29 @@ def test_named_ports_resolve_against_the_receiving_pod() -> None:
                    (Ternary(ip("10.1.0.3"), 0xFFFFFFFF), Ternary(6, 0xFF), Range(9090, 9090))}
 
 
+def test_egress_named_port_without_to_resolves_against_each_destination_pod() -> None:
+    pods = [pod("a", "10.1.0.2", {"app": "a"}, ports={"http": 8080}),
+            pod("b", "10.2.0.3", {"app": "b"}, ports={"http": 9090}),
+            pod("c", "10.1.0.4", {"app": "c"})]
+    anywhere = netpol({"podSelector": {"matchLabels": {"app": "c"}}, "policyTypes": ["Egress"],
+                       "egress": [{"ports": [{"port": "http"}]}]})
+    got = rules(compile_policies([anywhere], pods, [], NETWORKS), DIRECTION_EGRESS)
+    assert got == {(Ternary(ip("10.1.0.2"), 0xFFFFFFFF), Ternary(6, 0xFF), Range(8080, 8080)),
+                   (Ternary(ip("10.2.0.3"), 0xFFFFFFFF), Ternary(6, 0xFF), Range(9090, 9090))}
+    block = netpol({"podSelector": {"matchLabels": {"app": "c"}}, "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"port": "http"}]}]})
+    got = rules(compile_policies([block], pods, [], NETWORKS), DIRECTION_EGRESS)
+    assert got == {(Ternary(ip("10.1.0.2"), 0xFFFFFFFF), Ternary(6, 0xFF), Range(8080, 8080))}
+
+
+def test_empty_egress_list_without_policy_types_isolates_only_ingress() -> None:
+    # The API server defaults policyTypes to Ingress, plus Egress only when
+    # there are egress rules: `egress: []` alone does not isolate egress.
+    pods = [pod("db", "10.1.0.10", {"app": "db"})]
+    out = compile_policies([netpol({"podSelector": {}, "ingress": [{}], "egress": []})], pods, [], NETWORKS)
+    assert {e.get("direction") for e in out if e.table == "policy_pod"} == {Exact(DIRECTION_INGRESS)}
+
+
 def test_pods_with_the_same_policies_share_a_group_and_node_filter() -> None:
     pods = [pod(f"p{i}", f"10.1.0.{i + 2}", {"app": "x"}, node="n1" if i < 3 else "n2") for i in range(5)]
     pols = [netpol({"podSelector": {"matchLabels": {"app": "x"}},

@@ -12,8 +12,9 @@ from finsy.proto import p4r, rpc_code
 from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
-                                  WriteError, wait_for)
-from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+                                  WriteError, _write_error, wait_for)
+from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
+from datapath.pipeline import p4info
 from datapath.testbed import start_target
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
@@ -78,22 +79,51 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     primary.write([(INSERT, route(0))])
     assert [e.key for e in backup.read()] == [route(0).key]  # backups may read
-    # A client with the same election id as another is refused.
+    # A client with the same election id as another is refused: the target
+    # ends its stream with INVALID_ARGUMENT (spec 5.3).
     twin = P4RuntimeClient(address, election_id=10)
-    with pytest.raises(ArbitrationError):
+    with pytest.raises(ArbitrationError, match="INVALID_ARGUMENT"):
         twin.connect(timeout=2)
-    # When the primary leaves, the backup is told it is primary and may write.
+    # When the primary leaves, no backup is promoted by itself: each hears
+    # NOT_FOUND with the highest election id seen, and writes are refused.
     primary.close()
-    assert _eventually(lambda: backup.primary)
+    assert _eventually(lambda: backup.last_arbitration is not None
+                       and backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
+    assert backup.last_arbitration.election_id.low == 10 and not backup.primary
+    with pytest.raises(NotPrimaryError):
+        backup.write([(INSERT, route(1))])
+    # An id below the highest seen stays backup; at or above it, primary.
+    assert not backup.arbitrate(9)
+    assert backup.arbitrate(10)
     backup.write([(INSERT, route(1))])
     # A higher election id takes over; the old primary is refused again.
     higher = P4RuntimeClient(address, election_id=20)
     assert higher.connect()
     assert _eventually(lambda: not backup.primary)
+    assert backup.last_arbitration.status.code == rpc_code.ALREADY_EXISTS
     with pytest.raises(NotPrimaryError):
         backup.write([(DELETE, route(1))])
+    # The primary downgrading itself leaves no primary: everyone hears NOT_FOUND.
+    assert not higher.arbitrate(3)
+    assert _eventually(lambda: backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
+    assert backup.last_arbitration.election_id.low == 20
     higher.close()
     backup.close()
+
+
+@netns
+def test_arbitration_for_another_device_or_role_ends_the_stream(env: Env) -> None:
+    env.node("n1")
+    address = env.targets["n1"].address
+    stranger = P4RuntimeClient(address, device_id=7)
+    with pytest.raises(ArbitrationError, match="NOT_FOUND"):
+        stranger.connect(timeout=2)
+    client = P4RuntimeClient(address)
+    assert client.connect()
+    client.device_id = 8  # a live stream may not change its device
+    with pytest.raises(ArbitrationError, match="FAILED_PRECONDITION"):
+        client.arbitrate(1)
+    client.close()
 
 
 def _eventually(check, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def]
@@ -150,19 +180,66 @@ def test_target_restart_then_reconcile_restores_identical_tables(two_nodes: Env)
 
 @netns
 def test_read_wildcards_and_filters(env: Env) -> None:
+    # Spec "Wildcard Reads": table_id 0 reads every table; a match given is a
+    # whole key (at most one entry); priority, action id and metadata filter.
     env.node("n1")
     client = P4RuntimeClient(env.targets["n1"].address)
     client.connect()
     client.set_pipeline()
     client.write([(INSERT, route(i, net)) for i in range(3) for net in (100, 200)])
     assert len(client.read()) == 6
+    stub, route_id = client._stub(), client.pipeline.table("route").id
+
+    def read(edit) -> list[p4r.TableEntry]:  # type: ignore[no-untyped-def]
+        req = p4r.ReadRequest(device_id=1)
+        te = req.entities.add().table_entry
+        te.table_id = route_id
+        edit(te)
+        return [e.table_entry for r in stub.Read(req) for e in r.entities]
+
+    # The prefix-0 route of network 200: its whole key is the network id alone.
+    def key_only(te: p4r.TableEntry) -> None:
+        te.match.add(field_id=1).exact.value = (200).to_bytes(1, "big")
+
+    assert read(key_only) == []
+    default = entry("route", {"network_id": Exact(200)}, ActionCall("drop"))
+    client.write([(INSERT, default)])
+    assert [decode(te) for te in read(key_only)] == [default]
+    assert len(read(lambda te: te.match.extend(encode(route(1, 100)).match))) == 1
+    assert len(read(lambda te: setattr(te.action.action, "action_id", client.pipeline.action("drop").id))) == 7
+    assert read(lambda te: setattr(te.action.action, "action_id", client.pipeline.action("to_port").id)) == []
+    assert read(lambda te: setattr(te, "metadata", b"nobody")) == []
+    with pytest.raises(grpc.RpcError) as caught:  # a partial key is not a key
+        read(lambda te: te.match.add(field_id=2).lpm.CopyFrom(encode(route(1)).match[1].lpm))
+    assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
+    # A batch of reads: the valid requests are answered, each failure has its
+    # own p4.Error, in order, and the status is UNKNOWN (spec, Read RPC).
     req = p4r.ReadRequest(device_id=1)
-    te = req.entities.add().table_entry
-    te.table_id = client.pipeline.table("route").id
-    te.match.add(field_id=1).exact.value = (200).to_bytes(1, "big")
-    got = [e for r in client._stub().Read(req) for e in r.entities]
-    assert len(got) == 3
+    req.entities.add().table_entry.table_id = route_id
+    req.entities.add().table_entry.table_id = 0x02000999  # no such table
+    req.entities.add()  # no entity kind set
+    got: list[p4r.Entity] = []
+    with pytest.raises(grpc.RpcError) as caught:
+        for r in stub.Read(req):
+            got.extend(r.entities)
+    assert len(got) == 7
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert _read_codes(caught.value) == [rpc_code.OK, rpc_code.NOT_FOUND, rpc_code.INVALID_ARGUMENT]
     client.close()
+
+
+def _read_codes(err: grpc.RpcError) -> list[int]:
+    """The canonical code of each request's p4.Error in a failed batch."""
+    from finsy.proto import rpc_status
+
+    status = next(rpc_status.Status.FromString(v) for k, v in err.trailing_metadata() or ()
+                  if k == "grpc-status-details-bin")
+    codes = []
+    for detail in status.details:
+        e = p4r.Error()
+        detail.Unpack(e)
+        codes.append(e.canonical_code)
+    return codes
 
 
 @netns
@@ -182,7 +259,12 @@ def test_attach_is_idempotent_detach_of_unknown_is_fine_and_resync_repairs_drift
     route_entry = next(e for e in before if e.table == "route")
     other.write([(DELETE, route_entry)])
     other.close()
+    # Nobody is primary now (no backup is promoted by itself); the agent claims
+    # primacy above the highest election id seen, then repairs.
+    assert _eventually(lambda: dp.client.last_arbitration is not None
+                       and dp.client.last_arbitration.status.code == rpc_code.NOT_FOUND)
     assert dp.resync() == 1
+    assert dp.client.primary and dp.client.election_id == 100
     assert sorted(map(repr, dp.client.read())) == sorted(map(repr, before))
     dp.detach(a.attachment)
     assert dp.client.read() == []
@@ -219,3 +301,261 @@ def _count(dp: P4RuntimeDatapath) -> int:
         return len(dp.client.read())
     except (grpc.RpcError, RuntimeError, ValueError):  # the loop may be reconnecting this very client
         return -1
+
+
+@netns
+def test_default_route_is_written_with_the_lpm_field_omitted_and_realized(env: Env) -> None:
+    # P4Runtime 9.1.1: the prefix-0 LPM is omitted; the target takes it as the default route.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    client.write([(INSERT, route(0))])  # keeps network 100 alive throughout
+    default = entry("route", {"network_id": Exact(100), "dst": prefix("0.0.0.0/0")}, ActionCall("drop"))
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.INSERT)
+    update.entity.table_entry.CopyFrom(encode(default))
+    update.entity.table_entry.metadata = b"owner=test"
+    assert [m.field_id for m in update.entity.table_entry.match] == [1]
+    client._stub().Write(req)
+    [got] = [e for e in client.read("route") if e.key == default.key]
+    assert got.metadata == b"owner=test"  # metadata comes back on Read
+    routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "blackhole default table" in routes
+    client.write([(DELETE, default)])
+    routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "blackhole default" not in routes
+    assert "default dev mndtv100 table" in routes  # the network's own default route is back
+    client.close()
+
+
+@netns
+def test_pipeline_config_actions_and_response_types(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    stub, A, R = client._stub(), p4r.SetForwardingPipelineConfigRequest, p4r.GetForwardingPipelineConfigRequest
+
+    def set_config(action: int, with_config: bool = True) -> None:
+        req = A(device_id=1, election_id=p4r.Uint128(low=1), action=action)
+        if with_config:
+            req.config.p4info.CopyFrom(p4info())
+            req.config.p4_device_config = b"ipu-blob"
+            req.config.cookie.cookie = 42
+        stub.SetForwardingPipelineConfig(req)
+
+    # No config yet: Get answers with `config` unset, Read is FAILED_PRECONDITION.
+    assert not stub.GetForwardingPipelineConfig(R(device_id=1)).HasField("config")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.read()
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as caught:
+        set_config(A.COMMIT, with_config=False)  # nothing saved to commit
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    set_config(A.VERIFY_AND_SAVE)
+    client.write([(INSERT, route(0))])  # writes refer to the saved config; COMMIT keeps them
+    with pytest.raises(grpc.RpcError) as caught:
+        set_config(A.COMMIT)  # COMMIT carries no config
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    set_config(A.COMMIT, with_config=False)
+    assert [e.key for e in client.read()] == [route(0).key]
+
+    def get(kind: int) -> p4r.ForwardingPipelineConfig:
+        return stub.GetForwardingPipelineConfig(R(device_id=1, response_type=kind)).config
+
+    everything = get(R.ALL)
+    assert everything.p4info == p4info() and everything.p4_device_config == b"ipu-blob"
+    assert everything.cookie.cookie == 42
+    assert get(R.DEVICE_CONFIG_AND_COOKIE).p4_device_config == b"ipu-blob"
+    assert not get(R.DEVICE_CONFIG_AND_COOKIE).HasField("p4info")
+    assert get(R.P4INFO_AND_COOKIE).p4_device_config == b""
+    only = get(R.COOKIE_ONLY)
+    assert only.cookie.cookie == 42 and not only.HasField("p4info") and only.p4_device_config == b""
+    client.close()
+
+
+@netns
+def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    services = compile_services([_service()], [_slice(["10.1.0.5", "10.1.0.6"])], {"blue": 100})
+    client.write([(INSERT, e) for e in services] + [(INSERT, route(0))])
+    stub = client._stub()
+
+    def read(table_id: int, key: Entry | None = None) -> list[p4r.Entity]:
+        req = p4r.ReadRequest(device_id=1)
+        te = req.entities.add().direct_counter_entry.table_entry
+        te.table_id = table_id
+        if key is not None:
+            te.match.extend(encode(key).match)
+        return [e for r in stub.Read(req) for e in r.entities]
+
+    everything = read(0)  # every counted table; route has no direct counter
+    assert len(everything) == len(services)
+    assert all(e.WhichOneof("entity") == "direct_counter_entry" and e.direct_counter_entry.HasField("data")
+               for e in everything)
+    assert {e.direct_counter_entry.table_entry.table_id for e in everything} == {client.pipeline.table("service").id}
+    assert not everything[0].direct_counter_entry.table_entry.HasField("action")
+    service_id = client.pipeline.table("service").id
+    assert len(read(service_id)) == len(services)
+    [one] = read(service_id, services[0])
+    assert decode(one.direct_counter_entry.table_entry, with_action=False).key == services[0].key
+    elsewhere = entry("service", {**dict(services[0].match), "network_id": Exact(101)}, ActionCall("dnat", (1, 1)))
+    with pytest.raises(grpc.RpcError) as caught:
+        read(service_id, elsewhere)
+    assert _read_codes(caught.value) == [rpc_code.NOT_FOUND]
+
+    def write_counter(kind: int, key: Entry, data: bool = False) -> int:
+        req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        dc = req.updates.add(type=kind).entity.direct_counter_entry
+        dc.table_entry.CopyFrom(encode(key))
+        dc.table_entry.ClearField("action")
+        if data:
+            dc.data.packet_count = 5
+        try:
+            stub.Write(req)
+        except grpc.RpcError as err:
+            error = _write_error(err, 1)
+            assert isinstance(error, WriteError)
+            return error.errors[0].code
+        return rpc_code.OK
+
+    assert write_counter(p4r.Update.INSERT, services[0]) == rpc_code.INVALID_ARGUMENT
+    assert write_counter(p4r.Update.DELETE, services[0]) == rpc_code.INVALID_ARGUMENT
+    assert write_counter(p4r.Update.MODIFY, elsewhere) == rpc_code.NOT_FOUND
+    assert write_counter(p4r.Update.MODIFY, services[0]) == rpc_code.OK  # no data: nothing to change
+    assert write_counter(p4r.Update.MODIFY, services[0], data=True) == rpc_code.UNIMPLEMENTED
+    # An initial counter value on a table entry cannot be honoured either; zero can.
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.MODIFY)
+    update.entity.table_entry.CopyFrom(encode(services[0]))
+    update.entity.table_entry.counter_data.SetInParent()
+    stub.Write(req)
+    update.entity.table_entry.counter_data.packet_count = 3
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Write(req)
+    error = _write_error(caught.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.UNIMPLEMENTED]
+    with pytest.raises(grpc.RpcError) as caught:
+        read(client.pipeline.table("route").id)
+    assert _read_codes(caught.value) == [rpc_code.INVALID_ARGUMENT]
+    # counter_data on a table without a direct counter is refused.
+    req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+    update = req.updates.add(type=p4r.Update.INSERT)
+    update.entity.table_entry.CopyFrom(encode(route(1)))
+    update.entity.table_entry.counter_data.packet_count = 1
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Write(req)
+    error = _write_error(refused.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
+    # So is an idle timeout: no table supports one.
+    update.entity.table_entry.ClearField("counter_data")
+    update.entity.table_entry.idle_timeout_ns = 10**9
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Write(req)
+    error = _write_error(refused.value, 1)
+    assert isinstance(error, WriteError) and [e.code for e in error.errors] == [rpc_code.INVALID_ARGUMENT]
+    client.close()
+
+
+@netns
+def test_default_entries_are_const_read_only_on_request(env: Env) -> None:
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    client.write([(INSERT, route(0))])
+    stub, route_id = client._stub(), client.pipeline.table("route").id
+    no_action = client.pipeline.action("NoAction").id
+    info = next(t for t in p4info().tables if t.preamble.id == route_id)
+    assert info.const_default_action_id == no_action
+
+    req = p4r.ReadRequest(device_id=1)
+    te = req.entities.add().table_entry
+    te.table_id, te.is_default_action = route_id, True
+    [default] = [e.table_entry for r in stub.Read(req) for e in r.entities]
+    assert default.is_default_action and default.is_const and not default.match
+    assert default.action.action.action_id == no_action
+    assert [e.key for e in client.read("route")] == [route(0).key]  # wildcard reads leave it out
+
+    def write(kind: int, with_match: bool = False) -> int:
+        w = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        u = w.updates.add(type=kind)
+        u.entity.table_entry.table_id, u.entity.table_entry.is_default_action = route_id, True
+        u.entity.table_entry.action.action.action_id = client.pipeline.action("drop").id
+        if with_match:
+            u.entity.table_entry.match.add(field_id=1).exact.value = b"\x01"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Write(w)
+        error = _write_error(caught.value, 1)
+        assert isinstance(error, WriteError)
+        return error.errors[0].code
+
+    assert write(p4r.Update.MODIFY) == rpc_code.PERMISSION_DENIED
+    assert write(p4r.Update.INSERT) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.DELETE) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.MODIFY, with_match=True) == rpc_code.INVALID_ARGUMENT
+    client.close()
+
+
+@netns
+def test_write_fields_beyond_the_key_as_the_spec_says(env: Env) -> None:
+    # Spec 9.1 / 9.1.2: INSERT needs an action, a MODIFY without one changes
+    # nothing, DELETE ignores everything but the key, is_const is refused, and
+    # NoAction is only a default action.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    stub = client._stub()
+
+    def write(kind: int, e: Entry, edit=lambda te: None) -> int:  # type: ignore[no-untyped-def]
+        req = p4r.WriteRequest(device_id=1, election_id=p4r.Uint128(low=1))
+        update = req.updates.add(type=kind)
+        update.entity.table_entry.CopyFrom(encode(e))
+        edit(update.entity.table_entry)
+        try:
+            stub.Write(req)
+        except grpc.RpcError as err:
+            error = _write_error(err, 1)
+            assert isinstance(error, WriteError)
+            return error.errors[0].code
+        return rpc_code.OK
+
+    tunnel = entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.1/32")},
+                   ActionCall("to_tunnel", (ip("10.254.0.9"),)))
+    assert write(p4r.Update.INSERT, tunnel, lambda te: te.ClearField("action")) == rpc_code.INVALID_ARGUMENT
+    assert write(p4r.Update.INSERT, tunnel, lambda te: setattr(te, "is_const", True)) == rpc_code.INVALID_ARGUMENT
+    no_action = client.pipeline.action("NoAction").id
+    assert write(p4r.Update.INSERT, tunnel,
+                 lambda te: setattr(te.action.action, "action_id", no_action)) == rpc_code.PERMISSION_DENIED
+    assert write(p4r.Update.INSERT, tunnel) == rpc_code.OK
+    assert write(p4r.Update.MODIFY, tunnel, lambda te: te.ClearField("action")) == rpc_code.OK
+    assert client.read("route") == [tunnel]  # unchanged
+
+    def nonsense(te: p4r.TableEntry) -> None:
+        te.action.action.action_id = 12345
+        te.counter_data.packet_count = 7
+    assert write(p4r.Update.DELETE, tunnel, nonsense) == rpc_code.OK
+    assert client.read("route") == []
+    client.close()
+
+
+@netns
+def test_packet_out_is_answered_with_a_stream_error(env: Env) -> None:
+    # Spec "Stream Error Reporting": no packet I/O here, so a PacketOut comes back in a StreamError.
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    msg = p4r.StreamMessageRequest()
+    msg.packet.payload = b"mnd-probe"
+    client._outbox.put(msg)
+    error = client._arbitration.get(timeout=5)
+    assert isinstance(error, p4r.StreamError)
+    assert error.canonical_code == rpc_code.UNIMPLEMENTED and error.packet_out.packet_out.payload == b"mnd-probe"
+    assert client.primary  # the stream stays open
+    client.close()
