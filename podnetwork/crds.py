@@ -73,6 +73,9 @@ CONDITIONS_STATUS: Schema = {
 
 POD_NETWORK_SPEC: Schema = {
     "type": "object",
+    # Every field is optional (KEP-3698 PodNetworkSpec), so a PodNetwork without a
+    # spec is valid and gets the defaults (enabled: true).
+    "default": {},
     "description": "KEP-3698 PodNetworkSpec. Immutable except enabled.",
     "properties": {
         "enabled": {"type": "boolean", "default": True,
@@ -84,10 +87,10 @@ POD_NETWORK_SPEC: Schema = {
     "x-kubernetes-validations": [
         {"rule": "has(self.provider) == has(oldSelf.provider) && "
                  "(!has(self.provider) || self.provider == oldSelf.provider)",
-         "message": "spec.provider is immutable"},
+         "message": "spec.provider is immutable", "fieldPath": ".provider"},
         {"rule": "has(self.parametersRefs) == has(oldSelf.parametersRefs) && "
                  "(!has(self.parametersRefs) || self.parametersRefs == oldSelf.parametersRefs)",
-         "message": "spec.parametersRefs is immutable"},
+         "message": "spec.parametersRefs is immutable", "fieldPath": ".parametersRefs"},
     ],
 }
 
@@ -194,8 +197,8 @@ AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 def crd(*, group: str, kind: str, plural: str, scope: str, short: list[str], spec: Schema,
         status: Schema | None, columns: list[Schema], description: str) -> Schema:
     """One CustomResourceDefinition (apiextensions.k8s.io/v1) with a single served version."""
-    schema: Schema = {"type": "object", "description": description,
-                      "required": ["spec"], "properties": {"spec": spec}}
+    required = {} if "default" in spec else {"required": ["spec"]}
+    schema: Schema = {"type": "object", "description": description, **required, "properties": {"spec": spec}}
     version: Schema = {"name": names.VERSION, "served": True, "storage": True}
     if status is not None:
         schema["properties"]["status"] = status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -38,6 +39,16 @@ def test_bad_params_refused(networks: Networks, spec: dict[str, Any], needle: st
     assert needle in refused(lambda: networks.params(spec))
 
 
+def invalid_fields(fn: Any) -> list[str]:
+    """The request is refused as 422 Invalid; the field paths of its causes."""
+    with pytest.raises(ApiException) as exc:
+        fn()
+    assert exc.value.status == 422, exc.value.body
+    body = json.loads(exc.value.body)
+    assert body["reason"] == "Invalid", body
+    return [c.get("field", "") for c in body["details"]["causes"]]
+
+
 def test_pod_network_immutable_except_enabled(networks: Networks, kube: Kube) -> None:
     name = networks.network()
     kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {"spec": {"enabled": False}})
@@ -47,6 +58,27 @@ def test_pod_network_immutable_except_enabled(networks: Networks, kube: Kube) ->
     body = refused(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {"spec": {
         "parametersRefs": [{"group": "g", "kind": "k", "name": "n"}]}}))
     assert "spec.parametersRefs is immutable" in body
+
+
+def test_immutable_field_errors_name_the_field(networks: Networks, kube: Kube) -> None:
+    """API conventions: a refused mutation is 422 Invalid with the field's path."""
+    name = networks.network(refs=[{"group": "g", "kind": "k", "name": "n"}])
+    assert invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+        "spec": {"provider": "other.io/x"}})) == ["spec.provider"]
+    assert invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+        "spec": {"parametersRefs": None}})) == ["spec.parametersRefs"]
+
+
+def test_pod_network_without_spec_gets_defaults(networks: Networks, kube: Kube) -> None:
+    """Every PodNetworkSpec field is optional: no spec at all is a valid, enabled network."""
+    name = f"mna-net-{suffix()}"
+    kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+        "metadata": {"name": name}})
+    networks.made.append((names.GROUP, names.POD_NETWORK_PLURAL, name))
+    obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name)
+    assert obj is not None and obj["spec"] == {"enabled": True}
+    wait_for("Ready", lambda: condition(kube, name, "Ready") == "True")
 
 
 def test_provider_length_and_enabled_default(networks: Networks, kube: Kube) -> None:
