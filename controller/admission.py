@@ -40,7 +40,19 @@ NETWORKS_CHANGED = f"{_annotation_of('object')} != {_annotation_of('oldObject')}
 
 
 class Denied(Exception):
-    """The request is refused; the message goes to the user verbatim."""
+    """The request is refused; the message goes to the user verbatim.
+
+    `code` is the HTTP status the apiserver answers with: 422 Invalid for a
+    networks list that breaks a rule, 403 Forbidden when the user lacks a grant.
+    """
+
+    code = 422
+
+
+class Forbidden(Denied):
+    """The requesting user may not `use` a referenced network (KEP Phase II)."""
+
+    code = 403
 
 
 def _networks(pod: Mapping[str, Any]) -> tuple[Network, ...]:
@@ -79,7 +91,7 @@ def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mappin
     if old is not None:
         before = (old.get("metadata") or {}).get("annotations") or {}
         if before.get(names.NETWORKS_ANNOTATION) != annotations.get(names.NETWORKS_ANNOTATION):
-            raise Denied(f"annotation {names.NETWORKS_ANNOTATION} is immutable once the pod exists")
+            raise Forbidden(f"annotation {names.NETWORKS_ANNOTATION} is immutable once the pod exists")
         return
     if names.ALLOCATIONS_ANNOTATION in annotations:
         raise Denied(f"annotation {names.ALLOCATIONS_ANNOTATION} is written by the controller, "
@@ -88,7 +100,7 @@ def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mappin
     denied = [msg for n in networks if not n.is_default
               for msg in [_access_denial(n, meta.get("namespace"), user, may_use)] if msg]
     if denied:
-        raise Denied("; ".join(denied))
+        raise Forbidden("; ".join(denied))
 
 
 def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], may_use: MayUse) -> str:

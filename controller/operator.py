@@ -356,7 +356,7 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
         try:
             changes = admission.mutate(_plain(body))
         except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=422) from None
+            raise kopf.AdmissionError(str(exc), code=exc.code) from None
         patch.update(changes)
 
     @kopf.on.validate("", "v1", "pods", id=admission.VALIDATE_ID, operations=["CREATE", "UPDATE"],
@@ -366,7 +366,7 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
         try:
             admission.validate(_plain(body), previous, userinfo, ctl.may_use)
         except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=422 if previous is None else 403) from None
+            raise kopf.AdmissionError(str(exc), code=exc.code) from None
 
     return registry
 

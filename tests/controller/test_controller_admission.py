@@ -46,6 +46,12 @@ def test_static_validation_rejected(make_pod: Any, nets: list[dict[str, Any]], m
     assert message in rejection(make_pod, nets)
 
 
+def test_static_validation_is_422_invalid(make_pod: Any) -> None:
+    with pytest.raises(ApiException) as exc:
+        make_pod("bad", [{"podNetworkName": "a"}, {"podNetworkName": "a"}])
+    assert exc.value.status == 422, exc.value.body
+
+
 def test_host_network_pod_with_networks_rejected(kube: Kube, namespace: str, nodes: FakeNodes,
                                                  controller: Any) -> None:
     body = pod_manifest("hn", [{"podNetworkName": "default"}], nodes.pod_placement())
@@ -106,6 +112,8 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
     with pytest.raises(ApiException) as exc:
         create()
     assert f"user '{user}' may not use PodNetwork '{net}'" in json.loads(exc.value.body)["message"]
+    # A missing grant is Forbidden (API conventions), not an invalid object.
+    assert exc.value.status == 403, exc.value.body
 
     role = f"mna-use-{namespace}"
     rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
