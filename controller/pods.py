@@ -100,6 +100,9 @@ class PodReconciler:
         out: dict[Network, Resolved] = {}
         for entry in networks:
             if entry.is_default:
+                # Nothing to allocate (the primary CNI serves it), but the KEP's active
+                # validation holds for `default` too: it must exist and be Ready.
+                self._ready(entry.pod_network_name, problems)
                 continue
             network = entry.pod_network_name
             if entry.pod_network_attachment_name:
@@ -124,7 +127,8 @@ class PodReconciler:
             raise NotReady("waiting for networks: " + "; ".join(problems), delay=10.0)
         return out
 
-    def _binding(self, network: str, problems: list[str]) -> Binding | None:
+    def _ready(self, network: str, problems: list[str]) -> Obj | None:
+        """The PodNetwork when it exists and is Ready; else say why in `problems`."""
         obj = self.index.get("network", network)
         if obj is None:
             problems.append(f"PodNetwork {network!r} does not exist")
@@ -134,6 +138,12 @@ class PodReconciler:
             why = next((f"{c.get('reason')}: {c.get('message')}" for c in conditions or []
                         if c.get("type") == names.CONDITION_READY), "no Ready condition yet")
             problems.append(f"PodNetwork {network!r} is not Ready ({why})")
+            return None
+        return obj
+
+    def _binding(self, network: str, problems: list[str]) -> Binding | None:
+        obj = self._ready(network, problems)
+        if obj is None:
             return None
         _, binding = params_verdict(self.index, (obj.get("spec") or {}).get("parametersRefs"))
         if binding is None:
