@@ -97,27 +97,44 @@ def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mappin
         raise Denied(f"annotation {names.ALLOCATIONS_ANNOTATION} is written by the controller, "
                      "not set at creation")
     networks = _networks(pod)
+    namespace = meta.get("namespace")
+    account = service_account_user(namespace or "", (pod.get("spec") or {}).get("serviceAccountName"))
     denied = [msg for n in networks if not n.is_default
-              for msg in [_access_denial(n, meta.get("namespace"), user, may_use)] if msg]
+              for msg in [_access_denial(n, namespace, user, account, may_use)] if msg]
     if denied:
         raise Forbidden("; ".join(denied))
 
 
-def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], may_use: MayUse) -> str:
-    """KEP Phase II: the creator must be allowed to `use` each referenced network."""
+def service_account_user(namespace: str, name: str | None) -> dict[str, Any]:
+    """The user info a pod's service account authenticates as."""
+    account = name or "default"
+    return {"username": f"system:serviceaccount:{namespace}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]}
+
+
+def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any],
+                   account: Mapping[str, Any], may_use: MayUse) -> str:
+    """KEP Phase II: the creator must be allowed to `use` each referenced network.
+
+    As PodSecurityPolicy's `use` did, a grant to the pod's own service account also
+    counts: pods that workload controllers (ReplicaSet, Job, ...) create on a user's
+    behalf are requested by the controller, so a grant to that user cannot be seen.
+    """
     who = user.get("username", "?")
     if net.pod_network_name:
-        ok, why = may_use(user, names.POD_NETWORK_PLURAL, net.pod_network_name, None)
+        resource, name, scope = names.POD_NETWORK_PLURAL, net.pod_network_name, None
         what = f"PodNetwork {net.pod_network_name!r}"
         rule = f"verb 'use' on {names.POD_NETWORK_PLURAL}.{names.GROUP} {net.pod_network_name!r}"
     else:
-        ok, why = may_use(user, names.POD_NETWORK_ATTACHMENT_PLURAL, net.pod_network_attachment_name, namespace)
+        resource, name, scope = names.POD_NETWORK_ATTACHMENT_PLURAL, net.pod_network_attachment_name, namespace
         what = f"PodNetworkAttachment {namespace}/{net.pod_network_attachment_name}"
         rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} "
                 f"{net.pod_network_attachment_name!r} in namespace {namespace!r}")
-    if ok:
+    ok, why = may_use(user, resource, name, scope)
+    if ok or (account.get("username") != who and may_use(account, resource, name, scope)[0]):
         return ""
-    return f"user {who!r} may not use {what} (needs {rule})" + (f": {why}" if why else "")
+    return (f"user {who!r} may not use {what} (needs {rule}, granted to the user or to the pod's "
+            f"service account {account.get('username')!r})" + (f": {why}" if why else ""))
 
 
 def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from tests.controller.controller_support import Networks
-from tests.controller.controller_support import FakeNodes, pod_manifest
+from tests.controller.controller_support import FakeNodes, pod_manifest, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -133,6 +133,40 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
             "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
         create()
         assert created == [1]
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
+def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespace: str, networks: Networks,
+                                                             nodes: FakeNodes) -> None:
+    """A ReplicaSet's pods are requested by the replicaset controller: the grant on the pods'
+    service account is what lets them in (as PodSecurityPolicy's `use` did)."""
+    net = networks.network()
+    apps = client.AppsV1Api(kube.api)
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "runner"}})
+    role = f"mna-use-{namespace}"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+    try:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": namespace}]})
+        template = pod_manifest("x", [{"podNetworkName": net}], nodes.pod_placement())
+        template = {"metadata": {"labels": {"app": "rs"}, "annotations": template["metadata"]["annotations"]},
+                    "spec": template["spec"]}
+        template["spec"]["serviceAccountName"] = "runner"
+        apps.create_namespaced_replica_set(namespace, {"metadata": {"name": "rs"}, "spec": {
+            "replicas": 1, "selector": {"matchLabels": {"app": "rs"}}, "template": template}})
+        wait_for("the ReplicaSet's pod to be admitted", lambda: kube.core.list_namespaced_pod(
+            namespace, label_selector="app=rs").items, timeout=90)
+        apps.delete_namespaced_replica_set("rs", namespace)
     finally:
         for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
             try:
