@@ -48,16 +48,21 @@ PARAMETERS_REFS: Schema = {
     "description": "Vendor- or implementation-specific parameters objects.",
 }
 
+CONDITION_TYPE_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
 CONDITION: Schema = {
     "type": "object",
     "description": "A metav1.Condition.",
     "required": ["type", "status", "lastTransitionTime", "reason", "message"],
     "properties": {
-        "type": _str("Condition type, e.g. Ready.", maxLength=316),
+        # Lengths and patterns as metav1.Condition's own validation markers.
+        "type": _str("Condition type, e.g. Ready.", maxLength=316, pattern=CONDITION_TYPE_PATTERN),
         "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
         "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
         "lastTransitionTime": _str("When the status last changed.", format="date-time"),
-        "reason": _str("CamelCase reason.", maxLength=1024, minLength=1),
+        "reason": _str("CamelCase reason.", maxLength=1024, minLength=1, pattern=CONDITION_REASON_PATTERN),
         "message": _str("Human-readable detail.", maxLength=32768),
     },
 }

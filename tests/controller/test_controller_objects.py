@@ -231,3 +231,14 @@ def test_default_network_recreated(kube: Kube, controller: Any) -> None:
 
     wait_for("default recreated", recreated)
     wait_for("default Ready", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "True")
+
+
+def test_conditions_validated_as_metav1_condition(networks: Networks, kube: Kube) -> None:
+    """status.conditions holds metav1.Conditions: their type and reason patterns apply."""
+    name = networks.network()
+    good = {"type": "Ready", "status": "False", "reason": "Some_Reason", "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}
+    for bad in ({**good, "reason": "not a reason"}, {**good, "type": "not a type"}):
+        fields = invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+            "status": {"conditions": [bad]}}, status=True))
+        assert any(f.startswith("status.conditions[0].") for f in fields), fields
