@@ -19,6 +19,8 @@ from podnetwork.networks import DEFAULT_NETWORKS, Network, NetworksError, encode
 Obj = dict[str, Any]
 # (user info, resource plural, object name, namespace or None) -> (allowed, reason)
 MayUse = Callable[[Mapping[str, Any], str, str, str | None], tuple[bool, str]]
+# (namespace, PodNetworkAttachment name) -> its spec.podNetworkName, None when unknown
+AttachmentNetwork = Callable[[str, str], str | None]
 
 CONFIGURATION_NAME = "multinet-controller"
 MUTATE_ID = "mutate-pods"
@@ -84,7 +86,7 @@ def mutate(pod: Mapping[str, Any]) -> Obj:
 
 
 def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mapping[str, Any],
-             may_use: MayUse) -> None:
+             may_use: MayUse, attachment_network: AttachmentNetwork = lambda _ns, _name: None) -> None:
     """Raise Denied naming the entry and field, or the network the user may not use."""
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
@@ -100,7 +102,7 @@ def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mappin
     namespace = meta.get("namespace")
     account = service_account_user(namespace or "", (pod.get("spec") or {}).get("serviceAccountName"))
     denied = [msg for n in networks if not n.is_default
-              for msg in [_access_denial(n, namespace, user, account, may_use)] if msg]
+              for msg in [_access_denial(n, namespace, user, account, may_use, attachment_network)] if msg]
     if denied:
         raise Forbidden("; ".join(denied))
 
@@ -112,29 +114,44 @@ def service_account_user(namespace: str, name: str | None) -> dict[str, Any]:
             "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]}
 
 
-def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any],
-                   account: Mapping[str, Any], may_use: MayUse) -> str:
+def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], account: Mapping[str, Any],
+                   may_use: MayUse, attachment_network: AttachmentNetwork) -> str:
     """KEP Phase II: the creator must be allowed to `use` each referenced network.
 
     As PodSecurityPolicy's `use` did, a grant to the pod's own service account also
     counts: pods that workload controllers (ReplicaSet, Job, ...) create on a user's
     behalf are requested by the controller, so a grant to that user cannot be seen.
+    Through a PodNetworkAttachment, `use` of the attachment or of its PodNetwork
+    (the object the KEP puts under access control) will do.
     """
     who = user.get("username", "?")
+    why: list[str] = []
+
+    def allowed(resource: str, name: str, scope: str | None) -> bool:
+        ok, reason = may_use(user, resource, name, scope)
+        if not ok and reason:
+            why.append(reason)
+        return ok or (account.get("username") != who and may_use(account, resource, name, scope)[0])
+
     if net.pod_network_name:
-        resource, name, scope = names.POD_NETWORK_PLURAL, net.pod_network_name, None
         what = f"PodNetwork {net.pod_network_name!r}"
         rule = f"verb 'use' on {names.POD_NETWORK_PLURAL}.{names.GROUP} {net.pod_network_name!r}"
+        if allowed(names.POD_NETWORK_PLURAL, net.pod_network_name, None):
+            return ""
     else:
-        resource, name, scope = names.POD_NETWORK_ATTACHMENT_PLURAL, net.pod_network_attachment_name, namespace
-        what = f"PodNetworkAttachment {namespace}/{net.pod_network_attachment_name}"
-        rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} "
-                f"{net.pod_network_attachment_name!r} in namespace {namespace!r}")
-    ok, why = may_use(user, resource, name, scope)
-    if ok or (account.get("username") != who and may_use(account, resource, name, scope)[0]):
-        return ""
+        att = net.pod_network_attachment_name
+        what = f"PodNetworkAttachment {namespace}/{att}"
+        rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} {att!r} in namespace "
+                f"{namespace!r}")
+        if allowed(names.POD_NETWORK_ATTACHMENT_PLURAL, att, namespace):
+            return ""
+        network = attachment_network(namespace or "", att)
+        if network:
+            rule += f", or on {names.POD_NETWORK_PLURAL}.{names.GROUP} {network!r}"
+            if allowed(names.POD_NETWORK_PLURAL, network, None):
+                return ""
     return (f"user {who!r} may not use {what} (needs {rule}, granted to the user or to the pod's "
-            f"service account {account.get('username')!r})" + (f": {why}" if why else ""))
+            f"service account {account.get('username')!r})" + (f": {why[0]}" if why else ""))
 
 
 def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:

@@ -260,6 +260,10 @@ class Controller:
 
     # --- admission (answered inline) ----------------------------------------------------
 
+    def attachment_network(self, namespace: str, name: str) -> str | None:
+        """The PodNetwork a PodNetworkAttachment points at, from the watch cache."""
+        return self.index.attachment_network((namespace, name))
+
     def may_use(self, user: Any, resource: str, name: str, namespace: str | None) -> tuple[bool, str]:
         """SubjectAccessReview, with allowed answers cached briefly (denials never are), as the
         apiserver's own webhook authorizer does: a revoked grant takes up to ALLOW_TTL to bite."""
@@ -364,7 +368,7 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
     def validate_pod(body: Any, old: Any, userinfo: Any, operation: Any, **_: Any) -> None:
         previous = _plain(old) if operation == "UPDATE" and old is not None else None
         try:
-            admission.validate(_plain(body), previous, userinfo, ctl.may_use)
+            admission.validate(_plain(body), previous, userinfo, ctl.may_use, ctl.attachment_network)
         except admission.Denied as exc:
             raise kopf.AdmissionError(str(exc), code=exc.code) from None
 

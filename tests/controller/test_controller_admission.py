@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import Networks
+from tests.controller.controller_support import Networks, make_attachment
 from tests.controller.controller_support import FakeNodes, pod_manifest, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -167,6 +167,48 @@ def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespa
         wait_for("the ReplicaSet's pod to be admitted", lambda: kube.core.list_namespaced_pod(
             namespace, label_selector="app=rs").items, timeout=90)
         apps.delete_namespaced_replica_set("rs", namespace)
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
+def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kubeconfig: Any, namespace: str,
+                                                                 networks: Networks, nodes: FakeNodes) -> None:
+    net = networks.network()
+    make_attachment(kube, namespace, "fast", net)
+    user = f"mna-user-{namespace}"
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                  "name": "pods"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    role = f"mna-use-{namespace}"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+    as_user = Kube.from_kubeconfig(str(kubeconfig))
+    as_user.api.set_default_header("Impersonate-User", user)
+    try:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+
+        def admitted() -> bool:
+            try:
+                as_user.core.create_namespaced_pod(namespace, pod_manifest(
+                    "p", [{"podNetworkAttachmentName": "fast"}], nodes.pod_placement()))
+            except ApiException as exc:
+                if exc.status == 403:  # RBAC converges within moments of the binding
+                    return False
+                raise
+            return True
+        wait_for("the pod to be admitted", admitted, timeout=10)
     finally:
         for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
             try:

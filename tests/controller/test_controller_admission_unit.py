@@ -81,6 +81,20 @@ def test_use_granted_to_the_pods_service_account_counts() -> None:
         admission.validate(body, None, controller_user, may_use)
 
 
+def test_use_of_an_attachments_network_counts() -> None:
+    """Through an attachment, `use` of its PodNetwork (the KEP's access-controlled object) will do."""
+    def may_use(user: Any, resource: str, name: str, ns: str | None) -> tuple[bool, str]:
+        return (resource, name) == ("podnetworks", "blue"), ""
+
+    body = pod([{"podNetworkAttachmentName": "fast"}])
+    admission.validate(body, None, {"username": "alice"}, may_use,
+                       lambda ns, name: "blue" if (ns, name) == ("ns", "fast") else None)
+    with pytest.raises(admission.Forbidden, match="or on podnetworks.* 'red'"):
+        admission.validate(body, None, {"username": "alice"}, may_use, lambda ns, name: "red")
+    with pytest.raises(admission.Forbidden):
+        admission.validate(body, None, {"username": "alice"}, may_use)
+
+
 def test_allocations_annotation_refused_at_creation() -> None:
     bad = pod([{"podNetworkName": "blue"}], **{names.ALLOCATIONS_ANNOTATION: "[]"})
     with pytest.raises(admission.Denied, match="written by the controller"):
