@@ -184,6 +184,16 @@ class PodReconciler:
             self.kube.event(pod, reason, message)
         except Exception as exc:  # an Event is advisory; never fail the reconcile over it
             log.warning("could not post event for %s: %s", pod["metadata"]["name"], exc)
+        # KEP-3698 "Scheduler changes": a failed network validation also shows in the pod's
+        # PodScheduled condition, with the Event's message. The apiserver set it to
+        # False/SchedulingGated when the pod was created with our gate; the message says why.
+        meta = pod["metadata"]
+        try:
+            self.kube.patch_pod_condition(meta["namespace"], meta["name"], {
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": f"{reason}: {message}"[:32768]})
+        except Exception as exc:  # advisory as the Event is
+            log.warning("could not update PodScheduled of %s: %s", meta["name"], exc)
 
     def forget(self, uid: str) -> None:
         with self._said_lock:

@@ -27,6 +27,11 @@ def test_gate_waits_for_missing_network_then_lifts(kube: Kube, namespace: str, n
     assert pod_gated(kube, namespace, "p")
     pod = kube.get_pod(namespace, "p")
     assert pod is not None and not pod["spec"].get("nodeName")
+    # KEP "Scheduler changes": PodScheduled is False with the Event's message.
+    scheduled = wait_for("PodScheduled naming the missing network", lambda: next(
+        (c for c in (kube.get_pod(namespace, "p") or {}).get("status", {}).get("conditions") or []
+         if c["type"] == "PodScheduled" and net in (c.get("message") or "")), None))
+    assert scheduled["status"] == "False"
 
     params = networks.params({"topology": "L2", "ipv4": {"subnet": "10.70.0.0/24", "gateway": "10.70.0.1"},
                               "ipv6": {"subnet": "fd00:70::/64"}})
