@@ -109,6 +109,10 @@ class NetworkReconciler:
             self.notify_dependents(name)
             return
         users = self.index.network_in_use(name)
+        if name == names.DEFAULT_NETWORK and obj["metadata"].get("deletionTimestamp"):
+            # KEP "Availability": `default` is recreated on deletion rather than held
+            # half-deleted by its (nearly always present) users; pods keep their network.
+            users = []
         if self._converge_finalizer(obj, users, names.POD_NETWORK_PLURAL):
             return  # deleted; the DELETED event brings us back (and recreates `default`)
         spec = obj.get("spec") or {}

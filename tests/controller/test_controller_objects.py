@@ -233,6 +233,27 @@ def test_default_network_recreated(kube: Kube, controller: Any) -> None:
     wait_for("default Ready", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "True")
 
 
+def test_default_network_in_use_is_recreated_not_held(kube: Kube, make_pod: Any) -> None:
+    """KEP "Availability": deleting `default` while pods use it ends in a fresh `default`,
+    never in one held with a deletionTimestamp until every pod is gone."""
+    make_pod("user", None)
+    wait_for("finalizer on default", lambda: names.FINALIZER in (kube.get_cluster(
+        names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK) or {}).get("metadata", {}).get(
+        "finalizers", []))
+    before = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK)
+    assert before is not None
+    kube.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, names.POD_NETWORK_PLURAL,
+                                             names.DEFAULT_NETWORK)
+
+    def recreated() -> bool:
+        obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK)
+        return (obj is not None and obj["metadata"]["uid"] != before["metadata"]["uid"]
+                and not obj["metadata"].get("deletionTimestamp"))
+
+    wait_for("default recreated while its pod still runs", recreated)
+    wait_for("default Ready", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "True")
+
+
 def test_conditions_validated_as_metav1_condition(networks: Networks, kube: Kube) -> None:
     """status.conditions holds metav1.Conditions: their type and reason patterns apply."""
     name = networks.network()
