@@ -105,13 +105,20 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 
 
 def interface_name_error(name: str) -> str | None:
-    """Why `name` is not a valid Linux interface name, or None if it is."""
-    if not 1 <= len(name) <= IFNAME_MAX:
-        return f"must be 1..{IFNAME_MAX} characters, got {len(name)}"
+    """Why `name` is not a valid Linux interface name, or None if it is.
+
+    The kernel's dev_valid_name(): 1..15 bytes (IFNAMSIZ counts bytes, so a
+    multi-byte UTF-8 character counts for each of its bytes), not "." or "..",
+    no '/', ':', whitespace or NUL.
+    """
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= IFNAME_MAX:
+        return f"must be 1..{IFNAME_MAX} characters, got {len(name)}" + (
+            f" ({size} bytes)" if size != len(name) else "")
     if name in (".", ".."):
         return f"must not be {name!r}"
-    if "/" in name or ":" in name or any(c.isspace() for c in name):
-        return "must not contain '/', ':' or whitespace"
+    if "/" in name or ":" in name or "\0" in name or any(c.isspace() for c in name):
+        return "must not contain '/', ':', whitespace or NUL"
     return None
 
 

@@ -141,3 +141,15 @@ def test_eth0_is_reserved_for_default_network_when_referenced() -> None:
     assert len(errs) == 1 and "[1].interfaceName" in errs[0]
     # Without the default network (KEP story #6), a secondary network may be eth0.
     assert errors_of([{"podNetworkName": "blue", "interfaceName": "eth0"}]) == []
+
+
+def test_interface_name_length_counts_bytes() -> None:
+    """IFNAMSIZ is bytes: eight two-byte characters are 16 bytes, one too many."""
+    assert interface_name_error("\u00e9" * 7) is None
+    why = interface_name_error("\u00e9" * 8)
+    assert why is not None and "16 bytes" in why
+    assert errors_of([{"podNetworkName": "a", "interfaceName": "\u00e9" * 8}])
+
+
+def test_interface_name_without_nul() -> None:
+    assert interface_name_error("a\u0000b") is not None
