@@ -93,7 +93,9 @@ def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mappin
     if old is not None:
         before = (old.get("metadata") or {}).get("annotations") or {}
         if before.get(names.NETWORKS_ANNOTATION) != annotations.get(names.NETWORKS_ANNOTATION):
-            raise Forbidden(f"annotation {names.NETWORKS_ANNOTATION} is immutable once the pod exists")
+            # As the apiserver answers any other immutable pod field: 422 Invalid.
+            raise Denied(f"metadata.annotations[{names.NETWORKS_ANNOTATION}]: annotation "
+                         f"{names.NETWORKS_ANNOTATION} is immutable once the pod exists")
         return
     if names.ALLOCATIONS_ANNOTATION in annotations:
         raise Denied(f"annotation {names.ALLOCATIONS_ANNOTATION} is written by the controller, "

@@ -86,6 +86,7 @@ def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str
         kube.core.patch_namespaced_pod("p", namespace, {"metadata": {"annotations": {
             names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
     assert "is immutable once the pod exists" in json.loads(exc.value.body)["message"]
+    assert exc.value.status == 422, exc.value.body  # an immutable field: Invalid, as for spec fields
 
 
 def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, networks: Networks,
