@@ -163,7 +163,10 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
 
     def hook(name: str, path: str, fail: bool, condition: str, operations: list[str]) -> Obj:
         return {
-            "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            # The CREATE validation holds the referenced networks in use (a finalizer
+            # patch), which it skips on dry run.
+            "name": name, "admissionReviewVersions": ["v1"],
+            "sideEffects": "NoneOnDryRun" if path == VALIDATE_ID else "None",
             "clientConfig": {"url": f"{url.rstrip('/')}/{path}", "caBundle": ca_bundle},
             "rules": [{**rules[0], "operations": operations}],
             "failurePolicy": "Fail" if fail else "Ignore",

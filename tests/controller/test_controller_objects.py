@@ -193,6 +193,20 @@ def test_finalizer_blocks_deletion_while_in_use(networks: Networks, kube: Kube, 
     wait_for("PodNetwork gone", lambda: kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, net) is None)
 
 
+def test_deletion_right_after_a_pod_is_created_is_held(networks: Networks, kube: Kube, make_pod: Any,
+                                                        namespace: str) -> None:
+    """The in-use finalizer is in place when the pod's creation returns, not a watch event later."""
+    for i in range(3):
+        net = networks.ready_network(f"10.65.{i}.0/24")
+        make_pod(f"user{i}", [{"podNetworkName": net}])
+        kube.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, names.POD_NETWORK_PLURAL, net)
+        obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, net)
+        assert obj is not None and obj["metadata"].get("deletionTimestamp"), "deleted while a pod used it"
+        kube.core.delete_namespaced_pod(f"user{i}", namespace, grace_period_seconds=0)
+        wait_for("PodNetwork gone with its last user", lambda: kube.get_cluster(
+            names.GROUP, names.POD_NETWORK_PLURAL, net) is None)
+
+
 def test_attachment_keeps_network_in_use(networks: Networks, kube: Kube, namespace: str) -> None:
     net = networks.network()
     make_attachment(kube, namespace, "att", net)
