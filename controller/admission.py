@@ -19,6 +19,8 @@ from podnetwork.networks import DEFAULT_NETWORKS, Network, NetworksError, encode
 Obj = dict[str, Any]
 # (user info, resource plural, object name, namespace or None) -> (allowed, reason)
 MayUse = Callable[[Mapping[str, Any], str, str, str | None], tuple[bool, str]]
+# (namespace, PodNetworkAttachment name) -> its spec.podNetworkName, None when unknown
+AttachmentNetwork = Callable[[str, str], str | None]
 
 CONFIGURATION_NAME = "multinet-controller"
 MUTATE_ID = "mutate-pods"
@@ -40,7 +42,19 @@ NETWORKS_CHANGED = f"{_annotation_of('object')} != {_annotation_of('oldObject')}
 
 
 class Denied(Exception):
-    """The request is refused; the message goes to the user verbatim."""
+    """The request is refused; the message goes to the user verbatim.
+
+    `code` is the HTTP status the apiserver answers with: 422 Invalid for a
+    networks list that breaks a rule, 403 Forbidden when the user lacks a grant.
+    """
+
+    code = 422
+
+
+class Forbidden(Denied):
+    """The requesting user may not `use` a referenced network (KEP Phase II)."""
+
+    code = 403
 
 
 def _networks(pod: Mapping[str, Any]) -> tuple[Network, ...]:
@@ -72,40 +86,74 @@ def mutate(pod: Mapping[str, Any]) -> Obj:
 
 
 def validate(pod: Mapping[str, Any], old: Mapping[str, Any] | None, user: Mapping[str, Any],
-             may_use: MayUse) -> None:
+             may_use: MayUse, attachment_network: AttachmentNetwork = lambda _ns, _name: None) -> None:
     """Raise Denied naming the entry and field, or the network the user may not use."""
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     if old is not None:
         before = (old.get("metadata") or {}).get("annotations") or {}
         if before.get(names.NETWORKS_ANNOTATION) != annotations.get(names.NETWORKS_ANNOTATION):
-            raise Denied(f"annotation {names.NETWORKS_ANNOTATION} is immutable once the pod exists")
+            # As the apiserver answers any other immutable pod field: 422 Invalid.
+            raise Denied(f"metadata.annotations[{names.NETWORKS_ANNOTATION}]: annotation "
+                         f"{names.NETWORKS_ANNOTATION} is immutable once the pod exists")
         return
     if names.ALLOCATIONS_ANNOTATION in annotations:
         raise Denied(f"annotation {names.ALLOCATIONS_ANNOTATION} is written by the controller, "
                      "not set at creation")
     networks = _networks(pod)
+    namespace = meta.get("namespace")
+    account = service_account_user(namespace or "", (pod.get("spec") or {}).get("serviceAccountName"))
     denied = [msg for n in networks if not n.is_default
-              for msg in [_access_denial(n, meta.get("namespace"), user, may_use)] if msg]
+              for msg in [_access_denial(n, namespace, user, account, may_use, attachment_network)] if msg]
     if denied:
-        raise Denied("; ".join(denied))
+        raise Forbidden("; ".join(denied))
 
 
-def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], may_use: MayUse) -> str:
-    """KEP Phase II: the creator must be allowed to `use` each referenced network."""
+def service_account_user(namespace: str, name: str | None) -> dict[str, Any]:
+    """The user info a pod's service account authenticates as."""
+    account = name or "default"
+    return {"username": f"system:serviceaccount:{namespace}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]}
+
+
+def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any], account: Mapping[str, Any],
+                   may_use: MayUse, attachment_network: AttachmentNetwork) -> str:
+    """KEP Phase II: the creator must be allowed to `use` each referenced network.
+
+    As PodSecurityPolicy's `use` did, a grant to the pod's own service account also
+    counts: pods that workload controllers (ReplicaSet, Job, ...) create on a user's
+    behalf are requested by the controller, so a grant to that user cannot be seen.
+    Through a PodNetworkAttachment, `use` of the attachment or of its PodNetwork
+    (the object the KEP puts under access control) will do.
+    """
     who = user.get("username", "?")
+    why: list[str] = []
+
+    def allowed(resource: str, name: str, scope: str | None) -> bool:
+        ok, reason = may_use(user, resource, name, scope)
+        if not ok and reason:
+            why.append(reason)
+        return ok or (account.get("username") != who and may_use(account, resource, name, scope)[0])
+
     if net.pod_network_name:
-        ok, why = may_use(user, names.POD_NETWORK_PLURAL, net.pod_network_name, None)
         what = f"PodNetwork {net.pod_network_name!r}"
         rule = f"verb 'use' on {names.POD_NETWORK_PLURAL}.{names.GROUP} {net.pod_network_name!r}"
+        if allowed(names.POD_NETWORK_PLURAL, net.pod_network_name, None):
+            return ""
     else:
-        ok, why = may_use(user, names.POD_NETWORK_ATTACHMENT_PLURAL, net.pod_network_attachment_name, namespace)
-        what = f"PodNetworkAttachment {namespace}/{net.pod_network_attachment_name}"
-        rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} "
-                f"{net.pod_network_attachment_name!r} in namespace {namespace!r}")
-    if ok:
-        return ""
-    return f"user {who!r} may not use {what} (needs {rule})" + (f": {why}" if why else "")
+        att = net.pod_network_attachment_name
+        what = f"PodNetworkAttachment {namespace}/{att}"
+        rule = (f"verb 'use' on {names.POD_NETWORK_ATTACHMENT_PLURAL}.{names.GROUP} {att!r} in namespace "
+                f"{namespace!r}")
+        if allowed(names.POD_NETWORK_ATTACHMENT_PLURAL, att, namespace):
+            return ""
+        network = attachment_network(namespace or "", att)
+        if network:
+            rule += f", or on {names.POD_NETWORK_PLURAL}.{names.GROUP} {network!r}"
+            if allowed(names.POD_NETWORK_PLURAL, network, None):
+                return ""
+    return (f"user {who!r} may not use {what} (needs {rule}, granted to the user or to the pod's "
+            f"service account {account.get('username')!r})" + (f": {why[0]}" if why else ""))
 
 
 def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
@@ -115,7 +163,10 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
 
     def hook(name: str, path: str, fail: bool, condition: str, operations: list[str]) -> Obj:
         return {
-            "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            # The CREATE validation holds the referenced networks in use (a finalizer
+            # patch), which it skips on dry run.
+            "name": name, "admissionReviewVersions": ["v1"],
+            "sideEffects": "NoneOnDryRun" if path == VALIDATE_ID else "None",
             "clientConfig": {"url": f"{url.rstrip('/')}/{path}", "caBundle": ca_bundle},
             "rules": [{**rules[0], "operations": operations}],
             "failurePolicy": "Fail" if fail else "Ignore",

@@ -61,6 +61,10 @@ class Index:
         self._attachment_pods: dict[PodKey, set[PodKey]] = defaultdict(set)
         # Last seen PodNetwork, PodNetworkAttachment and NetworkParams objects, from the watches.
         self._objects: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
+        # Pods admitted but not yet seen by the pod watch: (kind, key) -> {pod key: until}.
+        # They keep what they reference in use, so a deletion right after the pod's
+        # creation cannot slip through before the watch delivers the pod.
+        self._admitted: dict[tuple[str, Any], dict[PodKey, float]] = defaultdict(dict)
 
     def put(self, kind: str, key: Any, obj: dict[str, Any] | None) -> None:
         with self._lock:
@@ -76,6 +80,18 @@ class Index:
     def keys(self, kind: str) -> list[Any]:
         with self._lock:
             return list(self._objects[kind])
+
+    def admit(self, pod: PodKey, refs: list[tuple[str, Any]], until: float) -> None:
+        """A pod referencing `refs` ("network", name) / ("attachment", (ns, name)) was just admitted."""
+        with self._lock:
+            for ref in refs:
+                self._admitted[ref][pod] = until
+
+    def _admitted_pods(self, ref: tuple[str, Any], now: float) -> list[PodKey]:
+        pods = self._admitted.get(ref, {})
+        for pod in [p for p, until in pods.items() if until <= now or p in self._pods]:
+            del pods[pod]
+        return sorted(pods)
 
     def set_pod(self, record: PodRecord) -> PodRecord | None:
         with self._lock:
@@ -138,12 +154,18 @@ class Index:
         with self._lock:
             return [p for p in self._pods.values() if p.gated]
 
-    def network_in_use(self, network: str) -> list[str]:
-        """Who keeps `network` in use: active pods referencing it directly, and attachments."""
+    def network_in_use(self, network: str, now: float = 0.0) -> list[str]:
+        """Who keeps `network` in use: active pods referencing it directly (or just
+        admitted, as of `now`), and attachments."""
         users = [f"pod {p.namespace}/{p.name}" for p in self.pods_of_network(network, include_attachments=False)
                  if not p.terminal]
         users += [f"PodNetworkAttachment {ns}/{name}" for ns, name in self.attachments_of(network)]
+        with self._lock:
+            users += [f"pod {ns}/{name} (admitted)" for ns, name in self._admitted_pods(("network", network), now)]
         return sorted(users)
 
-    def attachment_in_use(self, key: PodKey) -> list[str]:
-        return sorted(f"pod {p.namespace}/{p.name}" for p in self.pods_of_attachment(key) if not p.terminal)
+    def attachment_in_use(self, key: PodKey, now: float = 0.0) -> list[str]:
+        users = [f"pod {p.namespace}/{p.name}" for p in self.pods_of_attachment(key) if not p.terminal]
+        with self._lock:
+            users += [f"pod {ns}/{name} (admitted)" for ns, name in self._admitted_pods(("attachment", key), now)]
+        return sorted(users)

@@ -137,6 +137,11 @@ class Kube:
         # The typed client picks the patch content type from the body: a list -> JSON patch.
         return self.plain(self.core.patch_namespaced_pod(name, namespace, ops))
 
+    def patch_pod_condition(self, namespace: str, name: str, condition: Obj) -> None:
+        """Merge one condition into the pod's status (conditions merge by type)."""
+        self.core.patch_namespaced_pod_status(name, namespace, {"status": {"conditions": [condition]}},
+                                              _content_type="application/strategic-merge-patch+json")
+
     def event(self, obj: Obj, reason: str, message: str, kind: str = "Pod", type_: str = "Warning") -> None:
         meta = obj["metadata"]
         namespace = meta.get("namespace") or "default"

@@ -8,6 +8,7 @@ and the network id (VNI) of NetworkParams.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,11 @@ class NetworkReconciler:
                 self._create_default()
             self.notify_dependents(name)
             return
-        users = self.index.network_in_use(name)
+        users = self.index.network_in_use(name, time.monotonic())
+        if name == names.DEFAULT_NETWORK and obj["metadata"].get("deletionTimestamp"):
+            # KEP "Availability": `default` is recreated on deletion rather than held
+            # half-deleted by its (nearly always present) users; pods keep their network.
+            users = []
         if self._converge_finalizer(obj, users, names.POD_NETWORK_PLURAL):
             return  # deleted; the DELETED event brings us back (and recreates `default`)
         spec = obj.get("spec") or {}
@@ -169,7 +174,7 @@ class NetworkReconciler:
         obj = self.kube.get_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace, name)
         if obj is None:
             return
-        if self._converge_finalizer(obj, self.index.attachment_in_use((namespace, name)),
+        if self._converge_finalizer(obj, self.index.attachment_in_use((namespace, name), time.monotonic()),
                                     names.POD_NETWORK_ATTACHMENT_PLURAL):
             return
         spec = obj.get("spec") or {}

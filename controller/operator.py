@@ -28,18 +28,20 @@ from controller.certs import ServingCert, serving_cert
 from controller.errors import PermanentError, TemporaryError
 from controller.endpoints import selects
 from controller.index import Index, PodRecord, pod_record
-from controller.kube import Kube, Obj
+from controller.kube import Kube, Obj, is_status
 from controller.leader import LeaderLease
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
 from controller.services import ServiceReconciler
 from controller.workqueue import WorkQueue
 from podnetwork import names
+from podnetwork.networks import NetworksError, pod_networks
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_HOST = "127.0.0.1"
 ALLOW_TTL = 10.0  # seconds an allowed `use` answer is reused
+ADMIT_HOLD = 30.0  # seconds an admitted pod keeps its networks in use before its watch event
 
 
 @dataclass(frozen=True)
@@ -169,13 +171,13 @@ class Controller:
                 obj, users = self.index.get("network", net.pod_network_name), None
                 key: tuple[str, ...] = ("network", net.pod_network_name)
                 if obj is not None:
-                    users = self.index.network_in_use(net.pod_network_name)
+                    users = self.index.network_in_use(net.pod_network_name, time.monotonic())
             else:
                 ref = (record.namespace, net.pod_network_attachment_name)
                 obj, users = self.index.get("attachment", ref), None
                 key = ("attachment", *ref)
                 if obj is not None:
-                    users = self.index.attachment_in_use(ref)
+                    users = self.index.attachment_in_use(ref, time.monotonic())
             if obj is None:
                 continue
             meta = obj["metadata"]
@@ -259,6 +261,52 @@ class Controller:
         return freed
 
     # --- admission (answered inline) ----------------------------------------------------
+
+    def hold_references(self, pod: Obj) -> None:
+        """KEP "InUse": a pod just admitted keeps what it references in use at once.
+
+        The in-use finalizer otherwise waits for the pod's watch event, and a deletion
+        of the network sent right after the pod's creation would slip through.
+        """
+        meta = pod.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        if not name:
+            return
+        try:
+            networks = pod_networks(meta.get("annotations"), bool((pod.get("spec") or {}).get("hostNetwork")))
+        except NetworksError:
+            return
+        refs: list[tuple[str, Any]] = [
+            ("network", n.pod_network_name) if n.pod_network_name
+            else ("attachment", (namespace, n.pod_network_attachment_name))
+            for n in networks if not n.is_default]
+        self.index.admit((namespace, name), refs, time.monotonic() + ADMIT_HOLD)
+        for kind, key in refs:
+            self._hold(kind, key)
+
+    def _hold(self, kind: str, key: Any) -> None:
+        obj = self.index.get(kind, key)
+        if obj is None:
+            return  # missing: the pod waits for it (active validation), nothing to hold yet
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if names.FINALIZER in finalizers or meta.get("deletionTimestamp"):
+            return
+        patch = {"metadata": {"finalizers": [*finalizers, names.FINALIZER],
+                              "resourceVersion": meta["resourceVersion"]}}
+        try:
+            if kind == "attachment":
+                self.kube.patch_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, key[0], key[1], patch)
+            else:
+                self.kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, key, patch)
+        except Exception as exc:  # admission never fails over this: the reconciler converges it
+            if not is_status(exc, 404, 409):
+                log.warning("could not hold %s %s in use: %s", kind, key, exc)
+            self.queue.add((kind, *key) if kind == "attachment" else (kind, key))
+
+    def attachment_network(self, namespace: str, name: str) -> str | None:
+        """The PodNetwork a PodNetworkAttachment points at, from the watch cache."""
+        return self.index.attachment_network((namespace, name))
 
     def may_use(self, user: Any, resource: str, name: str, namespace: str | None) -> tuple[bool, str]:
         """SubjectAccessReview, with allowed answers cached briefly (denials never are), as the
@@ -356,17 +404,19 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
         try:
             changes = admission.mutate(_plain(body))
         except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=422) from None
+            raise kopf.AdmissionError(str(exc), code=exc.code) from None
         patch.update(changes)
 
     @kopf.on.validate("", "v1", "pods", id=admission.VALIDATE_ID, operations=["CREATE", "UPDATE"],
                       registry=registry)
-    def validate_pod(body: Any, old: Any, userinfo: Any, operation: Any, **_: Any) -> None:
+    def validate_pod(body: Any, old: Any, userinfo: Any, operation: Any, dryrun: bool = False, **_: Any) -> None:
         previous = _plain(old) if operation == "UPDATE" and old is not None else None
         try:
-            admission.validate(_plain(body), previous, userinfo, ctl.may_use)
+            admission.validate(_plain(body), previous, userinfo, ctl.may_use, ctl.attachment_network)
         except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=422 if previous is None else 403) from None
+            raise kopf.AdmissionError(str(exc), code=exc.code) from None
+        if operation == "CREATE" and not dryrun:
+            ctl.hold_references(_plain(body))
 
     return registry
 

@@ -100,6 +100,9 @@ class PodReconciler:
         out: dict[Network, Resolved] = {}
         for entry in networks:
             if entry.is_default:
+                # Nothing to allocate (the primary CNI serves it), but the KEP's active
+                # validation holds for `default` too: it must exist and be Ready.
+                self._ready(entry.pod_network_name, problems)
                 continue
             network = entry.pod_network_name
             if entry.pod_network_attachment_name:
@@ -124,7 +127,8 @@ class PodReconciler:
             raise NotReady("waiting for networks: " + "; ".join(problems), delay=10.0)
         return out
 
-    def _binding(self, network: str, problems: list[str]) -> Binding | None:
+    def _ready(self, network: str, problems: list[str]) -> Obj | None:
+        """The PodNetwork when it exists and is Ready; else say why in `problems`."""
         obj = self.index.get("network", network)
         if obj is None:
             problems.append(f"PodNetwork {network!r} does not exist")
@@ -134,6 +138,12 @@ class PodReconciler:
             why = next((f"{c.get('reason')}: {c.get('message')}" for c in conditions or []
                         if c.get("type") == names.CONDITION_READY), "no Ready condition yet")
             problems.append(f"PodNetwork {network!r} is not Ready ({why})")
+            return None
+        return obj
+
+    def _binding(self, network: str, problems: list[str]) -> Binding | None:
+        obj = self._ready(network, problems)
+        if obj is None:
             return None
         _, binding = params_verdict(self.index, (obj.get("spec") or {}).get("parametersRefs"))
         if binding is None:
@@ -174,6 +184,16 @@ class PodReconciler:
             self.kube.event(pod, reason, message)
         except Exception as exc:  # an Event is advisory; never fail the reconcile over it
             log.warning("could not post event for %s: %s", pod["metadata"]["name"], exc)
+        # KEP-3698 "Scheduler changes": a failed network validation also shows in the pod's
+        # PodScheduled condition, with the Event's message. The apiserver set it to
+        # False/SchedulingGated when the pod was created with our gate; the message says why.
+        meta = pod["metadata"]
+        try:
+            self.kube.patch_pod_condition(meta["namespace"], meta["name"], {
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": f"{reason}: {message}"[:32768]})
+        except Exception as exc:  # advisory as the Event is
+            log.warning("could not update PodScheduled of %s: %s", meta["name"], exc)
 
     def forget(self, uid: str) -> None:
         with self._said_lock:

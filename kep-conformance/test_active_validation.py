@@ -34,6 +34,20 @@ def test_pod_waits_for_a_missing_network(networks: Networks, core: client.CoreV1
              networks.timeout, "the scheduling gate to be removed")
 
 
+def test_waiting_pod_reports_why_in_pod_scheduled(networks: Networks, core: client.CoreV1Api, namespace: str) -> None:
+    """KEP "Scheduler changes": PodScheduled is False with a message naming the network."""
+    net = unique("kep-later")
+    name = unique("kep-wait")
+    core.create_namespaced_pod(namespace, pod(name, [{"podNetworkName": net}]))
+
+    def reported() -> bool:
+        conditions = core.read_namespaced_pod(name, namespace).status.conditions or []
+        return any(c.type == "PodScheduled" and c.status == "False" and net in (c.message or "")
+                   for c in conditions)
+
+    wait_for(reported, networks.timeout, "PodScheduled=False naming the missing network")
+
+
 def test_pod_waits_while_the_network_is_disabled(
     networks: Networks, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
 ) -> None:

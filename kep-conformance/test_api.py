@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -44,6 +45,24 @@ def test_provider_is_immutable_and_enabled_is_mutable(networks: Networks, custom
     assert refused.value.status == 422
     patched = custom.patch_cluster_custom_object(GROUP, VERSION, "podnetworks", name, {"spec": {"enabled": False}})
     assert patched["spec"]["enabled"] is False
+
+
+@pytest.mark.parametrize("field,change", [
+    ("spec.provider", {"provider": "other.example"}),
+    ("spec.parametersRefs", {"parametersRefs": [{"group": "other.example", "kind": "Other", "name": "x"}]}),
+])
+def test_immutable_field_is_refused_as_invalid_naming_the_field(
+    networks: Networks, custom: client.CustomObjectsApi, field: str, change: dict[str, Any],
+) -> None:
+    """API conventions: an immutable field's change is 422 Invalid, with the field's path as its cause."""
+    name = networks.create()["metadata"]["name"]
+    with pytest.raises(ApiException) as refused:
+        custom.patch_cluster_custom_object(GROUP, VERSION, "podnetworks", name, {"spec": change})
+    assert refused.value.status == 422
+    body = json.loads(refused.value.body)
+    assert body.get("reason") == "Invalid", body
+    fields = [c.get("field") for c in (body.get("details") or {}).get("causes") or []]
+    assert field in fields, f"expected a cause on {field}, got {fields}"
 
 
 def test_provider_longer_than_253_is_refused(networks: Networks, custom: client.CustomObjectsApi) -> None:

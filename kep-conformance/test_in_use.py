@@ -28,6 +28,21 @@ def test_network_in_use_by_a_pod_is_deleted_after_the_pod(
     wait_for(lambda: absent(lambda: networks.get(name)), networks.timeout, f"PodNetwork {name} to go")
 
 
+def test_network_deleted_right_after_a_pod_references_it_is_held(
+    networks: Networks, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
+) -> None:
+    """InUse holds from the moment the pod exists, not once a controller has caught up."""
+    name = networks.create()["metadata"]["name"]
+    networks.ready(name)
+    user = unique("kep-user")
+    core.create_namespaced_pod(namespace, pod(user, [{"podNetworkName": name}]))
+    custom.delete_cluster_custom_object(GROUP, VERSION, "podnetworks", name)
+    held = networks.get(name)
+    assert held["metadata"].get("deletionTimestamp"), "deletion should be pending while a pod uses it"
+    core.delete_namespaced_pod(user, namespace, grace_period_seconds=0)
+    wait_for(lambda: absent(lambda: networks.get(name)), networks.timeout, f"PodNetwork {name} to go")
+
+
 def test_attachment_in_use_by_a_pod_is_deleted_after_the_pod(
     networks: Networks, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
 ) -> None:

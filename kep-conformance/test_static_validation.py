@@ -74,6 +74,20 @@ def test_two_default_gateways(core: client.CoreV1Api, namespace: str, net: str, 
     assert flag in message
 
 
+@pytest.mark.parametrize("ifname", ["net0", "eth1"])
+def test_default_network_interface_other_than_eth0(core: client.CoreV1Api, namespace: str, ifname: str) -> None:
+    message = refused(core, namespace, pod(unique("p"), [{"podNetworkName": "default", "interfaceName": ifname}]))
+    assert "interfaceName" in message
+
+
+def test_default_network_interface_eth0_or_unset_is_admitted(core: client.CoreV1Api, namespace: str,
+                                                             net: str) -> None:
+    for networks in ([{"podNetworkName": "default", "interfaceName": "eth0"}, {"podNetworkName": net}],
+                     [{"podNetworkName": "default"}, {"podNetworkName": net, "interfaceName": "net1"}]):
+        created = core.create_namespaced_pod(namespace, pod(unique("p"), networks), dry_run="All")
+        assert created.metadata.annotations[NETWORKS_ANNOTATION]
+
+
 def test_host_network_pod_with_networks(core: client.CoreV1Api, namespace: str, net: str) -> None:
     message = refused(core, namespace, pod(unique("p"), [{"podNetworkName": net}], hostNetwork=True))
     assert "hostNetwork" in message

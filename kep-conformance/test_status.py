@@ -10,6 +10,7 @@ from kubernetes.client.rest import ApiException
 
 from conftest import Networks, absent, condition, unique, wait_for
 from features import GROUP, VERSION
+from pods import pod
 
 pytestmark = pytest.mark.feature("PodNetworkStatus")
 
@@ -43,6 +44,27 @@ def test_default_network_is_recreated_after_deletion(networks: Networks, custom:
             raise
 
     wait_for(recreated, networks.timeout, "the default PodNetwork to be recreated")
+    networks.ready("default")
+
+
+def test_default_network_in_use_is_recreated_after_deletion(
+    networks: Networks, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
+) -> None:
+    """KEP "Availability": even while pods use it, deleting `default` ends in a fresh `default`."""
+    core.create_namespaced_pod(namespace, pod(unique("kep-user"), None))
+    before = networks.get("default")["metadata"]["uid"]
+    custom.delete_cluster_custom_object(GROUP, VERSION, "podnetworks", "default")
+
+    def recreated() -> bool:
+        try:
+            obj = networks.get("default")
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return bool(obj["metadata"]["uid"] != before and not obj["metadata"].get("deletionTimestamp"))
+
+    wait_for(recreated, networks.timeout, "the default PodNetwork to be recreated while a pod uses it")
     networks.ready("default")
 
 

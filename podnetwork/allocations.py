@@ -13,11 +13,11 @@ from typing import Any
 
 from podnetwork.jsondoc import decode
 from podnetwork.names import ALLOCATIONS_ANNOTATION
-from podnetwork.networks import Network, interface_name_error
+from podnetwork.networks import DEFAULT_INTERFACE, Network, interface_name_error
 from podnetwork.params import NETWORK_ID_MAX, NETWORK_ID_MIN
 
 # The interface name of the cluster default network inside a pod (kubelet's CNI_IFNAME).
-PRIMARY_INTERFACE = "eth0"
+PRIMARY_INTERFACE = DEFAULT_INTERFACE
 SECONDARY_PREFIX = "net"
 
 ALLOCATION_SCHEMA: dict[str, Any] = {

@@ -48,16 +48,21 @@ PARAMETERS_REFS: Schema = {
     "description": "Vendor- or implementation-specific parameters objects.",
 }
 
+CONDITION_TYPE_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
 CONDITION: Schema = {
     "type": "object",
     "description": "A metav1.Condition.",
     "required": ["type", "status", "lastTransitionTime", "reason", "message"],
     "properties": {
-        "type": _str("Condition type, e.g. Ready.", maxLength=316),
+        # Lengths and patterns as metav1.Condition's own validation markers.
+        "type": _str("Condition type, e.g. Ready.", maxLength=316, pattern=CONDITION_TYPE_PATTERN),
         "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
         "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
         "lastTransitionTime": _str("When the status last changed.", format="date-time"),
-        "reason": _str("CamelCase reason.", maxLength=1024, minLength=1),
+        "reason": _str("CamelCase reason.", maxLength=1024, minLength=1, pattern=CONDITION_REASON_PATTERN),
         "message": _str("Human-readable detail.", maxLength=32768),
     },
 }
@@ -73,6 +78,9 @@ CONDITIONS_STATUS: Schema = {
 
 POD_NETWORK_SPEC: Schema = {
     "type": "object",
+    # Every field is optional (KEP-3698 PodNetworkSpec), so a PodNetwork without a
+    # spec is valid and gets the defaults (enabled: true).
+    "default": {},
     "description": "KEP-3698 PodNetworkSpec. Immutable except enabled.",
     "properties": {
         "enabled": {"type": "boolean", "default": True,
@@ -84,10 +92,10 @@ POD_NETWORK_SPEC: Schema = {
     "x-kubernetes-validations": [
         {"rule": "has(self.provider) == has(oldSelf.provider) && "
                  "(!has(self.provider) || self.provider == oldSelf.provider)",
-         "message": "spec.provider is immutable"},
+         "message": "spec.provider is immutable", "fieldPath": ".provider"},
         {"rule": "has(self.parametersRefs) == has(oldSelf.parametersRefs) && "
                  "(!has(self.parametersRefs) || self.parametersRefs == oldSelf.parametersRefs)",
-         "message": "spec.parametersRefs is immutable"},
+         "message": "spec.parametersRefs is immutable", "fieldPath": ".parametersRefs"},
     ],
 }
 
@@ -194,8 +202,8 @@ AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 def crd(*, group: str, kind: str, plural: str, scope: str, short: list[str], spec: Schema,
         status: Schema | None, columns: list[Schema], description: str) -> Schema:
     """One CustomResourceDefinition (apiextensions.k8s.io/v1) with a single served version."""
-    schema: Schema = {"type": "object", "description": description,
-                      "required": ["spec"], "properties": {"spec": spec}}
+    required = {} if "default" in spec else {"required": ["spec"]}
+    schema: Schema = {"type": "object", "description": description, **required, "properties": {"spec": spec}}
     version: Schema = {"name": names.VERSION, "served": True, "storage": True}
     if status is not None:
         schema["properties"]["status"] = status

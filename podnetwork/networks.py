@@ -18,6 +18,9 @@ from podnetwork.names import DEFAULT_NETWORK, NETWORKS_ANNOTATION
 
 # Linux IFNAMSIZ is 16 including the terminating NUL.
 IFNAME_MAX = 15
+# The cluster default network's interface inside a pod (kubelet's CNI_IFNAME):
+# the `default` entry may name no other, and no other entry may take it.
+DEFAULT_INTERFACE = "eth0"
 
 NETWORK_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -102,13 +105,20 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 
 
 def interface_name_error(name: str) -> str | None:
-    """Why `name` is not a valid Linux interface name, or None if it is."""
-    if not 1 <= len(name) <= IFNAME_MAX:
-        return f"must be 1..{IFNAME_MAX} characters, got {len(name)}"
+    """Why `name` is not a valid Linux interface name, or None if it is.
+
+    The kernel's dev_valid_name(): 1..15 bytes (IFNAMSIZ counts bytes, so a
+    multi-byte UTF-8 character counts for each of its bytes), not "." or "..",
+    no '/', ':', whitespace or NUL.
+    """
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= IFNAME_MAX:
+        return f"must be 1..{IFNAME_MAX} characters, got {len(name)}" + (
+            f" ({size} bytes)" if size != len(name) else "")
     if name in (".", ".."):
         return f"must not be {name!r}"
-    if "/" in name or ":" in name or any(c.isspace() for c in name):
-        return "must not contain '/', ':' or whitespace"
+    if "/" in name or ":" in name or "\0" in name or any(c.isspace() for c in name):
+        return "must not contain '/', ':', whitespace or NUL"
     return None
 
 
@@ -131,6 +141,7 @@ def static_errors(networks: tuple[Network, ...], host_network: bool) -> list[str
             errors.append(f"{_where(i)}.interfaceName: {net.interface_name!r} is already used by entry "
                           f"{seen_ifnames[net.interface_name]}")
         seen_ifnames.setdefault(net.interface_name, i)
+        errors.extend(_default_interface_errors(i, net, networks))
         if net.is_default_gw4:
             if gw4 is not None:
                 errors.append(f"{_where(i)}.isDefaultGW4: only one network may be the IPv4 default "
@@ -142,6 +153,23 @@ def static_errors(networks: tuple[Network, ...], host_network: bool) -> list[str
                               f"gateway, entry {gw6} already is")
             gw6 = i if gw6 is None else gw6
     return errors
+
+
+def _default_interface_errors(i: int, net: Network, networks: tuple[Network, ...]) -> list[str]:
+    """The `default` network's interface is eth0 (or left unnamed, which means eth0);
+    while the pod references `default`, no other entry may claim eth0."""
+    if net.is_default:
+        if net.interface_name and net.interface_name != DEFAULT_INTERFACE:
+            return [f"{_where(i)}.interfaceName: the {DEFAULT_NETWORK!r} network's interface must be "
+                    f"{DEFAULT_INTERFACE!r} or left unset, got {net.interface_name!r}"]
+        return []
+    if net.interface_name == DEFAULT_INTERFACE:
+        owner = next((j for j, n in enumerate(networks) if n.is_default), None)
+        # An explicit eth0 on `default` is caught by the uniqueness rule instead.
+        if owner is not None and networks[owner].interface_name != DEFAULT_INTERFACE:
+            return [f"{_where(i)}.interfaceName: {DEFAULT_INTERFACE!r} is the interface of the "
+                    f"{DEFAULT_NETWORK!r} network (entry {owner})"]
+    return []
 
 
 def _entry_errors(i: int, net: Network) -> list[str]:

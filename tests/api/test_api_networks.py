@@ -122,3 +122,34 @@ def test_encode_round_trip() -> None:
     nets = (Network(pod_network_name="a", interface_name="n1", is_default_gw4=True),
             Network(pod_network_attachment_name="b", is_default_gw6=True))
     assert parse_networks(encode_networks(nets)) == nets
+
+
+@pytest.mark.parametrize("ifname", ["net0", "eth1", "default"])
+def test_default_network_interface_is_eth0_or_unset(ifname: str) -> None:
+    errs = errors_of([{"podNetworkName": "default", "interfaceName": ifname}, {"podNetworkName": "blue"}])
+    assert len(errs) == 1 and errs[0].startswith(f"annotation {NETWORKS_ANNOTATION}[0].interfaceName: ")
+    assert "eth0" in errs[0]
+    assert errors_of([{"podNetworkName": "default", "interfaceName": "eth0"}]) == []
+    assert errors_of([{"podNetworkName": "default"}]) == []
+
+
+def test_eth0_is_reserved_for_default_network_when_referenced() -> None:
+    errs = errors_of([{"podNetworkName": "default"}, {"podNetworkName": "blue", "interfaceName": "eth0"}])
+    assert len(errs) == 1 and errs[0].startswith(f"annotation {NETWORKS_ANNOTATION}[1].interfaceName: ")
+    errs = errors_of([{"podNetworkName": "default", "interfaceName": "eth0"},
+                      {"podNetworkName": "blue", "interfaceName": "eth0"}])
+    assert len(errs) == 1 and "[1].interfaceName" in errs[0]
+    # Without the default network (KEP story #6), a secondary network may be eth0.
+    assert errors_of([{"podNetworkName": "blue", "interfaceName": "eth0"}]) == []
+
+
+def test_interface_name_length_counts_bytes() -> None:
+    """IFNAMSIZ is bytes: eight two-byte characters are 16 bytes, one too many."""
+    assert interface_name_error("\u00e9" * 7) is None
+    why = interface_name_error("\u00e9" * 8)
+    assert why is not None and "16 bytes" in why
+    assert errors_of([{"podNetworkName": "a", "interfaceName": "\u00e9" * 8}])
+
+
+def test_interface_name_without_nul() -> None:
+    assert interface_name_error("a\u0000b") is not None

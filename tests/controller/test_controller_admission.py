@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import Networks
-from tests.controller.controller_support import FakeNodes, pod_manifest
+from tests.controller.controller_support import Networks, make_attachment
+from tests.controller.controller_support import FakeNodes, pod_manifest, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -46,6 +46,12 @@ def test_static_validation_rejected(make_pod: Any, nets: list[dict[str, Any]], m
     assert message in rejection(make_pod, nets)
 
 
+def test_static_validation_is_422_invalid(make_pod: Any) -> None:
+    with pytest.raises(ApiException) as exc:
+        make_pod("bad", [{"podNetworkName": "a"}, {"podNetworkName": "a"}])
+    assert exc.value.status == 422, exc.value.body
+
+
 def test_host_network_pod_with_networks_rejected(kube: Kube, namespace: str, nodes: FakeNodes,
                                                  controller: Any) -> None:
     body = pod_manifest("hn", [{"podNetworkName": "default"}], nodes.pod_placement())
@@ -80,6 +86,7 @@ def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str
         kube.core.patch_namespaced_pod("p", namespace, {"metadata": {"annotations": {
             names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
     assert "is immutable once the pod exists" in json.loads(exc.value.body)["message"]
+    assert exc.value.status == 422, exc.value.body  # an immutable field: Invalid, as for spec fields
 
 
 def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, networks: Networks,
@@ -106,6 +113,8 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
     with pytest.raises(ApiException) as exc:
         create()
     assert f"user '{user}' may not use PodNetwork '{net}'" in json.loads(exc.value.body)["message"]
+    # A missing grant is Forbidden (API conventions), not an invalid object.
+    assert exc.value.status == 403, exc.value.body
 
     role = f"mna-use-{namespace}"
     rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
@@ -125,6 +134,82 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
             "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
         create()
         assert created == [1]
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
+def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespace: str, networks: Networks,
+                                                             nodes: FakeNodes) -> None:
+    """A ReplicaSet's pods are requested by the replicaset controller: the grant on the pods'
+    service account is what lets them in (as PodSecurityPolicy's `use` did)."""
+    net = networks.network()
+    apps = client.AppsV1Api(kube.api)
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "runner"}})
+    role = f"mna-use-{namespace}"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+    try:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": namespace}]})
+        template = pod_manifest("x", [{"podNetworkName": net}], nodes.pod_placement())
+        template = {"metadata": {"labels": {"app": "rs"}, "annotations": template["metadata"]["annotations"]},
+                    "spec": template["spec"]}
+        template["spec"]["serviceAccountName"] = "runner"
+        apps.create_namespaced_replica_set(namespace, {"metadata": {"name": "rs"}, "spec": {
+            "replicas": 1, "selector": {"matchLabels": {"app": "rs"}}, "template": template}})
+        wait_for("the ReplicaSet's pod to be admitted", lambda: kube.core.list_namespaced_pod(
+            namespace, label_selector="app=rs").items, timeout=90)
+        apps.delete_namespaced_replica_set("rs", namespace)
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
+def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kubeconfig: Any, namespace: str,
+                                                                 networks: Networks, nodes: FakeNodes) -> None:
+    net = networks.network()
+    make_attachment(kube, namespace, "fast", net)
+    user = f"mna-user-{namespace}"
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                  "name": "pods"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    role = f"mna-use-{namespace}"
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+    as_user = Kube.from_kubeconfig(str(kubeconfig))
+    as_user.api.set_default_header("Impersonate-User", user)
+    try:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+
+        def admitted() -> bool:
+            try:
+                as_user.core.create_namespaced_pod(namespace, pod_manifest(
+                    "p", [{"podNetworkAttachmentName": "fast"}], nodes.pod_placement()))
+            except ApiException as exc:
+                if exc.status == 403:  # RBAC converges within moments of the binding
+                    return False
+                raise
+            return True
+        wait_for("the pod to be admitted", admitted, timeout=10)
     finally:
         for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
             try:

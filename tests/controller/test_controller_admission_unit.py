@@ -60,8 +60,39 @@ def test_use_checked_for_each_non_default_network() -> None:
     with pytest.raises(admission.Denied) as exc:
         admission.validate(pod([{"podNetworkName": "default"}, {"podNetworkName": "red"},
                                 {"podNetworkAttachmentName": "fast"}]), None, {"username": "alice"}, may_use)
-    assert asked == [("podnetworks", "red", None), ("podnetworkattachments", "fast", "ns")]
+    # The denied user's request is asked again for the pod's service account.
+    assert asked == [("podnetworks", "red", None), ("podnetworks", "red", None),
+                     ("podnetworkattachments", "fast", "ns")]
     assert str(exc.value).startswith("user 'alice' may not use PodNetwork 'red' (needs verb 'use' on podnetworks.")
+    assert "system:serviceaccount:ns:default" in str(exc.value)
+
+
+def test_use_granted_to_the_pods_service_account_counts() -> None:
+    """PodSecurityPolicy's rule: pods made by a workload controller carry the grant on their account."""
+    def may_use(user: Any, resource: str, name: str, ns: str | None) -> tuple[bool, str]:
+        return user["username"] == "system:serviceaccount:ns:runner", ""
+
+    controller_user = {"username": "system:serviceaccount:kube-system:replicaset-controller"}
+    body = pod([{"podNetworkName": "red"}])
+    body["spec"]["serviceAccountName"] = "runner"
+    admission.validate(body, None, controller_user, may_use)
+    body["spec"]["serviceAccountName"] = "other"
+    with pytest.raises(admission.Forbidden):
+        admission.validate(body, None, controller_user, may_use)
+
+
+def test_use_of_an_attachments_network_counts() -> None:
+    """Through an attachment, `use` of its PodNetwork (the KEP's access-controlled object) will do."""
+    def may_use(user: Any, resource: str, name: str, ns: str | None) -> tuple[bool, str]:
+        return (resource, name) == ("podnetworks", "blue"), ""
+
+    body = pod([{"podNetworkAttachmentName": "fast"}])
+    admission.validate(body, None, {"username": "alice"}, may_use,
+                       lambda ns, name: "blue" if (ns, name) == ("ns", "fast") else None)
+    with pytest.raises(admission.Forbidden, match="or on podnetworks.* 'red'"):
+        admission.validate(body, None, {"username": "alice"}, may_use, lambda ns, name: "red")
+    with pytest.raises(admission.Forbidden):
+        admission.validate(body, None, {"username": "alice"}, may_use)
 
 
 def test_allocations_annotation_refused_at_creation() -> None:

@@ -27,6 +27,11 @@ def test_gate_waits_for_missing_network_then_lifts(kube: Kube, namespace: str, n
     assert pod_gated(kube, namespace, "p")
     pod = kube.get_pod(namespace, "p")
     assert pod is not None and not pod["spec"].get("nodeName")
+    # KEP "Scheduler changes": PodScheduled is False with the Event's message.
+    scheduled = wait_for("PodScheduled naming the missing network", lambda: next(
+        (c for c in (kube.get_pod(namespace, "p") or {}).get("status", {}).get("conditions") or []
+         if c["type"] == "PodScheduled" and net in (c.get("message") or "")), None))
+    assert scheduled["status"] == "False"
 
     params = networks.params({"topology": "L2", "ipv4": {"subnet": "10.70.0.0/24", "gateway": "10.70.0.1"},
                               "ipv6": {"subnet": "fd00:70::/64"}})
@@ -111,3 +116,20 @@ def test_attachment_resolving_to_a_referenced_network_keeps_gate(kube: Kube, nam
     wait_for("an Event naming the duplicate", lambda: any(
         f"PodNetwork '{net}' is already referenced by entry 0" in e for e in events_of(kube, namespace, "p")))
     assert pod_gated(kube, namespace, "p")
+
+
+def test_disabled_default_network_keeps_multi_network_pods_gated(kube: Kube, namespace: str,
+                                                                  networks: Networks, make_pod: Any) -> None:
+    """KEP active validation covers every referenced network, `default` included."""
+    net = networks.ready_network("10.79.0.0/24")
+    kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK, {"spec": {"enabled": False}})
+    try:
+        wait_for("default disabled", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "False")
+        make_pod("p", [{"podNetworkName": names.DEFAULT_NETWORK}, {"podNetworkName": net}])
+        wait_for("an Event naming the default network",
+                 lambda: any(f"PodNetwork '{names.DEFAULT_NETWORK}' is not Ready" in e
+                             for e in events_of(kube, namespace, "p")))
+        assert pod_gated(kube, namespace, "p")
+    finally:
+        kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK, {"spec": {"enabled": True}})
+    wait_for("gate lifted once default is enabled again", lambda: not pod_gated(kube, namespace, "p"))

@@ -42,3 +42,15 @@ def test_attachment_users_and_pods_through_attachment() -> None:
     assert idx.attachment_in_use(("ns", "att")) == ["pod ns/a"]
     assert [p.name for p in idx.pods_of_network("blue")] == ["a"]
     assert [p.name for p in idx.gated_pods()] == ["a"]
+
+
+def test_admitted_pod_keeps_its_networks_in_use_until_seen_or_expired() -> None:
+    index = Index()
+    index.admit(("ns", "p"), [("network", "blue"), ("attachment", ("ns", "fast"))], until=100.0)
+    assert index.network_in_use("blue", now=10.0) == ["pod ns/p (admitted)"]
+    assert index.attachment_in_use(("ns", "fast"), now=10.0) == ["pod ns/p (admitted)"]
+    assert index.network_in_use("blue", now=100.0) == []  # expired: the pod never showed up
+    index.admit(("ns", "p"), [("network", "blue")], until=100.0)
+    index.set_pod(pod_record({"metadata": {"namespace": "ns", "name": "p", "uid": "u", "annotations": {
+        "multinetwork.networking.x-k8s.io/networks": '[{"podNetworkName": "blue"}]'}}, "spec": {}}))
+    assert index.network_in_use("blue", now=10.0) == ["pod ns/p"]  # the watch's record takes over

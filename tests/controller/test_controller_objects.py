@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -38,6 +39,16 @@ def test_bad_params_refused(networks: Networks, spec: dict[str, Any], needle: st
     assert needle in refused(lambda: networks.params(spec))
 
 
+def invalid_fields(fn: Any) -> list[str]:
+    """The request is refused as 422 Invalid; the field paths of its causes."""
+    with pytest.raises(ApiException) as exc:
+        fn()
+    assert exc.value.status == 422, exc.value.body
+    body = json.loads(exc.value.body)
+    assert body["reason"] == "Invalid", body
+    return [c.get("field", "") for c in body["details"]["causes"]]
+
+
 def test_pod_network_immutable_except_enabled(networks: Networks, kube: Kube) -> None:
     name = networks.network()
     kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {"spec": {"enabled": False}})
@@ -47,6 +58,27 @@ def test_pod_network_immutable_except_enabled(networks: Networks, kube: Kube) ->
     body = refused(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {"spec": {
         "parametersRefs": [{"group": "g", "kind": "k", "name": "n"}]}}))
     assert "spec.parametersRefs is immutable" in body
+
+
+def test_immutable_field_errors_name_the_field(networks: Networks, kube: Kube) -> None:
+    """API conventions: a refused mutation is 422 Invalid with the field's path."""
+    name = networks.network(refs=[{"group": "g", "kind": "k", "name": "n"}])
+    assert invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+        "spec": {"provider": "other.io/x"}})) == ["spec.provider"]
+    assert invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+        "spec": {"parametersRefs": None}})) == ["spec.parametersRefs"]
+
+
+def test_pod_network_without_spec_gets_defaults(networks: Networks, kube: Kube) -> None:
+    """Every PodNetworkSpec field is optional: no spec at all is a valid, enabled network."""
+    name = f"mna-net-{suffix()}"
+    kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
+        "metadata": {"name": name}})
+    networks.made.append((names.GROUP, names.POD_NETWORK_PLURAL, name))
+    obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name)
+    assert obj is not None and obj["spec"] == {"enabled": True}
+    wait_for("Ready", lambda: condition(kube, name, "Ready") == "True")
 
 
 def test_provider_length_and_enabled_default(networks: Networks, kube: Kube) -> None:
@@ -161,6 +193,20 @@ def test_finalizer_blocks_deletion_while_in_use(networks: Networks, kube: Kube, 
     wait_for("PodNetwork gone", lambda: kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, net) is None)
 
 
+def test_deletion_right_after_a_pod_is_created_is_held(networks: Networks, kube: Kube, make_pod: Any,
+                                                        namespace: str) -> None:
+    """The in-use finalizer is in place when the pod's creation returns, not a watch event later."""
+    for i in range(3):
+        net = networks.ready_network(f"10.65.{i}.0/24")
+        make_pod(f"user{i}", [{"podNetworkName": net}])
+        kube.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, names.POD_NETWORK_PLURAL, net)
+        obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, net)
+        assert obj is not None and obj["metadata"].get("deletionTimestamp"), "deleted while a pod used it"
+        kube.core.delete_namespaced_pod(f"user{i}", namespace, grace_period_seconds=0)
+        wait_for("PodNetwork gone with its last user", lambda: kube.get_cluster(
+            names.GROUP, names.POD_NETWORK_PLURAL, net) is None)
+
+
 def test_attachment_keeps_network_in_use(networks: Networks, kube: Kube, namespace: str) -> None:
     net = networks.network()
     make_attachment(kube, namespace, "att", net)
@@ -199,3 +245,35 @@ def test_default_network_recreated(kube: Kube, controller: Any) -> None:
 
     wait_for("default recreated", recreated)
     wait_for("default Ready", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "True")
+
+
+def test_default_network_in_use_is_recreated_not_held(kube: Kube, make_pod: Any) -> None:
+    """KEP "Availability": deleting `default` while pods use it ends in a fresh `default`,
+    never in one held with a deletionTimestamp until every pod is gone."""
+    make_pod("user", None)
+    wait_for("finalizer on default", lambda: names.FINALIZER in (kube.get_cluster(
+        names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK) or {}).get("metadata", {}).get(
+        "finalizers", []))
+    before = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK)
+    assert before is not None
+    kube.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, names.POD_NETWORK_PLURAL,
+                                             names.DEFAULT_NETWORK)
+
+    def recreated() -> bool:
+        obj = kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, names.DEFAULT_NETWORK)
+        return (obj is not None and obj["metadata"]["uid"] != before["metadata"]["uid"]
+                and not obj["metadata"].get("deletionTimestamp"))
+
+    wait_for("default recreated while its pod still runs", recreated)
+    wait_for("default Ready", lambda: condition(kube, names.DEFAULT_NETWORK, "Ready") == "True")
+
+
+def test_conditions_validated_as_metav1_condition(networks: Networks, kube: Kube) -> None:
+    """status.conditions holds metav1.Conditions: their type and reason patterns apply."""
+    name = networks.network()
+    good = {"type": "Ready", "status": "False", "reason": "Some_Reason", "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}
+    for bad in ({**good, "reason": "not a reason"}, {**good, "type": "not a type"}):
+        fields = invalid_fields(lambda: kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name, {
+            "status": {"conditions": [bad]}}, status=True))
+        assert any(f.startswith("status.conditions[0].") for f in fields), fields
