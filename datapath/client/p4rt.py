@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
@@ -89,14 +90,7 @@ class P4RuntimeClient:
         self._stream_thread = threading.Thread(target=self._listen, args=(responses,), daemon=True,
                                                name="p4rt-client-stream")
         self._stream_thread.start()
-        msg = p4r.StreamMessageRequest()
-        msg.arbitration.device_id = self.device_id
-        msg.arbitration.election_id.CopyFrom(_uint128(self.election_id))
-        self._outbox.put(msg)
-        try:
-            update = self._arbitration.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no arbitration answer from {self.address}") from None
+        update = self._arbitration_round(timeout)
         if isinstance(update, p4r.StreamError):
             self.close()
             raise ArbitrationError(update.message)
@@ -108,17 +102,21 @@ class P4RuntimeClient:
         while not self._arbitration.empty():  # earlier notices; the answer comes after them
             self._arbitration.get_nowait()
         self.election_id = election_id
-        msg = p4r.StreamMessageRequest()
-        msg.arbitration.device_id = self.device_id
-        msg.arbitration.election_id.CopyFrom(_uint128(election_id))
-        self._outbox.put(msg)
-        try:
-            update = self._arbitration.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no arbitration answer from {self.address}") from None
+        update = self._arbitration_round(timeout)
         if isinstance(update, p4r.StreamError):
             raise ArbitrationError(update.message)
         return update.status.code == rpc_code.OK
+
+    def _arbitration_round(self, timeout: float) -> Any:
+        """Send this client's election id; the target's answer (an update or a StreamError)."""
+        msg = p4r.StreamMessageRequest()
+        msg.arbitration.device_id = self.device_id
+        msg.arbitration.election_id.CopyFrom(_uint128(self.election_id))
+        self._outbox.put(msg)
+        try:
+            return self._arbitration.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no arbitration answer from {self.address}") from None
 
     def claim(self) -> bool:
         """Become primary when nobody is: the target keeps the highest election id
