@@ -127,7 +127,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
-    parser.add_argument("--out", help="write JSON here (default: stdout)")
+    parser.add_argument("--out", default="build/bench/datapath.json", help="write JSON here (default: %(default)s)")
     args = parser.parse_args()
 
     result: dict[str, Any] = {"prefix": PREFIX}
@@ -220,6 +220,7 @@ def main() -> int:
         tb.close()
     text = json.dumps(result, indent=2)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     print(text)
     return 0
