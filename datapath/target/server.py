@@ -505,7 +505,10 @@ def serve(kernel: Kernel, address: str, device_id: int = 1, pipeline: Pipeline =
     servicer = IpuServicer(kernel, device_id, pipeline)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=[("grpc.max_receive_message_length", 256 << 20),
-                                  ("grpc.max_send_message_length", 256 << 20)])
+                                  ("grpc.max_send_message_length", 256 << 20),
+                                  # One target per port: without this a second
+                                  # target (or anything) on the port shares it.
+                                  ("grpc.so_reuseport", 0)])
     p4r_grpc.add_P4RuntimeServicer_to_server(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"--port: cannot listen on {address}")

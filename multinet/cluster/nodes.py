@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from multinet.cluster.control_plane import ControlPlane
+from multinet.cluster.control_plane import ControlPlane, port_taken
 from multinet.cluster.layout import default_state_dir
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn
 from podnetwork.names import NODE_PREFIX
@@ -63,7 +66,7 @@ class Nodes:
         self.cni_bin = self.root / "bin"
         # Node namespaces are machine-wide: a cluster in another state dir
         # gets its own prefix (at most 6 characters: link names are short).
-        same = plane.layout.root == default_state_dir()
+        same = "MULTINET_STATE" not in os.environ and plane.layout.root == default_state_dir()
         self.prefix = NODE_PREFIX if same else f"mn{hashlib.sha256(str(plane.layout.root).encode()).hexdigest()[:3]}-"
 
     def start(self, count: int, progress: Progress) -> list[NodePlan]:
@@ -89,7 +92,27 @@ class Nodes:
             self.topology_file.write_text(json.dumps({"namespaces": testbed.namespaces}))
         for plan in plans:
             self._start_node(plan, progress)
+        for plan in plans:
+            self._wait_ready(plan, progress)
         return plans
+
+    def _wait_ready(self, plan: NodePlan, progress: Progress, timeout: float = 60.0) -> None:
+        """Wait until the node's IPU target listens and its agent serves the plugin.
+
+        A process that dies at start (a bad flag, a taken port) is reported now,
+        with its log, rather than found later as a pod that never runs.
+        """
+        names = ["controller", f"ipu-{plan.name}", f"agent-{plan.name}", f"node-{plan.name}"]
+        host, port = plan.p4runtime.rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check(names)
+            if _listening(host, int(port)) and plan.socket.exists():
+                progress(f"{plan.name}: IPU target and agent ready")
+                return
+            time.sleep(0.2)
+        raise ComponentError(f"{plan.name}: IPU target or agent not ready after {timeout:.0f}s "
+                             f"(logs in {self.plane.layout.logs})")
 
     def _install_plugin(self) -> None:
         """The CNI bin dir holds the multinet plugin, as a runtime's /opt/cni/bin would."""
@@ -107,6 +130,9 @@ class Nodes:
         from datapath.testbed import UNDERLAY_LINK
 
         kubeconfig = str(self.plane.layout.admin_kubeconfig)
+        port = int(plan.p4runtime.rsplit(":", 1)[1])
+        if port_taken(port):
+            raise ComponentError(f"ipu-{plan.name}: port {plan.p4runtime} is taken by another process")
         self._start(f"ipu-{plan.name}", multinet(
             "ipu", "--netns", plan.ipu_ns, "--port", plan.p4runtime.rsplit(":", 1)[1],
             "--prefix", NODE_PREFIX, "--vtep", plan.vtep, "--underlay", UNDERLAY_LINK), progress)
@@ -141,3 +167,11 @@ class Nodes:
                 subprocess.run(["ip", "netns", "delete", ns], check=False)
         self.topology_file.unlink()
         progress("node namespaces removed")
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -40,7 +40,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     finally:
         plane = ControlPlane(Layout(state / "cluster"))
         records = [r for p in plane.layout.pids.glob("*.json") if (r := plane.record(p.stem))]
-        prefix = Nodes(plane).prefix
+        saved = os.environ.get("MULTINET_STATE")
+        os.environ["MULTINET_STATE"] = env["MULTINET_STATE"]  # as the CLI saw it
+        try:
+            prefix = Nodes(plane).prefix
+        finally:
+            if saved is None:
+                del os.environ["MULTINET_STATE"]
+            else:
+                os.environ["MULTINET_STATE"] = saved
+        assert prefix != "mn-", "a cluster in its own state dir must not take the default node names"
         down = subprocess.run([sys.executable, "-m", "multinet.cli", "cluster", "down"],
                               env=env, capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, down.stderr[-3000:]
