@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -89,6 +91,33 @@ def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str
     assert exc.value.status == 422, exc.value.body  # an immutable field: Invalid, as for spec fields
 
 
+def user_subject(user: str) -> dict[str, str]:
+    return {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}
+
+
+@contextlib.contextmanager
+def use_role(rbac: client.RbacAuthorizationV1Api, role: str, net: str) -> Iterator[Callable[[dict[str, str]], None]]:
+    """A ClusterRole granting `use` of PodNetwork `net`. Yields a function that binds
+    it cluster-wide to a subject; the role and its binding are removed at exit."""
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
+        "verbs": ["use"]}]})
+
+    def bind(subject: dict[str, str]) -> None:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "ClusterRole", "name": role},
+            "subjects": [subject]})
+    try:
+        yield bind
+    finally:
+        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+            try:
+                delete()
+            except ApiException:
+                pass
+
+
 def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, networks: Networks,
                             nodes: FakeNodes) -> None:
     net = networks.network()
@@ -100,7 +129,7 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
     rbac.create_namespaced_role_binding(namespace, {
         "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                   "name": "pods"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+        "subjects": [user_subject(user)]})
     as_user = Kube.from_kubeconfig(str(kubeconfig))
     as_user.api.set_default_header("Impersonate-User", user)
 
@@ -117,29 +146,17 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
     assert exc.value.status == 403, exc.value.body
 
     role = f"mna-use-{namespace}"
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
-        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
-        "verbs": ["use"]}]})
-    try:
+    with use_role(rbac, role, net) as bind:
         rbac.create_namespaced_role_binding(namespace, {
             "metadata": {"name": "use"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                                      "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+            "subjects": [user_subject(user)]})
         # A RoleBinding cannot grant cluster-scoped resources: still denied.
         with pytest.raises(ApiException):
             create()
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                    "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+        bind(user_subject(user))
         create()
         assert created == [1]
-    finally:
-        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
-            try:
-                delete()
-            except ApiException:
-                pass
 
 
 def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespace: str, networks: Networks,
@@ -151,14 +168,8 @@ def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespa
     rbac = client.RbacAuthorizationV1Api(kube.api)
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "runner"}})
     role = f"mna-use-{namespace}"
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
-        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
-        "verbs": ["use"]}]})
-    try:
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                    "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": namespace}]})
+    with use_role(rbac, role, net) as bind:
+        bind({"kind": "ServiceAccount", "name": "runner", "namespace": namespace})
         template = pod_manifest("x", [{"podNetworkName": net}], nodes.pod_placement())
         template = {"metadata": {"labels": {"app": "rs"}, "annotations": template["metadata"]["annotations"]},
                     "spec": template["spec"]}
@@ -168,12 +179,6 @@ def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespa
         wait_for("the ReplicaSet's pod to be admitted", lambda: kube.core.list_namespaced_pod(
             namespace, label_selector="app=rs").items, timeout=90)
         apps.delete_namespaced_replica_set("rs", namespace)
-    finally:
-        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
-            try:
-                delete()
-            except ApiException:
-                pass
 
 
 def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kubeconfig: Any, namespace: str,
@@ -187,18 +192,12 @@ def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kube
     rbac.create_namespaced_role_binding(namespace, {
         "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                   "name": "pods"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+        "subjects": [user_subject(user)]})
     role = f"mna-use-{namespace}"
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
-        "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
-        "verbs": ["use"]}]})
     as_user = Kube.from_kubeconfig(str(kubeconfig))
     as_user.api.set_default_header("Impersonate-User", user)
-    try:
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                    "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    with use_role(rbac, role, net) as bind:
+        bind(user_subject(user))
 
         def admitted() -> bool:
             try:
@@ -210,9 +209,3 @@ def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kube
                 raise
             return True
         wait_for("the pod to be admitted", admitted, timeout=10)
-    finally:
-        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
-            try:
-                delete()
-            except ApiException:
-                pass

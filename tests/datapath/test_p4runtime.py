@@ -7,7 +7,7 @@ import sys
 
 import grpc
 import pytest
-from finsy.proto import p4r, rpc_code
+from finsy.proto import p4r, p4r_grpc, rpc_code
 
 from cni.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
@@ -228,6 +228,17 @@ def test_read_wildcards_and_filters(env: Env) -> None:
     client.close()
 
 
+def _write_code(stub: p4r_grpc.P4RuntimeStub, req: p4r.WriteRequest) -> int:
+    """Send a one-update WriteRequest; OK, or the canonical code of its p4.Error."""
+    try:
+        stub.Write(req)
+    except grpc.RpcError as err:
+        error = _write_error(err, 1)
+        assert isinstance(error, WriteError)
+        return error.errors[0].code
+    return rpc_code.OK
+
+
 def _read_codes(err: grpc.RpcError) -> list[int]:
     """The canonical code of each request's p4.Error in a failed batch."""
     from finsy.proto import rpc_status
@@ -416,13 +427,7 @@ def test_direct_counters_read_as_their_own_entity(env: Env) -> None:
         dc.table_entry.ClearField("action")
         if data:
             dc.data.packet_count = 5
-        try:
-            stub.Write(req)
-        except grpc.RpcError as err:
-            error = _write_error(err, 1)
-            assert isinstance(error, WriteError)
-            return error.errors[0].code
-        return rpc_code.OK
+        return _write_code(stub, req)
 
     assert write_counter(p4r.Update.INSERT, services[0]) == rpc_code.INVALID_ARGUMENT
     assert write_counter(p4r.Update.DELETE, services[0]) == rpc_code.INVALID_ARGUMENT
@@ -489,11 +494,7 @@ def test_default_entries_are_const_read_only_on_request(env: Env) -> None:
         u.entity.table_entry.action.action.action_id = client.pipeline.action("drop").id
         if with_match:
             u.entity.table_entry.match.add(field_id=1).exact.value = b"\x01"
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Write(w)
-        error = _write_error(caught.value, 1)
-        assert isinstance(error, WriteError)
-        return error.errors[0].code
+        return _write_code(stub, w)
 
     assert write(p4r.Update.MODIFY) == rpc_code.PERMISSION_DENIED
     assert write(p4r.Update.INSERT) == rpc_code.INVALID_ARGUMENT
@@ -518,13 +519,7 @@ def test_write_fields_beyond_the_key_as_the_spec_says(env: Env) -> None:
         update = req.updates.add(type=kind)
         update.entity.table_entry.CopyFrom(encode(e))
         edit(update.entity.table_entry)
-        try:
-            stub.Write(req)
-        except grpc.RpcError as err:
-            error = _write_error(err, 1)
-            assert isinstance(error, WriteError)
-            return error.errors[0].code
-        return rpc_code.OK
+        return _write_code(stub, req)
 
     tunnel = entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.1/32")},
                    ActionCall("to_tunnel", (ip("10.254.0.9"),)))
