@@ -36,7 +36,6 @@ UNDERLAY_CIDR = "10.254.0.0/24"
 
 @dataclass(frozen=True)
 class NodePlan:
-    index: int
     name: str
     host_ns: str
     ipu_ns: str
@@ -84,7 +83,7 @@ class Nodes:
         try:
             for index in range(1, count + 1):
                 node = testbed.add_node(f"node{index}")
-                plan = NodePlan(index, node.name, node.host_ns, node.ipu_ns, node.vtep,
+                plan = NodePlan(node.name, node.host_ns, node.ipu_ns, node.vtep,
                                 f"127.0.0.1:{self.plane.ports.p4runtime + index}", POD_CIDR.format(index=index),
                                 self.root / node.name)
                 plans.append(plan)
