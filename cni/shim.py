@@ -13,10 +13,10 @@ missing resources; the agent's GC removes leftovers later), STATUS reports 50.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from cni import leanjson as json  # `json` imports `re`: see cni/leanjson.py
 from cni import spec
 
 TYPE_CHECKING = False  # annotation-only imports: see cni.spec on start time

@@ -7,15 +7,15 @@ its socket (it never trusts the shim). Pure: no I/O.
 Spec references are to SPEC.md 1.1.0 of containernetworking/cni, section 2
 ("Execution Protocol") and section 5 ("Result Types").
 
-Start time: this module avoids `typing`, `collections`, `dataclasses`, `enum`, `re`, `json`
+Start time: this module avoids `typing`, `collections`, `dataclasses`, `enum`
 and `ipaddress` at import (together most of the shim's own start); the
-request is a slotted class, JSON goes through cni.leanjson and ipaddress is
-imported only when a prevResult is checked.
+request is a slotted class and ipaddress is imported only when a prevResult
+is checked. JSON is the standard `json` module.
 """
 
 from __future__ import annotations
 
-from cni import leanjson as json  # `json` imports `re`: see cni/leanjson.py
+import json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: `collections` is another import at start

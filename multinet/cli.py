@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cni import cli as cni_cli
+from agent import cli as agent_cli
 from controller import cli as controller_cli
 from datapath import cli as datapath_cli
 from multinet.cluster import cli as cluster_cli
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cli.register(commands)
     cluster_cli.register_node(commands)
     controller_cli.register(commands)
-    cni_cli.register(commands)
+    agent_cli.register(commands)
     datapath_cli.register(commands)
     return parser
 

@@ -22,7 +22,7 @@ from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from cni import testing
+from tests.support import cni as testing
 from cni.install import install
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane

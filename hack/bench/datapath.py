@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cni.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
+from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
 from datapath.netns import popen_in, run_in  # noqa: E402

@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from cni import delegate
+from agent import delegate
 from cni.spec import CniError
 from multinet.cluster.processes import ProcessRecord, spawn, stop
 from podnetwork.names import NODE_PREFIX

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cni.compile import compile_policies, compile_remote_routes, compile_services, pod_addresses
+from agent.compile import compile_policies, compile_remote_routes, compile_services, pod_addresses
 from datapath.entries import Exact, Range, Ternary, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL, NETWORK_STATUS_ANNOTATION,
@@ -157,7 +157,7 @@ def test_remote_routes_point_at_the_pods_node() -> None:
 
 
 def test_compile_node_combines_routes_services_and_policy() -> None:
-    from cni.compile import compile_node
+    from agent.compile import compile_node
 
     nodes = [{"metadata": {"name": n}, "status": {"addresses": [{"type": "Hostname", "address": n},
                                                                  {"type": "InternalIP", "address": f"10.254.0.{i}"}]}}
@@ -174,7 +174,7 @@ def test_compile_node_combines_routes_services_and_policy() -> None:
 def test_group_ids_are_stable_and_collisions_are_salted() -> None:
     import ipaddress
 
-    from cni.compile.policy import Rule, _Groups, group_id
+    from agent.compile.policy import Rule, _Groups, group_id
 
     one = frozenset({Rule(ipaddress.IPv4Network("10.0.0.0/8"), 6, (80, 80))})
     two = frozenset({Rule(ipaddress.IPv4Network("10.0.0.0/8"), 6, (81, 81))})
@@ -185,7 +185,7 @@ def test_group_ids_are_stable_and_collisions_are_salted() -> None:
 
 
 def test_network_ids_come_from_allocations() -> None:
-    from cni.compile import network_ids
+    from agent.compile import network_ids
 
     pods = [pod("a", "10.1.0.2"), pod("b", "10.1.0.3", network="red"), {"metadata": {"annotations": {
         ALLOCATIONS_ANNOTATION: "not json"}}}]

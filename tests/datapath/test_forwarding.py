@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cni.compile import compile_remote_routes
+from agent.compile import compile_remote_routes
 from datapath.entries import ActionCall, Exact, entry, ip
 from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
 from tests.datapath.conftest import Env, netns

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from finsy.proto import p4r, p4r_grpc, rpc_code
 
-from cni.compile import compile_policies, compile_services
+from agent.compile import compile_policies, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, _write_error, wait_for)

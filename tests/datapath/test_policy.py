@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cni.compile import compile_policies, compile_remote_routes
+from agent.compile import compile_policies, compile_remote_routes
 from datapath.entries import Exact, ip
 from datapath.testbed import Pod, TcpServer, tcp_ask
 from datapath.trace import Packet, trace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cni.compile import compile_remote_routes, compile_services
+from agent.compile import compile_remote_routes, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import P4RuntimeClient
 from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cni.model import link_group, link_name, params_key, plan_interfaces, stable_mac
+from agent.plan import link_group, link_name, params_key, plan_interfaces, stable_mac
 from podnetwork.allocations import parse_allocations
 from podnetwork.params import parse_params
 
@@ -57,6 +57,6 @@ def test_names_and_marks() -> None:
     ("not json", True),
 ])
 def test_when_allocations_must_come_first(networks: str | None, wanted: bool) -> None:
-    from cni.kube import wants_secondary_networks
+    from agent.kube import wants_secondary_networks
 
     assert wants_secondary_networks(networks) is wanted

@@ -1,7 +1,7 @@
 """What the node agent keeps programmed in its IPU beyond its own ports.
 
 Cluster-wide caches (all pods, namespaces, nodes, Services, EndpointSlices,
-NetworkPolicies) feed `cni.compile.compile_node`; watch events only mark the
+NetworkPolicies) feed `agent.compile.compile_node`; watch events only mark the
 `SyncLoop` dirty, and the loop writes the whole desired state as one diffed
 P4Runtime batch (STYLE.md: decide, then program).
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 from kubernetes import client
 
-from cni.compile.node import compile_node
-from cni.compile.objects import network_ids
-from cni.kube import _Cache, _raw
+from agent.compile.node import compile_node
+from agent.compile.objects import network_ids
+from agent.kube import _Cache, _raw
 from datapath.entries import Entry
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cni import spec
-from cni.agent import Agent
+from agent.verbs import Agent
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def run_install(args: argparse.Namespace) -> int:
 
 def node_config(args: argparse.Namespace) -> Any:
     """Validate the flags, reporting every problem at once."""
-    from cni.agent import NodeConfig
+    from agent.verbs import NodeConfig
 
     problems = []
     pod_cidr = None
@@ -74,9 +74,9 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     # Heavy imports here, so `multinet --help` and other parts stay quick.
     from kubernetes import config as kube_config
 
-    from cni.agent import Agent
-    from cni.kube import KubePods, KubeReporter
-    from cni.server import AgentServer
+    from agent.verbs import Agent
+    from agent.kube import KubePods, KubeReporter
+    from agent.server import AgentServer
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = node_config(args)
@@ -121,7 +121,7 @@ def _p4runtime_datapath(api: Any, address: str, node: str, stop: threading.Event
     listed once: an empty view would remove a running node's entries."""
     import time
 
-    from cni.datapath_sync import ClusterView
+    from agent.sync import ClusterView
     from datapath.client.datapath import P4RuntimeDatapath
     from datapath.client.p4rt import P4RuntimeClient
     from datapath.client.sync import SyncLoop

@@ -22,7 +22,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from cni.model import IPInterface, Route
+from agent.plan import IPInterface, Route
 
 NETNS_RUN_DIR = "/var/run/netns"
 _CLONE_NEWNET = 0x40000000

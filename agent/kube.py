@@ -22,8 +22,8 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from cni.agent import PodNetworking, PodRef
-from cni.model import params_key
+from agent.verbs import PodNetworking, PodRef
+from agent.plan import params_key
 from podnetwork.allocations import Allocation, parse_allocations
 from podnetwork.params import NetworkParams, parse_params
 from cni.spec import Code, CniError

@@ -337,7 +337,7 @@ def alloc(network: str, ifname: str, ips: list[str], gw4: bool = False, gw6: boo
 
 def link(netns: str | None, name: str) -> Any:
     """The state of a link, or None when it does not exist."""
-    from cni import links
+    from agent import links
 
     with links.rtnl(netns) as ipr:
         return links.link_state(ipr, name)

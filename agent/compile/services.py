@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cni.compile.objects import Obj, annotations, is_ipv4, labels, meta, network_of
+from agent.compile.objects import Obj, annotations, is_ipv4, labels, meta, network_of
 from datapath.entries import ActionCall, Entry, Exact, entry, ip
 from datapath.pipeline import PROTOCOLS
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cni.compile.objects import Obj, is_ipv4, pod_addresses, running
+from agent.compile.objects import Obj, is_ipv4, pod_addresses, running
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
 
 

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cni.model import link_name
-from cni.testing import TEST_PREFIX as PREFIX
-from cni.testing import Node, alloc, link
+from agent.plan import link_name
+from tests.support.cni import TEST_PREFIX as PREFIX
+from tests.support.cni import Node, alloc, link
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 

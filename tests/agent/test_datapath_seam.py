@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from cni import testing
-from cni.agent import Agent, NodeConfig
-from cni.kube import KubePods
-from cni.model import link_name, stable_mac
-from cni.testing import TEST_PREFIX as PREFIX
-from cni.testing import alloc, link
+from tests.support import cni as testing
+from agent.verbs import Agent, NodeConfig
+from agent.kube import KubePods
+from agent.plan import link_name, stable_mac
+from tests.support.cni import TEST_PREFIX as PREFIX
+from tests.support.cni import alloc, link
 from datapath.ports import PortAttachment
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from cni import links, testing
-from cni.model import link_name, stable_mac
+from agent import links
+from tests.support import cni as testing
+from agent.plan import link_name, stable_mac
 from podnetwork.names import NETWORK_STATUS_ANNOTATION, NPWG_NETWORK_STATUS_ANNOTATION, READINESS_CONDITION
-from cni.testing import TEST_PREFIX as PREFIX
-from cni.testing import Node, alloc, link
+from tests.support.cni import TEST_PREFIX as PREFIX
+from tests.support.cni import Node, alloc, link
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 PLUGIN = testing.plugin_binary()
@@ -327,7 +328,7 @@ def test_gc_removes_representors_no_record_owns(node: Node, networks: dict[str, 
     # A record lost (e.g. a wiped state dir) leaves its representor behind:
     # GC removes node-side veths named as the agent names them that no record
     # owns, and nothing else of the IPU namespace.
-    from cni.state import StateStore
+    from agent.store import StateStore
 
     ns1, ns2 = node.netns.new("pod"), node.netns.new("pod")
     pod1 = node.pod("orphan1", [alloc(networks["a"], "net1", ["10.31.0.131/24"])])

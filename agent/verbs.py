@@ -2,7 +2,7 @@
 
 Libraries only: the pod source (informer caches of the apiserver), the
 reporter (annotations, readiness condition, events) and the datapath are
-passed in; `cni.cli` wires them.
+passed in; `agent.cli` wires them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from cni import delegate, links, spec
-from cni.model import (
+from agent import delegate, links
+from cni import spec
+from agent.plan import (
     InterfacePlan,
     Route,
     is_link_name,
@@ -31,7 +32,7 @@ from cni.model import (
     stable_mac,
 )
 from cni.spec import Code, CniError
-from cni.state import ADDING, READY, StateStore
+from agent.store import ADDING, READY, StateStore
 from datapath.ports import Datapath, NetworkId, PortAttachment
 from podnetwork.allocations import Allocation
 from podnetwork.params import NetworkParams
@@ -261,7 +262,7 @@ class Agent:
         return plans
 
     def _journal(self, req: spec.Request, pod: PodRef, plans: tuple[InterfacePlan, ...]) -> dict[str, Any]:
-        """Write the ADD's intent before touching anything (see cni.state)."""
+        """Write the ADD's intent before touching anything (see agent.store)."""
         planned: list[dict[str, Any]] = [{"netns": req.netns, "name": p.name, "mac": p.mac} for p in plans]
         planned += [{"netns": self.config.ipu_netns, "name": p.peer} for p in plans if p.kind == "veth"]
         record: dict[str, Any] = {

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from cni import links, testing
-from cni.testing import TEST_PREFIX as PREFIX
+from agent import links
+from tests.support import cni as testing
+from tests.support.cni import TEST_PREFIX as PREFIX
 
 pytestmark = pytest.mark.netns
 

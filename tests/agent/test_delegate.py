@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cni.testing import TEST_PREFIX as PREFIX
-from cni.testing import Node, alloc, link
+from tests.support.cni import TEST_PREFIX as PREFIX
+from tests.support.cni import Node, alloc, link
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
@@ -56,7 +56,7 @@ def test_delegated_eth0(delegating_node: Node, network: str, primary: dict, vers
 
 
 def test_status_reports_missing_primary(delegating_node: Node, primary: dict) -> None:
-    from cni import testing
+    from tests.support import cni as testing
 
     status = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"}
     assert testing.invoke(testing.plugin_binary(), status, delegating_node.agent.conf()).exit == 0
@@ -85,7 +85,7 @@ def test_status_and_gc_reach_the_delegated_primary(status_node: tuple[Node, Path
     # Spec 2: STATUS asks the plugins ADD is delegated to; GC is forwarded to them.
     import json
 
-    from cni.testing import invoke, plugin_binary
+    from tests.support.cni import invoke, plugin_binary
 
     node, bin_dir = status_node
     env = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"}
@@ -120,7 +120,7 @@ def test_primary_list_flags_and_version(tmp_path: Path) -> None:
     # runtime side speaks; disableCheck/disableGC keep those verbs from it.
     import json
 
-    from cni import delegate
+    from agent import delegate
 
     (tmp_path / "10-p.conflist").write_text(json.dumps({
         "cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0", "9.0.0"], "name": "p",
@@ -138,7 +138,7 @@ def test_primary_list_flags_and_version(tmp_path: Path) -> None:
 def test_delegates_get_the_runtime_config_they_declare(recording_plugin: Path) -> None:
     # Spec 3, "Deriving execution configuration": `capabilities` is removed and
     # `runtimeConfig` holds the capability arguments the plugin declares.
-    from cni import delegate
+    from agent import delegate
 
     conf = delegate.ConfList("p", "primary", "1.1.0", (
         {"type": recording_plugin.name, "capabilities": {"portMappings": True}},

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cni.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
+from agent.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
                                  selector_matches)
 from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS

@@ -14,7 +14,7 @@ import json
 import pytest
 from kubernetes import client, config
 
-from cni import testing
+from tests.support import cni as testing
 from cni.install import install
 
 PREFIX = testing.TEST_PREFIX

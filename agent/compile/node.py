@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cni.compile.objects import Obj
-from cni.compile.policy import compile_policies
-from cni.compile.routes import compile_remote_routes, node_vteps
-from cni.compile.services import compile_services
+from agent.compile.objects import Obj
+from agent.compile.policy import compile_policies
+from agent.compile.routes import compile_remote_routes, node_vteps
+from agent.compile.services import compile_services
 from datapath.entries import Entry
 
 
