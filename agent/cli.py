@@ -30,7 +30,7 @@ def register(commands: Any) -> None:
                        help="the node's IPU target; without it no datapath is programmed and pods turn "
                        "ready once their interfaces exist")
     agent.add_argument("--log-level", default="INFO")
-    agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see NodeConfig
+    agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see agent.faults
     agent.set_defaults(func=run_agent)
     install = commands.add_parser("install-cni", help="install the multinet-cni plugin into a CNI bin dir")
     install.add_argument("--bin-dir", type=Path, default=Path("/opt/cni/bin"), help="the runtime's CNI bin dir")
@@ -66,7 +66,7 @@ def node_config(args: argparse.Namespace) -> Any:
     return NodeConfig(
         node=args.node, state_dir=args.state_dir, ipu_netns=args.ipu_netns, host_netns=args.host_netns,
         link_prefix=args.link_prefix, pod_cidr=pod_cidr, conf_dir=args.cni_conf_dir,
-        bin_dirs=tuple(args.cni_bin_dir) or ("/opt/cni/bin",), crash_at=args.crash_at,
+        bin_dirs=tuple(args.cni_bin_dir) or ("/opt/cni/bin",),
     )
 
 
@@ -74,8 +74,9 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     # Heavy imports here, so `multinet --help` and other parts stay quick.
     from kubernetes import config as kube_config
 
-    from agent.verbs import Agent
+    from agent.faults import Faults
     from agent.kube import KubePods, KubeReporter
+    from agent.verbs import Agent
     from agent.server import AgentServer
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -95,7 +96,7 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
         datapath, sync = _p4runtime_datapath(api, args.p4runtime, config.node, stop)
     else:
         sync = None
-    agent = Agent(config, pods, reporter, datapath)
+    agent = Agent(config, pods, reporter, datapath, Faults(crash_at=args.crash_at))
     undone = agent.recover()
     logging.info("recovered: undid %d interrupted ADD(s)", undone)
     if sync is not None:

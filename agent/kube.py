@@ -22,10 +22,13 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from agent.verbs import PodNetworking, PodRef
+from agent.record import PodRef
+from agent.sources import PodNetworking
 from agent.plan import params_key
 from podnetwork.allocations import Allocation, parse_allocations
+from podnetwork.networks import NetworksError, parse_networks
 from podnetwork.params import NetworkParams, parse_params
+from podnetwork.status import InterfaceStatus, encode_network_status, encode_npwg_network_status
 from cni.spec import Code, CniError
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
@@ -291,16 +294,10 @@ def wants_secondary_networks(networks: str | None) -> bool:
     if not networks:
         return False
     try:
-        entries = json.loads(networks)
-    except ValueError:
+        entries = parse_networks(networks)
+    except NetworksError:
         return True  # admission validates it; until then, wait rather than guess
-    if not isinstance(entries, list):
-        return True
-    return any(
-        not isinstance(e, dict) or e.get("podNetworkName", DEFAULT_NETWORK) != DEFAULT_NETWORK
-        or e.get("podNetworkAttachmentName")
-        for e in entries
-    )
+    return any(n.pod_network_name not in ("", DEFAULT_NETWORK) or n.pod_network_attachment_name for n in entries)
 
 
 class KubeReporter:
@@ -313,7 +310,7 @@ class KubeReporter:
         self._thread = threading.Thread(target=self._work, name="reporter", daemon=True)
         self._thread.start()
 
-    def attached(self, pod: PodRef, statuses: list[dict[str, Any]]) -> None:
+    def attached(self, pod: PodRef, statuses: tuple[InterfaceStatus, ...]) -> None:
         self._queue.put(lambda: self._write_attached(pod, statuses))
 
     def failed(self, pod: PodRef, message: str) -> None:
@@ -336,10 +333,10 @@ class KubeReporter:
             except (HTTPError, OSError) as err:
                 log.warning("status write: %s", err)
 
-    def _write_attached(self, pod: PodRef, statuses: list[dict[str, Any]]) -> None:
+    def _write_attached(self, pod: PodRef, statuses: tuple[InterfaceStatus, ...]) -> None:
         annotations = {
-            NETWORK_STATUS_ANNOTATION: json.dumps(statuses),
-            NPWG_NETWORK_STATUS_ANNOTATION: json.dumps([npwg_entry(pod, s) for s in statuses]),
+            NETWORK_STATUS_ANNOTATION: encode_network_status(statuses),
+            NPWG_NETWORK_STATUS_ANNOTATION: encode_npwg_network_status(statuses, pod.namespace),
         }
         self.core.patch_namespaced_pod(pod.name, pod.namespace, {"metadata": {"annotations": annotations}})
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -357,16 +354,3 @@ class KubeReporter:
             first_timestamp=now, last_timestamp=now, count=1,
         )
         self.core.create_namespaced_event(pod.namespace, event)
-
-
-def npwg_entry(pod: PodRef, status: dict[str, Any]) -> dict[str, Any]:
-    """One entry in the Network Plumbing WG network-status format."""
-    network = status["podNetworkName"]
-    return {
-        "name": network if network == "default" else f"{pod.namespace}/{network}",
-        "interface": status["interfaceName"],
-        "ips": [ip.split("/")[0] for ip in status["ips"]],
-        "mac": status["mac"],
-        "default": status["default"],
-        "dns": {},
-    }

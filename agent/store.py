@@ -1,10 +1,8 @@
-"""Per-node record of what the agent created for each attachment.
+"""Where the attachment records live: one JSON file per record on the node.
 
-One JSON file per (network name, container id, interface) — the spec's key for
-plugin state — written atomically (temp file, fsync, rename), so DEL, CHECK
-and GC work after an agent restart. A record in phase "adding" is written
-before anything is created and lists every name the ADD will create; if the
-agent dies mid-ADD, the next start finds it and removes exactly those.
+Keyed by (network name, container id, interface), the spec's key for plugin
+state; written atomically (temp file, fsync, rename), so DEL, CHECK and GC
+work after an agent restart (see agent.record for what a record holds).
 """
 
 from __future__ import annotations
@@ -14,10 +12,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-ADDING = "adding"
-READY = "ready"
+from agent.record import AttachmentRecord
 
 
 class StateStore:
@@ -29,19 +25,19 @@ class StateStore:
         key = json.dumps([network, container_id, ifname]).encode()
         return self.root / (hashlib.sha256(key).hexdigest()[:32] + ".json")
 
-    def read(self, network: str, container_id: str, ifname: str) -> dict[str, Any] | None:
+    def read(self, network: str, container_id: str, ifname: str) -> AttachmentRecord | None:
         try:
-            record: dict[str, Any] = json.loads(self._path(network, container_id, ifname).read_text())
+            text = self._path(network, container_id, ifname).read_text()
         except FileNotFoundError:
             return None
-        return record
+        return AttachmentRecord.from_json(json.loads(text))
 
-    def write(self, record: dict[str, Any]) -> None:
-        path = self._path(record["network"], record["containerID"], record["ifname"])
+    def write(self, record: AttachmentRecord) -> None:
+        path = self._path(*record.key)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(record, f, sort_keys=True)
+                json.dump(record.to_json(), f, sort_keys=True)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -57,12 +53,12 @@ class StateStore:
     def delete(self, network: str, container_id: str, ifname: str) -> None:
         self._path(network, container_id, ifname).unlink(missing_ok=True)
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[AttachmentRecord]:
         out = []
         for path in sorted(self.root.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
+                out.append(AttachmentRecord.from_json(json.loads(path.read_text())))
+            except (OSError, ValueError, KeyError, TypeError):
                 continue  # a foreign or torn file: never ours (we rename whole files)
         return out
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from podnetwork.names import ALLOCATIONS_ANNOTATION, NETWORK_STATUS_ANNOTATION, POD_NETWORK_ANNOTATION
+from podnetwork.addresses import addresses_by_network
+from podnetwork.addresses import network_ids as allocated_network_ids
+from podnetwork.names import POD_NETWORK_ANNOTATION
 
 Obj = Mapping[str, Any]
 
@@ -37,24 +38,10 @@ def is_ipv4(text: str) -> bool:
 
 
 def pod_addresses(pod: Obj) -> dict[str, list[str]]:
-    """IPv4 addresses of a pod per network name, from the agent's network-status
-    (what is attached) or else the controller's allocations."""
-    ann = annotations(pod)
-    out: dict[str, list[str]] = {}
-    for key in (NETWORK_STATUS_ANNOTATION, ALLOCATIONS_ANNOTATION):
-        try:
-            items = json.loads(ann.get(key) or "[]")
-        except json.JSONDecodeError:
-            continue
-        for item in items if isinstance(items, list) else []:
-            name = item.get("podNetworkName")
-            for cidr in item.get("ips") or ():
-                address = str(cidr).split("/")[0]
-                if name and is_ipv4(address):
-                    out.setdefault(name, []).append(address)
-        if out:
-            return out
-    return out
+    """IPv4 addresses of a pod per network name (podnetwork.addresses' rule).
+    IPv4 only: the pipeline's tables hold IPv4 keys."""
+    found = addresses_by_network(annotations(pod))
+    return {net: v4 for net, ips in found.items() if (v4 := [a for a in ips if is_ipv4(a)])}
 
 
 def running(pod: Obj) -> bool:
@@ -96,11 +83,5 @@ def network_ids(pods: Iterable[Obj]) -> dict[str, int]:
     """Network name -> id (VNI), as the controller wrote them into pods' allocations."""
     out: dict[str, int] = {}
     for pod in pods:
-        try:
-            items = json.loads(annotations(pod).get(ALLOCATIONS_ANNOTATION) or "[]")
-        except json.JSONDecodeError:
-            continue
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict) and item.get("podNetworkName") and isinstance(item.get("networkId"), int):
-                out[item["podNetworkName"]] = item["networkId"]
+        out.update(allocated_network_ids(annotations(pod)))
     return out

@@ -29,6 +29,7 @@ from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
 from datapath.netns import popen_in, run_in  # noqa: E402
 from datapath.testbed import Target, Testbed, start_target  # noqa: E402
+from podnetwork.allocations import Allocation, encode_allocations  # noqa: E402
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL,  # noqa: E402
                               POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION)
 
@@ -60,7 +61,7 @@ def services(count: int, endpoints: int) -> tuple[list[dict[str, Any]], list[dic
 
 def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "bench", "labels": labels, "annotations": {
-        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": NET, "ips": [f"{address}/16"], "networkId": NET_ID}])}},
+        ALLOCATIONS_ANNOTATION: encode_allocations((Allocation(NET, "net1", NET_ID, (f"{address}/16",)),))}},
         "spec": {"nodeName": node}, "status": {"phase": "Running"}}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from agent.compile import compile_policies, compile_remote_routes, compile_services, pod_addresses
 from datapath.entries import Exact, Range, Ternary, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
+from podnetwork.allocations import Allocation, encode_allocations
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL, NETWORK_STATUS_ANNOTATION,
                               POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION)
 
@@ -17,8 +18,7 @@ NETWORKS = {"blue": 100, "red": 200}
 def pod(name: str, address: str, labels: dict[str, str] | None = None, node: str = "n1", ns: str = "prod",
         network: str = "blue", ports: dict[str, int] | None = None, phase: str = "Running") -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": {
-        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": network, "interfaceName": "net1",
-                                             "networkId": NETWORKS[network], "ips": [f"{address}/24"]}])}},
+        ALLOCATIONS_ANNOTATION: encode_allocations((Allocation(network, "net1", NETWORKS[network], (f"{address}/24",)),))}},
         "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [
             {"name": n, "containerPort": p} for n, p in (ports or {}).items()]}]},
         "status": {"phase": phase}}

@@ -11,11 +11,11 @@ from tests.datapath.conftest import Env, netns
 def _pod_dict(name: str, node: str, network: str, network_id: int, address: str) -> dict[str, object]:
     import json
 
+    from podnetwork.allocations import Allocation, encode_allocations
     from podnetwork.names import ALLOCATIONS_ANNOTATION
 
     return {"metadata": {"name": name, "namespace": "default", "annotations": {
-        ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": network, "interfaceName": "net1",
-                                             "networkId": network_id, "ips": [f"{address}/24"]}])}},
+        ALLOCATIONS_ANNOTATION: encode_allocations((Allocation(network, "net1", network_id, (f"{address}/24",)),))}},
             "spec": {"nodeName": node}, "status": {"phase": "Running"}}
 
 

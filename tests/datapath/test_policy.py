@@ -14,6 +14,7 @@ from agent.compile import compile_policies, compile_remote_routes
 from datapath.entries import Exact, ip
 from datapath.testbed import Pod, TcpServer, tcp_ask
 from datapath.trace import Packet, trace
+from podnetwork.allocations import Allocation, encode_allocations
 from podnetwork.names import ALLOCATIONS_ANNOTATION, POD_NETWORK_ANNOTATION
 from tests.datapath.conftest import Env, netns
 
@@ -24,8 +25,7 @@ NET_ID = 100
 def pod_dict(pod: Pod, namespace: str, labels: dict[str, str], ports: dict[str, int] | None = None) -> dict[str, Any]:
     return {
         "metadata": {"name": pod.name, "namespace": namespace, "labels": labels, "annotations": {
-            ALLOCATIONS_ANNOTATION: json.dumps([{"podNetworkName": NET, "interfaceName": "net1",
-                                                 "networkId": NET_ID, "ips": list(pod.attachment.ips)}])}},
+            ALLOCATIONS_ANNOTATION: encode_allocations((Allocation(NET, "net1", NET_ID, tuple(pod.attachment.ips)),))}},
         "spec": {"nodeName": pod.node.name, "containers": [
             {"name": "c", "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in (ports or {}).items()]}]},
         "status": {"phase": "Running"},
