@@ -27,14 +27,15 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from agent import links, secondary
+from agent import check, links, secondary
 from agent.eth0 import DelegatedEth0, Eth0, NoEth0, RoutedEth0, made_earlier, runtime_config, spec_args
 from agent.faults import Faults
-from agent.plan import InterfacePlan, is_link_name, link_group, plan_interfaces
+from agent.plan import InterfacePlan, link_group, plan_interfaces
 from agent.record import AttachmentRecord, Eth0Mode, OwnedLink, Phase, PlannedInterface, PodRef
 from agent.results import Result, add_secondary, empty_result, merge, network_status
 from agent.sources import PodNetworking, PodSource, Reporter
 from agent.store import StateStore
+from agent.sweep import sweep_unowned_links
 from cni import spec
 from cni.spec import Code, CniError
 from datapath.ports import Datapath, NetworkId, PortAttachment
@@ -312,38 +313,12 @@ class Agent:
                     errors += problems
                 else:
                     self._forget(record)
-        errors += self._sweep_unowned_links()
+        errors += sweep_unowned_links(self.store.all, self.config.link_prefix,
+                                      (self.config.ipu_netns, self.config.host_netns))
         if self.delegated is not None:
             errors += self.delegated.gc(req, [r for r in self.store.all() if r.mode == Eth0Mode.DELEGATED])
         if errors:
             raise CniError(Code.TRY_AGAIN_LATER, "GC left stale resources behind", "; ".join(errors))
-
-    def _sweep_unowned_links(self) -> list[str]:
-        """Node-side veths named as this agent names them (prefix + attachment
-        hash) that no record of any network owns: left behind by a record that
-        was lost. The links are listed before the records are read, and an ADD
-        writes its record before it creates a link, so one under way is safe."""
-        found: dict[str | None, list[str]] = {}
-        for netns in dict.fromkeys((self.config.ipu_netns, self.config.host_netns)):
-            try:
-                with links.rtnl(netns) as ipr:
-                    found[netns] = [n for n in links.veth_names(ipr) if is_link_name(self.config.link_prefix, n)]
-            except links.NetnsGone:
-                continue
-        owned = {(link.netns, link.name) for r in self.store.all() for link in r.links}
-        errors: list[str] = []
-        for netns, names in found.items():
-            unowned = [n for n in names if (netns, n) not in owned]
-            if not unowned:
-                continue
-            try:
-                with links.rtnl(netns) as ipr:
-                    for name in unowned:
-                        log.warning("GC: removing %s, which no attachment record owns", name)
-                        links.delete_link(ipr, name)
-            except (OSError, NetlinkError, links.NetnsGone) as err:
-                errors.append(f"delete unowned links in {netns or 'the agent namespace'}: {err}")
-        return errors
 
     def _remove(self, record: AttachmentRecord) -> None:
         """Undo and forget, whatever the undo reports (an ADD rolled back or recovered)."""
@@ -391,37 +366,10 @@ class Agent:
         if record is None or record.phase != Phase.READY:
             raise CniError(Code.UNKNOWN_CONTAINER,
                            f"no attachment {req.container_id}/{req.ifname} on network {req.network}")
-        problems = self._check_pod(req, record) + self._check_peers(record) + self._eth0[record.mode].check(record)
+        problems = (check.pod_side(req.netns, req.prev_result or record.result or {}, record)
+                    + check.representors(self.config.ipu_netns, record) + self._eth0[record.mode].check(record))
         if problems:
             raise CniError(Code.CHECK_FAILED, "CHECK failed: " + "; ".join(problems))
-
-    def _check_pod(self, req: spec.Request, record: AttachmentRecord) -> list[str]:
-        expected = req.prev_result or record.result or {}
-        # Only what this plugin made: a delegated eth0 is checked by its own
-        # plugins, and an earlier plugin of the chain checks its own.
-        ours = {p.name for p in record.plans} | ({record.ifname} if record.mode == Eth0Mode.ROUTED else set())
-        problems: list[str] = []
-        try:
-            with links.rtnl(req.netns) as pod:
-                for i, itf in enumerate(expected.get("interfaces", [])):
-                    if itf.get("sandbox") != req.netns or itf.get("name") not in ours:
-                        continue
-                    addresses = [ip["address"] for ip in expected.get("ips", []) if ip.get("interface") == i]
-                    problems += secondary.check_link(pod, itf, addresses)
-                for plan in record.plans:
-                    problems += secondary.check_routes(pod, plan)
-        except links.NetnsGone:
-            problems.append(f"CNI_NETNS {req.netns} does not exist")
-        return problems
-
-    def _check_peers(self, record: AttachmentRecord) -> list[str]:
-        problems = []
-        for port in record.ports:
-            with links.rtnl(self.config.ipu_netns) as ipu:
-                state = links.link_state(ipu, port.representor)
-            if state is None or not state.up:
-                problems.append(f"representor {port.representor} of {port.interface} is missing or down")
-        return problems
 
 
 def pod_of(req: spec.Request) -> PodRef:
