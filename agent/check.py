@@ -6,8 +6,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from agent import links
 from agent.record import AttachmentRecord, Eth0Mode, PlannedInterface
 
@@ -43,7 +41,7 @@ def representors(ipu_netns: str | None, record: AttachmentRecord) -> list[str]:
     return problems
 
 
-def link(pod: IPRoute, itf: Mapping[str, Any], addresses: Sequence[str]) -> list[str]:
+def link(pod: links.IPRoute, itf: Mapping[str, Any], addresses: Sequence[str]) -> list[str]:
     """An interface of the result against the kernel: present, up, MAC, MTU, addresses."""
     state = links.link_state(pod, itf["name"])
     if state is None:
@@ -61,7 +59,7 @@ def link(pod: IPRoute, itf: Mapping[str, Any], addresses: Sequence[str]) -> list
     return problems
 
 
-def routes(pod: IPRoute, plan: PlannedInterface) -> list[str]:
+def routes(pod: links.IPRoute, plan: PlannedInterface) -> list[str]:
     index = links.index_of(pod, plan.name)
     if index is None:
         return []  # reported as a missing interface already

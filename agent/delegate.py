@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.links import netns_path
+from datapath.netns import netns_path
 from cni.spec import LATEST_VERSION, Code, CniError, version_key
 
 OWN_TYPE = "multinet-cni"

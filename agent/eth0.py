@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pyroute2 import IPRoute
-
 from agent import delegate, links
 from agent.plan import Route, link_name, stable_mac
 from agent.record import AttachmentRecord, Eth0Mode, OwnedLink
@@ -40,7 +38,7 @@ class Eth0(Protocol):
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         """The record with what this strategy will own (written before creating)."""
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
                default_route: bool, result: Result) -> AttachmentRecord:
         """Make eth0; append it to `result`; return the record with what was learnt."""
 
@@ -60,7 +58,7 @@ class NoEth0:
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         return record
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
                default_route: bool, result: Result) -> AttachmentRecord:
         return record
 
@@ -114,7 +112,7 @@ class RoutedEth0(NoEth0):
     def _host_veth(self, req: spec.Request) -> str:
         return link_name(self.link_prefix, req.container_id, req.ifname)
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
                default_route: bool, result: Result) -> AttachmentRecord:
         ip = ipaddress.ip_interface(f"{record.default_ip}/32")
         host_name, mac = self._host_veth(req), stable_mac(req.container_id, req.ifname)
@@ -161,7 +159,7 @@ class DelegatedEth0(NoEth0):
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         return dataclasses.replace(record, delegate=self.primary().path)
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
                default_route: bool, result: Result) -> AttachmentRecord:
         out = delegate.run_chain("ADD", self.primary(), self.invocation(record), None)
         merge(result, spec.normalise_result(out or {}))

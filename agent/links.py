@@ -1,75 +1,41 @@
-"""Netns, link, address and route helpers over pyroute2, shared by the agent and tests.
+"""The agent's one facade to netlink: netns, link, address and route helpers over pyroute2.
 
-A netlink socket for another namespace is made by a short-lived thread that
-enters the namespace with setns(2) (which affects only that thread) and opens
-the socket there; the socket stays bound to that namespace. This avoids the
-fork per namespace that pyroute2's own netns support costs (5x slower here).
+The rest of the agent imports pyroute2's handle and error types from here
+(`IPRoute`, `NetlinkError`), never pyroute2 itself.
+
+A netlink socket for another namespace is made by a short-lived thread inside
+it (datapath.netns, the one setns of the project); the socket stays bound to
+that namespace. This avoids the fork per namespace that pyroute2's own netns
+support costs (5x slower here).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
-import os
 import socket
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+# Re-exported (`X as X`) for the agent's modules, which import them from here.
+from pyroute2 import IPRoute as IPRoute
+from pyroute2.netlink.exceptions import NetlinkError as NetlinkError
 
 from agent.plan import IPInterface, Route
+from datapath.netns import NetnsGone as NetnsGone
+from datapath.netns import call_in
+from datapath.netns import netns_path as netns_path
+from datapath.netns import open_netns as open_netns
 
-NETNS_RUN_DIR = "/var/run/netns"
-_CLONE_NEWNET = 0x40000000
 _IFA_F_NODAD = 0x02
 _RTNH_F_ONLINK = 0x04
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class NetnsGone(Exception):
-    """The network namespace does not exist (any more)."""
-
-
-def netns_path(netns: str) -> str:
-    """A namespace given by name (ip netns) or by path (/proc/PID/ns/net)."""
-    return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
-
-
-def open_netns(netns: str) -> int:
-    try:
-        return os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NetnsGone(f"network namespace {netns} does not exist") from None
 
 
 def _socket_in(netns: str) -> socket.socket:
-    fd = open_netns(netns)
-    result: dict[str, Any] = {}
-
-    def enter_and_open() -> None:
-        try:
-            if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns into {netns}: {os.strerror(err)}")
-            result["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-        except OSError as err:
-            result["error"] = err
-
-    try:
-        thread = threading.Thread(target=enter_and_open, name="netns-socket")
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if "error" in result:
-        raise result["error"]
-    sock: socket.socket = result["sock"]
-    return sock
+    """A netlink socket bound to `netns`: made by a thread inside it (datapath.netns)."""
+    return call_in(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
 
 
 @contextmanager
@@ -268,6 +234,6 @@ def kernel_has_link_kind(kind: str, prefix: str) -> bool:
         try:
             ipr.link("add", ifname=name, kind=kind, link=0x7FFFFFF0)
         except NetlinkError as err:
-            return err.code != errno.EOPNOTSUPP
+            return bool(err.code != errno.EOPNOTSUPP)
         delete_link(ipr, name)
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pyroute2 import IPRoute
+
 
 from agent import links
 from agent.plan import InterfacePlan
@@ -11,7 +11,7 @@ from agent.plan import InterfacePlan
 OWN_NETNS = "/proc/self/ns/net"
 
 
-def create(plan: InterfacePlan, pod: IPRoute, pod_fd: int, group: int,
+def create(plan: InterfacePlan, pod: links.IPRoute, pod_fd: int, group: int,
            ipu_netns: str | None, host_netns: str | None) -> None:
     """veth: the pod end and its representor in the IPU namespace (as a VF and
     its port representor on an IPU); macvlan: on the host's uplink."""

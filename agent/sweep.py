@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from pyroute2.netlink.exceptions import NetlinkError
 
 from agent import links
 from agent.plan import is_link_name
@@ -38,6 +37,6 @@ def sweep_unowned_links(records: Callable[[], Iterable[AttachmentRecord]], prefi
                 for name in unowned:
                     log.warning("GC: removing %s, which no attachment record owns", name)
                     links.delete_link(ipr, name)
-        except (OSError, NetlinkError, links.NetnsGone) as err:
+        except (OSError, links.NetlinkError, links.NetnsGone) as err:
             errors.append(f"delete unowned links in {netns or 'the agent namespace'}: {err}")
     return errors

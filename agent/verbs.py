@@ -25,8 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from agent import check, links, secondary
 from agent.eth0 import DelegatedEth0, Eth0, NoEth0, RoutedEth0, made_earlier, runtime_config, spec_args
 from agent.faults import Faults
@@ -116,7 +114,7 @@ class Agent:
             return 0, self._dispatch(request)
         except CniError as err:
             return 1, err.to_result(request.version)
-        except (OSError, NetlinkError, ValueError, LookupError) as err:
+        except (OSError, links.NetlinkError, ValueError, LookupError) as err:
             log.exception("%s %s failed", request.command, request.container_id)
             return 1, CniError(Code.INTERFACE_FAILURE, f"{request.command} failed: {err}").to_result(request.version)
 
@@ -346,7 +344,7 @@ class Agent:
                         links.delete_link(ipr, link.name, link.mac)
             except links.NetnsGone:
                 continue  # the namespace took its links with it
-            except (OSError, NetlinkError) as err:
+            except (OSError, links.NetlinkError) as err:
                 errors.append(f"delete links in {netns or 'the agent namespace'}: {err}")
         return errors + self._eth0[record.mode].undo(record)
 

@@ -203,7 +203,7 @@ def negotiate_version(config: Mapping[str, Any]) -> str:
     offered = [*(versions or ()), *([version] if version is not None else [])]
     common = [v for v in offered if v in SUPPORTED_VERSIONS]
     if common:
-        return max(common, key=version_key)
+        return str(max(common, key=version_key))
     if not offered:
         # libcni reads a config without cniVersion as 0.1.0, which we do not speak.
         raise CniError(

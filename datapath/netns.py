@@ -1,9 +1,11 @@
-"""Running code inside a named network namespace.
+"""Running code inside a network namespace: the project's one setns(2).
 
-setns(2) changes only the calling thread, so each call runs in a short-lived
-thread that enters the namespace; sockets and netlink handles created there
-stay bound to it and may be used from any thread afterwards. Child processes
-started from that thread (nft, iperf3) inherit the namespace.
+A namespace is given by name (`ip netns`, under /run/netns) or by path
+(/proc/PID/ns/net, a runtime's CNI_NETNS). setns(2) changes only the calling
+thread, so each call runs in a short-lived thread that enters the namespace;
+sockets and netlink handles created there stay bound to it and may be used
+from any thread afterwards. Child processes started from that thread (nft,
+iperf3) inherit the namespace.
 """
 
 from __future__ import annotations
@@ -20,9 +22,29 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)  # os.setns arrives only in Python 3.12
 
 
+NETNS_RUN_DIR = "/run/netns"
+
+
+class NetnsGone(Exception):
+    """The network namespace does not exist (any more)."""
+
+
+def netns_path(netns: str) -> str:
+    """A namespace given by name (ip netns) or by path (/proc/PID/ns/net)."""
+    return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
+
+
+def open_netns(netns: str) -> int:
+    """An fd of the namespace (the caller closes it); NetnsGone when it does not exist."""
+    try:
+        return os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsGone(f"network namespace {netns} does not exist") from None
+
+
 def enter(name: str) -> None:
-    """Move the calling thread into network namespace `name`."""
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    """Move the calling thread into network namespace `name` (a name or a path)."""
+    fd = open_netns(name)
     try:
         if _libc.setns(fd, _CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
@@ -71,4 +93,4 @@ def write_sysctl(name: str, path: str, value: str) -> None:
 
 
 def exists(name: str) -> bool:
-    return os.path.exists(f"/run/netns/{name}")
+    return os.path.exists(netns_path(name))

@@ -21,13 +21,14 @@ def labels(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("labels") or {}
 
 
-def annotations(obj: Obj) -> Mapping[str, str]:
+def annotations_of(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("annotations") or {}
 
 
 def network_of(obj: Obj) -> str | None:
     """The secondary network a Service or NetworkPolicy applies on (None: the default network)."""
-    return annotations(obj).get(POD_NETWORK_ANNOTATION)
+    network: str | None = annotations_of(obj).get(POD_NETWORK_ANNOTATION)
+    return network
 
 
 def is_ipv4(text: str) -> bool:
@@ -40,7 +41,7 @@ def is_ipv4(text: str) -> bool:
 def pod_addresses(pod: Obj) -> dict[str, list[str]]:
     """IPv4 addresses of a pod per network name (podnetwork.addresses' rule).
     IPv4 only: the pipeline's tables hold IPv4 keys."""
-    found = addresses_by_network(annotations(pod))
+    found = addresses_by_network(annotations_of(pod))
     return {net: v4 for net, ips in found.items() if (v4 := [a for a in ips if is_ipv4(a)])}
 
 
@@ -83,5 +84,5 @@ def network_ids(pods: Iterable[Obj]) -> dict[str, int]:
     """Network name -> id (VNI), as the controller wrote them into pods' allocations."""
     out: dict[str, int] = {}
     for pod in pods:
-        out.update(allocated_network_ids(annotations(pod)))
+        out.update(allocated_network_ids(annotations_of(pod)))
     return out

@@ -64,8 +64,8 @@ def _ipblock(block: Mapping[str, Any]) -> list[ipaddress.IPv4Network]:
             continue
         nets = [piece for n in nets
                 for piece in ([n] if not n.overlaps(hole) else
-                              ([] if n.subnet_of(hole) else list(n.address_exclude(hole))))]  # type: ignore[arg-type]
-    return nets  # type: ignore[return-value]
+                              ([] if n.subnet_of(hole) else list(n.address_exclude(hole))))]
+    return nets
 
 
 def _peer_pods(peer: Mapping[str, Any], policy_ns: str, pods: list[PodView],
@@ -112,7 +112,9 @@ def _named_to_pods(ports: list[Mapping[str, Any]] | None, nets: list[ipaddress.I
             continue
         for other in pods:
             number = other.named_ports.get((str(port), protocol))
-            for address in other.addresses if number is not None else ():
+            if number is None:
+                continue
+            for address in other.addresses:
                 if any(ipaddress.IPv4Address(address) in net for net in nets):
                     out.add(Rule(ipaddress.IPv4Network(f"{address}/32"), proto, (number, number)))
     return out
@@ -201,7 +203,7 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
     by_network: dict[str, list[Obj]] = {}
     for pol in policies:
         net = network_of(pol)
-        if net in networks:
+        if net is not None and net in networks:
             by_network.setdefault(net, []).append(pol)
     out: dict[object, Entry] = {}
     groups = _Groups()

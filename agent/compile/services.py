@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agent.compile.objects import Obj, annotations, is_ipv4, labels, meta, network_of
-from datapath.entries import ActionCall, Entry, Exact, entry, ip
+from agent.compile.objects import Obj, annotations_of, is_ipv4, labels, meta, network_of
+from datapath.entries import ActionCall, Entry, Exact, Lpm, Range, Ternary, entry, ip
 from datapath.pipeline import PROTOCOLS
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
 
@@ -13,12 +13,12 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice 
 
 
 def service_vip(service: Obj) -> str | None:
-    vip = annotations(service).get(SERVICE_VIP_ANNOTATION) or (service.get("spec") or {}).get("clusterIP")
-    return vip if vip and is_ipv4(vip) else None
+    vip = annotations_of(service).get(SERVICE_VIP_ANNOTATION) or (service.get("spec") or {}).get("clusterIP")
+    return str(vip) if vip and is_ipv4(vip) else None
 
 
 def _backends(slices: Iterable[Obj], port_name: str, protocol: str) -> list[tuple[int, int]]:
-    out = set()
+    out: set[tuple[int, int]] = set()
     for s in slices:
         numbers = [p["port"] for p in s.get("ports") or ()
                    if (p.get("name") or "") == port_name and p.get("protocol", "TCP") == protocol and p.get("port")]
@@ -41,7 +41,7 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
     out = []
     for svc in services:
         network, vip = network_of(svc), service_vip(svc)
-        if network not in networks or vip is None:
+        if network is None or network not in networks or vip is None:
             continue
         own = by_service.get((meta(svc).get("namespace", ""), meta(svc).get("name", ""), network), [])
         for port in (svc.get("spec") or {}).get("ports") or ():
@@ -49,7 +49,7 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
             backends = _backends(own, port.get("name") or "", protocol)
             if not backends or protocol not in PROTOCOLS:
                 continue
-            match = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
+            match: dict[str, Exact | Lpm | Ternary | Range] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
                      "proto": Exact(PROTOCOLS[protocol]), "port": Exact(int(port["port"]))}
             out.append(entry("service", match, *(ActionCall("dnat", b) for b in backends)))
     return out
