@@ -72,28 +72,21 @@ def node_config(args: argparse.Namespace) -> Any:
 
 def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     # Heavy imports here, so `multinet --help` and other parts stay quick.
-    from kubernetes import config as kube_config
-
     from agent.faults import Faults
     from agent.kube import KubePods, KubeReporter
     from agent.verbs import Agent
     from agent.server import AgentServer
+    from kube import Kube
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = node_config(args)
-    if args.kubeconfig:
-        api = kube_config.new_client_from_config(config_file=str(args.kubeconfig))
-    else:
-        kube_config.load_incluster_config()
-        from kubernetes import client
-
-        api = client.ApiClient()
-    pods = KubePods(api, config.node)
+    kube = Kube.connect(str(args.kubeconfig) if args.kubeconfig else None)
+    pods = KubePods(kube, config.node)
     pods.start()
-    reporter = KubeReporter(api, config.node)
+    reporter = KubeReporter(kube, config.node)
     stop = threading.Event()
     if datapath is None and args.p4runtime:
-        datapath, sync = _p4runtime_datapath(api, args.p4runtime, config.node, stop)
+        datapath, sync = _p4runtime_datapath(kube, args.p4runtime, config.node, stop)
     else:
         sync = None
     agent = Agent(config, pods, reporter, datapath, Faults(crash_at=args.crash_at))
@@ -116,7 +109,7 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     return 0
 
 
-def _p4runtime_datapath(api: Any, address: str, node: str, stop: threading.Event) -> tuple[Any, Any]:
+def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Event) -> tuple[Any, Any]:
     """The P4Runtime datapath and the loop that keeps policy, Services and
     remote routes programmed. The first sync waits until every cache has
     listed once: an empty view would remove a running node's entries."""
@@ -128,7 +121,7 @@ def _p4runtime_datapath(api: Any, address: str, node: str, stop: threading.Event
     from datapath.client.sync import SyncLoop
 
     datapath = P4RuntimeDatapath(P4RuntimeClient(address, election_id=1))
-    view = ClusterView(api, stop)
+    view = ClusterView(kube)
     view.start()
     while not view.synced() and not stop.is_set():
         time.sleep(0.1)

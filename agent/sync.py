@@ -9,15 +9,13 @@ P4Runtime batch (STYLE.md: decide, then program).
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any
-
-from kubernetes import client
+from collections.abc import Callable
 
 from agent.compile.node import compile_node
 from agent.compile.objects import network_ids
-from agent.kube import _Cache, _raw
 from datapath.entries import Entry
+from kube import Change, Informer, Kube
+from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -25,36 +23,38 @@ log = logging.getLogger(__name__)
 class ClusterView:
     """Informer-style caches of what policy, Services and remote routes depend on."""
 
-    def __init__(self, api: client.ApiClient, stop: threading.Event) -> None:
-        core = client.CoreV1Api(api)
-        discovery = client.DiscoveryV1Api(api)
-        networking = client.NetworkingV1Api(api)
-        self._stop = stop
-        self._on_change = threading.Event()
-        notify = self._notify
-        self.pods = _Cache("pods", _raw(core.list_pod_for_all_namespaces), stop, notify)
-        self.namespaces = _Cache("namespaces", _raw(core.list_namespace), stop, notify)
-        self.nodes = _Cache("nodes", _raw(core.list_node), stop, notify)
-        self.services = _Cache("services", _raw(core.list_service_for_all_namespaces), stop, notify)
-        self.slices = _Cache("endpointslices", _raw(discovery.list_endpoint_slice_for_all_namespaces), stop, notify)
-        self.policies = _Cache("networkpolicies", _raw(networking.list_network_policy_for_all_namespaces), stop, notify)
-        self._listeners: list[Any] = []
+    def __init__(self, kube: Kube) -> None:
+        self.pods = Informer(kube, PODS)
+        self.namespaces = Informer(kube, NAMESPACES)
+        self.nodes = Informer(kube, NODES)
+        self.services = Informer(kube, SERVICES)
+        self.slices = Informer(kube, ENDPOINT_SLICES)
+        self.policies = Informer(kube, NETWORK_POLICIES)
+        self._listeners: list[Callable[[], None]] = []
+        for cache in self._caches():
+            cache.add_handler(self._notify)
 
-    def subscribe(self, listener: Any) -> None:
+    def _caches(self) -> tuple[Informer, ...]:
+        return (self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies)
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called on every change; it must only mark work dirty."""
         self._listeners.append(listener)
 
-    def _notify(self) -> None:
+    def _notify(self, change: Change) -> None:
         for listener in self._listeners:
             listener()
 
     def start(self) -> None:
-        for cache in (self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies):
-            threading.Thread(target=cache.run, name=f"watch-{cache.kind}", daemon=True).start()
+        for cache in self._caches():
+            cache.start()
+
+    def stop(self) -> None:
+        for cache in self._caches():
+            cache.stop()
 
     def synced(self) -> bool:
-        return all(c.synced.is_set() for c in
-                   (self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies))
+        return all(c.synced for c in self._caches())
 
     def desired(self, node: str) -> list[Entry]:
         pods = self.pods.items()

@@ -74,6 +74,19 @@ class Kube:
         cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs
         return cls(client.ApiClient(cfg))
 
+    @classmethod
+    def in_cluster(cls, pool_size: int = 32) -> Kube:
+        """From the pod's service account (a DaemonSet or Deployment), as client-go's rest.InClusterConfig."""
+        cfg = client.Configuration()
+        config.load_incluster_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs
+        return cls(client.ApiClient(cfg))
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None) -> Kube:
+        """A kubeconfig when one is given, else the in-cluster service account."""
+        return cls.from_kubeconfig(kubeconfig) if kubeconfig else cls.in_cluster()
+
     @property
     def configuration(self) -> client.Configuration:
         cfg: client.Configuration = self.api.configuration  # type: ignore[attr-defined]  # missing from the stubs

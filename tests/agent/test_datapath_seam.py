@@ -21,6 +21,7 @@ from kubernetes import client
 from tests.support import cni as testing
 from agent.verbs import Agent, NodeConfig
 from agent.kube import KubePods
+from kube import Kube
 from agent.plan import link_name, stable_mac
 from tests.support.cni import TEST_PREFIX as PREFIX
 from tests.support.cni import alloc, link
@@ -54,7 +55,7 @@ def cluster(api: client.ApiClient, crds: list[str]) -> Iterator[dict]:
         tag = secrets.token_hex(2)
         network = objects.network(f"{PREFIX}-dp-{tag}", {
             "topology": "L2", "mtu": 1420, "ipv4": {"subnet": "10.35.0.0/24", "gateway": "10.35.0.1"}})
-        pods = KubePods(api, node_name)
+        pods = KubePods(Kube(api), node_name)
         pods.start()
         assert pods.wait_synced(30)
         yield {"objects": objects, "netns": netns, "node": node_name, "namespace": objects.namespace(),
