@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from kubernetes import client
 
 from agent import links
 from tests.support import cni as testing
+from tests.support.wait import wait_for
 from agent.plan import link_name, stable_mac
 from podnetwork.names import NETWORK_STATUS_ANNOTATION, NPWG_NETWORK_STATUS_ANNOTATION, READINESS_CONDITION
 from tests.support.cni import TEST_PREFIX as PREFIX
@@ -35,15 +35,6 @@ def verb(node: Node, command: str, netns: str, pod: tuple[str, str, str], contai
 def routes(netns: str, family: str = "-4") -> list[str]:
     out = testing.run("ip", "-n", netns, "-j", family, "route", "show", "table", "main").stdout
     return sorted(f"{r['dst']} {r.get('gateway', '-')} {r['dev']}" for r in json.loads(out))
-
-
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached")
 
 
 def test_three_secondary_networks(node: Node, networks: dict[str, str], api: client.ApiClient) -> None:
@@ -101,7 +92,7 @@ def test_three_secondary_networks(node: Node, networks: dict[str, str], api: cli
         conditions = {c.type: c.status for c in p.status.conditions or []}
         return p if conditions.get(READINESS_CONDITION) == "True" else None
 
-    p = wait_for(reported)
+    p = wait_for("the pod's readiness condition", reported, timeout=20.0)
     status = json.loads(p.metadata.annotations[NETWORK_STATUS_ANNOTATION])
     assert [s["interfaceName"] for s in status] == ["eth0", "net1", "fast", "net3"]
     assert status[1]["default"] is True and status[0]["default"] is False
@@ -207,8 +198,9 @@ def test_failed_add_rolls_back_everything(node: Node, networks: dict[str, str], 
     assert link(node.host, link_name(PREFIX, container, "eth0")) is None
     assert link(pod_ns, "net2") is not None  # not ours: left alone
     core = client.CoreV1Api(api)
-    wait_for(lambda: [e for e in core.list_namespaced_event(pod[0]).items
-                      if e.involved_object.name == pod[1] and e.reason == "NetworkAttachFailed"])
+    wait_for("a NetworkAttachFailed Event", lambda: [
+        e for e in core.list_namespaced_event(pod[0]).items
+        if e.involved_object.name == pod[1] and e.reason == "NetworkAttachFailed"], timeout=20.0)
 
 
 def test_unsupported_or_missing_params_fail_cleanly(node: Node, networks: dict[str, str]) -> None:
