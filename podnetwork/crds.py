@@ -123,15 +123,15 @@ def _family(version: int) -> Schema:
         },
         "x-kubernetes-validations": [
             {"rule": f"!isCIDR(self.subnet) || cidr(self.subnet).ip().family() == {version}",
-             "message": f"subnet must be an IPv{version} CIDR"},
+             "message": f"subnet must be an IPv{version} CIDR", "fieldPath": ".subnet"},
             {"rule": "!isCIDR(self.subnet) || cidr(self.subnet) == cidr(self.subnet).masked()",
-             "message": "subnet must be in canonical form (no host bits set)"},
+             "message": "subnet must be in canonical form (no host bits set)", "fieldPath": ".subnet"},
             {"rule": "!has(self.gateway) || (isIP(self.gateway) && "
                      "(!isCIDR(self.subnet) || cidr(self.subnet).containsIP(self.gateway)))",
-             "message": "gateway must be an IP address inside the subnet"},
+             "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
             {"rule": "!has(self.excludes) || !isCIDR(self.subnet) || self.excludes.all(e, "
                      "!isCIDR(e) || cidr(self.subnet).containsCIDR(e))",
-             "message": "every excludes range must lie inside the subnet"},
+             "message": "every excludes range must lie inside the subnet", "fieldPath": ".excludes"},
         ],
     }
 
@@ -157,7 +157,8 @@ NETWORK_PARAMS_SPEC: Schema = {
     "x-kubernetes-validations": [
         {"rule": "has(self.ipv4) || has(self.ipv6)", "message": "at least one of ipv4 or ipv6 is required"},
         {"rule": "!has(self.interfaceKind) || self.interfaceKind != 'macvlan' || has(self.uplink)",
-         "message": "uplink is required when interfaceKind is macvlan"},
+         "message": "uplink is required when interfaceKind is macvlan", "fieldPath": ".uplink",
+         "reason": "FieldValueRequired"},
     ],
 }
 
