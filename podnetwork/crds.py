@@ -27,8 +27,12 @@ def _str(description: str, **extra: Any) -> Schema:
 
 
 def _cidr(description: str) -> Schema:
+    # Every CIDR of NetworkParams is refused with host bits set, as parse_params
+    # refuses it (ipaddress.ip_network(strict=True)).
     return _str(description, maxLength=64, **{"x-kubernetes-validations": [
-        {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/24 or fd00::/64"}]})
+        {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/24 or fd00::/64"},
+        {"rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
+         "message": "must be in canonical form (no host bits set)"}]})
 
 
 PARAMETERS_REF: Schema = {
@@ -124,8 +128,6 @@ def _family(version: int) -> Schema:
         "x-kubernetes-validations": [
             {"rule": f"!isCIDR(self.subnet) || cidr(self.subnet).ip().family() == {version}",
              "message": f"subnet must be an IPv{version} CIDR", "fieldPath": ".subnet"},
-            {"rule": "!isCIDR(self.subnet) || cidr(self.subnet) == cidr(self.subnet).masked()",
-             "message": "subnet must be in canonical form (no host bits set)", "fieldPath": ".subnet"},
             {"rule": "!has(self.gateway) || (isIP(self.gateway) && "
                      "(!isCIDR(self.subnet) || cidr(self.subnet).containsIP(self.gateway)))",
              "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
