@@ -115,6 +115,30 @@ ATTACHMENT_SPEC: Schema = {
 }
 
 
+# CEL has no address arithmetic. Host bit q of the gateway is 0 when masking the
+# gateway to /q gives what masking it to /q-1 gives; the IPv4 broadcast address is
+# the one without such a bit past the subnet's prefix. The suffixes are literals, not
+# string(q), so the cost estimator knows their size.
+_SUFFIXES = "[" + ", ".join(f"'/{q}'" for q in range(33)) + "]"
+_BITS = "[" + ", ".join(str(q) for q in range(1, 33)) + "]"
+_ZERO_HOST_BIT = (f"{_BITS}.exists(q, q > cidr(self.subnet).prefixLength() && "
+                  f"cidr(self.gateway + {_SUFFIXES}[q]).masked().ip() == "
+                  f"cidr(self.gateway + {_SUFFIXES}[q - 1]).masked().ip())")
+
+
+def _gateway_rules(version: int) -> list[Schema]:
+    """The IPAM reserves the network address (IPv4 network, IPv6 subnet-router anycast, RFC 4291
+    2.6.1) and the IPv4 broadcast address; neither can be the gateway. IPv6 has no broadcast."""
+    judged = ("!has(self.gateway) || !isIP(self.gateway) || !isCIDR(self.subnet) || "
+              "!cidr(self.subnet).containsIP(self.gateway) || ")
+    rules = [{"rule": judged + "!(ip(self.gateway) == cidr(self.subnet).ip())",
+              "message": "gateway must not be the network address of the subnet", "fieldPath": ".gateway"}]
+    if version == 4:
+        rules.append({"rule": judged + _ZERO_HOST_BIT,
+                      "message": "gateway must not be the broadcast address of the subnet", "fieldPath": ".gateway"})
+    return rules
+
+
 def _family(version: int) -> Schema:
     return {
         "type": "object",
@@ -131,6 +155,7 @@ def _family(version: int) -> Schema:
             {"rule": "!has(self.gateway) || (isIP(self.gateway) && "
                      "(!isCIDR(self.subnet) || cidr(self.subnet).containsIP(self.gateway)))",
              "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
+            *_gateway_rules(version),
             {"rule": "!has(self.excludes) || !isCIDR(self.subnet) || self.excludes.all(e, "
                      "!isCIDR(e) || cidr(self.subnet).containsCIDR(e))",
              "message": "every excludes range must lie inside the subnet", "fieldPath": ".excludes"},
