@@ -126,39 +126,60 @@ _ZERO_HOST_BIT = (f"{_BITS}.exists(q, q > cidr(self.subnet).prefixLength() && "
                   f"cidr(self.gateway + {_SUFFIXES}[q - 1]).masked().ip())")
 
 
+def _usable_subnet(version: int) -> str:
+    """The subnet passes its own rules. As in parse_params, the gateway and the excludes are
+    judged against the subnet only then: one bad subnet is one error, not three."""
+    return (f"isCIDR(self.subnet) && cidr(self.subnet) == cidr(self.subnet).masked() && "
+            f"cidr(self.subnet).ip().family() == {version}")
+
+
 def _gateway_rules(version: int) -> list[Schema]:
     """The IPAM reserves the network address (IPv4 network, IPv6 subnet-router anycast, RFC 4291
     2.6.1) and the IPv4 broadcast address; neither can be the gateway. IPv6 has no broadcast."""
-    judged = ("!has(self.gateway) || !isIP(self.gateway) || !isCIDR(self.subnet) || "
-              "!cidr(self.subnet).containsIP(self.gateway) || ")
-    rules = [{"rule": judged + "!(ip(self.gateway) == cidr(self.subnet).ip())",
-              "message": "gateway must not be the network address of the subnet", "fieldPath": ".gateway"}]
+    judged = f"!has(self.gateway) || !isIP(self.gateway) || !({_usable_subnet(version)}) || "
+    inside = judged + "!cidr(self.subnet).containsIP(self.gateway) || "
+    rules = [
+        {"rule": judged + "cidr(self.subnet).containsIP(self.gateway)",
+         "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
+        {"rule": inside + "!(ip(self.gateway) == cidr(self.subnet).ip())",
+         "message": "gateway must not be the network address of the subnet", "fieldPath": ".gateway"},
+    ]
     if version == 4:
-        rules.append({"rule": judged + _ZERO_HOST_BIT,
-                      "message": "gateway must not be the broadcast address of the subnet", "fieldPath": ".gateway"})
+        rules.append({"rule": inside + _ZERO_HOST_BIT, "fieldPath": ".gateway",
+                      "message": "gateway must not be the broadcast address of the subnet"})
     return rules
 
 
+def _excludes_rules(version: int) -> list[Schema]:
+    """A range of the other family is refused on its own, whatever the subnet (as parse_params)."""
+    family = f"cidr(e).ip().family() == {version}"
+    return [
+        {"rule": f"!has(self.excludes) || self.excludes.all(e, !isCIDR(e) || {family})",
+         "message": f"every excludes range must be an IPv{version} CIDR", "fieldPath": ".excludes"},
+        {"rule": f"!has(self.excludes) || !({_usable_subnet(version)}) || self.excludes.all(e, "
+                 f"!isCIDR(e) || !({family}) || cidr(self.subnet).containsCIDR(e))",
+         "message": "every excludes range must lie inside the subnet", "fieldPath": ".excludes"},
+    ]
+
+
 def _family(version: int) -> Schema:
+    gateway = _str("Gateway address inside the subnet; never handed to a pod.", maxLength=45, **{
+        "x-kubernetes-validations": [{"rule": "isIP(self)", "message": "must be an IP address such as "
+                                                                       "10.0.0.1 or fd00::1"}]})
     return {
         "type": "object",
         "required": ["subnet"],
         "properties": {
             "subnet": _cidr(f"The IPv{version} subnet pods get addresses from."),
-            "gateway": _str("Gateway address inside the subnet; never handed to a pod.", maxLength=45),
+            "gateway": gateway,
             "excludes": {"type": "array", "maxItems": params.MAX_EXCLUDES, "items": _cidr("Excluded range."),
                          "description": "Ranges inside the subnet never handed to pods."},
         },
         "x-kubernetes-validations": [
             {"rule": f"!isCIDR(self.subnet) || cidr(self.subnet).ip().family() == {version}",
              "message": f"subnet must be an IPv{version} CIDR", "fieldPath": ".subnet"},
-            {"rule": "!has(self.gateway) || (isIP(self.gateway) && "
-                     "(!isCIDR(self.subnet) || cidr(self.subnet).containsIP(self.gateway)))",
-             "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
             *_gateway_rules(version),
-            {"rule": "!has(self.excludes) || !isCIDR(self.subnet) || self.excludes.all(e, "
-                     "!isCIDR(e) || cidr(self.subnet).containsCIDR(e))",
-             "message": "every excludes range must lie inside the subnet", "fieldPath": ".excludes"},
+            *_excludes_rules(version),
         ],
     }
 
