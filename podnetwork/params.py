@@ -92,9 +92,18 @@ def _gateway(value: Any, subnet: IPNetwork | None, field: str, errors: list[str]
         return None
     if subnet is not None and gateway not in subnet:
         errors.append(f"{field}: {value} is outside the subnet {subnet}")
-    elif subnet is not None and gateway in (subnet.network_address, subnet.broadcast_address):
+    elif subnet is not None and gateway in _reserved(subnet):
         errors.append(f"{field}: {value} is the network or broadcast address of {subnet}")
     return gateway
+
+
+def _reserved(subnet: IPNetwork) -> tuple[IPAddress, ...]:
+    """What the IPAM never hands out besides the gateway (ipam.Pool): the IPv4 network and
+    broadcast addresses, the IPv6 subnet-router anycast address (RFC 4291 2.6.1). IPv6 has
+    no broadcast: its last address is an ordinary one."""
+    if subnet.version == 4:
+        return (subnet.network_address, subnet.broadcast_address)
+    return (subnet.network_address,)
 
 
 def _excludes(
