@@ -9,6 +9,7 @@ reports every error at once, each naming its field.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,13 +60,32 @@ def _cidr(value: Any, field: str, version: int | None, errors: list[str]) -> IPN
         errors.append(f"{field}: must be a CIDR string, got {value!r}")
         return None
     try:
-        net = ipaddress.ip_network(value, strict=True)
+        net = _ip_network(value)
     except ValueError as exc:
         errors.append(f"{field}: invalid CIDR {value!r} ({exc})")
         return None
     if version is not None and net.version != version:
         errors.append(f"{field}: {value!r} is not an IPv{version} CIDR")
         return None
+    return net
+
+
+# The CRD's isCIDR (Go's netip.ParsePrefix) takes address/length only, the length in
+# decimal without a leading zero; ipaddress.ip_network also takes a bare address (as
+# /32), a netmask or hostmask, "/024" and an IPv6 zone.
+_PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
+
+
+def _ip_network(text: str) -> IPNetwork:
+    """A CIDR as the apiserver accepts it, with no host bits set; ValueError otherwise."""
+    address, slash, length = text.partition("/")
+    if not slash or not _PREFIX_LENGTH.fullmatch(length):
+        raise ValueError("must be address/prefix-length, e.g. 10.0.0.0/24")
+    if "%" in address:
+        raise ValueError("IPv6 zones are not allowed")
+    net = ipaddress.ip_network(text, strict=True)
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
+        raise ValueError("IPv4-mapped IPv6 addresses are not allowed")
     return net
 
 
