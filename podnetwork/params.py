@@ -106,15 +106,27 @@ def _gateway(value: Any, subnet: IPNetwork | None, field: str, errors: list[str]
     if value is None:
         return None
     try:
-        gateway = ipaddress.ip_address(value)
-    except ValueError:
-        errors.append(f"{field}: invalid IP address {value!r}")
+        gateway = _ip_address(value)
+    except ValueError as exc:
+        errors.append(f"{field}: invalid IP address {value!r} ({exc})")
         return None
     if subnet is not None and gateway not in subnet:
         errors.append(f"{field}: {value} is outside the subnet {subnet}")
     elif subnet is not None and gateway in _reserved(subnet):
         errors.append(f"{field}: {value} is the network or broadcast address of {subnet}")
     return gateway
+
+
+def _ip_address(value: Any) -> IPAddress:
+    """An address as the CRD's isIP (Go's netip.ParseAddr) accepts it; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")  # ipaddress takes an int: 168427521 is 10.10.0.1
+    if "%" in value:
+        raise ValueError("IPv6 zones are not allowed")
+    ip = ipaddress.ip_address(value)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        raise ValueError("IPv4-mapped IPv6 addresses are not allowed")
+    return ip
 
 
 def _reserved(subnet: IPNetwork) -> tuple[IPAddress, ...]:
