@@ -198,7 +198,7 @@ NETWORK_PARAMS_SPEC: Schema = {
                       "description": "VXLAN network id; allocated by the controller when omitted."},
         "interfaceKind": _str("How pod interfaces are made.", enum=list(params.INTERFACE_KINDS),
                               default="veth"),
-        "uplink": _str("Parent link of macvlan interfaces.", minLength=1, maxLength=15),
+        "uplink": _str("Parent link of macvlan interfaces.", minLength=1, maxLength=params.UPLINK_MAX),
         "serviceCIDRs": {"type": "array", "maxItems": params.MAX_SERVICE_CIDRS,
                          "items": _cidr("Service range of this network.")},
     },

@@ -23,6 +23,7 @@ MTU_MIN, MTU_MAX, MTU_DEFAULT = 576, 9216, 1450
 NETWORK_ID_MIN, NETWORK_ID_MAX = 1, 16_777_215  # 24-bit VXLAN network identifier
 MAX_EXCLUDES = 64
 MAX_SERVICE_CIDRS = 8
+UPLINK_MAX = 15  # IFNAMSIZ (16) less the terminating NUL
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,7 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     mtu = _int_in(spec, "mtu", MTU_MIN, MTU_MAX, MTU_DEFAULT, errors)
     network_id = _int_in(spec, "networkId", NETWORK_ID_MIN, NETWORK_ID_MAX, None, errors)
     kind = _choice(spec, "interfaceKind", INTERFACE_KINDS, "veth", errors)
-    uplink = spec.get("uplink")
-    if kind == "macvlan" and not uplink:
-        errors.append("spec.uplink: required when interfaceKind is macvlan")
+    uplink = _uplink(spec.get("uplink"), kind, errors)
     services = _service_cidrs(spec.get("serviceCIDRs", []), errors)
     if errors:
         raise ParamsError(errors)
@@ -197,8 +196,19 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
         topology=topology,  # type: ignore[arg-type]
         ipv4=ipv4, ipv6=ipv6, mtu=mtu or MTU_DEFAULT, network_id=network_id,
         interface_kind=kind,  # type: ignore[arg-type]
-        uplink=str(uplink) if uplink else None, service_cidrs=services,
+        uplink=uplink, service_cidrs=services,
     )
+
+
+def _uplink(value: Any, kind: str, errors: list[str]) -> str | None:
+    if value is None:
+        if kind == "macvlan":
+            errors.append("spec.uplink: required when interfaceKind is macvlan")
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= UPLINK_MAX:
+        errors.append(f"spec.uplink: must be a link name of 1..{UPLINK_MAX} characters, got {value!r}")
+        return None
+    return value
 
 
 def _service_cidrs(raw: Any, errors: list[str]) -> tuple[IPNetwork, ...]:
