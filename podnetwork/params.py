@@ -90,11 +90,17 @@ def _ip_network(text: str) -> IPNetwork:
     return net
 
 
+def _present(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields set to a value. No field of the schema is nullable, so the apiserver
+    drops a null one before defaulting and validation: null means absent."""
+    return {key: value for key, value in raw.items() if value is not None}
+
+
 def _family(raw: Any, field: str, version: int, errors: list[str]) -> FamilyParams | None:
     if not isinstance(raw, Mapping):
         errors.append(f"{field}: must be an object with subnet, gateway, excludes")
         return None
-    before = len(errors)
+    raw, before = _present(raw), len(errors)
     subnet = _cidr(raw.get("subnet"), f"{field}.subnet", version, errors)
     gateway = _gateway(raw.get("gateway"), subnet, f"{field}.gateway", errors)
     excludes = _excludes(raw.get("excludes", []), subnet, f"{field}.excludes", version, errors)
@@ -180,6 +186,7 @@ def _int_in(raw: Mapping[str, Any], key: str, low: int, high: int, default: int 
 def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     """Parse and validate a NetworkParams spec; raise ParamsError listing every error."""
     errors: list[str] = []
+    spec = _present(spec)
     topology = _choice(spec, "topology", TOPOLOGIES, None, errors)
     ipv4 = _family(spec["ipv4"], "spec.ipv4", 4, errors) if "ipv4" in spec else None
     ipv6 = _family(spec["ipv6"], "spec.ipv6", 6, errors) if "ipv6" in spec else None
