@@ -177,10 +177,12 @@ def _int_in(raw: Mapping[str, Any], key: str, low: int, high: int, default: int 
     value = raw.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    # JSON has one number type: the apiserver takes 1500.0 as the integer 1500.
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
         errors.append(f"spec.{key}: must be an integer in {low}..{high}, got {value!r}")
         return None
-    return value
+    return number
 
 
 def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
