@@ -27,8 +27,12 @@ def _str(description: str, **extra: Any) -> Schema:
 
 
 def _cidr(description: str) -> Schema:
+    # Every CIDR of NetworkParams is refused with host bits set, as parse_params
+    # refuses it (ipaddress.ip_network(strict=True)).
     return _str(description, maxLength=64, **{"x-kubernetes-validations": [
-        {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/24 or fd00::/64"}]})
+        {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/24 or fd00::/64"},
+        {"rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
+         "message": "must be in canonical form (no host bits set)"}]})
 
 
 PARAMETERS_REF: Schema = {
@@ -111,27 +115,71 @@ ATTACHMENT_SPEC: Schema = {
 }
 
 
+# CEL has no address arithmetic. Host bit q of the gateway is 0 when masking the
+# gateway to /q gives what masking it to /q-1 gives; the IPv4 broadcast address is
+# the one without such a bit past the subnet's prefix. The suffixes are literals, not
+# string(q), so the cost estimator knows their size.
+_SUFFIXES = "[" + ", ".join(f"'/{q}'" for q in range(33)) + "]"
+_BITS = "[" + ", ".join(str(q) for q in range(1, 33)) + "]"
+_ZERO_HOST_BIT = (f"{_BITS}.exists(q, q > cidr(self.subnet).prefixLength() && "
+                  f"cidr(self.gateway + {_SUFFIXES}[q]).masked().ip() == "
+                  f"cidr(self.gateway + {_SUFFIXES}[q - 1]).masked().ip())")
+
+
+def _usable_subnet(version: int) -> str:
+    """The subnet passes its own rules. As in parse_params, the gateway and the excludes are
+    judged against the subnet only then: one bad subnet is one error, not three."""
+    return (f"isCIDR(self.subnet) && cidr(self.subnet) == cidr(self.subnet).masked() && "
+            f"cidr(self.subnet).ip().family() == {version}")
+
+
+def _gateway_rules(version: int) -> list[Schema]:
+    """The IPAM reserves the network address (IPv4 network, IPv6 subnet-router anycast, RFC 4291
+    2.6.1) and the IPv4 broadcast address; neither can be the gateway. IPv6 has no broadcast."""
+    judged = f"!has(self.gateway) || !isIP(self.gateway) || !({_usable_subnet(version)}) || "
+    inside = judged + "!cidr(self.subnet).containsIP(self.gateway) || "
+    rules = [
+        {"rule": judged + "cidr(self.subnet).containsIP(self.gateway)",
+         "message": "gateway must be an IP address inside the subnet", "fieldPath": ".gateway"},
+        {"rule": inside + "!(ip(self.gateway) == cidr(self.subnet).ip())",
+         "message": "gateway must not be the network address of the subnet", "fieldPath": ".gateway"},
+    ]
+    if version == 4:
+        rules.append({"rule": inside + _ZERO_HOST_BIT, "fieldPath": ".gateway",
+                      "message": "gateway must not be the broadcast address of the subnet"})
+    return rules
+
+
+def _excludes_rules(version: int) -> list[Schema]:
+    """A range of the other family is refused on its own, whatever the subnet (as parse_params)."""
+    family = f"cidr(e).ip().family() == {version}"
+    return [
+        {"rule": f"!has(self.excludes) || self.excludes.all(e, !isCIDR(e) || {family})",
+         "message": f"every excludes range must be an IPv{version} CIDR", "fieldPath": ".excludes"},
+        {"rule": f"!has(self.excludes) || !({_usable_subnet(version)}) || self.excludes.all(e, "
+                 f"!isCIDR(e) || !({family}) || cidr(self.subnet).containsCIDR(e))",
+         "message": "every excludes range must lie inside the subnet", "fieldPath": ".excludes"},
+    ]
+
+
 def _family(version: int) -> Schema:
+    gateway = _str("Gateway address inside the subnet; never handed to a pod.", maxLength=45, **{
+        "x-kubernetes-validations": [{"rule": "isIP(self)", "message": "must be an IP address such as "
+                                                                       "10.0.0.1 or fd00::1"}]})
     return {
         "type": "object",
         "required": ["subnet"],
         "properties": {
             "subnet": _cidr(f"The IPv{version} subnet pods get addresses from."),
-            "gateway": _str("Gateway address inside the subnet; never handed to a pod.", maxLength=45),
+            "gateway": gateway,
             "excludes": {"type": "array", "maxItems": params.MAX_EXCLUDES, "items": _cidr("Excluded range."),
                          "description": "Ranges inside the subnet never handed to pods."},
         },
         "x-kubernetes-validations": [
             {"rule": f"!isCIDR(self.subnet) || cidr(self.subnet).ip().family() == {version}",
-             "message": f"subnet must be an IPv{version} CIDR"},
-            {"rule": "!isCIDR(self.subnet) || cidr(self.subnet) == cidr(self.subnet).masked()",
-             "message": "subnet must be in canonical form (no host bits set)"},
-            {"rule": "!has(self.gateway) || (isIP(self.gateway) && "
-                     "(!isCIDR(self.subnet) || cidr(self.subnet).containsIP(self.gateway)))",
-             "message": "gateway must be an IP address inside the subnet"},
-            {"rule": "!has(self.excludes) || !isCIDR(self.subnet) || self.excludes.all(e, "
-                     "!isCIDR(e) || cidr(self.subnet).containsCIDR(e))",
-             "message": "every excludes range must lie inside the subnet"},
+             "message": f"subnet must be an IPv{version} CIDR", "fieldPath": ".subnet"},
+            *_gateway_rules(version),
+            *_excludes_rules(version),
         ],
     }
 
@@ -150,14 +198,15 @@ NETWORK_PARAMS_SPEC: Schema = {
                       "description": "VXLAN network id; allocated by the controller when omitted."},
         "interfaceKind": _str("How pod interfaces are made.", enum=list(params.INTERFACE_KINDS),
                               default="veth"),
-        "uplink": _str("Parent link of macvlan interfaces.", minLength=1, maxLength=15),
+        "uplink": _str("Parent link of macvlan interfaces.", minLength=1, maxLength=params.UPLINK_MAX),
         "serviceCIDRs": {"type": "array", "maxItems": params.MAX_SERVICE_CIDRS,
                          "items": _cidr("Service range of this network.")},
     },
     "x-kubernetes-validations": [
         {"rule": "has(self.ipv4) || has(self.ipv6)", "message": "at least one of ipv4 or ipv6 is required"},
         {"rule": "!has(self.interfaceKind) || self.interfaceKind != 'macvlan' || has(self.uplink)",
-         "message": "uplink is required when interfaceKind is macvlan"},
+         "message": "uplink is required when interfaceKind is macvlan", "fieldPath": ".uplink",
+         "reason": "FieldValueRequired"},
     ],
 }
 

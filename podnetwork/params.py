@@ -9,6 +9,7 @@ reports every error at once, each naming its field.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,6 +23,7 @@ MTU_MIN, MTU_MAX, MTU_DEFAULT = 576, 9216, 1450
 NETWORK_ID_MIN, NETWORK_ID_MAX = 1, 16_777_215  # 24-bit VXLAN network identifier
 MAX_EXCLUDES = 64
 MAX_SERVICE_CIDRS = 8
+UPLINK_MAX = 15  # IFNAMSIZ (16) less the terminating NUL
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def _cidr(value: Any, field: str, version: int | None, errors: list[str]) -> IPN
         errors.append(f"{field}: must be a CIDR string, got {value!r}")
         return None
     try:
-        net = ipaddress.ip_network(value, strict=True)
+        net = _ip_network(value)
     except ValueError as exc:
         errors.append(f"{field}: invalid CIDR {value!r} ({exc})")
         return None
@@ -69,11 +71,36 @@ def _cidr(value: Any, field: str, version: int | None, errors: list[str]) -> IPN
     return net
 
 
+# The CRD's isCIDR (Go's netip.ParsePrefix) takes address/length only, the length in
+# decimal without a leading zero; ipaddress.ip_network also takes a bare address (as
+# /32), a netmask or hostmask, "/024" and an IPv6 zone.
+_PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
+
+
+def _ip_network(text: str) -> IPNetwork:
+    """A CIDR as the apiserver accepts it, with no host bits set; ValueError otherwise."""
+    address, slash, length = text.partition("/")
+    if not slash or not _PREFIX_LENGTH.fullmatch(length):
+        raise ValueError("must be address/prefix-length, e.g. 10.0.0.0/24")
+    if "%" in address:
+        raise ValueError("IPv6 zones are not allowed")
+    net = ipaddress.ip_network(text, strict=True)
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
+        raise ValueError("IPv4-mapped IPv6 addresses are not allowed")
+    return net
+
+
+def _present(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields set to a value. No field of the schema is nullable, so the apiserver
+    drops a null one before defaulting and validation: null means absent."""
+    return {key: value for key, value in raw.items() if value is not None}
+
+
 def _family(raw: Any, field: str, version: int, errors: list[str]) -> FamilyParams | None:
     if not isinstance(raw, Mapping):
         errors.append(f"{field}: must be an object with subnet, gateway, excludes")
         return None
-    before = len(errors)
+    raw, before = _present(raw), len(errors)
     subnet = _cidr(raw.get("subnet"), f"{field}.subnet", version, errors)
     gateway = _gateway(raw.get("gateway"), subnet, f"{field}.gateway", errors)
     excludes = _excludes(raw.get("excludes", []), subnet, f"{field}.excludes", version, errors)
@@ -86,15 +113,36 @@ def _gateway(value: Any, subnet: IPNetwork | None, field: str, errors: list[str]
     if value is None:
         return None
     try:
-        gateway = ipaddress.ip_address(value)
-    except ValueError:
-        errors.append(f"{field}: invalid IP address {value!r}")
+        gateway = _ip_address(value)
+    except ValueError as exc:
+        errors.append(f"{field}: invalid IP address {value!r} ({exc})")
         return None
     if subnet is not None and gateway not in subnet:
         errors.append(f"{field}: {value} is outside the subnet {subnet}")
-    elif subnet is not None and gateway in (subnet.network_address, subnet.broadcast_address):
+    elif subnet is not None and gateway in _reserved(subnet):
         errors.append(f"{field}: {value} is the network or broadcast address of {subnet}")
     return gateway
+
+
+def _ip_address(value: Any) -> IPAddress:
+    """An address as the CRD's isIP (Go's netip.ParseAddr) accepts it; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")  # ipaddress takes an int: 168427521 is 10.10.0.1
+    if "%" in value:
+        raise ValueError("IPv6 zones are not allowed")
+    ip = ipaddress.ip_address(value)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        raise ValueError("IPv4-mapped IPv6 addresses are not allowed")
+    return ip
+
+
+def _reserved(subnet: IPNetwork) -> tuple[IPAddress, ...]:
+    """What the IPAM never hands out besides the gateway (ipam.Pool): the IPv4 network and
+    broadcast addresses, the IPv6 subnet-router anycast address (RFC 4291 2.6.1). IPv6 has
+    no broadcast: its last address is an ordinary one."""
+    if subnet.version == 4:
+        return (subnet.network_address, subnet.broadcast_address)
+    return (subnet.network_address,)
 
 
 def _excludes(
@@ -129,15 +177,18 @@ def _int_in(raw: Mapping[str, Any], key: str, low: int, high: int, default: int 
     value = raw.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    # JSON has one number type: the apiserver takes 1500.0 as the integer 1500.
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
         errors.append(f"spec.{key}: must be an integer in {low}..{high}, got {value!r}")
         return None
-    return value
+    return number
 
 
 def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     """Parse and validate a NetworkParams spec; raise ParamsError listing every error."""
     errors: list[str] = []
+    spec = _present(spec)
     topology = _choice(spec, "topology", TOPOLOGIES, None, errors)
     ipv4 = _family(spec["ipv4"], "spec.ipv4", 4, errors) if "ipv4" in spec else None
     ipv6 = _family(spec["ipv6"], "spec.ipv6", 6, errors) if "ipv6" in spec else None
@@ -146,9 +197,7 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     mtu = _int_in(spec, "mtu", MTU_MIN, MTU_MAX, MTU_DEFAULT, errors)
     network_id = _int_in(spec, "networkId", NETWORK_ID_MIN, NETWORK_ID_MAX, None, errors)
     kind = _choice(spec, "interfaceKind", INTERFACE_KINDS, "veth", errors)
-    uplink = spec.get("uplink")
-    if kind == "macvlan" and not uplink:
-        errors.append("spec.uplink: required when interfaceKind is macvlan")
+    uplink = _uplink(spec.get("uplink"), kind, errors)
     services = _service_cidrs(spec.get("serviceCIDRs", []), errors)
     if errors:
         raise ParamsError(errors)
@@ -156,8 +205,19 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
         topology=topology,  # type: ignore[arg-type]
         ipv4=ipv4, ipv6=ipv6, mtu=mtu or MTU_DEFAULT, network_id=network_id,
         interface_kind=kind,  # type: ignore[arg-type]
-        uplink=str(uplink) if uplink else None, service_cidrs=services,
+        uplink=uplink, service_cidrs=services,
     )
+
+
+def _uplink(value: Any, kind: str, errors: list[str]) -> str | None:
+    if value is None:
+        if kind == "macvlan":
+            errors.append("spec.uplink: required when interfaceKind is macvlan")
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= UPLINK_MAX:
+        errors.append(f"spec.uplink: must be a link name of 1..{UPLINK_MAX} characters, got {value!r}")
+        return None
+    return value
 
 
 def _service_cidrs(raw: Any, errors: list[str]) -> tuple[IPNetwork, ...]:
