@@ -16,7 +16,7 @@ from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotP
 from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
 from datapath.pipeline import p4info
 from datapath.testbed import start_target
-from tests.datapath.conftest import Env, netns
+from tests.datapath.conftest import NFT_TABLE, PREFIX, Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
 
@@ -54,7 +54,7 @@ def test_write_errors_are_reported_per_update_while_the_others_apply(env: Env) -
     # The realization followed: the modified route goes through the tunnel device.
     routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
                             capture_output=True, text=True, check=True).stdout
-    assert "10.2.0.2 dev mndtv100" in routes and "blackhole 10.2.0.3" in routes
+    assert f"10.2.0.2 dev {PREFIX}v100" in routes and "blackhole 10.2.0.3" in routes
     client.close()
 
 
@@ -143,7 +143,7 @@ def _kernel_state(env: Env, node: str) -> tuple[str, str, str]:
     def run(*argv: str) -> str:
         return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
 
-    nft = "\n".join(line for line in run("nft", "list", "table", "inet", "mndtipu").splitlines()
+    nft = "\n".join(line for line in run("nft", "list", "table", "inet", NFT_TABLE).splitlines()
                     if "packets" not in line)  # counters restart with the target
     return nft, run("ip", "rule"), run("ip", "-4", "route", "show", "table", "all")
 
@@ -300,7 +300,7 @@ def test_sync_loop_applies_marked_changes_and_survives_a_target_restart(env: Env
         # writes everything back.
         port = env.targets["n1"].address.rsplit(":", 1)[1]
         env.targets["n1"].stop()
-        env.targets["n1"] = start_target(node, int(port), "mndt", str(env.logs / "n1-again.log"), sys.executable)
+        env.targets["n1"] = start_target(node, int(port), PREFIX, str(env.logs / "n1-again.log"), sys.executable)
         wait_for(env.targets["n1"].address)
         assert _eventually(lambda: _count(dp) == 4, timeout=15)
     finally:
@@ -338,7 +338,7 @@ def test_default_route_is_written_with_the_lpm_field_omitted_and_realized(env: E
     routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
                             capture_output=True, text=True, check=True).stdout
     assert "blackhole default" not in routes
-    assert "default dev mndtv100 table" in routes  # the network's own default route is back
+    assert f"default dev {PREFIX}v100 table" in routes  # the network's own default route is back
     client.close()
 
 
