@@ -14,7 +14,7 @@ import pytest
 
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import P4RuntimeClient, wait_for
-from datapath.testbed import Node, Pod, Target, Testbed, start_target
+from tests.support.testbed import Node, Pod, Target, Testbed, start_target
 
 # Everything these tests create on the machine (namespaces, links, nftables
 # tables) starts with PREFIX; a run beside another one picks its own.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cni.compile import compile_remote_routes
 from datapath.entries import ActionCall, Exact, entry, ip
-from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
 from tests.datapath.conftest import PREFIX, Env, netns
+from tests.support.testbed_traffic import TcpServer, talk, tcp_ask, tcp_connect
 
 
 def _pod_dict(name: str, node: str, network: str, network_id: int, address: str) -> dict[str, object]:

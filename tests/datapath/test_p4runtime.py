@@ -15,10 +15,10 @@ from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotP
                                   WriteError, _write_error, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
 from datapath.pipeline import p4info
-from datapath.testbed import start_target
 from tests.datapath.conftest import NFT_TABLE, PREFIX, Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
+from tests.support.testbed import start_target
 
 
 def route(n: int, net: int = 100) -> Entry:

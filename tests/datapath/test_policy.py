@@ -12,10 +12,11 @@ import pytest
 
 from cni.compile import compile_policies, compile_remote_routes
 from datapath.entries import Exact, ip
-from datapath.testbed import Pod, TcpServer, tcp_ask
 from datapath.trace import Packet, trace
 from podnetwork.names import ALLOCATIONS_ANNOTATION, POD_NETWORK_ANNOTATION
 from tests.datapath.conftest import NFT_TABLE, Env, netns
+from tests.support.testbed import Pod
+from tests.support.testbed_traffic import TcpServer, tcp_ask
 
 NET = "blue"
 NET_ID = 100
