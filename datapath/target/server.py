@@ -31,7 +31,7 @@ API_VERSION = "1.4.0"
 _Config = p4r.SetForwardingPipelineConfigRequest
 
 
-class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]  # finsy's generated servicer is untyped
+class IpuServicer(p4r_grpc.P4RuntimeServicer):
     def __init__(self, dataplane: Dataplane, device_id: int = 1, pipeline: Pipeline = PIPELINE) -> None:
         self.dataplane = dataplane
         self.device_id = device_id

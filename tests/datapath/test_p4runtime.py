@@ -14,7 +14,7 @@ from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, _write_error, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
-from datapath.pipeline import p4info
+from datapath.pipeline import Pipeline, p4info, pipeline
 from tests.datapath.conftest import NFT_TABLE, PREFIX, Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
@@ -58,9 +58,7 @@ def test_write_errors_are_reported_per_update_while_the_others_apply(env: Env) -
     client.close()
 
 
-def _small():  # type: ignore[no-untyped-def]
-    from datapath.pipeline import pipeline
-
+def _small() -> Pipeline:
     return pipeline({"route": 4})
 
 
@@ -89,7 +87,7 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     primary.close()
     assert _eventually(lambda: backup.last_arbitration is not None
                        and backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
-    assert backup.last_arbitration.election_id.low == 10 and not backup.primary
+    assert _heard(backup).election_id.low == 10 and not backup.primary
     with pytest.raises(NotPrimaryError):
         backup.write([(INSERT, route(1))])
     # An id below the highest seen stays backup; at or above it, primary.
@@ -100,13 +98,13 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     higher = P4RuntimeClient(address, election_id=20)
     assert higher.connect()
     assert _eventually(lambda: not backup.primary)
-    assert backup.last_arbitration.status.code == rpc_code.ALREADY_EXISTS
+    assert _heard(backup).status.code == rpc_code.ALREADY_EXISTS
     with pytest.raises(NotPrimaryError):
         backup.write([(DELETE, route(1))])
     # The primary downgrading itself leaves no primary: everyone hears NOT_FOUND.
     assert not higher.arbitrate(3)
-    assert _eventually(lambda: backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
-    assert backup.last_arbitration.election_id.low == 20
+    assert _eventually(lambda: _heard(backup).status.code == rpc_code.NOT_FOUND)
+    assert _heard(backup).election_id.low == 20
     higher.close()
     backup.close()
 
@@ -124,6 +122,12 @@ def test_arbitration_for_another_device_or_role_ends_the_stream(env: Env) -> Non
     with pytest.raises(ArbitrationError, match="FAILED_PRECONDITION"):
         client.arbitrate(1)
     client.close()
+
+
+def _heard(client: P4RuntimeClient) -> p4r.MasterArbitrationUpdate:
+    """The latest arbitration notice the client heard."""
+    assert client.last_arbitration is not None
+    return client.last_arbitration
 
 
 def _eventually(check, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def]
@@ -243,8 +247,9 @@ def _read_codes(err: grpc.RpcError) -> list[int]:
     """The canonical code of each request's p4.Error in a failed batch."""
     from finsy.proto import rpc_status
 
+    assert isinstance(err, grpc.Call)
     status = next(rpc_status.Status.FromString(v) for k, v in err.trailing_metadata() or ()
-                  if k == "grpc-status-details-bin")
+                  if k == "grpc-status-details-bin" and isinstance(v, bytes))
     codes = []
     for detail in status.details:
         e = p4r.Error()
@@ -349,7 +354,7 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     assert client.connect()
     stub, A, R = client._stub(), p4r.SetForwardingPipelineConfigRequest, p4r.GetForwardingPipelineConfigRequest
 
-    def set_config(action: int, with_config: bool = True) -> None:
+    def set_config(action: p4r.SetForwardingPipelineConfigRequest.Action.ValueType, with_config: bool = True) -> None:
         req = A(device_id=1, election_id=p4r.Uint128(low=1), action=action)
         if with_config:
             req.config.p4info.CopyFrom(p4info())
@@ -373,7 +378,7 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     set_config(A.COMMIT, with_config=False)
     assert [e.key for e in client.read()] == [route(0).key]
 
-    def get(kind: int) -> p4r.ForwardingPipelineConfig:
+    def get(kind: p4r.GetForwardingPipelineConfigRequest.ResponseType.ValueType) -> p4r.ForwardingPipelineConfig:
         return stub.GetForwardingPipelineConfig(R(device_id=1, response_type=kind)).config
 
     everything = get(R.ALL)
