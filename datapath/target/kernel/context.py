@@ -1,6 +1,6 @@
 """What the kernel realizers share: the namespace's netlink handle, the nftables
 table and the batch's pending transaction, the features found, and the
-per-network objects (routing table, VXLAN device) that several tables use.
+pieces of state several tables use (`part`: the networks, tunnels, groups).
 
 Everything here runs on the dataplane's worker thread inside the IPU
 namespace (`Kernel`), so none of it locks.

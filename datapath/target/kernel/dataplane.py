@@ -23,7 +23,7 @@ from datapath.pipeline import PIPELINE, Pipeline
 from datapath.target import features as feat
 from datapath.target.kernel import forwarding, policy, services  # noqa: F401  (each registers its realizers)
 from datapath.target.kernel.context import (REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
-                                            KernelRealizer, nft, nft_table)
+                                            KernelRealizer, Pending, nft, nft_table)
 from datapath.target.kernel.ruleset import empty_pipeline
 from datapath.target.realizer import Counts
 from datapath.target.store import Change, Key, Store
@@ -114,7 +114,7 @@ class Kernel:
     def _commit(self, store: Store) -> None:
         for realizer in self.realizers.values():
             realizer.finish(store)
-        pending, self.ctx.pending = self.ctx.pending, type(self.ctx.pending)()
+        pending, self.ctx.pending = self.ctx.pending, Pending()
         if pending:
             self.ctx.nft_checked(pending.script())
 

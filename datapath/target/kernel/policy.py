@@ -84,7 +84,7 @@ class Groups:
     def finish(self, store: Store) -> None:
         """Queue the set changes of the groups this batch touched, and the removal of dead ones."""
         touched, self.touched = self.touched, set()
-        rules = [e for e in store.entries("policy_rule")] if touched else []
+        rules = list(store.entries("policy_rule")) if touched else []
         for gkey in sorted(touched):
             self._elements(gkey, [e for e in rules if rule_group(e) == gkey])
         dying, self.dying = self.dying, {}
