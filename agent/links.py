@@ -25,7 +25,7 @@ from pyroute2.netlink.exceptions import NetlinkError as NetlinkError
 
 from agent.plan import IPInterface, Route
 from datapath.netns import NetnsGone as NetnsGone
-from datapath.netns import call_in
+from datapath.netns import socket_in
 from datapath.netns import netns_path as netns_path
 from datapath.netns import open_netns as open_netns
 
@@ -33,15 +33,10 @@ _IFA_F_NODAD = 0x02
 _RTNH_F_ONLINK = 0x04
 
 
-def _socket_in(netns: str) -> socket.socket:
-    """A netlink socket bound to `netns`: made by a thread inside it (datapath.netns)."""
-    return call_in(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-
-
 @contextmanager
 def rtnl(netns: str | None) -> Iterator[IPRoute]:
     """An IPRoute in `netns` (None: the agent's own namespace)."""
-    ipr = IPRoute() if netns is None else IPRoute(fileno=_socket_in(netns).detach())
+    ipr = IPRoute() if netns is None else IPRoute(fileno=socket_in(netns, socket.AF_NETLINK, socket.SOCK_DGRAM).detach())
     try:
         yield ipr
     finally:

@@ -18,7 +18,7 @@ from podnetwork.names import NODE_PREFIX
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ipu = subparsers.add_parser("ipu", help="run the IPU target (a P4Runtime server) for one node")
-    ipu.add_argument("--netns", required=True, help="the node's IPU network namespace (must exist)")
+    ipu.add_argument("--netns", help="the node's IPU network namespace (must exist)")
     ipu.add_argument("--port", type=int, default=9559, help="P4Runtime gRPC port (default 9559)")
     ipu.add_argument("--address", default="127.0.0.1", help="listen address (in the caller's namespace)")
     ipu.add_argument("--device-id", type=int, default=1)
@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ipu.add_argument("--underlay", help="the underlay link inside the IPU namespace")
     ipu.add_argument("--size", action="append", default=[], metavar="TABLE=N", help="table size override")
     ipu.add_argument("--features", action="store_true", help="print detected kernel features as JSON and exit")
+    ipu.add_argument("--p4info-out", metavar="FILE",
+                     help="write the pipeline's P4Info (protobuf text format, with the --size overrides) and exit")
     ipu.set_defaults(func=run_ipu)
 
     trace = subparsers.add_parser("trace", help="explain what the pipeline does to a described packet")
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _sizes(items: Sequence[str]) -> dict[str, int]:
-    sizes = {}
+    sizes: dict[str, int] = {}
     for item in items:
         name, _, value = item.partition("=")
         if not value.isdigit():
@@ -54,20 +56,33 @@ def _sizes(items: Sequence[str]) -> dict[str, int]:
 
 def run_ipu(args: argparse.Namespace) -> int:
     from datapath import netns
-    from datapath.pipeline import pipeline
+    from datapath.pipeline import p4info_text, pipeline
     from datapath.target.kernel import Kernel
     from datapath.target.server import serve
 
+    try:
+        description = pipeline(_sizes(args.size))
+    except ValueError as err:
+        print(f"--size: {err}", file=sys.stderr)
+        return 2
+    if args.p4info_out:
+        # For controllers that push the pipeline themselves (p4runtime-shell --config).
+        with open(args.p4info_out, "w") as f:
+            f.write(p4info_text(description))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.netns:
+        print("--netns: required (the node's IPU network namespace)", file=sys.stderr)
+        return 2
     if not netns.exists(args.netns):
         print(f"--netns: no network namespace {args.netns!r}", file=sys.stderr)
         return 2
-    kernel = Kernel(args.netns, args.prefix, vtep=args.vtep, underlay=args.underlay)
+    kernel = Kernel(args.netns, args.prefix, vtep=args.vtep, underlay=args.underlay, pipeline=description)
     if args.features:
         print(json.dumps({"detected": kernel.features.as_dict(), "used": kernel.features.used()}, indent=2))
         kernel.close()
         return 0
-    server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, pipeline(_sizes(args.size)))
+    server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, description)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from finsy.proto import p4i
+from google.protobuf import text_format
 
 MatchKind = Literal["exact", "lpm", "ternary", "range"]
 
@@ -210,6 +211,9 @@ def pipeline(sizes: Mapping[str, int] | None = None, max_group_size: int = 256) 
 
 
 PIPELINE = pipeline()
+# The P4Info of PIPELINE, checked in for controllers that push the pipeline
+# themselves; regenerate with `multinet ipu --p4info-out datapath/pipeline.p4info.txt`.
+P4INFO_FILE = "pipeline.p4info.txt"
 
 
 def profile_id(table: Table) -> int:
@@ -263,3 +267,9 @@ def p4info(p: Pipeline = PIPELINE) -> p4i.P4Info:
             dc.spec.unit = p4i.CounterSpec.BOTH
             pt.direct_resource_ids.append(counter_id(t))
     return info
+
+
+def p4info_text(p: Pipeline = PIPELINE) -> str:
+    """The P4Info in protobuf text format, as p4c writes `--p4runtime-files x.p4info.txt`."""
+    text: str = text_format.MessageToString(p4info(p))
+    return text

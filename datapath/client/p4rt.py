@@ -8,19 +8,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
+from finsy.proto import p4r, p4r_grpc, rpc_code
+from grpc_status import rpc_status as grpc_rpc_status
 
 from datapath.entries import Entry, decode, encode
 from datapath.pipeline import PIPELINE, Pipeline, p4info
 
 log = logging.getLogger(__name__)
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 INSERT, MODIFY, DELETE = "INSERT", "MODIFY", "DELETE"
+K = TypeVar("K")  # an entry key
 _TYPES = {INSERT: p4r.Update.INSERT, MODIFY: p4r.Update.MODIFY, DELETE: p4r.Update.DELETE}
 
 
@@ -32,7 +33,7 @@ class UpdateError:
 
     @property
     def code_name(self) -> str:
-        return str(rpc_code.Code.Name(self.code))
+        return rpc_code.Code.Name(rpc_code.Code.ValueType(self.code))
 
 
 class WriteError(Exception):
@@ -86,7 +87,7 @@ class P4RuntimeClient:
         self.open(timeout)
         self._outbox = queue.Queue()
         self.stream_closed.clear()
-        responses = self.stub.StreamChannel(self._requests())
+        responses = self._stub().StreamChannel(self._requests())
         self._stream_thread = threading.Thread(target=self._listen, args=(responses,), daemon=True,
                                                name="p4rt-client-stream")
         self._stream_thread.start()
@@ -105,7 +106,7 @@ class P4RuntimeClient:
         update = self._arbitration_round(timeout)
         if isinstance(update, p4r.StreamError):
             raise ArbitrationError(update.message)
-        return update.status.code == rpc_code.OK
+        return bool(update.status.code == rpc_code.OK)
 
     def _arbitration_round(self, timeout: float) -> Any:
         """Send this client's election id; the target's answer (an update or a StreamError)."""
@@ -241,7 +242,7 @@ class P4RuntimeClient:
         return len(updates)
 
 
-def diff(have: dict[object, Entry], want: dict[object, Entry]) -> list[tuple[str, Entry]]:
+def diff(have: Mapping[K, Entry], want: Mapping[K, Entry]) -> list[tuple[str, Entry]]:
     """Updates turning `have` into `want`: deletes first (they free table space)."""
     deletes = [(DELETE, e) for k, e in have.items() if k not in want]
     modifies = [(MODIFY, e) for k, e in want.items() if k in have and have[k] != e]
@@ -252,17 +253,18 @@ def diff(have: dict[object, Entry], want: dict[object, Entry]) -> list[tuple[str
 def _write_error(err: grpc.RpcError, total: int) -> Exception:
     if err.code() == grpc.StatusCode.PERMISSION_DENIED:
         return NotPrimaryError(err.details())
-    for key, value in err.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY:
-            status = rpc_status.Status.FromString(value)
-            errors = []
-            for i, detail in enumerate(status.details):
-                e = p4r.Error()
-                detail.Unpack(e)
-                if e.canonical_code != rpc_code.OK:
-                    errors.append(UpdateError(i, e.canonical_code, e.message))
-            return WriteError(errors, total)
-    return err
+    # The per-update p4.Errors travel in a google.rpc.Status (spec 12.3);
+    # grpcio-status reads it (and refuses one that contradicts the call's status).
+    status = grpc_rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
+    if status is None:
+        return err
+    errors = []
+    for i, detail in enumerate(status.details):
+        e = p4r.Error()
+        detail.Unpack(e)
+        if e.canonical_code != rpc_code.OK:
+            errors.append(UpdateError(i, e.canonical_code, e.message))
+    return WriteError(errors, total)
 
 
 def wait_for(address: str, timeout: float = 30) -> None:

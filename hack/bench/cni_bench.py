@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -24,13 +23,13 @@ from urllib3.exceptions import HTTPError
 
 from tests.support import cni as testing
 from cni.install import install
+from datapath import netns
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
 
 PREFIX = "mnc"
 REFERENCE_BIN = "/usr/lib/cni"
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def log(msg: str) -> None:
@@ -53,10 +52,10 @@ def timed(fn: Callable[[], Any]) -> float:
 def in_netns(path: str) -> Callable[[], None]:
     """preexec: run a child inside a namespace, as a runtime living there would."""
     def enter() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        if _libc.setns(fd, 0x40000000) != 0:
+        try:
+            netns.enter(path)  # the project's one setns; in the forked child, before exec
+        except OSError:
             os._exit(126)
-        os.close(fd)
     return enter
 
 

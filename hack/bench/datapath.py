@@ -28,7 +28,7 @@ from agent.compile import compile_policies, compile_remote_routes, compile_servi
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
 from datapath.netns import popen_in, run_in  # noqa: E402
-from datapath.testbed import Target, Testbed, start_target  # noqa: E402
+from tests.support.testbed import Target, Testbed, start_target  # noqa: E402
 from podnetwork.allocations import Allocation, encode_allocations  # noqa: E402
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL,  # noqa: E402
                               POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION)

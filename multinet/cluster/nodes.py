@@ -1,7 +1,7 @@
 """The local cluster's nodes: network namespaces and the per-node processes.
 
 Each node is a "host" network namespace and an "ipu" namespace between its pods
-and the underlay (the layout of `datapath.testbed`); nodes share an underlay
+and the underlay (`multinet.cluster.topology`); nodes share an underlay
 bridge, and secondary networks span nodes by VXLAN. Per node run: the IPU
 target (P4Runtime server realizing the pipeline in the ipu namespace), the
 node agent (serves the CNI plugin, programs the target) and the node emulator
@@ -71,14 +71,14 @@ class Nodes:
     def start(self, count: int, progress: Progress) -> list[NodePlan]:
         if self.topology_file.exists():
             raise ComponentError("nodes: already made; run 'multinet cluster down' first")
-        from datapath.testbed import Testbed  # the node layout, shared with the datapath's tests
+        from multinet.cluster.topology import Topology  # the node layout, shared with the datapath's tests
 
         self.root.mkdir(parents=True, exist_ok=True)
         self._install_plugin()
         self._start("controller", multinet(
             "controller", "--kubeconfig", str(self.plane.layout.admin_kubeconfig),
             "--cert-dir", str(self.plane.layout.root / "controller")), progress)
-        testbed = Testbed(prefix=self.prefix, underlay_cidr=UNDERLAY_CIDR)
+        testbed = Topology(prefix=self.prefix, underlay_cidr=UNDERLAY_CIDR)
         plans = []
         try:
             for index in range(1, count + 1):
@@ -126,7 +126,7 @@ class Nodes:
             "cniVersion": "1.1.0", "name": "multinet",
             "plugins": [{"type": "multinet-cni", "socket": str(plan.socket)}],
         }, indent=2))
-        from datapath.testbed import UNDERLAY_LINK
+        from multinet.cluster.topology import UNDERLAY_LINK
 
         kubeconfig = str(self.plane.layout.admin_kubeconfig)
         port = int(plan.p4runtime.rsplit(":", 1)[1])

@@ -14,9 +14,12 @@ import pytest
 
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import P4RuntimeClient, wait_for
-from datapath.testbed import Node, Pod, Target, Testbed, start_target
+from tests.support.testbed import Node, Pod, Target, Testbed, start_target
 
-PREFIX = "mndt"
+# Everything these tests create on the machine (namespaces, links, nftables
+# tables) starts with PREFIX; a run beside another one picks its own.
+PREFIX = os.environ.get("MULTINET_TEST_NETNS_PREFIX", "mndt")
+NFT_TABLE = f"{PREFIX}ipu".replace("-", "_")  # the target's nftables table (`Kernel.table`)
 
 
 def _needs_root() -> str | None:

@@ -123,11 +123,11 @@ def test_pods_with_the_same_policies_share_a_group_and_node_filter() -> None:
 
 
 def test_services_use_ready_endpoints_of_their_network() -> None:
-    svc = {"metadata": {"name": "web", "namespace": "prod",
+    svc: dict[str, Any] = {"metadata": {"name": "web", "namespace": "prod",
                         "annotations": {POD_NETWORK_ANNOTATION: "blue", SERVICE_VIP_ANNOTATION: "10.96.0.5"}},
            "spec": {"clusterIP": "10.0.0.9", "ports": [{"name": "http", "port": 80},
                                                        {"name": "dns", "port": 53, "protocol": "UDP"}]}}
-    slices = [
+    slices: list[dict[str, Any]] = [
         {"metadata": {"namespace": "prod", "labels": {"kubernetes.io/service-name": "web",
                                                       ENDPOINTSLICE_NETWORK_LABEL: "blue"}},
          "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],

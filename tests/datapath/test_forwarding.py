@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agent.compile import compile_remote_routes
 from datapath.entries import ActionCall, Exact, entry, ip
-from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
-from tests.datapath.conftest import Env, netns
+from tests.datapath.conftest import PREFIX, Env, netns
+from tests.support.testbed_traffic import TcpServer, talk, tcp_ask, tcp_connect
 
 
 def _pod_dict(name: str, node: str, network: str, network_id: int, address: str) -> dict[str, object]:
@@ -92,7 +92,7 @@ def test_ipu_features_are_detected_and_printed(env: Env) -> None:
     import sys
 
     node = env.testbed.add_node("n1")
-    out = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--prefix", "mndt",
+    out = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--prefix", PREFIX,
                           "--features"], capture_output=True, text=True, check=True).stdout
     report = json.loads(out)
     assert report["detected"]["nft_concat_intervals"] is True  # the policy realization depends on it

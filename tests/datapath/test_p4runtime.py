@@ -14,11 +14,11 @@ from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, _write_error, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
-from datapath.pipeline import p4info
-from datapath.testbed import start_target
-from tests.datapath.conftest import Env, netns
+from datapath.pipeline import Pipeline, p4info, pipeline
+from tests.datapath.conftest import NFT_TABLE, PREFIX, Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
+from tests.support.testbed import start_target
 
 
 def route(n: int, net: int = 100) -> Entry:
@@ -54,13 +54,11 @@ def test_write_errors_are_reported_per_update_while_the_others_apply(env: Env) -
     # The realization followed: the modified route goes through the tunnel device.
     routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
                             capture_output=True, text=True, check=True).stdout
-    assert "10.2.0.2 dev mndtv100" in routes and "blackhole 10.2.0.3" in routes
+    assert f"10.2.0.2 dev {PREFIX}v100" in routes and "blackhole 10.2.0.3" in routes
     client.close()
 
 
-def _small():  # type: ignore[no-untyped-def]
-    from datapath.pipeline import pipeline
-
+def _small() -> Pipeline:
     return pipeline({"route": 4})
 
 
@@ -89,7 +87,7 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     primary.close()
     assert _eventually(lambda: backup.last_arbitration is not None
                        and backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
-    assert backup.last_arbitration.election_id.low == 10 and not backup.primary
+    assert _heard(backup).election_id.low == 10 and not backup.primary
     with pytest.raises(NotPrimaryError):
         backup.write([(INSERT, route(1))])
     # An id below the highest seen stays backup; at or above it, primary.
@@ -100,13 +98,13 @@ def test_arbitration_refuses_writes_from_a_backup(env: Env) -> None:
     higher = P4RuntimeClient(address, election_id=20)
     assert higher.connect()
     assert _eventually(lambda: not backup.primary)
-    assert backup.last_arbitration.status.code == rpc_code.ALREADY_EXISTS
+    assert _heard(backup).status.code == rpc_code.ALREADY_EXISTS
     with pytest.raises(NotPrimaryError):
         backup.write([(DELETE, route(1))])
     # The primary downgrading itself leaves no primary: everyone hears NOT_FOUND.
     assert not higher.arbitrate(3)
-    assert _eventually(lambda: backup.last_arbitration.status.code == rpc_code.NOT_FOUND)
-    assert backup.last_arbitration.election_id.low == 20
+    assert _eventually(lambda: _heard(backup).status.code == rpc_code.NOT_FOUND)
+    assert _heard(backup).election_id.low == 20
     higher.close()
     backup.close()
 
@@ -126,6 +124,12 @@ def test_arbitration_for_another_device_or_role_ends_the_stream(env: Env) -> Non
     client.close()
 
 
+def _heard(client: P4RuntimeClient) -> p4r.MasterArbitrationUpdate:
+    """The latest arbitration notice the client heard."""
+    assert client.last_arbitration is not None
+    return client.last_arbitration
+
+
 def _eventually(check, timeout: float = 5) -> bool:  # type: ignore[no-untyped-def]
     import time
 
@@ -143,7 +147,7 @@ def _kernel_state(env: Env, node: str) -> tuple[str, str, str]:
     def run(*argv: str) -> str:
         return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
 
-    nft = "\n".join(line for line in run("nft", "list", "table", "inet", "mndtipu").splitlines()
+    nft = "\n".join(line for line in run("nft", "list", "table", "inet", NFT_TABLE).splitlines()
                     if "packets" not in line)  # counters restart with the target
     return nft, run("ip", "rule"), run("ip", "-4", "route", "show", "table", "all")
 
@@ -243,8 +247,9 @@ def _read_codes(err: grpc.RpcError) -> list[int]:
     """The canonical code of each request's p4.Error in a failed batch."""
     from finsy.proto import rpc_status
 
+    assert isinstance(err, grpc.Call)
     status = next(rpc_status.Status.FromString(v) for k, v in err.trailing_metadata() or ()
-                  if k == "grpc-status-details-bin")
+                  if k == "grpc-status-details-bin" and isinstance(v, bytes))
     codes = []
     for detail in status.details:
         e = p4r.Error()
@@ -300,7 +305,7 @@ def test_sync_loop_applies_marked_changes_and_survives_a_target_restart(env: Env
         # writes everything back.
         port = env.targets["n1"].address.rsplit(":", 1)[1]
         env.targets["n1"].stop()
-        env.targets["n1"] = start_target(node, int(port), "mndt", str(env.logs / "n1-again.log"), sys.executable)
+        env.targets["n1"] = start_target(node, int(port), PREFIX, str(env.logs / "n1-again.log"), sys.executable)
         wait_for(env.targets["n1"].address)
         assert _eventually(lambda: _count(dp) == 4, timeout=15)
     finally:
@@ -338,7 +343,7 @@ def test_default_route_is_written_with_the_lpm_field_omitted_and_realized(env: E
     routes = subprocess.run(["ip", "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
                             capture_output=True, text=True, check=True).stdout
     assert "blackhole default" not in routes
-    assert "default dev mndtv100 table" in routes  # the network's own default route is back
+    assert f"default dev {PREFIX}v100 table" in routes  # the network's own default route is back
     client.close()
 
 
@@ -349,7 +354,7 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     assert client.connect()
     stub, A, R = client._stub(), p4r.SetForwardingPipelineConfigRequest, p4r.GetForwardingPipelineConfigRequest
 
-    def set_config(action: int, with_config: bool = True) -> None:
+    def set_config(action: p4r.SetForwardingPipelineConfigRequest.Action.ValueType, with_config: bool = True) -> None:
         req = A(device_id=1, election_id=p4r.Uint128(low=1), action=action)
         if with_config:
             req.config.p4info.CopyFrom(p4info())
@@ -373,7 +378,7 @@ def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     set_config(A.COMMIT, with_config=False)
     assert [e.key for e in client.read()] == [route(0).key]
 
-    def get(kind: int) -> p4r.ForwardingPipelineConfig:
+    def get(kind: p4r.GetForwardingPipelineConfigRequest.ResponseType.ValueType) -> p4r.ForwardingPipelineConfig:
         return stub.GetForwardingPipelineConfig(R(device_id=1, response_type=kind)).config
 
     everything = get(R.ALL)

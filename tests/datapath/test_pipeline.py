@@ -7,7 +7,7 @@ from finsy.proto import p4i, p4r, rpc_code
 from hypothesis import given
 from hypothesis import strategies as st
 
-from datapath.entries import ActionCall, Exact, Lpm, P4Error, Range, Ternary, decode, encode, entry, ip, prefix
+from datapath.entries import ActionCall, Exact, Lpm, Match, P4Error, Range, Ternary, decode, encode, entry, ip, prefix
 from datapath.pipeline import PIPELINE, p4info, pipeline
 
 
@@ -54,9 +54,9 @@ def test_service_group_round_trip(members: list[tuple[int, int, int]]) -> None:
     assert decode(encode(e)) == e
 
 
-def _rule(**match: object) -> object:
-    base = {"direction": Exact(0), "group": Exact(1)}
-    return encode(entry("policy_rule", {**base, **match}, ActionCall("allow"), priority=1))  # type: ignore[arg-type]
+def _rule(**match: Match) -> p4r.TableEntry:
+    base: dict[str, Match] = {"direction": Exact(0), "group": Exact(1)}
+    return encode(entry("policy_rule", {**base, **match}, ActionCall("allow"), priority=1))
 
 
 @pytest.mark.parametrize("bad, code", [
@@ -87,11 +87,13 @@ def test_decode_rejects_invalid_entries(bad: object, code: int) -> None:
     assert caught.value.code == code
 
 
-def _with_field(te: p4r.TableEntry, field_id: int, kind: str, value: bytes, extra: object) -> p4r.TableEntry:
+def _with_field(te: p4r.TableEntry, field_id: int, kind: str, value: bytes, extra: bytes | int) -> p4r.TableEntry:
     fm = te.match.add(field_id=field_id)
     if kind == "ternary":
+        assert isinstance(extra, bytes)
         fm.ternary.value, fm.ternary.mask = value, extra
     else:
+        assert isinstance(extra, int)
         fm.lpm.value, fm.lpm.prefix_len = value, extra
     return te
 

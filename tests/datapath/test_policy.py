@@ -12,11 +12,12 @@ import pytest
 
 from agent.compile import compile_policies, compile_remote_routes
 from datapath.entries import Exact, ip
-from datapath.testbed import Pod, TcpServer, tcp_ask
 from datapath.trace import Packet, trace
 from podnetwork.allocations import Allocation, encode_allocations
 from podnetwork.names import ALLOCATIONS_ANNOTATION, POD_NETWORK_ANNOTATION
-from tests.datapath.conftest import Env, netns
+from tests.datapath.conftest import NFT_TABLE, Env, netns
+from tests.support.testbed import Pod
+from tests.support.testbed_traffic import TcpServer, tcp_ask
 
 NET = "blue"
 NET_ID = 100
@@ -165,7 +166,7 @@ def test_several_policies_on_one_pod_share_a_group(two_nodes: Env, policy_count:
         assert tcp_ask(c.netns, a.ip, 6000, timeout=1) is None
         assert tcp_ask(c.netns, b.ip, 6001) == "b"
         ruleset = subprocess.run(["ip", "netns", "exec", env.testbed.nodes["n1"].ipu_ns, "nft", "list", "table",
-                                  "inet", "mndtipu"], capture_output=True, text=True, check=True).stdout
+                                  "inet", NFT_TABLE], capture_output=True, text=True, check=True).stdout
         assert ruleset.count("chain pg_ingress_") == 1
     finally:
         for s in servers:

@@ -7,10 +7,10 @@ from collections import Counter
 from agent.compile import compile_remote_routes, compile_services
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import P4RuntimeClient
-from datapath.testbed import TcpServer, talk, tcp_ask, tcp_connect
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_forwarding import _pod_dict
+from tests.support.testbed_traffic import TcpServer, talk, tcp_ask, tcp_connect
 
 VIP = "10.96.5.10"
 SERVICE_RANGE = "10.96.5.0/24"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datapath.entries import ActionCall, Exact, Range, Ternary, entry, ip, prefix
+from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip, prefix
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from datapath.trace import Packet, trace
 
@@ -10,12 +10,12 @@ ROUTES = [entry("route", {"network_id": Exact(1), "dst": prefix(f"10.0.0.{i}/32"
                 ActionCall("to_port", (f"mndr{i}",))) for i in (1, 2, 3)]
 
 
-def member(direction: int, address: str, group: int) -> object:
+def member(direction: int, address: str, group: int) -> Entry:
     return entry("policy_pod", {"network_id": Exact(1), "direction": Exact(direction), "pod_ip": Exact(ip(address))},
                  ActionCall("set_group", (group,)))
 
 
-def allow(direction: int, group: int, peer: str, port: int) -> object:
+def allow(direction: int, group: int, peer: str, port: int) -> Entry:
     return entry("policy_rule", {"direction": Exact(direction), "group": Exact(group),
                                  "peer": Ternary(ip(peer), 0xFFFFFFFF), "proto": Ternary(6, 0xFF),
                                  "port": Range(port, port)}, ActionCall("allow"), priority=1)

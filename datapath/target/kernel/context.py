@@ -1,0 +1,155 @@
+"""What the kernel realizers share: the namespace's netlink handle, the nftables
+table and the batch's pending transaction, the features found, and the
+pieces of state several tables use (`part`: the networks, tunnels, groups).
+
+Everything here runs on the dataplane's worker thread inside the IPU
+namespace (`Kernel`), so none of it locks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from finsy.proto import rpc_code
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from datapath.entries import Entry, Exact, Lpm, P4Error, mac_text
+from datapath.target import features as feat
+from datapath.target.realizer import Realizer, Registry
+
+RULE_PRIORITY = 1000  # our `iif` rules; below main (32766)
+TABLE_BASE = 0x4D000000  # routing table of network n is TABLE_BASE + n (never 253..255)
+VXLAN_PORT = 4789
+NUD_PERMANENT = 0x80
+_GONE = (2, 3, 19)  # ENOENT, ESRCH, ENODEV: "already gone" on removal
+
+S = TypeVar("S")
+
+
+def nft_table(prefix: str) -> str:
+    """The target's nftables table (inet family) for a link prefix."""
+    return (prefix + "ipu").replace("-", "_")
+
+
+def nft(script: str) -> subprocess.CompletedProcess[str]:
+    """Feed a script to `nft -f -` in the caller's namespace."""
+    return subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=300)
+
+
+def tunnel_mac(vtep: int) -> str:
+    """The MAC a node's VXLAN devices answer to, derived from its VTEP address
+    so that peers can program it without asking (locally administered)."""
+    return mac_text((0x0A << 40) | (vtep << 8))
+
+
+@dataclass
+class Pending:
+    """One nft transaction in three phases: create objects, change elements, delete objects."""
+
+    create: list[str] = field(default_factory=list)
+    elements: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+
+    def script(self) -> str:
+        return "\n".join(self.create + self.elements + self.delete) + "\n"
+
+    def __bool__(self) -> bool:
+        return bool(self.create or self.elements or self.delete)
+
+
+class KernelContext:
+    def __init__(self, ipr: IPRoute, prefix: str, features: feat.Features,
+                 vtep: str | None = None, underlay: str | None = None) -> None:
+        self.ipr, self.prefix, self.features = ipr, prefix, features
+        self.vtep, self.underlay = vtep, underlay
+        self.table = nft_table(prefix)
+        self.pending = Pending()
+        self._parts: dict[object, Any] = {}
+
+    def part(self, kind: Callable[[KernelContext], S]) -> S:
+        """The one instance of a piece of state that several realizers share
+        (the networks, the policy groups), made on first use."""
+        if kind not in self._parts:
+            self._parts[kind] = kind(self)
+        value: S = self._parts[kind]
+        return value
+
+    def forget(self) -> None:
+        """Drop all shared state (the kernel was reset) and any queued change."""
+        self._parts.clear()
+        self.pending = Pending()
+
+    # --- kernel calls -----------------------------------------------------------
+
+    def nft_checked(self, script: str) -> None:
+        result = nft(script)
+        if result.returncode != 0:
+            raise P4Error(rpc_code.INTERNAL, f"nft transaction failed: {result.stderr.strip()[:2000]}")
+
+    def nft_json(self, *args: str) -> dict[str, Any]:
+        """`nft -j <args>` of our table's objects; empty when there is nothing to list."""
+        result = subprocess.run(["nft", "-j", *args], capture_output=True, text=True, timeout=120)
+        found: dict[str, Any] = json.loads(result.stdout) if result.returncode == 0 else {}
+        return found
+
+    def write_sysctl(self, path: str, value: str) -> None:
+        with open(f"/proc/sys/{path}", "w") as f:
+            f.write(value)
+
+    def quiet(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A netlink removal where "already gone" is fine."""
+        try:
+            fn(*args, **kwargs)
+        except NetlinkError as err:
+            if err.code not in _GONE:
+                raise
+
+    def index(self, link: str) -> int:
+        found = self.ipr.link_lookup(ifname=link)
+        if not found:
+            raise P4Error(rpc_code.FAILED_PRECONDITION, f"port {link!r}: no such link in the IPU namespace")
+        return int(found[0])
+
+
+# --- reading entries ---------------------------------------------------------------
+
+
+def exact(e: Entry, name: str) -> int | str:
+    m = e.get(name)
+    assert isinstance(m, Exact), f"{e.table}.{name}"
+    return m.value
+
+
+def network_of(e: Entry) -> int:
+    return int(exact(e, "network_id"))
+
+
+def param(e: Entry, index: int = 0) -> int:
+    """An integer parameter of the entry's (first) action."""
+    return int(e.actions[0].params[index])
+
+
+def dst_of(e: Entry) -> Lpm:
+    """A route's destination; an omitted LPM field is the default route (prefix 0)."""
+    dst = e.get("dst")
+    assert dst is None or isinstance(dst, Lpm), f"{e.table}.dst"
+    return dst if dst is not None else Lpm(0, 0)
+
+
+# --- the kernel's realizers ---------------------------------------------------------
+
+
+class KernelRealizer(Realizer):
+    """A table realized in the IPU namespace's kernel."""
+
+    def __init__(self, ctx: KernelContext) -> None:
+        self.ctx = ctx
+
+
+REALIZERS: Registry[KernelRealizer] = Registry("kernel")
+realizes = REALIZERS.realizes

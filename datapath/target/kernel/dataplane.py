@@ -1,0 +1,147 @@
+"""The kernel dataplane: the pipeline's tables realized in the Linux kernel of
+the IPU namespace, by one realizer per table (forwarding.py, services.py,
+policy.py), changed by one `nft -f` transaction per Write batch.
+
+All kernel calls run on one worker thread that entered the namespace, so
+netlink handles and child processes (nft) act there.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from finsy.proto import rpc_code
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from datapath import netns as ns
+from datapath.entries import Entry, P4Error
+from datapath.pipeline import PIPELINE, Pipeline
+from datapath.target import features as feat
+from datapath.target.kernel import forwarding, policy, services  # noqa: F401  (each registers its realizers)
+from datapath.target.kernel.context import (REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
+                                            KernelRealizer, Pending, nft, nft_table)
+from datapath.target.kernel.ruleset import empty_pipeline
+from datapath.target.realizer import Counts
+from datapath.target.store import Change, Key, Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Kernel:
+    """A `Dataplane` (datapath.target.realizer) over the IPU namespace `netns`."""
+
+    def __init__(self, netns: str, prefix: str, vtep: str | None = None, underlay: str | None = None,
+                 pipeline: Pipeline = PIPELINE) -> None:
+        self.netns, self.prefix = netns, prefix
+        self.table = nft_table(prefix)
+        classes = REALIZERS.classes(pipeline)  # refuses a pipeline with a table nobody realizes
+        self._pool = ns.executor(netns, f"ipu-{netns}")
+        ipr: IPRoute = self._run(IPRoute)
+        self.features = self._run(lambda: _detect(ipr, prefix))
+        self.ctx = KernelContext(ipr, prefix, self.features, vtep, underlay)
+        self.realizers: dict[str, KernelRealizer] = {t.name: cls(self.ctx) for t, cls in classes}
+        log.info("kernel features in %s: %s", netns, self.features.as_dict())
+        for what, how in self.features.used().items():
+            log.info("  %s: %s", what, how)
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        return self._pool.submit(fn).result()
+
+    def close(self) -> None:
+        self._run(self.ctx.ipr.close)
+        self._pool.shutdown()
+
+    # --- whole state ------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Remove everything a previous run left and install the empty pipeline."""
+        self._run(self._reset)
+
+    def _reset(self) -> None:
+        ctx, ipr = self.ctx, self.ctx.ipr
+        nft(f"add table inet {self.table}\ndelete table inet {self.table}")
+        for rule in ipr.get_rules(family=2):
+            if rule.get("priority") == RULE_PRIORITY and (rule.get("table") or 0) >= TABLE_BASE:
+                ipr.rule("del", table=rule.get("table"), priority=RULE_PRIORITY, iifname=rule.get("iifname"))
+        for link in ipr.get_links():
+            name = link.get("ifname")
+            if name.startswith(f"{self.prefix}v") and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan":
+                ipr.link("del", index=link["index"])
+        for route in ipr.get_routes(family=2):
+            if (route.get("table") or 0) >= TABLE_BASE:
+                ctx.quiet(ipr.route, "del", table=route.get("table"), type=route["type"],
+                          dst=f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
+        ctx.write_sysctl("net/ipv4/ip_forward", "1")
+        for scope in ("all", "default"):
+            ctx.write_sysctl(f"net/ipv4/conf/{scope}/rp_filter", "0")
+        ctx.nft_checked(empty_pipeline(self.table, self.features))
+        ctx.forget()
+
+    def rebuild(self, store: Store) -> None:
+        """Rebuild the whole kernel state from the store (after a failed transaction)."""
+        self.reset()
+        for name in self.realizers:  # the description's order: ports before the routes using them
+            for e in list(store.entries(name)):
+                self.apply(Change(None, e))
+        self.commit(store)
+
+    # --- per batch --------------------------------------------------------------
+
+    def check(self, e: Entry) -> None:
+        self.realizers[e.table].check(e)
+
+    def apply(self, change: Change) -> None:
+        """Apply the netlink side of one update now and queue its nft side."""
+        self._run(lambda: self._apply(change))
+
+    def _apply(self, c: Change) -> None:
+        e = c.new or c.old
+        assert e is not None
+        try:
+            self.realizers[e.table].apply(c.old, c.new)
+        except (NetlinkError, OSError) as err:
+            raise P4Error(rpc_code.INTERNAL, f"{e.table}: kernel refused: {err}") from err
+
+    def commit(self, store: Store) -> None:
+        """Commit the queued nft changes in one transaction."""
+        self._run(lambda: self._commit(store))
+
+    def _commit(self, store: Store) -> None:
+        for realizer in self.realizers.values():
+            realizer.finish(store)
+        pending, self.ctx.pending = self.ctx.pending, Pending()
+        if pending:
+            self.ctx.nft_checked(pending.script())
+
+    # --- reading ------------------------------------------------------------------
+
+    def counters(self, table: str, entries: Sequence[Entry]) -> dict[Key, Counts]:
+        """Packets and bytes per entry of a table with direct counters.
+
+        Listing makes nft load the whole ruleset (seconds at 10,000 services),
+        so each table lists only its own counting objects.
+        """
+        realizer = self.realizers[table]
+        return self._run(lambda: realizer.counters(entries))
+
+    def ruleset(self) -> str:
+        return self._run(lambda: subprocess.run(["nft", "list", "table", "inet", self.table],
+                                                capture_output=True, text=True).stdout)
+
+
+def _detect(ipr: IPRoute, prefix: str) -> feat.Features:
+    def vxlan() -> bool:
+        name = f"{prefix}probe"[:15]
+        try:
+            ipr.link("add", ifname=name, kind="vxlan", vxlan_id=1, vxlan_port=VXLAN_PORT)
+            ipr.link("del", ifname=name)
+            return True
+        except NetlinkError:
+            return False
+
+    return feat.detect(lambda script: nft(script).returncode == 0, vxlan, prefix)

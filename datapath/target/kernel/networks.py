@@ -1,0 +1,101 @@
+"""Per-network kernel objects, shared by the port, route and service tables.
+
+A network exists in the kernel while any entry refers to it: a
+policy-routing table (TABLE_BASE + id), a VXLAN device (VNI = network id)
+and a conntrack zone. Ports join it by an `iif` rule into its table and an
+element of the port -> network (mark) and port -> zone maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from datapath.entries import ip
+from datapath.target.kernel.context import RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext, tunnel_mac
+
+
+@dataclass
+class Network:
+    id: int
+    zone: int
+    refs: int = 0
+    vxlan: str = ""
+
+    @property
+    def routes(self) -> int:
+        """Its policy-routing table."""
+        return TABLE_BASE + self.id
+
+
+class Networks:
+    """The networks in use, reference-counted by the entries that name them."""
+
+    def __init__(self, ctx: KernelContext) -> None:
+        self.ctx = ctx
+        self.by_id: dict[int, Network] = {}
+
+    def __getitem__(self, net: int) -> Network:
+        return self.by_id[net]
+
+    def acquire(self, net: int) -> Network:
+        n = self.by_id.get(net)
+        if n is None:
+            zone = 1 + max((x.zone for x in self.by_id.values()), default=0)
+            n = self.by_id[net] = Network(net, zone)
+            self._create(n)
+        n.refs += 1
+        return n
+
+    def release(self, net: int) -> None:
+        n = self.by_id[net]
+        n.refs -= 1
+        if n.refs:
+            return
+        del self.by_id[net]
+        ipr, quiet = self.ctx.ipr, self.ctx.quiet
+        quiet(ipr.link, "del", ifname=n.vxlan)
+        quiet(ipr.rule, "del", table=n.routes, priority=RULE_PRIORITY, iifname=n.vxlan)
+        quiet(ipr.route, "del", dst="0.0.0.0/0", table=n.routes)
+        self.port_elements(n.vxlan, n, add=False)
+
+    def _create(self, n: Network) -> None:
+        ctx = self.ctx
+        n.vxlan = f"{ctx.prefix}v{n.id}"
+        options: dict[str, Any] = dict(kind="vxlan", vxlan_id=n.id, vxlan_port=VXLAN_PORT, vxlan_learning=0)
+        if ctx.vtep:
+            options.update(vxlan_local=ctx.vtep, address=tunnel_mac(ip(ctx.vtep)))
+        if ctx.underlay:
+            options["vxlan_link"] = ctx.index(ctx.underlay)
+        if not ctx.ipr.link_lookup(ifname=n.vxlan):
+            ctx.ipr.link("add", ifname=n.vxlan, **options)
+        ctx.ipr.link("set", ifname=n.vxlan, state="up")
+        self.join(n.vxlan, n)
+        self.default_route(n)
+
+    def default_route(self, n: Network) -> None:
+        # The network's default route points into its own tunnel device, which
+        # has no neighbour for unknown addresses, so such packets die there.
+        # It keeps a network's packets out of the IPU's main table (the
+        # underlay), and, being a unicast route through another device, lets
+        # proxy ARP answer pods for any on-link address, service VIPs included,
+        # without a route per VIP.
+        self.ctx.ipr.route("replace", dst="0.0.0.0/0", table=n.routes, oif=self.ctx.index(n.vxlan))
+
+    def join(self, link: str, n: Network) -> None:
+        """Make `link`'s packets the network's: its iif rule and map elements."""
+        ipr = self.ctx.ipr
+        self.ctx.quiet(ipr.rule, "del", table=n.routes, priority=RULE_PRIORITY, iifname=link)
+        ipr.rule("add", table=n.routes, priority=RULE_PRIORITY, iifname=link)
+        self.port_elements(link, n, add=True)
+
+    def leave(self, link: str, net: int) -> None:
+        self.ctx.quiet(self.ctx.ipr.rule, "del", table=TABLE_BASE + net, priority=RULE_PRIORITY, iifname=link)
+        self.port_elements(link, self.by_id[net], add=False)
+
+    def port_elements(self, link: str, n: Network, add: bool) -> None:
+        verb, t = ("add" if add else "delete"), self.ctx.table
+        q = self.ctx.pending.elements
+        q.append(f'{verb} element inet {t} port_net {{ "{link}" : {n.id} }}')
+        if self.ctx.features.ct_zone_map:
+            q.append(f'{verb} element inet {t} port_zone {{ "{link}" : {n.zone} }}')
