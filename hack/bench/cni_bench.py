@@ -17,16 +17,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubernetes import config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the test rig lives in tests/support, not in the shipped packages
 
-from tests.support import cni as testing
-from cni.install import install
-from datapath import netns
-from multinet.cluster.binaries import find_bin_dir
-from multinet.cluster.control_plane import ControlPlane
-from multinet.cluster.layout import Layout, default_state_dir
+from kubernetes import config  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+from urllib3.exceptions import HTTPError  # noqa: E402
+
+from tests.support import cni as testing  # noqa: E402
+from cni.install import install  # noqa: E402
+from datapath import netns  # noqa: E402
+from multinet.cluster.binaries import find_bin_dir  # noqa: E402
+from multinet.cluster.control_plane import ControlPlane  # noqa: E402
+from multinet.cluster.layout import Layout, default_state_dir  # noqa: E402
 
 PREFIX = "mnc"
 REFERENCE_BIN = "/usr/lib/cni"
