@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
-from multinet.cluster import pki
+from kube import pki
 
 
 @dataclass(frozen=True)

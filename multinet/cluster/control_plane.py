@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from multinet.cluster import pki
+from kube import pki
 from multinet.cluster.kubeconfig import write_kubeconfig
 from multinet.cluster.layout import Layout, Ports
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn, stop

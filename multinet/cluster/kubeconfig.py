@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from multinet.cluster.pki import KeyPair
+from kube.pki import KeyPair
 
 
 def _b64(path: Path) -> str:

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from multinet.cluster import pki
+from kube import pki
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.kubeconfig import write_kubeconfig
 from multinet.cluster.layout import Layout, Ports

@@ -1,10 +1,11 @@
-"""The local cluster's PKI, generated with `cryptography`.
+"""Certificates and keys, generated with `cryptography`.
 
-One CA signs everything: the apiserver's serving certificate, the client
-certificates of the admin and of each control-plane component, and the
-controller-manager's CSR signer. A separate RSA key pair signs service-account
-tokens. Files are written once and reused, so `cluster up` after `down --keep`
-keeps every credential valid.
+Two users: the local cluster (one CA signs the apiserver's serving
+certificate, the client certificates of the admin and of each control-plane
+component, and the controller-manager's CSR signer; a separate RSA key pair
+signs service-account tokens) and the controller (its own webhook CA and
+serving certificate). Files are written once and reused, so `cluster up` after
+`down --keep` keeps every credential valid.
 """
 
 from __future__ import annotations
