@@ -138,4 +138,5 @@ def test_watch_from_an_expired_version_is_gone(kube: Kube, namespace: str, widge
     with pytest.raises(Gone) as exc:
         with kube.watch(widgets, namespace, resource_version="1", timeout_seconds=5) as stream:
             list(stream)
-    assert exc.value.status == 410 and exc.value.temporary
+    assert exc.value.status == 410 and exc.value.reason == "Expired" and exc.value.temporary
+    assert cause_status(exc.value) == 410  # an in-stream ERROR event, chained like an HTTP error
