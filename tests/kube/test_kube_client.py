@@ -96,7 +96,8 @@ def test_strategic_merge_keeps_other_list_entries(kube: Kube, namespace: str) ->
 
 def test_no_grant_is_forbidden(kubeconfig: object, namespace: str) -> None:
     nobody = Kube.from_kubeconfig(str(kubeconfig))
-    nobody.api.set_default_header("Impersonate-User", f"mnk-nobody-{suffix()}")
+    nobody.api.set_default_header(  # type: ignore[attr-defined]  # missing from the stubs
+        "Impersonate-User", f"mnk-nobody-{suffix()}")
     with pytest.raises(Forbidden) as exc:
         nobody.list(CONFIGMAPS, namespace)
     assert cause_status(exc.value) == 403 and not exc.value.temporary
@@ -108,7 +109,7 @@ def test_nothing_listening_is_unreachable() -> None:
         port = s.getsockname()[1]
     cfg = client.Configuration()
     cfg.host = f"https://127.0.0.1:{port}"
-    cfg.retries = 0  # type: ignore[assignment]
+    cfg.retries = 0
     with pytest.raises(Unreachable) as exc:
         Kube(client.ApiClient(cfg)).list(NAMESPACES)
     assert exc.value.temporary and exc.value.__cause__ is not None

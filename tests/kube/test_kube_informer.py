@@ -62,13 +62,13 @@ def test_sees_create_update_delete(kube: Kube, namespace: str, widgets: Resource
     seen = Recorder()
     informer = start(running, Informer(kube, widgets, namespace=namespace), seen)
     assert seen.of("before") == [ChangeType.LISTED]
-    assert informer.get(namespace, "before")["spec"] == {"size": 1}
+    assert (informer.get(namespace, "before") or {}).get("spec") == {"size": 1}
 
     kube.create(widgets, widget(widgets, "w", size=1), namespace)
     wait_for("ADDED", lambda: seen.of("w") == [ChangeType.ADDED])
     kube.patch(widgets, "w", {"spec": {"size": 2}}, namespace)
     wait_for("MODIFIED", lambda: seen.of("w") == [ChangeType.ADDED, ChangeType.MODIFIED])
-    assert informer.get(namespace, "w")["spec"] == {"size": 2}
+    assert (informer.get(namespace, "w") or {}).get("spec") == {"size": 2}
     assert seen.changes[-1][2] == {"size": 1}  # the handler is told the state before
     kube.delete(widgets, "w", namespace)
     wait_for("DELETED", lambda: seen.of("w")[-1:] == [ChangeType.DELETED])
