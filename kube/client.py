@@ -74,6 +74,14 @@ class Kube:
         cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs
         return cls(client.ApiClient(cfg))
 
+    @classmethod
+    def in_cluster(cls, pool_size: int = 32) -> Kube:
+        """The pod's own service account (a DaemonSet's or Deployment's process)."""
+        cfg = client.Configuration()
+        config.load_incluster_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs
+        return cls(client.ApiClient(cfg))
+
     @property
     def configuration(self) -> client.Configuration:
         cfg: client.Configuration = self.api.configuration  # type: ignore[attr-defined]  # missing from the stubs
