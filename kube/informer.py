@@ -168,6 +168,10 @@ class Informer:
                 # The watch resumes from the last version seen; a failed list starts over.
                 log.warning("%s: %s", self.name, exc)
                 self._stop.wait(self._retry)
+            except Exception:  # the edge of the informer's thread (a failing transform): log, list again
+                log.exception("%s: informer loop failed", self.name)
+                self.resource_version = None
+                self._stop.wait(self._retry)
 
     def _resync_due(self, listed_at: float) -> bool:
         return self._resync is not None and time.monotonic() - listed_at >= self._resync
