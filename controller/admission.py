@@ -175,7 +175,7 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
             "matchPolicy": "Equivalent",
         }
 
-    mutating = {
+    mutating: Obj = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME},
         "webhooks": [
@@ -184,7 +184,7 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
         ],
     }
     mutating["webhooks"][0]["reinvocationPolicy"] = "Never"
-    validating = {
+    validating: Obj = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME},
         "webhooks": [

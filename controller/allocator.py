@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.errors import TemporaryError
-from controller.kube import Kube, Obj, is_status
+from kube.kinds import IP_ALLOCATIONS
+from kube import AlreadyExists, Conflict, Kube, NotFound, Obj
 from podnetwork import names
 from podnetwork.ipam import Pool, allocation_name
 from podnetwork.params import IPAddress
@@ -50,7 +51,7 @@ class Allocator:
 
     def load(self) -> int:
         """Read every existing claim (at start-up, before any allocation)."""
-        items = self.kube.list_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL)
+        items = self.kube.list(IP_ALLOCATIONS)
         with self._lock:
             self._used.clear()
             self._by_pod.clear()
@@ -113,15 +114,15 @@ class Allocator:
                      "podName": meta["name"], "podUID": meta["uid"]},
         }
         try:
-            self.kube.create_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL, body)
-        except Exception as exc:
-            if not is_status(exc, 409):
-                with self._lock:
-                    self._used[network].discard(ip)
-                raise
-            existing = self.kube.get_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL, held.name)
+            self.kube.create(IP_ALLOCATIONS, body)
+        except AlreadyExists:
+            existing = self.kube.find(IP_ALLOCATIONS, held.name)
             if existing is None or existing["spec"]["podUID"] != meta["uid"]:
                 return False  # someone else's: keep it marked used and try the next one
+        except BaseException:
+            with self._lock:
+                self._used[network].discard(ip)
+            raise
         with self._lock:
             self._remember(held)
         return True
@@ -131,12 +132,14 @@ class Allocator:
         held = self.held_by(pod_uid)
         names_ = {h.name for h in held}
         # Also ask the apiserver, in case a claim was made by an earlier run and not loaded.
-        for obj in self.kube.list_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL,
-                                          selector=f"{names.ALLOCATION_POD_UID_LABEL}={pod_uid}"):
+        for obj in self.kube.list(IP_ALLOCATIONS, label_selector=f"{names.ALLOCATION_POD_UID_LABEL}={pod_uid}"):
             if obj["metadata"]["name"] not in names_:
                 held.append(_held(obj))
         for h in held:
-            self.kube.delete_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL, h.name)
+            try:
+                self.kube.delete(IP_ALLOCATIONS, h.name)
+            except (NotFound, Conflict):
+                pass  # freed already
             with self._lock:
                 self._forget(h)
         return len(held)
@@ -144,7 +147,7 @@ class Allocator:
     def sweep(self, live_pod_uids: Callable[[], set[str]]) -> int:
         """Free allocations whose pod is gone or finished. The claims are listed before
         the pods, so a claim made meanwhile always has its (new) pod in the second list."""
-        claimed = {_held(o).pod_uid for o in self.kube.list_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL)}
+        claimed = {_held(o).pod_uid for o in self.kube.list(IP_ALLOCATIONS)}
         live = live_pod_uids()
         freed = 0
         for uid in claimed:

@@ -52,6 +52,18 @@ def pod_record(pod: Mapping[str, Any]) -> PodRecord:
     )
 
 
+POD_META_KEPT = ("namespace", "name", "uid", "resourceVersion", "labels", "annotations", "deletionTimestamp")
+POD_SPEC_KEPT = ("schedulingGates", "hostNetwork")
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a pod `pod_record` reads, for the informer's cache (a cluster's pods are large)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    return {"metadata": {k: meta[k] for k in POD_META_KEPT if k in meta},
+            "spec": {k: spec[k] for k in POD_SPEC_KEPT if k in spec},
+            "status": {"phase": (pod.get("status") or {}).get("phase")}}
+
+
 class Index:
     def __init__(self) -> None:
         self._lock = threading.Lock()

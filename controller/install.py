@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import yaml
 
-from controller.kube import Kube, is_status
+from kube import AlreadyExists, Kube, NotFound, Obj, Resource
+from kube.resources import CRDS, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
 from podnetwork.crds import CRD_DIR
 
 log = logging.getLogger(__name__)
+
+
+def _apply(kube: Kube, resource: Resource, obj: Obj) -> None:
+    """Create, or replace what is there (this run's version of it wins)."""
+    name = obj["metadata"]["name"]
+    try:
+        kube.create(resource, obj)
+    except AlreadyExists:
+        current = kube.get(resource, name)
+        kube.replace(resource, name, {**obj, "metadata": {
+            **obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}})
 
 
 def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
@@ -19,16 +30,8 @@ def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
     applied = []
     for path in sorted(CRD_DIR.glob("*.yaml")):
         manifest = yaml.safe_load(path.read_text())
-        name = manifest["metadata"]["name"]
-        try:
-            kube.ext.create_custom_resource_definition(manifest)
-        except Exception as exc:
-            if not is_status(exc, 409):
-                raise
-            current = kube.ext.read_custom_resource_definition(name)
-            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
-            kube.ext.replace_custom_resource_definition(name, manifest)
-        applied.append(name)
+        _apply(kube, CRDS, manifest)
+        applied.append(manifest["metadata"]["name"])
     deadline = time.monotonic() + timeout
     for name in applied:
         while not _established(kube, name):
@@ -39,36 +42,20 @@ def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
 
 
 def _established(kube: Kube, name: str) -> bool:
-    crd = kube.ext.read_custom_resource_definition(name)
-    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+    conditions = (kube.get(CRDS, name).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
-def apply_webhooks(kube: Kube, mutating: dict[str, Any], validating: dict[str, Any]) -> None:
+def apply_webhooks(kube: Kube, mutating: Obj, validating: Obj) -> None:
     """Create or replace both webhook configurations (they carry this run's CA and port)."""
-    for obj, create, read, replace in (
-        (mutating, kube.admission.create_mutating_webhook_configuration,
-         kube.admission.read_mutating_webhook_configuration,
-         kube.admission.replace_mutating_webhook_configuration),
-        (validating, kube.admission.create_validating_webhook_configuration,
-         kube.admission.read_validating_webhook_configuration,
-         kube.admission.replace_validating_webhook_configuration),
-    ):
-        name = obj["metadata"]["name"]
-        try:
-            create(obj)
-        except Exception as exc:
-            if not is_status(exc, 409):
-                raise
-            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": read(name).metadata.resource_version}}
-            replace(name, obj)
-        log.info("registered %s %s", obj["kind"], name)
+    for resource, obj in ((MUTATING_WEBHOOKS, mutating), (VALIDATING_WEBHOOKS, validating)):
+        _apply(kube, resource, obj)
+        log.info("registered %s %s", obj["kind"], obj["metadata"]["name"])
 
 
 def remove_webhooks(kube: Kube, name: str) -> None:
-    for delete in (kube.admission.delete_mutating_webhook_configuration,
-                   kube.admission.delete_validating_webhook_configuration):
+    for resource in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
         try:
-            delete(name)
-        except Exception as exc:
-            if not is_status(exc, 404):
-                raise
+            kube.delete(resource, name)
+        except NotFound:
+            pass  # never registered, or removed already

@@ -17,9 +17,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from kubernetes import client
-
-from controller.kube import Kube, is_status
+from kube import AlreadyExists, Conflict, Kube, KubeError, NotFound, Obj, clock
+from kube.resources import LEASES
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,9 @@ LEASE_NAME = "multinet-controller"
 LEASE_NAMESPACE = "kube-system"
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 class LeaderLease:
     def __init__(self, kube: Kube, duration: int = 15, on_lost: Callable[[], None] | None = None) -> None:
-        self.api = client.CoordinationV1Api(kube.api)
+        self.kube = kube
         self.duration = duration
         self.identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.on_lost = on_lost or (lambda: os._exit(3))
@@ -55,51 +50,57 @@ class LeaderLease:
         self._thread = threading.Thread(target=self._renew, name="leader-lease", daemon=True)
         self._thread.start()
 
+    def _read(self) -> Obj:
+        return self.kube.get(LEASES, LEASE_NAME, LEASE_NAMESPACE)
+
+    def _replace(self, lease: Obj) -> None:
+        self.kube.replace(LEASES, LEASE_NAME, lease, LEASE_NAMESPACE)
+
     def _try(self) -> bool:
-        now = _now()
-        spec = client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration,
-                                  acquire_time=now, renew_time=now)
+        stamp = clock.now_rfc3339_micro()
+        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
+                "acquireTime": stamp, "renewTime": stamp}
         try:
-            lease = self.api.read_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+            lease = self._read()
+        except NotFound:
             try:
-                self.api.create_namespaced_lease(LEASE_NAMESPACE, client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=LEASE_NAME, namespace=LEASE_NAMESPACE), spec=spec))
+                self.kube.create(LEASES, {"apiVersion": LEASES.api_version, "kind": LEASES.kind,
+                                          "metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE},
+                                          "spec": spec}, LEASE_NAMESPACE)
                 return True
-            except client.ApiException as exc2:
-                if is_status(exc2, 409):
-                    return False
-                raise
-        held = lease.spec
-        if held.holder_identity and held.holder_identity != self.identity and held.renew_time is not None:
-            expires = held.renew_time + datetime.timedelta(seconds=held.lease_duration_seconds or self.duration)
-            if expires > now:
+            except AlreadyExists:
                 return False
-        lease.spec = spec
+        if self._held_by_another(lease.get("spec") or {}):
+            return False
+        lease["spec"] = spec
         try:
-            self.api.replace_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE, lease)
+            self._replace(lease)  # the read's resourceVersion: a racing replica gets Conflict
             return True
-        except client.ApiException as exc:
-            if is_status(exc, 409):
-                return False
-            raise
+        except Conflict:
+            return False
+
+    def _held_by_another(self, held: Obj) -> bool:
+        holder, renewed = held.get("holderIdentity"), held.get("renewTime")
+        if not holder or holder == self.identity or renewed is None:
+            return False
+        expires = clock.parse(renewed) + datetime.timedelta(seconds=held.get("leaseDurationSeconds") or self.duration)
+        return expires > clock.now()
 
     def _renew(self) -> None:
         last_ok = time.monotonic()
         while not self._stop.wait(self.duration / 3):
             try:
-                lease = self.api.read_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
-                if lease.spec.holder_identity != self.identity:
-                    log.error("leader lease taken by %s", lease.spec.holder_identity)
+                lease = self._read()
+                spec = lease.setdefault("spec", {})
+                if spec.get("holderIdentity") != self.identity:
+                    log.error("leader lease taken by %s", spec.get("holderIdentity"))
                     self.on_lost()
                     return
-                lease.spec.renew_time = _now()
-                self.api.replace_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE, lease)
+                spec["renewTime"] = clock.now_rfc3339_micro()
+                self._replace(lease)
                 last_ok = time.monotonic()
-            except client.ApiException as exc:
-                log.warning("renewing the leader lease failed: %s", exc.reason)
+            except KubeError as exc:
+                log.warning("renewing the leader lease failed: %s", exc)
                 if time.monotonic() - last_ok > self.duration:
                     log.error("leader lease not renewed for %ss; exiting", self.duration)
                     self.on_lost()
@@ -109,10 +110,11 @@ class LeaderLease:
         """Hand the lease over at once on a clean stop (a killed replica's lease just expires)."""
         self._stop.set()
         try:
-            lease = self.api.read_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
-            if lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
-                lease.spec.renew_time = None
-                self.api.replace_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE, lease)
-        except client.ApiException as exc:
-            log.warning("releasing the leader lease failed: %s", exc.reason)
+            lease = self._read()
+            spec = lease.setdefault("spec", {})
+            if spec.get("holderIdentity") == self.identity:
+                spec.pop("holderIdentity", None)
+                spec.pop("renewTime", None)
+                self._replace(lease)
+        except KubeError as exc:
+            log.warning("releasing the leader lease failed: %s", exc)

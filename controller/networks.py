@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller import keys
 from controller.errors import TemporaryError
 from controller.index import Index
-from controller.kube import Kube, Obj, is_status, now_rfc3339
+from kube.kinds import NETWORK_ID_CLAIMS, NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
+from kube import AlreadyExists, Conflict, Kube, NotFound, Obj, Resource
+from kube.clock import now_rfc3339
 from podnetwork import names
 from podnetwork.conditions import (
     Condition,
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 # Auto-allocated network ids start here, leaving the low range to operators who pin one.
 AUTO_NETWORK_ID_FIRST = 4096
 
-Enqueue = Callable[[Hashable], None]
+Enqueue = Callable[[keys.WorkKey], None]
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class NetworkReconciler:
     # --- PodNetwork -----------------------------------------------------------------
 
     def pod_network(self, name: str) -> None:
-        obj = self.kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name)
+        obj = self.kube.find(POD_NETWORKS, name)
         if obj is None:
             if name == names.DEFAULT_NETWORK:
                 self._create_default()
@@ -114,40 +117,38 @@ class NetworkReconciler:
             # KEP "Availability": `default` is recreated on deletion rather than held
             # half-deleted by its (nearly always present) users; pods keep their network.
             users = []
-        if self._converge_finalizer(obj, users, names.POD_NETWORK_PLURAL):
+        if self._converge_finalizer(obj, users, POD_NETWORKS):
             return  # deleted; the DELETED event brings us back (and recreates `default`)
         spec = obj.get("spec") or {}
         verdict, _ = params_verdict(self.index, spec.get("parametersRefs"))
         desired = pod_network_conditions(spec.get("enabled", True), verdict, obj["metadata"].get("generation", 0))
         merged = _conditions_patch(obj, desired)
         if merged is not None:
-            self.kube.patch_cluster(names.GROUP, names.POD_NETWORK_PLURAL, name,
-                                    {"status": {"conditions": merged}}, status=True)
+            self.kube.patch(POD_NETWORKS, name, {"status": {"conditions": merged}}, subresource="status")
             self.notify_dependents(name)
 
     def _create_default(self) -> None:
         try:
-            self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, default_pod_network())
+            self.kube.create(POD_NETWORKS, default_pod_network())
             log.info("created the default PodNetwork")
-        except Exception as exc:
-            if not is_status(exc, 409):
-                raise
+        except AlreadyExists:
+            pass  # another pass (or a user) made it meanwhile
 
     def notify_dependents(self, network: str) -> None:
         for ns, att in self.index.attachments_of(network):
-            self.enqueue(("attachment", ns, att))
+            self.enqueue(keys.Attachment(ns, att))
         for pod in self.index.pods_of_network(network):
             if pod.gated:
-                self.enqueue(("pod", pod.namespace, pod.name))
+                self.enqueue(keys.Pod(pod.namespace, pod.name))
 
-    def _converge_finalizer(self, obj: Obj, users: list[str], plural: str) -> bool:
+    def _converge_finalizer(self, obj: Obj, users: list[str], resource: Resource) -> bool:
         """Hold the finalizer exactly while in use. True when the object is going away."""
         meta = obj["metadata"]
         finalizers: list[str] = list(meta.get("finalizers") or [])
         has = names.FINALIZER in finalizers
         deleting = bool(meta.get("deletionTimestamp"))
         if deleting and users:
-            log.info("%s %s deletion waits for %s", plural, meta["name"], ", ".join(users[:5]))
+            log.info("%s %s deletion waits for %s", resource.plural, meta["name"], ", ".join(users[:5]))
         if users and not has and not deleting:
             finalizers.append(names.FINALIZER)
         elif not users and has:
@@ -156,26 +157,21 @@ class NetworkReconciler:
             return deleting and not users and not has
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
         try:
-            if meta.get("namespace"):
-                self.kube.patch_namespaced(names.GROUP, plural, meta["namespace"], meta["name"], patch)
-            else:
-                self.kube.patch_cluster(names.GROUP, plural, meta["name"], patch)
-        except Exception as exc:
-            if is_status(exc, 409):
-                raise TemporaryError(f"{plural} {meta['name']} changed meanwhile", delay=0.2) from None
-            if is_status(exc, 404):
-                return True
-            raise
+            self.kube.patch(resource, meta["name"], patch, meta.get("namespace"))
+        except Conflict:
+            raise TemporaryError(f"{resource.plural} {meta['name']} changed meanwhile", delay=0.2) from None
+        except NotFound:
+            return True
         return deleting and not users
 
     # --- PodNetworkAttachment -------------------------------------------------------
 
     def attachment(self, namespace: str, name: str) -> None:
-        obj = self.kube.get_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace, name)
+        obj = self.kube.find(POD_NETWORK_ATTACHMENTS, name, namespace)
         if obj is None:
             return
         if self._converge_finalizer(obj, self.index.attachment_in_use((namespace, name), time.monotonic()),
-                                    names.POD_NETWORK_ATTACHMENT_PLURAL):
+                                    POD_NETWORK_ATTACHMENTS):
             return
         spec = obj.get("spec") or {}
         network = spec.get("podNetworkName", "")
@@ -185,16 +181,16 @@ class NetworkReconciler:
         desired = attachment_conditions(network, net_ready, verdict, obj["metadata"].get("generation", 0))
         merged = _conditions_patch(obj, desired)
         if merged is not None:
-            self.kube.patch_namespaced(names.GROUP, names.POD_NETWORK_ATTACHMENT_PLURAL, namespace, name,
-                                       {"status": {"conditions": merged}}, status=True)
+            self.kube.patch(POD_NETWORK_ATTACHMENTS, name, {"status": {"conditions": merged}}, namespace,
+                            subresource="status")
             for pod in self.index.pods_of_attachment((namespace, name)):
                 if pod.gated:
-                    self.enqueue(("pod", pod.namespace, pod.name))
+                    self.enqueue(keys.Pod(pod.namespace, pod.name))
 
     # --- NetworkParams --------------------------------------------------------------
 
     def params(self, name: str) -> None:
-        obj = self.kube.get_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name)
+        obj = self.kube.find(NETWORK_PARAMS, name)
         if obj is None:
             self.notify_params_users(name)
             return
@@ -215,24 +211,27 @@ class NetworkReconciler:
         status["conditions"] = merged or obj["status"]["conditions"]
         if "networkId" not in status and current_id is not None:
             status["networkId"] = None  # an invalid or conflicting spec holds no id
-        self.kube.patch_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name, {"status": status}, status=True)
+        self.kube.patch(NETWORK_PARAMS, name, {"status": status}, subresource="status")
         self.notify_params_users(name)
 
     def notify_params_users(self, params_name: str) -> None:
-        for kind, keyer in (("network", lambda k: ("network", k)),
-                            ("attachment", lambda k: ("attachment", *k))):
-            for key in self.index.keys(kind):
-                obj = self.index.get(kind, key) or {}
-                refs = (obj.get("spec") or {}).get("parametersRefs") or []
-                if any(r.get("kind") == names.PARAMS_KIND and r.get("name") == params_name for r in refs):
-                    self.enqueue(keyer(key))
+        def uses(kind: str, key: Any) -> bool:
+            refs = ((self.index.get(kind, key) or {}).get("spec") or {}).get("parametersRefs") or []
+            return any(r.get("kind") == names.PARAMS_KIND and r.get("name") == params_name for r in refs)
+
+        for name in self.index.keys("network"):
+            if uses("network", name):
+                self.enqueue(keys.Network(name))
+        for ns, att in self.index.keys("attachment"):
+            if uses("attachment", (ns, att)):
+                self.enqueue(keys.Attachment(ns, att))
 
     def _ensure_network_id(self, obj: Obj, params: NetworkParams) -> int:
         """Claim the network id (the spec's, the one held already, or a free one) and
         release any other id this NetworkParams held. The apiserver arbitrates: one
         NetworkIdClaim object per id."""
         meta = obj["metadata"]
-        claims = self.kube.list_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL)
+        claims = self.kube.list(NETWORK_ID_CLAIMS)
         mine = [c for c in claims if _owner_uid(c) == meta["uid"]]
         held = {c["spec"]["networkId"] for c in mine}
         if params.network_id is not None:
@@ -247,8 +246,10 @@ class NetworkReconciler:
             wanted = self._claim_free(obj, {c["spec"]["networkId"] for c in claims})
         for claim in mine:
             if claim["spec"]["networkId"] != wanted:
-                self.kube.delete_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL,
-                                         claim["metadata"]["name"], uid=claim["metadata"]["uid"])
+                try:
+                    self.kube.delete(NETWORK_ID_CLAIMS, claim["metadata"]["name"], uid=claim["metadata"]["uid"])
+                except (NotFound, Conflict):
+                    pass  # gone already, or the name now belongs to another claim
         return wanted
 
     def _claim_free(self, obj: Obj, taken: set[int]) -> int:
@@ -272,11 +273,9 @@ class NetworkReconciler:
             "spec": {"networkId": network_id, "networkParams": meta["name"]},
         }
         try:
-            self.kube.create_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL, body)
-        except Exception as exc:
-            if not is_status(exc, 409):
-                raise
-            other = self.kube.get_cluster(names.PARAMS_GROUP, names.NETWORK_ID_CLAIM_PLURAL, f"vni-{network_id}")
+            self.kube.create(NETWORK_ID_CLAIMS, body)
+        except AlreadyExists:
+            other = self.kube.find(NETWORK_ID_CLAIMS, f"vni-{network_id}")
             if other is None:
                 raise TemporaryError(f"network id {network_id} is being released", delay=1.0) from None
             if _owner_uid(other) != meta["uid"]:

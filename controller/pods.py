@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from controller.allocator import Allocator
 from controller.errors import PermanentError, TemporaryError
 from controller.index import Index, pod_record
-from controller.kube import Kube, Obj, is_status
 from controller.networks import Binding, params_verdict
+from kube import Conflict, EventWriter, Invalid, Kube, KubeError, NotFound, Obj, ObjectRef, PatchType
+from kube.resources import PODS
 from podnetwork import names
 from podnetwork.allocations import Allocation, encode_allocations, resolve_interface_names
 from podnetwork.conditions import is_ready
@@ -43,15 +44,16 @@ def _escape(key: str) -> str:
 
 
 class PodReconciler:
-    def __init__(self, kube: Kube, index: Index, allocator: Allocator) -> None:
+    def __init__(self, kube: Kube, index: Index, allocator: Allocator, events: EventWriter) -> None:
         self.kube = kube
+        self.events = events
         self.index = index
         self.allocator = allocator
         self._said: dict[str, str] = {}  # pod uid -> last Event message, to not repeat it
         self._said_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> None:
-        pod = self.kube.get_pod(namespace, name)
+        pod = self.kube.find(PODS, name, namespace)
         if pod is None:
             return
         record = pod_record(pod)
@@ -163,13 +165,11 @@ class PodReconciler:
         ops.append({"op": "replace", "path": "/spec/schedulingGates", "value": remaining} if remaining
                    else {"op": "remove", "path": "/spec/schedulingGates"})
         try:
-            self.kube.json_patch_pod(meta["namespace"], meta["name"], ops)
-        except Exception as exc:
-            if is_status(exc, 409, 422):
-                raise TemporaryError(f"pod changed while lifting the gate: {exc}", delay=0.2) from None
-            if is_status(exc, 404):
-                return
-            raise
+            self.kube.patch(PODS, meta["name"], ops, meta["namespace"])
+        except (Conflict, Invalid) as exc:  # 422: the `test` op saw other gates
+            raise TemporaryError(f"pod changed while lifting the gate: {exc}", delay=0.2) from None
+        except NotFound:
+            return
         with self._said_lock:
             self._said.pop(meta["uid"], None)
         log.debug("pod %s/%s: gate lifted", meta["namespace"], meta["name"])
@@ -181,18 +181,20 @@ class PodReconciler:
                 return
             self._said[uid] = message
         try:
-            self.kube.event(pod, reason, message)
-        except Exception as exc:  # an Event is advisory; never fail the reconcile over it
+            self.events.post(ObjectRef.of(pod, kind="Pod"), reason, message)
+        except KubeError as exc:  # an Event is advisory; never fail the reconcile over it
             log.warning("could not post event for %s: %s", pod["metadata"]["name"], exc)
         # KEP-3698 "Scheduler changes": a failed network validation also shows in the pod's
         # PodScheduled condition, with the Event's message. The apiserver set it to
         # False/SchedulingGated when the pod was created with our gate; the message says why.
         meta = pod["metadata"]
+        condition = {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                     "message": f"{reason}: {message}"[:32768]}
         try:
-            self.kube.patch_pod_condition(meta["namespace"], meta["name"], {
-                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
-                "message": f"{reason}: {message}"[:32768]})
-        except Exception as exc:  # advisory as the Event is
+            # Strategic merge: conditions merge by type, the others stay.
+            self.kube.patch(PODS, meta["name"], {"status": {"conditions": [condition]}}, meta["namespace"],
+                            subresource="status", patch_type=PatchType.STRATEGIC)
+        except KubeError as exc:  # advisory as the Event is
             log.warning("could not update PodScheduled of %s: %s", meta["name"], exc)
 
     def forget(self, uid: str) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from controller.allocator import Allocator
 from controller.endpoints import HASH_ANNOTATION, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_slices
 from controller.index import Index
-from controller.kube import Kube, Obj, is_status
 from controller.networks import params_verdict
+from kube import Kube, NotFound, Obj
+from kube.resources import ENDPOINT_SLICES, PODS, SERVICES
 from podnetwork import names
 from podnetwork.ipam import Pool
 from podnetwork.params import FamilyParams
@@ -35,41 +36,35 @@ class ServiceReconciler:
             return  # no service range on this network: the datapath uses spec.clusterIP
         pool = Pool.from_family(FamilyParams(subnet=ranges[0], gateway=None, excludes=()))
         vip = self.allocator.allocate(svc, network, pool)
-        self.kube.core.patch_namespaced_service(svc["metadata"]["name"], svc["metadata"]["namespace"], {
-            "metadata": {"annotations": {names.SERVICE_VIP_ANNOTATION: str(vip)}}})
+        self.kube.patch(SERVICES, svc["metadata"]["name"], {
+            "metadata": {"annotations": {names.SERVICE_VIP_ANNOTATION: str(vip)}}}, svc["metadata"]["namespace"])
 
     def reconcile(self, namespace: str, name: str) -> None:
-        svc = self._service(namespace, name)
+        svc = self.kube.find(SERVICES, name, namespace)
         network = ((svc or {}).get("metadata", {}).get("annotations") or {}).get(names.POD_NETWORK_ANNOTATION)
         desired = []
         if svc is not None and network:
             self._ensure_vip(svc, network)
             selector = (svc.get("spec") or {}).get("selector") or {}
-            pods = [] if not selector else [
-                self.kube.plain(p) for p in self.kube.core.list_namespaced_pod(
-                    namespace, label_selector=",".join(f"{k}={v}" for k, v in selector.items())).items]
+            pods = [] if not selector else self.kube.list(
+                PODS, namespace, label_selector=",".join(f"{k}={v}" for k, v in selector.items()))
             desired = desired_slices(svc, network, pods)
-        existing = {s.metadata.name: s for s in self.kube.discovery.list_namespaced_endpoint_slice(
-            namespace, label_selector=f"{MANAGED_BY_LABEL}={names.ENDPOINTSLICE_MANAGED_BY},"
-                                      f"{SERVICE_NAME_LABEL}={name}").items}
+        existing: dict[str, Obj] = {s["metadata"]["name"]: s for s in self.kube.list(
+            ENDPOINT_SLICES, namespace, label_selector=f"{MANAGED_BY_LABEL}={names.ENDPOINTSLICE_MANAGED_BY},"
+                                                       f"{SERVICE_NAME_LABEL}={name}")}
         for body in desired:
             current = existing.pop(body["metadata"]["name"], None)
             if current is None:
-                self.kube.discovery.create_namespaced_endpoint_slice(namespace, body)
-            elif (current.metadata.annotations or {}).get(HASH_ANNOTATION) != body["metadata"]["annotations"][HASH_ANNOTATION]:
-                body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                self.kube.discovery.replace_namespaced_endpoint_slice(body["metadata"]["name"], namespace, body)
+                self.kube.create(ENDPOINT_SLICES, body, namespace)
+            elif _digest(current) != body["metadata"]["annotations"][HASH_ANNOTATION]:
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self.kube.replace(ENDPOINT_SLICES, body["metadata"]["name"], body, namespace)
         for stale in existing:
             try:
-                self.kube.discovery.delete_namespaced_endpoint_slice(stale, namespace)
-            except Exception as exc:
-                if not is_status(exc, 404):
-                    raise
+                self.kube.delete(ENDPOINT_SLICES, stale, namespace)
+            except NotFound:
+                pass  # gone already
 
-    def _service(self, namespace: str, name: str) -> dict | None:  # type: ignore[type-arg]
-        try:
-            return self.kube.plain(self.kube.core.read_namespaced_service(name, namespace))
-        except Exception as exc:
-            if is_status(exc, 404):
-                return None
-            raise
+
+def _digest(endpoint_slice: Obj) -> str | None:
+    return (endpoint_slice["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)

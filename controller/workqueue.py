@@ -13,20 +13,25 @@ import threading
 import time
 from collections import deque
 from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
+    """Keys of type K (the controller's: `keys.WorkKey`)."""
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._queue: deque[Hashable] = deque()
-        self._queued: set[Hashable] = set()
-        self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._queue: deque[K] = deque()
+        self._queued: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
         self._closed = False
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: K) -> None:
         with self._cond:
             if key in self._processing:
                 self._dirty.add(key)
@@ -35,12 +40,12 @@ class WorkQueue:
                 self._queue.append(key)
                 self._cond.notify()
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         with self._cond:
             heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), key))
             self._cond.notify()
 
-    def get(self) -> Hashable | None:
+    def get(self) -> K | None:
         """The next key to work on; None once the queue is closed."""
         with self._cond:
             while True:
@@ -55,7 +60,7 @@ class WorkQueue:
                 timeout = self._delayed[0][0] - time.monotonic() if self._delayed else None
                 self._cond.wait(timeout)
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: K) -> None:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:

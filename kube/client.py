@@ -76,7 +76,7 @@ class Kube:
 
     @classmethod
     def in_cluster(cls, pool_size: int = 32) -> Kube:
-        """From the pod's service account (a DaemonSet or Deployment), as client-go's rest.InClusterConfig."""
+        """The pod's own service account (a DaemonSet's or Deployment's process)."""
         cfg = client.Configuration()
         config.load_incluster_config(client_configuration=cfg)
         cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs

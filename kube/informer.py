@@ -120,6 +120,15 @@ class Informer:
         """Whether the first LIST has landed (within `timeout` seconds)."""
         return self._synced.wait(timeout)
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def watching(self) -> bool:
+        """Whether a watch is open right now."""
+        return self._stream is not None
+
     def add_handler(self, handler: Handler) -> None:
         """`handler(change)` for every change from now on (add before `start` to see the first LIST)."""
         self._handlers.append(handler)
@@ -158,6 +167,10 @@ class Informer:
             except KubeError as exc:
                 # The watch resumes from the last version seen; a failed list starts over.
                 log.warning("%s: %s", self.name, exc)
+                self._stop.wait(self._retry)
+            except Exception:  # the edge of the informer's thread (a failing transform): log, list again
+                log.exception("%s: informer loop failed", self.name)
+                self.resource_version = None
                 self._stop.wait(self._retry)
 
     def _resync_due(self, listed_at: float) -> bool:

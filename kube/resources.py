@@ -28,10 +28,10 @@ class Resource:
         """The URL path. A namespaced resource without a namespace means all namespaces
         (list and watch only); a cluster-scoped one refuses a namespace."""
         if namespace and not self.namespaced:
-            raise ValueError(f"{self.plural}.{self.group or 'core'} is cluster-scoped: namespace {namespace!r} "
+            raise ValueError(f"{self} is cluster-scoped: namespace {namespace!r} "
                              "must not be given")
         if subresource and not name:
-            raise ValueError(f"{self.plural}: subresource {subresource!r} needs an object name")
+            raise ValueError(f"{self}: subresource {subresource!r} needs an object name")
         parts = ["/api", self.version] if not self.group else ["/apis", self.group, self.version]
         if namespace:
             parts += ["namespaces", quote(namespace, safe="")]

@@ -15,8 +15,9 @@ from types import TracebackType
 from typing import Any
 
 import urllib3
+from kubernetes.client.exceptions import ApiException
 
-from kube.errors import Unreachable, api_errors, from_status
+from kube.errors import Unreachable, api_errors, translate
 
 Obj = dict[str, Any]
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
@@ -57,8 +58,11 @@ class Watch:
         except (ValueError, KeyError, TypeError):
             raise Unreachable(f"watch of {self._what}: undecodable event {line[:200]!r}") from None
         if kind == "ERROR":
+            # The same chain as an HTTP error: the client's exception, holding the Status.
             status = obj if isinstance(obj, dict) else {}
-            raise from_status(int(status.get("code") or 500), status)
+            original = ApiException(status=int(status.get("code") or 500), reason=str(status.get("reason") or ""))
+            original.body = json.dumps(status)
+            raise translate(original) from original
         if kind not in EVENT_TYPES or not isinstance(obj, dict):
             raise Unreachable(f"watch of {self._what}: unexpected event {kind!r}")
         return WatchEvent(kind, obj)

@@ -27,7 +27,9 @@ from kubernetes import client, watch
 
 from controller import admission
 from controller.install import remove_webhooks
-from controller.kube import Kube
+from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORKS
+from kube import Kube, KubeError, NotFound
+from kube.resources import MUTATING_WEBHOOKS
 from podnetwork import names
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +56,7 @@ class Bench:
     def __init__(self, kubeconfig: str, pods: int, workers: int) -> None:
         self.kubeconfig = kubeconfig
         self.kube = Kube.from_kubeconfig(kubeconfig, pool_size=64)
+        self.core = client.CoreV1Api(self.kube.api)
         self.pods = pods
         self.workers = workers
         self.tag = uuid.uuid4().hex[:6]
@@ -73,29 +76,29 @@ class Bench:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
+                self.kube.get(MUTATING_WEBHOOKS, admission.CONFIGURATION_NAME)
                 if self.ready(names.DEFAULT_NETWORK):
                     time.sleep(1.0)  # the webhook server listens right after registering
                     return
-            except client.ApiException:
+            except KubeError:
                 pass
             time.sleep(0.3)
         raise SystemExit(f"controller did not come up; see {log}")
 
     def ready(self, network: str) -> bool:
-        obj = self.kube.get_cluster(names.GROUP, names.POD_NETWORK_PLURAL, network)
+        obj = self.kube.find(POD_NETWORKS, network)
         conds = ((obj or {}).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
     def make_networks(self) -> None:
         for i, subnet in enumerate(("10.200.0.0/22", "10.204.0.0/22")):
             name = f"mna-bench-{self.tag}-{i}"
-            self.kube.create_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, {
+            self.kube.create(NETWORK_PARAMS, {
                 "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
                 "metadata": {"name": name},
                 "spec": {"topology": "L2", "ipv4": {"subnet": subnet, "gateway": subnet.replace(".0/22", ".1")}}})
             self.params.append(name)
-            self.kube.create_cluster(names.GROUP, names.POD_NETWORK_PLURAL, {
+            self.kube.create(POD_NETWORKS, {
                 "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
                 "metadata": {"name": name},
                 "spec": {"provider": names.PROVIDER, "parametersRefs": [
@@ -109,7 +112,7 @@ class Bench:
 
     def watch_pods(self, stop: threading.Event) -> None:
         w = watch.Watch()
-        for event in w.stream(self.kube.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
+        for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
             pod = event["object"]
             gates = pod.spec.scheduling_gates or []
             annotations = pod.metadata.annotations or {}
@@ -135,13 +138,13 @@ class Bench:
                     "spec": {"nodeSelector": {"multinet.io/bench": "none"}, "terminationGracePeriodSeconds": 0,
                              "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
             self.created[name] = time.monotonic()
-            self.kube.core.create_namespaced_pod(self.namespace, body)
+            self.core.create_namespaced_pod(self.namespace, body)
 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(one, range(self.pods)))
 
     def run(self, log: Path) -> dict[str, Any]:
-        self.kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
         self.start_controller(log)
         assert self.proc is not None
         idle_rss = rss_kib(self.proc.pid)
@@ -178,18 +181,20 @@ class Bench:
         }
 
     def cleanup(self) -> None:
-        self.kube.core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
-        self.kube.core.delete_namespace(self.namespace)
+        self.core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
+        self.core.delete_namespace(self.namespace)
         # Wait for the releases before the controller stops, so no address is left behind.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and any(
                 c["spec"]["podNetworkName"] in self.networks
-                for c in self.kube.list_cluster(names.PARAMS_GROUP, names.IP_ALLOCATION_PLURAL)):
+                for c in self.kube.list(IP_ALLOCATIONS)):
             time.sleep(1)
-        for group, plural, items in ((names.GROUP, names.POD_NETWORK_PLURAL, self.networks),
-                                     (names.PARAMS_GROUP, names.PARAMS_PLURAL, self.params)):
+        for resource, items in ((POD_NETWORKS, self.networks), (NETWORK_PARAMS, self.params)):
             for name in items:
-                self.kube.delete_cluster(group, plural, name)
+                try:
+                    self.kube.delete(resource, name)
+                except NotFound:
+                    pass
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from tests.controller.controller_support import ControllerProcess, FakeNodes, Networks, pod_manifest, suffix
 
 

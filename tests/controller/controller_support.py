@@ -27,14 +27,80 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+import kube
 from controller import admission
-from controller.kube import Kube
+from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
+from kube.resources import PODS
 from podnetwork import names
 
 T = TypeVar("T")
 NODE_LABEL = "multinet.io/test-nodes"
 NODE_TAINT = "multinet.io/test-nodes"
 REPO = Path(__file__).resolve().parents[2]
+
+
+_BY_PLURAL = {r.plural: r for r in (POD_NETWORKS, POD_NETWORK_ATTACHMENTS, NETWORK_PARAMS, IP_ALLOCATIONS)}
+
+
+class Kube(kube.Kube):
+    """The product's adapter, plus the generated typed clients (a test acts as any client
+    would, and sees the client's own ApiException) and short helpers by group and plural."""
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def admission(self) -> client.AdmissionregistrationV1Api:
+        return client.AdmissionregistrationV1Api(self.api)
+
+    @property
+    def discovery(self) -> client.DiscoveryV1Api:
+        return client.DiscoveryV1Api(self.api)
+
+    def plain(self, obj: Any) -> dict[str, Any]:
+        """A typed client model as the plain JSON dict the apiserver sent."""
+        return dict(self.api.sanitize_for_serialization(obj))
+
+    @staticmethod
+    def _client(call: Callable[[], T]) -> T:
+        """Raise what the generated client raises (tests read its status and body): the
+        ApiException every typed error is chained to."""
+        try:
+            return call()
+        except kube.KubeError as exc:
+            if isinstance(exc.__cause__, ApiException):
+                raise exc.__cause__ from None
+            raise
+
+    def get_cluster(self, group: str, plural: str, name: str) -> dict[str, Any] | None:
+        return self._client(lambda: self.find(_BY_PLURAL[plural], name))
+
+    def get_namespaced(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._client(lambda: self.find(_BY_PLURAL[plural], name, namespace))
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._client(lambda: self.find(PODS, name, namespace))
+
+    def list_cluster(self, group: str, plural: str) -> list[dict[str, Any]]:
+        return self._client(lambda: self.list(_BY_PLURAL[plural]))
+
+    def create_cluster(self, group: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._client(lambda: self.create(_BY_PLURAL[plural], body))
+
+    def patch_cluster(self, group: str, plural: str, name: str, patch: dict[str, Any],
+                      status: bool = False) -> dict[str, Any]:
+        return self._client(lambda: self.patch(_BY_PLURAL[plural], name, patch,
+                                               subresource="status" if status else None))
+
+    def patch_namespaced(self, group: str, plural: str, namespace: str, name: str, patch: dict[str, Any],
+                         status: bool = False) -> dict[str, Any]:
+        return self._client(lambda: self.patch(_BY_PLURAL[plural], name, patch, namespace,
+                                               subresource="status" if status else None))
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:

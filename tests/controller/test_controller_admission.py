@@ -13,7 +13,7 @@ from tests.controller.controller_support import FakeNodes, pod_manifest, wait_fo
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from podnetwork import names
 
 pytestmark = pytest.mark.cluster

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from podnetwork import names
 from tests.controller.controller_support import FakeNodes, Networks, pod_manifest, pod_gated, wait_for
 

@@ -11,7 +11,7 @@ import pytest
 from tests.controller.controller_support import make_attachment, Networks, allocations_of, condition, events_of, pod_gated
 from tests.controller.controller_support import suffix, wait_for
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from podnetwork import names
 from podnetwork.allocations import parse_allocations
 

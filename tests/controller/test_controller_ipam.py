@@ -11,7 +11,7 @@ import pytest
 from tests.controller.controller_support import Networks, allocations_of
 from tests.controller.controller_support import ControllerProcess, FakeNodes, pod_manifest, wait_for
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from podnetwork import names
 
 pytestmark = pytest.mark.cluster

@@ -10,7 +10,7 @@ from tests.controller.controller_support import make_attachment, Networks, condi
 from tests.controller.controller_support import suffix, wait_for
 from kubernetes.client.exceptions import ApiException
 
-from controller.kube import Kube
+from tests.controller.controller_support import Kube
 from podnetwork import names
 
 pytestmark = pytest.mark.cluster
