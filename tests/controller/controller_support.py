@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 import kube
 from controller import admission
+from tests.support.wait import wait_for  # noqa: F401  (re-exported for the controller tests)
 from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from kube.resources import PODS
 from podnetwork import names
@@ -101,18 +101,6 @@ class Kube(kube.Kube):
                          status: bool = False) -> dict[str, Any]:
         return self._client(lambda: self.patch(_BY_PLURAL[plural], name, patch, namespace,
                                                subresource="status" if status else None))
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def suffix() -> str:
