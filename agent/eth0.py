@@ -27,6 +27,7 @@ from agent.plan import Route, link_name, stable_mac
 from agent.record import AttachmentRecord, Eth0Mode, OwnedLink
 from agent.results import Result, merge
 from cni import spec
+from cni.result import normalise_result
 from cni.spec import Code, CniError
 
 OWN_NETNS = "/proc/self/ns/net"
@@ -162,7 +163,7 @@ class DelegatedEth0(NoEth0):
     def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
                default_route: bool, result: Result) -> AttachmentRecord:
         out = delegate.run_chain("ADD", self.primary(), self.invocation(record), None)
-        merge(result, spec.normalise_result(out or {}))
+        merge(result, normalise_result(out or {}))
         return dataclasses.replace(record, delegate_result=out)
 
     def undo(self, record: AttachmentRecord) -> list[str]:

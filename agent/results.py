@@ -2,7 +2,7 @@
 
 The CNI result is built as the spec's plain document (section 5: interfaces,
 ips with an index into interfaces, routes, dns) because that is what goes on
-the wire; `cni.spec.render_result` converts it to the negotiated version.
+the wire; `cni.result.render_result` converts it to the negotiated version.
 """
 
 from __future__ import annotations

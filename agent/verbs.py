@@ -35,6 +35,7 @@ from agent.sources import PodNetworking, PodSource, Reporter
 from agent.store import StateStore
 from agent.sweep import sweep_unowned_links
 from cni import spec
+from cni.result import render_result
 from cni.spec import Code, CniError
 from datapath.ports import Datapath, NetworkId, PortAttachment
 from podnetwork.names import NODE_PREFIX
@@ -127,7 +128,7 @@ class Agent:
             return self._gc(req)
         with self._lock(req.container_id):
             if req.command == "ADD":
-                return spec.render_result(self._add(req), req.version)
+                return render_result(self._add(req), req.version)
             return self._del(req) if req.command == "DEL" else self._check(req)
 
     @contextmanager

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cni import result as cni_result
 from cni import shim, spec
 
 NOWHERE = "/nonexistent/multinet-test.sock"
@@ -170,14 +171,14 @@ def test_result_rendering_per_version() -> None:
         "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}],
         "dns": {},
     }
-    v11 = spec.render_result(result, "1.1.0")
+    v11 = cni_result.render_result(result, "1.1.0")
     assert v11["interfaces"][0]["mtu"] == 1450 and "version" not in v11["ips"][0]
-    v10 = spec.render_result(result, "1.0.0")
+    v10 = cni_result.render_result(result, "1.0.0")
     assert "mtu" not in v10["interfaces"][0] and v10["cniVersion"] == "1.0.0"
-    v04 = spec.render_result(result, "0.4.0")
+    v04 = cni_result.render_result(result, "0.4.0")
     assert [ip["version"] for ip in v04["ips"]] == ["4", "6"]
     # A 0.4.0 result read back as prevResult is the 1.1.0 shape again.
-    assert spec.normalise_result(v04)["ips"] == result["ips"]
+    assert cni_result.normalise_result(v04)["ips"] == result["ips"]
 
 
 def test_cni_versions_win_over_a_lower_cni_version() -> None:
