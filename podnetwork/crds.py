@@ -308,7 +308,7 @@ def all_crds() -> dict[str, Schema]:
     }
 
 
-class _NoAliases(yaml.SafeDumper):  # type: ignore[misc]
+class _NoAliases(yaml.SafeDumper):
     """Shared sub-schemas are written out in full: no YAML anchors in manifests."""
 
     def ignore_aliases(self, data: Any) -> bool:

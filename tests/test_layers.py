@@ -24,7 +24,7 @@ PROJECT_PACKAGES = {"multinet", "controller", "agent", "datapath", "kube", "podn
 def imports(path: Path) -> set[str]:
     """Top-level names of every absolute import in the file, wherever it stands."""
     tree = ast.parse(path.read_text(), str(path))
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)

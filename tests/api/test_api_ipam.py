@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnetwork.ipam import Pool, allocation_name
-from podnetwork.params import FamilyParams
+from podnetwork.params import FamilyParams, IPAddress
 
 
 def pool(subnet: str, gateway: str | None = None, *excludes: str) -> Pool:
@@ -19,7 +19,7 @@ def pool(subnet: str, gateway: str | None = None, *excludes: str) -> Pool:
 
 def drain(p: Pool) -> list[str]:
     """Everything the pool hands out, claiming each answer before asking again."""
-    used: set[object] = set()
+    used: set[IPAddress] = set()
     start = 0
     while (ip := p.first_free(used, start)) is not None:
         used.add(ip)

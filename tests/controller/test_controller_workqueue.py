@@ -8,7 +8,7 @@ from controller.workqueue import WorkQueue
 
 
 def test_dedupes_pending_keys() -> None:
-    q = WorkQueue()
+    q: WorkQueue[str] = WorkQueue()
     q.add("a")
     q.add("a")
     q.add("b")
@@ -17,7 +17,7 @@ def test_dedupes_pending_keys() -> None:
 
 
 def test_key_added_while_processing_runs_again_after_done() -> None:
-    q = WorkQueue()
+    q: WorkQueue[str] = WorkQueue()
     q.add("a")
     assert q.get() == "a"
     q.add("a")
@@ -28,7 +28,7 @@ def test_key_added_while_processing_runs_again_after_done() -> None:
 
 
 def test_add_after_delays() -> None:
-    q = WorkQueue()
+    q: WorkQueue[str] = WorkQueue()
     q.add_after("late", 0.05)
     q.add("now")
     assert q.get() == "now"
@@ -36,7 +36,7 @@ def test_add_after_delays() -> None:
 
 
 def test_close_wakes_waiters() -> None:
-    q = WorkQueue()
+    q: WorkQueue[str] = WorkQueue()
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(q.get()))
     t.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -13,7 +13,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, in
     """Poll `probe` until it returns something truthy and return that; fail naming `what`
     and the last value seen, so a timeout says what was there instead."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = probe()
         if last:
