@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 import kube
 from controller import admission
-from tests.support.wait import wait_for  # noqa: F401  (re-exported for the controller tests)
+from tests.support.wait import wait_for
 from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from kube.resources import PODS
 from podnetwork import names

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from tests.controller.controller_support import Networks, make_attachment
-from tests.controller.controller_support import FakeNodes, pod_manifest, wait_for
+from tests.controller.controller_support import FakeNodes, pod_manifest
+from tests.support.wait import wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.controller.controller_support import Kube
 from podnetwork import names
-from tests.controller.controller_support import FakeNodes, Networks, pod_manifest, pod_gated, wait_for
+from tests.controller.controller_support import FakeNodes, Networks, pod_manifest, pod_gated
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 OURS = f"endpointslice.kubernetes.io/managed-by={names.ENDPOINTSLICE_MANAGED_BY}"

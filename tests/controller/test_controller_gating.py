@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from tests.controller.controller_support import make_attachment, Networks, allocations_of, condition, events_of, pod_gated
-from tests.controller.controller_support import suffix, wait_for
+from tests.controller.controller_support import suffix
+from tests.support.wait import wait_for
 
 from tests.controller.controller_support import Kube
 from podnetwork import names

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from tests.controller.controller_support import Networks, allocations_of
-from tests.controller.controller_support import ControllerProcess, FakeNodes, pod_manifest, wait_for
+from tests.controller.controller_support import ControllerProcess, FakeNodes, pod_manifest
+from tests.support.wait import wait_for
 
 from tests.controller.controller_support import Kube
 from podnetwork import names

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.controller_support import REPO, ControllerProcess, wait_for
+from tests.controller.controller_support import REPO, ControllerProcess
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 

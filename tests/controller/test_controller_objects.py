@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from tests.controller.controller_support import make_attachment, Networks, condition, conditions
-from tests.controller.controller_support import suffix, wait_for
+from tests.controller.controller_support import suffix
+from tests.support.wait import wait_for
 from kubernetes.client.exceptions import ApiException
 
 from tests.controller.controller_support import Kube
