@@ -63,5 +63,5 @@ def make_pod(kube: Kube, namespace: str, nodes: FakeNodes, controller: Controlle
              ) -> Callable[..., dict[str, Any]]:
     def make(name: str, networks_: list[dict[str, Any]] | None, **annotations: str) -> dict[str, Any]:
         body = pod_manifest(name, networks_, nodes.pod_placement(), **annotations)
-        return kube.plain(kube.core.create_namespaced_pod(namespace, body))
+        return kube.plain(kube.core.create_namespaced_pod(namespace, body))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     return make

@@ -46,6 +46,13 @@ class Kube(kube.Kube):
     """The product's adapter, plus the generated typed clients (a test acts as any client
     would, and sees the client's own ApiException) and short helpers by group and plural."""
 
+    @classmethod
+    def from_kubeconfig(cls, path: str | None, pool_size: int = 32) -> Kube:
+        """The product's constructor, typed as this class: kube.Kube annotates it as its own."""
+        made = super().from_kubeconfig(path, pool_size)
+        assert isinstance(made, cls)
+        return made
+
     @property
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
@@ -103,6 +110,13 @@ class Kube(kube.Kube):
                                                subresource="status" if status else None))
 
 
+def status_of(exc: ApiException) -> dict[str, Any]:
+    """The Status object the apiserver refused a request with."""
+    assert exc.body is not None, f"the refusal carries no Status: {exc}"
+    status: dict[str, Any] = json.loads(exc.body)
+    return status
+
+
 def suffix() -> str:
     return uuid.uuid4().hex[:6]
 
@@ -157,6 +171,7 @@ class ControllerProcess:
             config = self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
         except ApiException:
             return False
+        assert config.webhooks, "the controller's webhook configuration has no webhooks"
         return self._port_open(config.webhooks[0].client_config.url or "")
 
     def require_own(self) -> None:
@@ -174,6 +189,7 @@ class ControllerProcess:
             config = self.kube.admission.read_mutating_webhook_configuration(admission.CONFIGURATION_NAME)
         except ApiException:
             return False
+        assert config.webhooks, "the controller's webhook configuration has no webhooks"
         url = config.webhooks[0].client_config.url or ""
         return self._port_open(url)
 
@@ -274,8 +290,10 @@ class FakeNodes:
         self._stop.set()
         self._thread.join(15)
         for name in self.names:
-            for delete in (lambda: self.core.delete_node(name),
-                           lambda: self.coordination.delete_namespaced_lease(name, "kube-node-lease")):
+            deletes: tuple[Callable[[], object], ...] = (
+                lambda: self.core.delete_node(name),
+                lambda: self.coordination.delete_namespaced_lease(name, "kube-node-lease"))
+            for delete in deletes:
                 try:
                     delete()
                 except ApiException as exc:
