@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import Networks, make_attachment
+from tests.controller.controller_support import Networks, make_attachment, status_of
 from tests.controller.controller_support import FakeNodes, pod_manifest
 from tests.support.wait import wait_for
 from kubernetes import client
@@ -24,8 +24,7 @@ WHERE = f"annotation {names.NETWORKS_ANNOTATION}"
 def rejection(make_pod: Any, networks: list[dict[str, Any]] | None, **kwargs: Any) -> str:
     with pytest.raises(ApiException) as exc:
         make_pod("bad", networks, **kwargs)
-    body = json.loads(exc.value.body)
-    return str(body["message"])
+    return str(status_of(exc.value)["message"])
 
 
 @pytest.mark.parametrize("nets,message", [
@@ -60,14 +59,14 @@ def test_host_network_pod_with_networks_rejected(kube: Kube, namespace: str, nod
     body = pod_manifest("hn", [{"podNetworkName": "default"}], nodes.pod_placement())
     body["spec"]["hostNetwork"] = True
     with pytest.raises(ApiException) as exc:
-        kube.core.create_namespaced_pod(namespace, body)
-    assert f"{WHERE}: networks must not be set on a hostNetwork pod" in json.loads(exc.value.body)["message"]
+        kube.core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
+    assert f"{WHERE}: networks must not be set on a hostNetwork pod" in status_of(exc.value)["message"]
 
 
 def test_invalid_json_rejected(make_pod: Any, kube: Kube, namespace: str) -> None:
     with pytest.raises(ApiException) as exc:
         make_pod("bad", None, **{names.NETWORKS_ANNOTATION: "[{"})
-    assert f"{WHERE}: invalid JSON" in json.loads(exc.value.body)["message"]
+    assert f"{WHERE}: invalid JSON" in status_of(exc.value)["message"]
 
 
 def test_default_auto_populated_without_gate(make_pod: Any) -> None:
@@ -88,7 +87,7 @@ def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str
     with pytest.raises(ApiException) as exc:
         kube.core.patch_namespaced_pod("p", namespace, {"metadata": {"annotations": {
             names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
-    assert "is immutable once the pod exists" in json.loads(exc.value.body)["message"]
+    assert "is immutable once the pod exists" in status_of(exc.value)["message"]
     assert exc.value.status == 422, exc.value.body  # an immutable field: Invalid, as for spec fields
 
 
@@ -100,19 +99,21 @@ def user_subject(user: str) -> dict[str, str]:
 def use_role(rbac: client.RbacAuthorizationV1Api, role: str, net: str) -> Iterator[Callable[[dict[str, str]], None]]:
     """A ClusterRole granting `use` of PodNetwork `net`. Yields a function that binds
     it cluster-wide to a subject; the role and its binding are removed at exit."""
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [{  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "apiGroups": [names.GROUP], "resources": [names.POD_NETWORK_PLURAL], "resourceNames": [net],
         "verbs": ["use"]}]})
 
     def bind(subject: dict[str, str]) -> None:
-        rbac.create_cluster_role_binding({
+        rbac.create_cluster_role_binding({  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
             "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                                     "kind": "ClusterRole", "name": role},
             "subjects": [subject]})
     try:
         yield bind
     finally:
-        for delete in (lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role)):
+        deletes: tuple[Callable[[], object], ...] = (
+            lambda: rbac.delete_cluster_role_binding(role), lambda: rbac.delete_cluster_role(role))
+        for delete in deletes:
             try:
                 delete()
             except ApiException:
@@ -124,31 +125,31 @@ def test_use_access_control(kube: Kube, kubeconfig: Any, namespace: str, network
     net = networks.network()
     user = f"mna-user-{namespace}"
     rbac = client.RbacAuthorizationV1Api(kube.api)
-    rbac.create_namespaced_role(namespace, {
+    rbac.create_namespaced_role(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "pods"},
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "delete"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
+    rbac.create_namespaced_role_binding(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                   "name": "pods"},
         "subjects": [user_subject(user)]})
     as_user = Kube.from_kubeconfig(str(kubeconfig))
-    as_user.api.set_default_header("Impersonate-User", user)
+    as_user.api.set_default_header("Impersonate-User", user)  # type: ignore[attr-defined]  # missing from the stubs
 
     def create() -> None:
-        as_user.core.create_namespaced_pod(namespace, pod_manifest(
+        as_user.core.create_namespaced_pod(namespace, pod_manifest(  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
             f"p{len(created)}", [{"podNetworkName": net}], nodes.pod_placement()))
         created.append(1)
 
     created: list[int] = []
     with pytest.raises(ApiException) as exc:
         create()
-    assert f"user '{user}' may not use PodNetwork '{net}'" in json.loads(exc.value.body)["message"]
+    assert f"user '{user}' may not use PodNetwork '{net}'" in status_of(exc.value)["message"]
     # A missing grant is Forbidden (API conventions), not an invalid object.
     assert exc.value.status == 403, exc.value.body
 
     role = f"mna-use-{namespace}"
     with use_role(rbac, role, net) as bind:
-        rbac.create_namespaced_role_binding(namespace, {
+        rbac.create_namespaced_role_binding(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
             "metadata": {"name": "use"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                                      "kind": "ClusterRole", "name": role},
             "subjects": [user_subject(user)]})
@@ -167,7 +168,7 @@ def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespa
     net = networks.network()
     apps = client.AppsV1Api(kube.api)
     rbac = client.RbacAuthorizationV1Api(kube.api)
-    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "runner"}})
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "runner"}})  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     role = f"mna-use-{namespace}"
     with use_role(rbac, role, net) as bind:
         bind({"kind": "ServiceAccount", "name": "runner", "namespace": namespace})
@@ -175,7 +176,7 @@ def test_use_granted_to_service_account_admits_workload_pods(kube: Kube, namespa
         template = {"metadata": {"labels": {"app": "rs"}, "annotations": template["metadata"]["annotations"]},
                     "spec": template["spec"]}
         template["spec"]["serviceAccountName"] = "runner"
-        apps.create_namespaced_replica_set(namespace, {"metadata": {"name": "rs"}, "spec": {
+        apps.create_namespaced_replica_set(namespace, {"metadata": {"name": "rs"}, "spec": {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
             "replicas": 1, "selector": {"matchLabels": {"app": "rs"}}, "template": template}})
         wait_for("the ReplicaSet's pod to be admitted", lambda: kube.core.list_namespaced_pod(
             namespace, label_selector="app=rs").items, timeout=90)
@@ -188,21 +189,21 @@ def test_use_of_the_network_admits_a_pod_through_its_attachment(kube: Kube, kube
     make_attachment(kube, namespace, "fast", net)
     user = f"mna-user-{namespace}"
     rbac = client.RbacAuthorizationV1Api(kube.api)
-    rbac.create_namespaced_role(namespace, {
+    rbac.create_namespaced_role(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
+    rbac.create_namespaced_role_binding(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                   "name": "pods"},
         "subjects": [user_subject(user)]})
     role = f"mna-use-{namespace}"
     as_user = Kube.from_kubeconfig(str(kubeconfig))
-    as_user.api.set_default_header("Impersonate-User", user)
+    as_user.api.set_default_header("Impersonate-User", user)  # type: ignore[attr-defined]  # missing from the stubs
     with use_role(rbac, role, net) as bind:
         bind(user_subject(user))
 
         def admitted() -> bool:
             try:
-                as_user.core.create_namespaced_pod(namespace, pod_manifest(
+                as_user.core.create_namespaced_pod(namespace, pod_manifest(  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
                     "p", [{"podNetworkAttachmentName": "fast"}], nodes.pod_placement()))
             except ApiException as exc:
                 if exc.status == 403:  # RBAC converges within moments of the binding

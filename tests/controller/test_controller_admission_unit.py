@@ -96,7 +96,7 @@ def test_use_of_an_attachments_network_counts() -> None:
 
 
 def test_allocations_annotation_refused_at_creation() -> None:
-    bad = pod([{"podNetworkName": "blue"}], **{names.ALLOCATIONS_ANNOTATION: "[]"})
+    bad = pod([{"podNetworkName": "blue"}], host_network=False, **{names.ALLOCATIONS_ANNOTATION: "[]"})
     with pytest.raises(admission.Denied, match="written by the controller"):
         admission.validate(bad, None, {}, allow_all)
 

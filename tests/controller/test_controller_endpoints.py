@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -26,18 +27,22 @@ def endpoints(kube: Kube, namespace: str, service: str) -> dict[str, bool]:
             for ep in s.endpoints or []}
 
 
+def ungated(kube: Kube, namespace: str, name: str) -> bool:
+    return not pod_gated(kube, namespace, name)
+
+
 def test_service_on_secondary_network(kube: Kube, namespace: str, networks: Networks, nodes: FakeNodes) -> None:
     net = networks.ready_network("10.90.0.0/24")
     for name in ("a", "b"):
         body = pod_manifest(name, [{"podNetworkName": net}], nodes.pod_placement())
         body["metadata"]["labels"] = {"app": "web"}
         body["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
-        kube.core.create_namespaced_pod(namespace, body)
-    kube.core.create_namespaced_service(namespace, {
+        kube.core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
+    kube.core.create_namespaced_service(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "web", "annotations": {names.POD_NETWORK_ANNOTATION: net}},
         "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
     for name in ("a", "b"):
-        wait_for(f"{name} ungated", lambda name=name: not pod_gated(kube, namespace, name))
+        wait_for(f"{name} ungated", functools.partial(ungated, kube, namespace, name))
     ips = {}
     for name in ("a", "b"):
         pod = kube.get_pod(namespace, name)
@@ -67,17 +72,18 @@ def test_service_gets_a_vip_from_its_network_service_range(kube: Kube, namespace
 
     def vip(name: str) -> str | None:
         svc = kube.core.read_namespaced_service(name, namespace)
+        assert svc.metadata is not None
         return (svc.metadata.annotations or {}).get(names.SERVICE_VIP_ANNOTATION)
 
     for name in ("one", "two"):
-        kube.core.create_namespaced_service(namespace, {
+        kube.core.create_namespaced_service(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
             "metadata": {"name": name, "annotations": {names.POD_NETWORK_ANNOTATION: net}},
             "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
-    kube.core.create_namespaced_service(namespace, {
+    kube.core.create_namespaced_service(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "chosen", "annotations": {names.POD_NETWORK_ANNOTATION: net,
                                                        names.SERVICE_VIP_ANNOTATION: "10.191.0.9"}},
         "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}})
-    vips = [wait_for(f"{n} VIP", lambda n=n: vip(n)) for n in ("one", "two")]
+    vips = [wait_for(f"{n} VIP", functools.partial(vip, n)) for n in ("one", "two")]
     assert len(set(vips)) == 2
     assert all(ipaddress.ip_address(v) in ipaddress.ip_network("10.191.0.0/28") for v in vips), vips
     assert vip("chosen") == "10.191.0.9"  # a VIP the user wrote is kept

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from kubernetes import client
 from tests.controller.controller_support import Networks, allocations_of
 from tests.controller.controller_support import ControllerProcess, FakeNodes, pod_manifest
 from tests.support.wait import wait_for
@@ -23,15 +24,30 @@ def create_pods(kube: Kube, namespace: str, nodes: FakeNodes, nets: list[str], c
     networks = [{"podNetworkName": n} for n in nets]
 
     def one(i: int) -> None:
-        kube.core.create_namespaced_pod(namespace, pod_manifest(f"p{i:03d}", networks, nodes.pod_placement()))
+        kube.core.create_namespaced_pod(namespace, pod_manifest(f"p{i:03d}", networks, nodes.pod_placement()))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(count)))
 
 
+def name_of(pod: client.V1Pod) -> str:
+    assert pod.metadata is not None and pod.metadata.name is not None  # the apiserver names every pod
+    return pod.metadata.name
+
+
+def annotations_of(pod: client.V1Pod) -> dict[str, str]:
+    assert pod.metadata is not None
+    return pod.metadata.annotations or {}
+
+
+def gated(pod: client.V1Pod) -> bool:
+    assert pod.spec is not None  # the apiserver returns every pod with its spec
+    return any(g.name == names.SCHEDULING_GATE for g in pod.spec.scheduling_gates or [])
+
+
 def gated_count(kube: Kube, namespace: str) -> int:
     pods = kube.core.list_namespaced_pod(namespace).items
-    return sum(1 for p in pods if any(g.name == names.SCHEDULING_GATE for g in p.spec.scheduling_gates or []))
+    return sum(1 for p in pods if gated(p))
 
 
 def claims(kube: Kube, network: str) -> list[dict[str, Any]]:
@@ -43,7 +59,7 @@ def two_networks(networks: Networks) -> tuple[str, str, list[ipaddress.IPv4Netwo
     excludes = ["10.80.0.0/26", "10.80.1.128/25"]
     a = networks.ready_network("10.80.0.0/23", gateway="10.80.0.1", excludes=excludes)
     b = networks.ready_network("10.81.0.0/24")  # 254 addresses for 200 pods
-    return a, b, [ipaddress.ip_network(e) for e in excludes]
+    return a, b, [ipaddress.IPv4Network(e) for e in excludes]
 
 
 def check_unique(kube: Kube, namespace: str, a: str, b: str, excludes: list[ipaddress.IPv4Network]) -> None:
@@ -51,7 +67,7 @@ def check_unique(kube: Kube, namespace: str, a: str, b: str, excludes: list[ipad
     pods = kube.core.list_namespaced_pod(namespace).items
     assert len(pods) == PODS
     for pod in pods:
-        allocs = json.loads(pod.metadata.annotations[names.ALLOCATIONS_ANNOTATION])
+        allocs = json.loads(annotations_of(pod)[names.ALLOCATIONS_ANNOTATION])
         assert [x["podNetworkName"] for x in allocs] == [a, b]
         for alloc in allocs:
             (ip,) = alloc["ips"]
@@ -91,9 +107,9 @@ def test_controller_killed_midway_loses_and_duplicates_nothing(
     # Kill it while it is busy: some pods done, others not.
     wait_for("some pods ungated", lambda: 0 < PODS - gated_count(kube, namespace), timeout=120, interval=0.1)
     controller.kill()
-    done = {p.metadata.name: p.metadata.annotations[names.ALLOCATIONS_ANNOTATION]
+    done = {name_of(p): annotations_of(p)[names.ALLOCATIONS_ANNOTATION]
             for p in kube.core.list_namespaced_pod(namespace).items
-            if names.ALLOCATIONS_ANNOTATION in (p.metadata.annotations or {})}
+            if names.ALLOCATIONS_ANNOTATION in annotations_of(p)}
     controller.start()
     wait_for("all gates lifted after restart", lambda: gated_count(kube, namespace) == 0, timeout=300, interval=1)
     check_unique(kube, namespace, a, b, excludes)
@@ -109,7 +125,7 @@ def test_sweep_frees_allocations_of_vanished_pods(kube: Kube, namespace: str, ne
                                                   nodes: FakeNodes, controller: ControllerProcess) -> None:
     controller.require_own()
     net = networks.ready_network("10.82.0.0/24")
-    kube.core.create_namespaced_pod(namespace, pod_manifest("p", [{"podNetworkName": net}], nodes.pod_placement()))
+    kube.core.create_namespaced_pod(namespace, pod_manifest("p", [{"podNetworkName": net}], nodes.pod_placement()))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     wait_for("allocated", lambda: claims(kube, net))
     # Delete the pod while the controller is down: only the sweep can notice.
     controller.kill()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
 
 import pytest
-from tests.controller.controller_support import make_attachment, Networks, condition, conditions
+from tests.controller.controller_support import make_attachment, Networks, condition, conditions, status_of
 from tests.controller.controller_support import suffix
 from tests.support.wait import wait_for
 from kubernetes.client.exceptions import ApiException
@@ -45,7 +45,7 @@ def invalid_fields(fn: Any) -> list[str]:
     with pytest.raises(ApiException) as exc:
         fn()
     assert exc.value.status == 422, exc.value.body
-    body = json.loads(exc.value.body)
+    body = status_of(exc.value)
     assert body["reason"] == "Invalid", body
     return [c.get("field", "") for c in body["details"]["causes"]]
 
@@ -169,11 +169,14 @@ def test_network_id_allocated_unique_and_spec_respected(networks: Networks, kube
         obj = kube.get_cluster(names.PARAMS_GROUP, names.PARAMS_PLURAL, name)
         return (obj or {}).get("status") or {}
 
+    def network_id(name: str) -> Any:
+        return status(name).get("networkId")
+
     a = networks.params({"topology": "L2", "ipv4": {"subnet": "10.61.0.0/24"}})
     b = networks.params({"topology": "L2", "ipv4": {"subnet": "10.61.0.0/24"}})
     pinned_id = 100 + int(suffix(), 16) % 3000
     c = networks.params({"topology": "L2", "ipv4": {"subnet": "10.62.0.0/24"}, "networkId": pinned_id})
-    ids = [wait_for(f"networkId of {n}", lambda n=n: status(n).get("networkId")) for n in (a, b, c)]
+    ids = [wait_for(f"networkId of {n}", functools.partial(network_id, n)) for n in (a, b, c)]
     assert len(set(ids)) == 3 and ids[2] == pinned_id
     clash = networks.params({"topology": "L2", "ipv4": {"subnet": "10.63.0.0/24"}, "networkId": pinned_id})
     wait_for("NetworkIdConflict", lambda: any(c_.get("reason") == "NetworkIdConflict"
