@@ -264,7 +264,8 @@ def _established(crd: client.V1CustomResourceDefinition) -> bool:
 
 @pytest.fixture(scope="module")
 def apiserver(kubeconfig: Path) -> Iterator[Apiserver]:
-    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    with api:  # type: ignore[attr-defined]  # ApiClient.__enter__/__exit__ are missing from the kubernetes stubs
         # The checked-in manifest, which test_api_crds keeps equal to the generator's output.
         manifest = yaml.safe_load((crds.CRD_DIR / "networkparams.yaml").read_text())
         _install(client.ApiextensionsV1Api(api), manifest)
