@@ -113,14 +113,21 @@ class Bench:
     def watch_pods(self, stop: threading.Event) -> None:
         w = watch.Watch()
         for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
-            pod = event["object"]
-            gates = pod.spec.scheduling_gates or []
-            annotations = pod.metadata.annotations or {}
-            if (not any(g.name == names.SCHEDULING_GATE for g in gates)
-                    and names.ALLOCATIONS_ANNOTATION in annotations and pod.metadata.name not in self.lifted):
-                self.lifted[pod.metadata.name] = time.monotonic()
+            # The client yields None for a blank line of the stream; bookmarks are not asked for.
+            if event is not None and event["type"] != "BOOKMARK":
+                self.note_lifted(event["object"])
             if stop.is_set() or len(self.lifted) >= self.pods:
-                w.stop()
+                w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
+
+    def note_lifted(self, pod: client.V1Pod) -> None:
+        """Record when a pod first shows its allocations and no scheduling gate."""
+        assert pod.metadata is not None and pod.metadata.name is not None and pod.spec is not None
+        gates = pod.spec.scheduling_gates or []
+        annotations = pod.metadata.annotations or {}
+        name = pod.metadata.name
+        if (not any(g.name == names.SCHEDULING_GATE for g in gates)
+                and names.ALLOCATIONS_ANNOTATION in annotations and name not in self.lifted):
+            self.lifted[name] = time.monotonic()
 
     def sample_rss(self, stop: threading.Event) -> None:
         assert self.proc is not None
@@ -138,7 +145,7 @@ class Bench:
                     "spec": {"nodeSelector": {"multinet.io/bench": "none"}, "terminationGracePeriodSeconds": 0,
                              "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
             self.created[name] = time.monotonic()
-            self.core.create_namespaced_pod(self.namespace, body)
+            self.core.create_namespaced_pod(self.namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(one, range(self.pods)))
