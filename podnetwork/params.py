@@ -12,13 +12,17 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-TOPOLOGIES = ("L2", "L3")
-INTERFACE_KINDS = ("veth", "macvlan")
+Topology = Literal["L2", "L3"]
+InterfaceKind = Literal["veth", "macvlan"]
+Choice = TypeVar("Choice", bound=str)
+
+TOPOLOGIES: tuple[Topology, ...] = ("L2", "L3")
+INTERFACE_KINDS: tuple[InterfaceKind, ...] = ("veth", "macvlan")
 MTU_MIN, MTU_MAX, MTU_DEFAULT = 576, 9216, 1450
 NETWORK_ID_MIN, NETWORK_ID_MAX = 1, 16_777_215  # 24-bit VXLAN network identifier
 MAX_EXCLUDES = 64
@@ -35,12 +39,12 @@ class FamilyParams:
 
 @dataclass(frozen=True)
 class NetworkParams:
-    topology: Literal["L2", "L3"]
+    topology: Topology
     ipv4: FamilyParams | None
     ipv6: FamilyParams | None
     mtu: int
     network_id: int | None  # from spec; None means "allocate one"
-    interface_kind: Literal["veth", "macvlan"]
+    interface_kind: InterfaceKind
     uplink: str | None
     service_cidrs: tuple[IPNetwork, ...]
 
@@ -156,20 +160,30 @@ def _excludes(
         net = _cidr(value, f"{field}[{i}]", version, errors)
         if net is None:
             continue
-        if subnet is not None and not net.subnet_of(subnet):  # type: ignore[arg-type]
+        if subnet is not None and not _within(net, subnet):
             errors.append(f"{field}[{i}]: {net} is outside the subnet {subnet}")
             continue
         nets.append(net)
     return tuple(nets)
 
 
-def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str | None,
-            errors: list[str]) -> str:
+def _within(net: IPNetwork, subnet: IPNetwork) -> bool:
+    """`subnet_of` over either family: networks of different families never nest."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(subnet, ipaddress.IPv4Network):
+        return net.subnet_of(subnet)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(subnet, ipaddress.IPv6Network):
+        return net.subnet_of(subnet)
+    return False
+
+
+def _choice(raw: Mapping[str, Any], key: str, choices: tuple[Choice, ...], default: Choice | None,
+            errors: list[str]) -> Choice:
     value = raw.get(key, default)
-    if value not in choices:
-        errors.append(f"spec.{key}: must be one of {', '.join(choices)}, got {value!r}")
-        return choices[0]
-    return str(value)
+    for choice in choices:
+        if value == choice:
+            return choice
+    errors.append(f"spec.{key}: must be one of {', '.join(choices)}, got {value!r}")
+    return choices[0]
 
 
 def _int_in(raw: Mapping[str, Any], key: str, low: int, high: int, default: int | None,
@@ -202,9 +216,9 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     if errors:
         raise ParamsError(errors)
     return NetworkParams(
-        topology=topology,  # type: ignore[arg-type]
+        topology=topology,
         ipv4=ipv4, ipv6=ipv6, mtu=mtu or MTU_DEFAULT, network_id=network_id,
-        interface_kind=kind,  # type: ignore[arg-type]
+        interface_kind=kind,
         uplink=uplink, service_cidrs=services,
     )
 
