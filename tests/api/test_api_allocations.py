@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -58,9 +60,9 @@ def test_attachment_name_only_when_set() -> None:
     (lambda r: r[1].update(interfaceName="net1"), "interface name 'net1' appears twice"),
     (lambda r: r[1].update(interfaceName="a b"), "[1].interfaceName: 'a b' must not contain"),
 ])
-def test_invalid(mutate: object, needle: str) -> None:
+def test_invalid(mutate: Callable[[list[dict[str, Any]]], object], needle: str) -> None:
     raw = json.loads(encode_allocations(sample()))
-    mutate(raw)  # type: ignore[operator]
+    mutate(raw)
     with pytest.raises(AllocationsError) as exc:
         parse_allocations(json.dumps(raw))
     assert needle in str(exc.value)

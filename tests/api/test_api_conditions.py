@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from podnetwork.conditions import ParamsVerdict, attachment_conditions, is_ready, merge, pod_network_conditions
+from collections.abc import Iterable
+
+from podnetwork.conditions import Condition, ParamsVerdict, attachment_conditions, is_ready, merge, pod_network_conditions
 
 OK = ParamsVerdict(True, "Valid", "NetworkParams blue is valid")
 BAD = ParamsVerdict(False, "NotFound", "NetworkParams blue does not exist")
 
 
-def summary(conds: list) -> dict[str, tuple[str, str]]:  # type: ignore[type-arg]
+def summary(conds: Iterable[Condition]) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in conds}
 
 
