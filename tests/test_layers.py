@@ -8,7 +8,9 @@ one package tree, so they are checked here from the source:
   a runtime execs it for every verb, and it must start without the agent's
   dependencies installed;
 - `kep-conformance/` is standalone: it runs against any implementation and
-  imports nothing of multinet.
+  imports nothing of multinet;
+- no module of the shipped packages grows past 400 lines (STYLE.md: split by
+  concern before it grows).
 """
 
 from __future__ import annotations
@@ -59,3 +61,9 @@ def test_the_scan_finds_imports_wherever_they_stand(tmp_path: Path) -> None:
     sample.write_text("import os\n\ndef f():\n    from kubernetes import client\n    import grpc.aio\n"
                       "from . import sibling\n")
     assert imports(sample) == {"os", "kubernetes", "grpc"}
+
+
+def test_no_shipped_module_over_400_lines() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for package in sorted(PROJECT_PACKAGES) for p in sorted((ROOT / package).rglob("*.py"))}
+    assert {path: n for path, n in sizes.items() if n > 400} == {}
