@@ -36,7 +36,8 @@ def test_kubernetes_sigs_multi_network_options() -> None:
     for feature in ("PodNetworkAttachment", "PodNetworksStaticValidation", "NetworkPolicyIngress",
                     "ServiceEndpointSlices", "NetworkSelfDiscovery"):
         assert feature in out, feature
-    assert b.template("distinct", 1) is not None and b.template("distinct", 1).inline == {"name": "dummy1"}
+    second = b.template("distinct", 1)
+    assert second is not None and second.inline == {"name": "dummy1"}
 
 
 def good() -> dict[str, Any]:
