@@ -90,7 +90,7 @@ def test_every_pod_of_a_network_reaches_every_other_seen_by_its_own_address(
 def test_udp_reaches_every_pod_of_the_network(two: Topology, rules: Rules, tables: TableLog) -> None:
     net = two.nets["A"]
     members = two.on(net)
-    targets = {m: Target(two.addr(m, net), UDP_PORT, "udp", answer=two.pods[m].name) for m in members}
+    targets = {m: Target(two.addr(m, net), UDP_PORT, "udp", answer=two.pods[m].hostname) for m in members}
     table = reach(two.probes, f"UDP on network A ({net})", {m: two.pods[m] for m in members}, targets,
                   {(c, t): True for c in members for t in members}, rules)
     tables.check("test_udp_reaches_every_pod_of_the_network", table)
@@ -102,7 +102,7 @@ def test_pods_reach_only_their_own_networks(two: Topology, rules: Rules, tables:
     for key, net in two.nets.items():
         for member in two.on(net):
             column = f"{member}@{key}"
-            targets[column] = Target(two.addr(member, net), answer=two.pods[member].name)
+            targets[column] = Target(two.addr(member, net), answer=two.pods[member].hostname)
             for client_label, pod in two.pods.items():
                 if client_label != member:
                     expect[(client_label, column)] = any(n.network == net for n in pod.networks)

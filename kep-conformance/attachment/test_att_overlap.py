@@ -55,8 +55,8 @@ def test_each_pod_reaches_its_own_networks_owner_of_a_shared_address(
 ) -> None:
     x, owner1, owner2 = _shared(overlap)
     clients = {label: pod for label, pod in overlap.pods.items() if label not in (owner1, owner2)}
-    targets = {f"{x}@O1": Target(x, answer=overlap.pods[owner1].name),
-               f"{x}@O2": Target(x, answer=overlap.pods[owner2].name)}
+    targets = {f"{x}@O1": Target(x, answer=overlap.pods[owner1].hostname),
+               f"{x}@O2": Target(x, answer=overlap.pods[owner2].hostname)}
     expect = {}
     for label in clients:
         mine = "O1" if label.startswith("o1") else "O2"

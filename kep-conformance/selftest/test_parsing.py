@@ -12,7 +12,7 @@ import pytest
 from suite import status as status_mod
 from suite.binding import parse
 from suite.connectivity import Target, check_answer
-from suite.netinfo import NetInfoError, default_route, parse_addr, parse_routes
+from suite.netinfo import NetInfoError, default_route, parse_addr, parse_addr_text, parse_routes, parse_routes_text
 from suite.probes import ProbePod, ProbePods
 from suite.transport import TransportError
 from suite.truth import Observation, Seen
@@ -127,3 +127,63 @@ def test_dial_reading(answer: str | Exception, seen: Seen) -> None:
     path, params = transport.asked[0]
     assert path == "dial" and params == {"host": "10.0.0.2", "port": "8080", "request": "hostname",
                                          "protocol": "http", "tries": "1"}
+
+
+# `ip addr show` as BusyBox prints it (no JSON; no "state" on every line).
+BUSYBOX_ADDR = """\
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000
+    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+    inet 127.0.0.1/8 scope host lo
+       valid_lft forever preferred_lft forever
+2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP,M-DOWN> mtu 1500 qdisc noqueue
+    link/ether 2e:4a:1c:3b:77:10 brd ff:ff:ff:ff:ff:ff
+    inet 10.244.1.3/24 brd 10.244.1.255 scope global eth0
+       valid_lft forever preferred_lft forever
+    inet6 fe80::2c4a:1cff:fe3b:7710/64 scope link
+       valid_lft forever preferred_lft forever
+3: net1@if8: <BROADCAST,MULTICAST> mtu 1450 qdisc noqueue state DOWN
+    link/ether 2e:4a:1c:3b:77:11 brd ff:ff:ff:ff:ff:ff
+    inet 10.231.0.2/24 scope global net1
+    inet6 fd00:235::2/64 scope global
+"""
+
+
+def test_ip_addr_text_as_busybox_prints_it() -> None:
+    links = parse_addr_text(BUSYBOX_ADDR)
+    assert sorted(links) == ["eth0", "lo", "net1"]
+    assert links["eth0"].up and links["eth0"].mac == "2e:4a:1c:3b:77:10"
+    assert links["eth0"].addresses == {ipaddress.ip_interface("10.244.1.3/24")}
+    assert not links["net1"].up
+    assert links["net1"].addresses == {ipaddress.ip_interface("10.231.0.2/24"),
+                                       ipaddress.ip_interface("fd00:235::2/64")}
+    with pytest.raises(NetInfoError):
+        parse_addr_text("ip: applet not found")
+
+
+def test_ip_route_text() -> None:
+    routes = parse_routes_text("default via 10.231.0.1 dev gw0 \n10.231.0.0/24 dev gw0 scope link  src 10.231.0.2\n")
+    route = default_route(routes)
+    assert route is not None and (route.device, route.gateway) == ("gw0", "10.231.0.1")
+    assert routes[1].destination == "10.231.0.0/24" and routes[1].gateway is None
+
+
+class PathTransport(FakeTransport):
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__("")
+        self.answers = answers
+
+    def get(self, namespace: str, pod: str, path: str, params: Mapping[str, str]) -> str:
+        self.asked.append((path, dict(params)))
+        return params.get("msg", "") if path == "echo" else self.answers[path]
+
+
+@pytest.mark.parametrize("hostname,passes", [("a-1f2e3d4c", True), ("a", False), ("someone-else", False)])
+def test_preflight_checks_it_reached_this_very_pod(hostname: str, passes: bool) -> None:
+    """A same-named pod of another run or cluster answers with another hostname."""
+    probes = ProbePods(None, MULTINET, PathTransport({"hostname": hostname}), "agnhost", 1.0)  # type: ignore[arg-type]
+    pod = ProbePod("ns", "a", "n1", (), hostname="a-1f2e3d4c")
+    if passes:
+        probes.preflight(pod)
+    else:
+        with pytest.raises(pytest.skip.Exception, match=f"reached a pod named '{hostname}'"):
+            probes.preflight(pod)

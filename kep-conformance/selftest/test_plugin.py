@@ -87,3 +87,21 @@ def test_bad_options_file_is_refused_naming_the_field(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(data))
     run = suite("--implementation", str(bad), "--collect-only")
     assert run.returncode == 4 and "implementation.contact: required" in run.stderr + run.stdout
+
+
+def test_readme_names_every_feature_and_states_the_counts(tmp_path: Path) -> None:
+    import re
+
+    from suite.profiles import FEATURES
+
+    readme = (SUITE / "README.md").read_text()
+    missing = [f for f in FEATURES if f"`{f}`" not in readme]
+    assert not missing, f"README.md does not describe {missing}"
+    out = tmp_path / "report.yaml"
+    suite("--implementation", str(OPTIONS), "--all-features", "--collect-only", "--report-output", str(out))
+    report = yaml.safe_load(out.read_text())
+    stated = " ".join(readme.split())
+    for p in report["profiles"]:
+        core, ext = (sum(p[level]["statistics"].values()) for level in ("core", "extended"))
+        short = p["name"].removeprefix("MULTINETWORK-")
+        assert re.search(rf"\b{short} {core} (Core )?\+ {ext}\b", stated), f"README: {short} {core} + {ext}"

@@ -113,7 +113,7 @@ def test_cluster_slices_hold_only_default_network_addresses(env: Env) -> None:
 @pytest.mark.feature("ServiceLoadBalancing")
 def test_address_spreads_over_every_backend_on_both_nodes(env: Env) -> None:
     _, vip = env.service("kep-backend")
-    backends = {env.t.pods[f"s{i}"].name for i in range(3)}
+    backends = {env.t.pods[f"s{i}"].hostname for i in range(3)}
 
     def each_answers() -> bool:
         answers = spread(env.t.probes, env.t.pods["c0"], vip)
@@ -136,17 +136,17 @@ def test_backends_leave_when_deleted_or_unready_and_join_when_ready(env: Env) ->
     name, vip = env.service("kep-churn")
     c0 = env.t.pods["c0"]
 
-    def answered_by(want: set[str]) -> bool:
-        return set(spread(env.t.probes, c0, vip, 12)) == want
+    def answered_by(*labels: str) -> bool:
+        return set(spread(env.t.probes, c0, vip, 12)) == {env.t.pods[lb].hostname for lb in labels}
 
-    wait_for(lambda: answered_by({"j0", "j1"}), env.timeout, "both backends answering")
+    wait_for(lambda: answered_by("j0", "j1"), env.timeout, "both backends answering")
     env.t.probes.transport.shell(env.ns, "j1", f"touch {UNREADY_FLAG}")
     wait_for(lambda: env.ready_set(name) == env.expected(["j0"]), env.timeout, "j1 to leave the ready endpoints")
-    wait_for(lambda: answered_by({"j0"}), env.timeout, "j1 to stop answering once unready")
+    wait_for(lambda: answered_by("j0"), env.timeout, "j1 to stop answering once unready")
     env.t.probes.delete(env.t.pods.pop("j0"))
     join("j2", 0)
     wait_for(lambda: env.ready_set(name) == env.expected(["j2"]), env.timeout, "j0 gone and j2 in the slices")
-    wait_for(lambda: answered_by({"j2"}), env.timeout, "only the new backend j2 answering")
+    wait_for(lambda: answered_by("j2"), env.timeout, "only the new backend j2 answering")
 
 
 @pytest.mark.feature("ServiceNetworkIsolation")
@@ -163,6 +163,6 @@ def test_named_target_port_resolves_per_backend(env: Env) -> None:
     name, vip = env.service("kep-backend", target_port="http")
     want = env.expected(["s0", "s1", "s2"])
     wait_for(lambda: env.ready_set(name) == want, env.timeout, f"{name}'s slices with the resolved port")
-    backends = {env.t.pods[f"s{i}"].name for i in range(3)}
+    backends = {env.t.pods[f"s{i}"].hostname for i in range(3)}
     wait_for(lambda: set(spread(env.t.probes, env.t.pods["c0"], vip)) == backends, env.timeout,
              f"{vip}:{SERVICE_PORT} (targetPort http) answered by each backend")

@@ -81,7 +81,7 @@ class Model:
     def table(self, title: str, expect: Expect, network: str = "P", port: int = HTTP_PORT) -> TruthTable:
         net = self.topo.nets[network]
         clients = {label: self.topo.pods[label] for label in self.labels}
-        targets = {label: Target(self.topo.addr(label, net), port, answer=self.topo.pods[label].name)
+        targets = {label: Target(self.topo.addr(label, net), port, answer=self.topo.pods[label].hostname)
                    for label in self.labels}
         cells = {(c, t): expect(c, t) for c in self.labels for t in self.labels}
         return reach(self.topo.probes, f"{title} [network {network}, port {port}]", clients, targets, cells,

@@ -23,9 +23,10 @@ from kubernetes.client.exceptions import ApiException
 from suite import status as status_mod
 from suite.binding import Binding
 from suite.kube import Obj, body, pod_ready, wait_for
-from suite.netinfo import Interface, NetInfoError, Route, parse_addr, parse_routes
+from suite.netinfo import (Interface, NetInfoError, Route, parse_addr, parse_addr_text, parse_routes,
+                           parse_routes_text)
 from suite.pods import HTTP_PORT, NetRequest, plan
-from suite.transport import Transport, TransportError
+from suite.transport import CommandError, Transport, TransportError
 from suite.truth import Observation, Seen
 
 T = TypeVar("T")
@@ -39,6 +40,9 @@ class ProbePod:
     node: str
     networks: tuple[NetRequest, ...]
     labels: tuple[tuple[str, str], ...] = ()
+    # The pod's hostname, which netexec answers with: unique per run, so an
+    # answer from a same-named pod of another run or cluster never counts.
+    hostname: str = ""
 
     @property
     def ref(self) -> str:
@@ -65,14 +69,16 @@ class ProbePods:
     def create(self, namespace: str, name: str, node: str, networks: list[NetRequest],
                labels: dict[str, str] | None = None,
                customize: Callable[[dict[str, Any]], None] | None = None) -> ProbePod:
-        made = plan(self.binding, name, networks or None, labels=labels, node=node, probe_image=self.image)
+        hostname = f"{name[:50]}-{uuid.uuid4().hex[:8]}"
+        made = plan(self.binding, name, networks or None, labels=labels, node=node, probe_image=self.image,
+                    hostname=hostname)
         if customize:
             customize(made.body)
         for claim in made.claims:
             group, version = claim["apiVersion"].split("/")
             self.custom.create_namespaced_custom_object(group, version, namespace, "resourceclaims", claim)
         self.core.create_namespaced_pod(namespace, body(made.body))
-        pod = ProbePod(namespace, name, node, tuple(networks), tuple(sorted((labels or {}).items())))
+        pod = ProbePod(namespace, name, node, tuple(networks), tuple(sorted((labels or {}).items())), hostname)
         self.made.append(pod)
         return pod
 
@@ -111,6 +117,15 @@ class ProbePods:
         if answer.strip() != nonce:
             pytest.skip(f"probe pod {pod.ref} does not answer as agnhost netexec on :{HTTP_PORT} "
                         f"(GET /echo?msg={nonce} returned {answer[:120]!r}); is --probe-image agnhost?")
+        # netexec's /hostname is the pod's own (unique) hostname: an answer from
+        # another pod means the pod's address leads elsewhere.
+        try:
+            hostname = self.transport.get(pod.namespace, pod.name, "hostname", {}).strip()
+        except TransportError as err:
+            pytest.skip(f"probe pod {pod.ref}: GET /hostname failed through the {self.transport.name} transport: {err}")
+        if hostname != pod.hostname:
+            pytest.skip(f"the {self.transport.name} transport to {pod.ref} reached a pod named {hostname!r}: "
+                        "the pod's address leads to another pod (another cluster on the same pod range?)")
 
     def attachments(self, pod: ProbePod) -> list[status_mod.Attached]:
         p = self.core.read_namespaced_pod(pod.name, pod.namespace)
@@ -140,20 +155,23 @@ class ProbePods:
         return Observation(Seen.BLOCKED, "; ".join(data.get("errors") or ["no response"])[:200])
 
     def interfaces(self, pod: ProbePod) -> dict[str, Interface]:
-        return self._netinfo(pod, "ip -j addr show", parse_addr)
+        return self._netinfo(pod, ("ip -j addr show", parse_addr), ("ip addr show", parse_addr_text))
 
     def routes(self, pod: ProbePod, version: int = 4) -> list[Route]:
-        return self._netinfo(pod, f"ip -{version} -j route show", parse_routes)
+        return self._netinfo(pod, (f"ip -{version} -j route show", parse_routes),
+                             (f"ip -{version} route show", parse_routes_text))
 
-    def _netinfo(self, pod: ProbePod, command: str, parse: Callable[[str], T]) -> T:
-        try:
-            text = self.transport.shell(pod.namespace, pod.name, command)
-        except TransportError as err:
-            pytest.fail(f"{pod.ref}: could not run {command!r} in the probe pod: {err}")
-        try:
-            return parse(text)
-        except NetInfoError as err:
-            pytest.skip(f"{pod.ref}: the probe image gives no iproute2 JSON for {command!r} ({err})")
+    def _netinfo(self, pod: ProbePod, *ways: tuple[str, Callable[[str], T]]) -> T:
+        """The first way that works: iproute2's JSON, then the text any `ip` prints."""
+        problems = []
+        for command, parse in ways:
+            try:
+                return parse(self.transport.shell(pod.namespace, pod.name, command))
+            except (CommandError, NetInfoError) as err:
+                problems.append(f"{command!r}: {err}")
+            except TransportError as err:
+                pytest.fail(f"{pod.ref}: could not run {command!r} in the probe pod: {err}")
+        pytest.skip(f"{pod.ref}: the probe image's `ip` answered neither way: {'; '.join(problems)}")
 
     def delete(self, pod: ProbePod) -> None:
         try:

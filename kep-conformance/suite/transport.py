@@ -33,6 +33,10 @@ class TransportError(RuntimeError):
     pass
 
 
+class CommandError(TransportError):
+    """The suite reached the pod, but the command it ran there failed."""
+
+
 class Transport(Protocol):
     name: str
 
@@ -71,7 +75,7 @@ class ProxyTransport:
         except json.JSONDecodeError as err:
             raise TransportError(f"{namespace}/{pod} /shell: not netexec's JSON: {body[:200]!r}") from err
         if data.get("error"):
-            raise TransportError(f"{namespace}/{pod} /shell {command!r}: {data['error']}: {data.get('output', '')}")
+            raise CommandError(f"{namespace}/{pod} /shell {command!r}: {data['error']}: {data.get('output', '')[:200]}")
         return str(data.get("output", ""))
 
 
