@@ -63,16 +63,18 @@ def plain_container(image: str = PAUSE_IMAGE) -> dict[str, Any]:
 
 def probe_containers(image: str) -> list[dict[str, Any]]:
     """agnhost netexec on 8080 (HTTP) and 8081 (UDP), and a second netexec on 8082 for port rules."""
-    def netexec(name: str, args: list[str], ports: list[dict[str, Any]], port: int) -> dict[str, Any]:
+    def netexec(name: str, args: list[str], ports: list[dict[str, Any]], ready: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "image": image, "args": ["netexec", *args], "ports": ports,
-                "securityContext": _security(),
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 2}}
+                "securityContext": _security(), "readinessProbe": {**ready, "periodSeconds": 2}}
     return [
         netexec("agnhost", [f"--http-port={HTTP_PORT}", f"--udp-port={UDP_PORT}"],
                 [{"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"},
-                 {"containerPort": UDP_PORT, "name": "udp", "protocol": "UDP"}], HTTP_PORT),
+                 {"containerPort": UDP_PORT, "name": "udp", "protocol": "UDP"}],
+                {"httpGet": {"path": "/healthz", "port": HTTP_PORT}}),
+        # No UDP server here (the first one holds 8081), and netexec's /healthz
+        # stays 412 without one: this container is ready once it listens.
         netexec("agnhost-alt", [f"--http-port={ALT_PORT}", "--udp-port=-1"],
-                [{"containerPort": ALT_PORT, "name": "alt", "protocol": "TCP"}], ALT_PORT),
+                [{"containerPort": ALT_PORT, "name": "alt", "protocol": "TCP"}], {"tcpSocket": {"port": ALT_PORT}}),
     ]
 
 

@@ -64,7 +64,7 @@ def _summary(kind: str, level: dict[str, Any]) -> str:
     if level["result"] == "failure":
         return f"{kind} tests failed with {stats['Failed']} test failures"
     if not stats["Passed"]:
-        return f"{kind} tests: none ran"
+        return f"{kind} tests: none ran" + (f" ({stats['Skipped']} skipped)" if stats["Skipped"] else "")
     if level["result"] == "partial":
         return f"{kind} tests partially succeeded with {stats['Skipped']} test skips"
     return f"{kind} tests succeeded"
