@@ -1,6 +1,6 @@
 """End to end: the local cluster with two emulated nodes, the demo's telco
 slice on three secondary networks, real packets through policy and a Service,
-and the KEP conformance suite with every feature declared, reported honestly.
+and the KEP conformance suite with every feature declared, reported honestly."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from multinet.cluster.processes import is_running
 from tests.conftest import require_root
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT_OFFSET = "23000"  # beside a developer's own cluster on the default ports
+# Beside a developer's own cluster on the default ports; MULTINET_PORT_OFFSET moves it.
+PORT_OFFSET = os.environ.get("MULTINET_PORT_OFFSET", "23000")
 
 
 @pytest.fixture(scope="module")
