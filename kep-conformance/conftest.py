@@ -1,242 +1,154 @@
-"""KEP-3698 conformance: options, fixtures, feature skips and the report.
+"""The kep-conformance pytest plugin: flags, selection, the ledger, the report.
 
-Run against any cluster:
-
-    pytest -c kep-conformance/pytest.ini kep-conformance \\
-        --kubeconfig ~/.kube/config \\
-        --implementation kep-conformance/implementations/multinet.yaml \\
-        --report report.yaml
+Run it whole (`kep-conformance/kep-conformance --kubeconfig K --implementation
+kep-conformance/implementations/multinet.yaml --report-output R`); choose tests
+with --conformance-profiles, --run-test, --skip-tests (or -k), never by path,
+so that every test of the selected profiles is in the statistics.
 """
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
-import report as report_mod
-from features import FEATURES, GROUP, VERSION, Support
+# Before the suite's modules are imported, so their asserts explain themselves.
+pytest.register_assert_rewrite("suite")
 
-OUTCOMES = report_mod.Outcomes()
+from kubernetes import config as kube_config  # noqa: E402
+
+from suite import junit, report  # noqa: E402
+from suite.binding import BindingError, load  # noqa: E402
+from suite.connectivity import TableLog  # noqa: E402
+from suite.fixtures import OPTIONS, TABLES  # noqa: E402
+from suite.ledger import Ledger  # noqa: E402
+from suite.options import add, read  # noqa: E402
+from suite.profiles import PROFILES  # noqa: E402
+from suite.selection import Kind, TestInfo, check_names, decide  # noqa: E402
+
+pytest_plugins = ["suite.fixtures"]
+
+ROOT = Path(__file__).resolve().parent
+LEDGER = pytest.StashKey[Ledger]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("kep-conformance")
-    group.addoption("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                    help="kubeconfig of the cluster under test (default: $KUBECONFIG)")
-    group.addoption("--implementation", type=Path,
-                    help="YAML describing the implementation: organization, project, version, "
-                    "provider, a parameters template and its supported Extended features")
-    group.addoption("--supported-features", default="",
-                    help="comma-separated Extended features to run, added to the implementation file's")
-    group.addoption("--report", type=Path, help="write the YAML conformance report here")
-    group.addoption("--converge-timeout", type=float, default=60.0,
-                    help="seconds to wait for the implementation to converge (default 60)")
+    add(parser)
 
 
-def _implementation(cfg: pytest.Config) -> dict[str, Any]:
+def pytest_sessionstart(session: pytest.Session) -> None:
+    cfg = session.config
     path = cfg.getoption("--implementation")
-    if not path:
-        return {}
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise pytest.UsageError(f"--implementation {path}: expected a YAML mapping")
-    return data
+    if path is None:
+        raise pytest.UsageError("--implementation OPTIONS.yaml is required (see kep-conformance/implementations/)")
+    try:
+        binding = load(Path(path))
+    except BindingError as err:
+        raise pytest.UsageError(f"--implementation: {err}") from err
+    cfg.stash[OPTIONS] = read(cfg, binding)
+    cfg.stash[TABLES] = TableLog()
+    cfg.stash[LEDGER] = Ledger()
+    cfg.pluginmanager.register(Recorder(cfg.stash[LEDGER]), "kep-conformance-recorder")
 
 
-def _supported(cfg: pytest.Config) -> set[str]:
-    declared = set(_implementation(cfg).get("supportedFeatures") or [])
-    declared |= {f.strip() for f in cfg.getoption("--supported-features").split(",") if f.strip()}
-    unknown = declared - set(FEATURES)
-    if unknown:
-        raise pytest.UsageError(f"--supported-features: unknown feature(s) {', '.join(sorted(unknown))}; "
-                                f"known: {', '.join(sorted(FEATURES))}")
-    return declared
+def _whole_suite(cfg: pytest.Config) -> None:
+    for arg in cfg.args:
+        target = (cfg.invocation_params.dir / arg.split("::")[0]).resolve()
+        if target != ROOT or "::" in arg:
+            raise pytest.UsageError(
+                f"run the whole suite ({ROOT}), not {arg!r}: choose tests with --run-test, --skip-tests, "
+                "--conformance-profiles or -k, so the report counts every test of the selected profiles")
 
 
-def _feature(item: pytest.Item) -> str:
+def info(item: pytest.Item) -> TestInfo:
     marker = item.get_closest_marker("feature")
     if marker is None:
         raise pytest.UsageError(f"{item.nodeid}: every conformance test needs @pytest.mark.feature(...)")
-    return str(marker.args[0])
+    name = getattr(item, "originalname", None) or item.name
+    try:
+        return TestInfo(name=name, features=tuple(str(a) for a in marker.args),
+                        provisional=item.get_closest_marker("provisional") is not None,
+                        disruptive=item.get_closest_marker("disruptive") is not None,
+                        where=str(item.path.relative_to(ROOT)))
+    except ValueError as err:
+        raise pytest.UsageError(f"{item.nodeid}: {err}") from err
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    supported = _supported(config)
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    _whole_suite(config)
+    sel = config.stash[OPTIONS].selection
+    ledger = config.stash[LEDGER]
     for item in items:
-        feature = FEATURES[_feature(item)]
-        if feature.support is Support.EXTENDED and feature.name not in supported:
-            item.add_marker(pytest.mark.skip(
-                reason=f"Extended feature {feature.name} is not declared supported by the implementation"))
+        test = info(item)
+        decision = decide(test, sel)
+        try:
+            ledger.enter(test, item.nodeid, decision)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from err
+        if decision.kind is not Kind.RUN:
+            item.add_marker(pytest.mark.skip(reason=decision.reason))
+    try:
+        check_names(sel, ledger.tests)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from err
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    item_feature = getattr(report, "feature", None)
-    if item_feature is None:
-        return
-    outcome = {"passed": "Passed", "failed": "Failed", "skipped": "Skipped"}[report.outcome]
-    if report.when == "call" or outcome != "Passed":
-        OUTCOMES.add(item_feature, report.nodeid, outcome)
+def _reason(rep: pytest.TestReport) -> str:
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        return str(rep.longrepr[2]).removeprefix("Skipped: ")
+    return rep.longreprtext[-4000:] if rep.failed else ""
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    outcome.get_result().feature = _feature(item)  # type: ignore[attr-defined]
+class Recorder:
+    """Feeds pytest's reports and deselections into the session's ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self.ledger.deselect(item.nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.ledger.record(report.nodeid, report.when, report.outcome, _reason(report))
+
+
+def _cluster(kubeconfig: str | None) -> str:
+    if not kubeconfig:
+        return "unknown"
+    try:
+        api = kube_config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+        return str(api.configuration.host)
+    except Exception as err:  # a report must still be written when the kubeconfig is unusable
+        return f"unknown ({err})"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = session.config.getoption("--report")
-    if not path:
+    cfg = session.config
+    if OPTIONS not in cfg.stash or LEDGER not in cfg.stash:
         return
-    kubeconfig = session.config.getoption("--kubeconfig")
-    server = config.new_client_from_config(str(kubeconfig)).configuration.host if kubeconfig else "unknown"
-    built = report_mod.build(OUTCOMES, _implementation(session.config), _supported(session.config), server)
-    Path(path).write_text(report_mod.dump(built))
+    opts, ledger = cfg.stash[OPTIONS], cfg.stash[LEDGER]
+    if opts.report is None or opts.binding is None:
+        return
+    run = report.RunInfo(implementation=opts.binding.implementation, api_binding=opts.binding.summary(),
+                         mode=opts.mode, profiles=tuple(sorted(opts.selection.profiles)),
+                         supported=opts.selection.supported, cluster=_cluster(opts.kubeconfig))
+    opts.report.parent.mkdir(parents=True, exist_ok=True)
+    opts.report.write_text(report.dump(report.build(ledger, run)))
+    if opts.junit:
+        opts.junit.write_text(junit.dump(junit.build(ledger, run.profiles)))
+    if opts.tables:
+        opts.tables.write_text(cfg.stash[TABLES].text() or "no truth table was evaluated in this run\n")
 
 
-# --- fixtures -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def api(pytestconfig: pytest.Config) -> client.ApiClient:
-    path = pytestconfig.getoption("--kubeconfig")
-    if not path:
-        raise pytest.UsageError("--kubeconfig (or $KUBECONFIG) is required")
-    return config.new_client_from_config(str(path))
-
-
-@pytest.fixture(scope="session")
-def implementation(pytestconfig: pytest.Config) -> dict[str, Any]:
-    return _implementation(pytestconfig)
-
-
-@pytest.fixture(scope="session")
-def timeout(pytestconfig: pytest.Config) -> float:
-    return float(pytestconfig.getoption("--converge-timeout"))
-
-
-@pytest.fixture(scope="session")
-def custom(api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api)
-
-
-@pytest.fixture(scope="session")
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
-            return dict(c)
-    return None
-
-
-def absent(read: Callable[[], Any]) -> bool:
-    try:
-        read()
-    except ApiException as err:
-        if err.status == 404:
-            return True
-        raise
-    return False
-
-
-@pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
-    name = unique("kep-conformance")
-    core.create_namespace({"metadata": {"name": name, "labels": {"kep-conformance": "true"}}})
-    yield name
-    core.delete_namespace(name)
-
-
-class Networks:
-    """Creates PodNetworks (with the implementation's parameters) and removes them afterwards."""
-
-    def __init__(self, custom: client.CustomObjectsApi, implementation: dict[str, Any], timeout: float) -> None:
-        self.custom = custom
-        self.impl = implementation
-        self.timeout = timeout
-        self.made: list[tuple[str, str, str, str, str | None]] = []  # group, version, plural, name, namespace
-
-    def params(self, index: int = 0) -> list[dict[str, str]]:
-        """parametersRefs to a fresh parameters object made from the implementation's template."""
-        templates = self.impl.get("parameters") or []
-        if not templates:
-            return []
-        template = templates[index % len(templates)]
-        body = {k: v for k, v in template.items() if k != "plural"}
-        name = unique("kep-params")
-        body["metadata"] = {"name": name}
-        group, version = body["apiVersion"].split("/")
-        self.custom.create_cluster_custom_object(group, version, template["plural"], body)
-        self.made.append((group, version, template["plural"], name, None))
-        return [{"group": group, "kind": body["kind"], "name": name}]
-
-    def create(self, name: str | None = None, *, params: list[dict[str, str]] | None = None,
-               enabled: bool | None = None, index: int = 0) -> dict[str, Any]:
-        spec: dict[str, Any] = {"provider": self.impl.get("provider", "kep-conformance.example")}
-        refs = self.params(index) if params is None else params
-        if refs:
-            spec["parametersRefs"] = refs
-        if enabled is not None:
-            spec["enabled"] = enabled
-        name = name or unique("kep-net")
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PodNetwork", "metadata": {"name": name}, "spec": spec}
-        created: dict[str, Any] = self.custom.create_cluster_custom_object(GROUP, VERSION, "podnetworks", body)
-        self.made.append((GROUP, VERSION, "podnetworks", name, None))
-        return created
-
-    def get(self, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_cluster_custom_object(GROUP, VERSION, "podnetworks", name)
-        return obj
-
-    def ready(self, name: str) -> dict[str, Any]:
-        def check() -> dict[str, Any] | None:
-            obj = self.get(name)
-            c = condition(obj, "Ready")
-            return obj if c and c["status"] == "True" else None
-        result: dict[str, Any] = wait_for(check, self.timeout, f"PodNetwork {name} Ready")
-        return result
-
-    def cleanup(self) -> None:
-        for group, version, plural, name, ns in reversed(self.made):
-            try:
-                if ns:
-                    self.custom.delete_namespaced_custom_object(group, version, ns, plural, name)
-                else:
-                    self.custom.delete_cluster_custom_object(group, version, plural, name)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-
-
-@pytest.fixture
-def networks(custom: client.CustomObjectsApi, implementation: dict[str, Any], timeout: float) -> Iterator[Networks]:
-    made = Networks(custom, implementation, timeout)
-    yield made
-    made.cleanup()
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if OPTIONS not in config.stash or LEDGER not in config.stash or config.stash[OPTIONS].binding is None:
+        return
+    opts, ledger = config.stash[OPTIONS], config.stash[LEDGER]
+    terminalreporter.section("kep-conformance")
+    for profile in (p for p in PROFILES if p in opts.selection.profiles):
+        terminalreporter.line(f"{profile}: {report.profile_report(ledger, profile, opts.selection.supported)['summary']}")
+    if opts.report:
+        terminalreporter.line(f"report: {opts.report}  junit: {opts.junit}  truth tables: {opts.tables}")
