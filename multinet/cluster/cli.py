@@ -133,59 +133,6 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    node = commands.add_parser(
-        "node",
-        help="run a node emulator (stands where kubelet and a container runtime would)",
-        description="Registers a Node and keeps its Lease, creates a network namespace per pod "
-        "bound to it, calls the CNI plugins as a runtime does, serves the pod's ports from "
-        "inside it and reports pod status. Needs root.",
-    )
-    node.add_argument("--name", required=True, help="the Node's name")
-    node.add_argument("--kubeconfig", required=True, type=Path, help="kubeconfig to reach the apiserver")
-    node.add_argument("--host-netns", required=True, help="the node's host network namespace (must exist)")
-    node.add_argument("--internal-ip", required=True, help="the Node's InternalIP")
-    node.add_argument("--cni-conf-dir", required=True, type=Path, help="CNI network configuration directory")
-    node.add_argument("--cni-bin-dir", required=True, type=Path, action="append",
-                      help="CNI plugin directory (repeatable, searched in order)")
-    node.add_argument("--state-dir", required=True, type=Path, help="where sandbox records are kept")
-    node.add_argument("--pod-cidr", help="the Node's spec.podCIDR, if any")
-    node.set_defaults(func=_node)
-
-
-def _node(args: argparse.Namespace) -> int:
-    import logging
-
-    from kubernetes import config
-    from pyroute2 import netns
-
-    from multinet.cluster.node_emulator import NodeEmulator
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.host_netns not in netns.listnetns():
-        print(f"multinet node: --host-netns {args.host_netns!r} does not exist", file=sys.stderr)
-        return 2
-    missing = [str(d) for d in args.cni_bin_dir if not d.is_dir()]
-    if missing:
-        print(f"multinet node: --cni-bin-dir {', '.join(missing)} is not a directory", file=sys.stderr)
-        return 2
-    emulator = NodeEmulator(
-        config.new_client_from_config(str(args.kubeconfig)), args.name, args.host_netns,
-        args.internal_ip, args.cni_conf_dir, args.cni_bin_dir, args.state_dir, args.pod_cidr,
-    )
-    import signal
-
-    def _terminate(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        emulator.run()
-    finally:  # SIGTERM is a node shutdown: its sandboxes go with it
-        emulator.shutdown()
-    return 0
-
-
 def _exec(args: argparse.Namespace) -> int:
     from multinet.cluster.containerd import ContainerdError
     from multinet.cluster.nodeapi import NodeApi

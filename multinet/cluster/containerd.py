@@ -53,6 +53,11 @@ class Containerd:
     def state(self) -> Path:
         return self.root / "state"
 
+    @property
+    def netns_dir(self) -> Path:
+        """Where the CRI plugin mounts pod network namespaces (netns_mounts_under_state_dir)."""
+        return self.state / "io.containerd.grpc.v1.cri" / "netns"
+
     def write_config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         q = json.dumps  # a JSON string is a TOML basic string

@@ -264,9 +264,10 @@ class ControlPlane:
     def down(self, progress: Progress, keep: bool = False, before_control_plane: Callable[[], None] | None = None) -> None:
         """Stop every process recorded under this cluster, newest layer first.
 
-        Processes other parts registered (controller, IPU targets, agents, node
-        emulators) depend on the apiserver and on each other in the order they
-        were started: they stop first, newest first. `before_control_plane`
+        Processes other parts registered (controller, IPU targets, agents;
+        nodes stop their kubelets and runtimes before) depend on the apiserver
+        and on each other in the order they were started: they stop first,
+        newest first. `before_control_plane`
         runs once they are gone (e.g. to remove node namespaces).
         """
         known = [c.name for c in self.components]
