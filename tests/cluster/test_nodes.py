@@ -78,6 +78,23 @@ def test_pods_get_addresses_from_their_nodes_range_and_reach_each_other(real_nod
     assert real_nodes.proxy_get(NAMESPACE, "b", 8080, "/hostname") == "b"
 
 
+def test_pods_and_host_network_pods_reach_the_apiserver_at_its_cluster_ip(
+        real_nodes: Cluster, pods: dict[str, dict[str, object]]) -> None:
+    """In-cluster clients (the add-on's controller and DaemonSet) use the `kubernetes` Service."""
+    c = real_nodes
+    host = netexec_pod("hostnet", "node2", NAMESPACE)
+    host["spec"]["hostNetwork"] = True
+    host["spec"]["containers"][0]["args"] = ["pause"]
+    del host["spec"]["containers"][0]["readinessProbe"], host["spec"]["containers"][0]["ports"]
+    c.apply(host)
+    c.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/hostnet", "--timeout=120s")
+    for name in ("a", "hostnet"):
+        version = c.kubectl("exec", "-n", NAMESPACE, name, "--", "timeout", "10", "wget", "-qO-",
+                            "--no-check-certificate", "https://10.96.0.1/version")
+        assert json.loads(version)["gitVersion"] == "v1.34.12", (name, version)
+    c.kubectl("delete", "pod", "-n", NAMESPACE, "hostnet", "--wait=false")
+
+
 def test_exec_and_logs(real_nodes: Cluster, pods: dict[str, dict[str, object]]) -> None:
     addr = real_nodes.kubectl("exec", "-n", NAMESPACE, "a", "--", "ip", "-br", "addr", "show", "eth0")
     assert ip_of(pods["a"]) in addr
@@ -144,3 +161,14 @@ def test_kubelet_sysctls_are_recorded_before_the_first_kubelet(real_nodes: Clust
     assert set(recorded) == set(sysctls.KUBELET_SYSCTLS)
     # kubelet's own value while it runs; the fixture checks the restore after down
     assert sysctls.read()["vm/overcommit_memory"] == "1"
+
+
+def test_shim_sockets_are_where_down_looks_for_them(real_nodes: Cluster, pods: dict[str, dict[str, object]]) -> None:
+    """down removes the sockets of shims it had to kill; their names are computed, so check them."""
+    node = real_nodes.state / "cluster" / "nodes" / "node2"
+    containerd = Containerd(node / "containerd", node / "cni" / "bin", node / "cni" / "net.d")
+    expected = {str(p) for p in containerd.shim_sockets(containerd.containers())}
+    pid = json.loads((real_nodes.state / "cluster" / "pids" / "containerd-node2.json").read_text())["pid"]
+    listening = {line.split()[-1] for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()
+                 if line.split()[-1].startswith("/run/containerd/s/")}
+    assert listening and listening <= expected, (listening, expected)
