@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,28 @@ def ready(obj: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (obj.status.conditions or []))
 
 
+def one_by_one(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict[str, Any]:
+    """Create `count` pods one after another, each once the previous is Ready (they stay):
+    the latency of one pod, without queueing behind others."""
+    latencies = []
+    for i in range(count):
+        name = f"{label}-{i:03d}"
+        w = watch.Watch()  # type: ignore[no-untyped-call]
+        stream = w.stream(core.list_namespaced_pod, NAMESPACE,  # type: ignore[no-untyped-call]
+                          field_selector=f"metadata.name={name}", timeout_seconds=300)
+        start = time.perf_counter()
+        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]
+        for event in stream:
+            if ready(event["object"]):
+                latencies.append(time.perf_counter() - start)
+                w.stop()  # type: ignore[no-untyped-call]
+        if len(latencies) != i + 1:
+            raise SystemExit(f"bench-nodes: {name} not Ready after 300s")
+    result = {"pods": count, "secondary_networks": networks, "create_to_ready": percentiles(latencies)}
+    log(f"{label} one by one: {result}")
+    return result
+
+
 def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict[str, Any]:
     """Create `count` pods at once; each one's time from its create call to Ready (seen by a watch)."""
     created: dict[str, float] = {}
@@ -89,21 +111,25 @@ def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict
         name = f"{label}-{i:03d}"
         created[name] = time.perf_counter()
         core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]
+    create_s = time.perf_counter() - start  # admission webhooks included
     if not done.wait(600):
         raise SystemExit(f"bench-nodes: {label}: only {len(became)}/{count} pods Ready after 600s")
     latencies = [became[n] - created[n] for n in created]
     result = {"pods": count, "secondary_networks": networks, "create_to_ready": percentiles(latencies),
-              "all_ready_s": round(max(became.values()) - start, 2)}
+              "create_s": round(create_s, 2), "all_ready_s": round(max(became.values()) - start, 2)}
     log(f"{label}: {result}")
     return result
 
 
-def clear(core: client.CoreV1Api) -> None:
+def clear(core: client.CoreV1Api, plans: list[NodePlan]) -> None:
+    """Delete the pods and wait until the nodes have torn every one down (no
+    container left in any containerd), so no teardown overlaps the next run."""
     core.delete_collection_namespaced_pod(NAMESPACE, label_selector="app=bench", grace_period_seconds=0)
-    deadline = time.monotonic() + 300
-    while core.list_namespaced_pod(NAMESPACE, label_selector="app=bench").items:
+    deadline = time.monotonic() + 600
+    while core.list_namespaced_pod(NAMESPACE, label_selector="app=bench").items or \
+            any(plan.containerd.containers() for plan in plans):
         if time.monotonic() > deadline:
-            raise SystemExit("bench-nodes: pods not gone after 300s")
+            raise SystemExit("bench-nodes: pods not torn down after 600s")
         time.sleep(0.5)
 
 
@@ -173,6 +199,30 @@ def without_multinet(plans: list[NodePlan]) -> list[tuple[Path, str]]:
     return saved
 
 
+def scenario(core: client.CoreV1Api, plans: list[NodePlan], pods: int, networks: int, label: str, cni: str,
+             measure: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Pods one by one, then as a burst; `measure` runs while the burst's pods are up."""
+    result: dict[str, Any] = {"cni": cni, "one_by_one": one_by_one(core, pods, networks, f"{label}-seq")}
+    clear(core, plans)
+    result["burst"] = burst(core, pods, networks, f"{label}-burst")
+    if measure:
+        result["memory"] = measure()
+    clear(core, plans)
+    return result
+
+
+def peer(core: client.CoreV1Api, plans: list[NodePlan], pods: int, label: str) -> dict[str, Any]:
+    """The same pods with containerd calling the reference bridge plugin itself."""
+    saved = without_multinet(plans)
+    try:
+        result = scenario(core, plans, pods, 0, label, "reference bridge alone (peer)")
+    finally:
+        for path, text in saved:
+            path.write_text(text)
+        time.sleep(2)
+    return result
+
+
 def bench(env: dict[str, str], state: Path, pods: int) -> dict[str, Any]:
     # Other work on the machine slows every pod: its load is part of the result.
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
@@ -188,21 +238,16 @@ def bench(env: dict[str, str], state: Path, pods: int) -> dict[str, Any]:
     while not core.list_namespaced_service_account(NAMESPACE).items:  # pods need the default account
         time.sleep(0.2)
     setup_networks(api)
-    runs = []
-    saved = without_multinet(plans)
-    runs.append({"cni": "reference bridge alone (peer)", **burst(core, pods, 0, "bridge")})
-    clear(core)
-    for path, text in saved:
-        path.write_text(text)
-    time.sleep(2)
-    runs.append({"cni": "multinet (eth0 delegated to bridge)", **burst(core, pods, 0, "plain")})
-    clear(core)
-    runs.append({"cni": "multinet", **burst(core, pods, 3, "multi")})
-    report["memory_mib_with_pods"] = memory(plane, plans)
-    clear(core)
+    runs = [peer(core, plans, pods, "bridge")]
+    runs.append(scenario(core, plans, pods, 0, "plain", "multinet (eth0 delegated to bridge)"))
+    runs.append(scenario(core, plans, pods, 3, "multi", "multinet", lambda: memory(plane, plans)))
+    report["memory_mib_with_pods"] = runs[-1].pop("memory")
+    # The peer once more: how far the machine drifted during the runs.
+    runs.append(peer(core, plans, pods, "bridge-again"))
     report["pods"] = runs
-    plain, multi = (r["create_to_ready"]["p50_s"] for r in runs[1:])
-    report["p50_ratio_3_networks_vs_0"] = round(multi / plain, 2)
+    for mode in ("one_by_one", "burst"):
+        plain, multi = (r[mode]["create_to_ready"]["p50_s"] for r in runs[1:3])
+        report[f"p50_ratio_3_networks_vs_0_{mode}"] = round(multi / plain, 2)
     report["memory_mib_idle"] = memory(plane, plans)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     log("multinet cluster down")

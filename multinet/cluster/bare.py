@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from multinet.cluster.nodes import NodePlan
 
 Progress = Callable[[str], None]
-REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins: the delegated eth0 plugins
 
 
 def multinet(*args: str) -> list[str]:
@@ -47,7 +46,7 @@ def start(plane: ControlPlane, plans: Sequence[NodePlan], progress: Progress) ->
         _spawn(plane, f"agent-{plan.name}", multinet(
             "agent", "--node", plan.name, "--kubeconfig", kubeconfig, "--socket", str(plan.socket),
             "--state-dir", str(plan.root / "agent"), "--ipu-netns", plan.ipu_ns, "--host-netns", plan.host_ns,
-            "--cni-conf-dir", str(plan.cni_conf_dir), "--cni-bin-dir", REFERENCE_PLUGINS,
+            "--cni-conf-dir", str(plan.cni_conf_dir), "--cni-bin-dir", str(plan.cni_bin_dir),
             "--p4runtime", plan.p4runtime), progress)
         names += [f"ipu-{plan.name}", f"agent-{plan.name}"]
     return names

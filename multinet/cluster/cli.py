@@ -16,9 +16,10 @@ from multinet.cluster.processes import ComponentError
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cluster = commands.add_parser(
         "cluster",
-        help="the built-in local Kubernetes control plane",
+        help="the built-in local Kubernetes cluster",
         description="A real etcd, kube-apiserver, kube-controller-manager and kube-scheduler "
-        "running as local processes on 127.0.0.1 (no container engine needed).",
+        "running as local processes (no container engine needed), and with --nodes real nodes: "
+        "a kubelet and a containerd each in network namespaces of their own.",
     )
     cluster.add_argument(
         "--state-dir", type=Path, default=None,

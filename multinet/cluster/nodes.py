@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -310,6 +311,10 @@ class Nodes:
                                               list(topology.get("machine_paths", [])))
         for name, (was, now) in sysctls.restore(self.sysctl_file).items():
             progress(f"sysctl {name.replace('/', '.')}: {was} -> {now} (as before the cluster)")
+        # The nodes' runtime state (containerd's, kubelet's, the agents', the
+        # address reservations) dies with them, even with `down --keep`: the
+        # next `up` makes fresh nodes, and kubelets recreate the pods bound to them.
+        shutil.rmtree(self.root, ignore_errors=True)
         self.topology_file.unlink()
         progress(f"node namespaces removed ({len(removed)} machine-wide log links and dirs)")
 
