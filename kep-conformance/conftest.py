@@ -8,6 +8,8 @@ so that every test of the selected profiles is in the statistics.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from pathlib import Path
 
 import pytest
@@ -119,8 +121,8 @@ def _cluster(kubeconfig: str | None) -> str:
     if not kubeconfig:
         return "unknown"
     try:
-        api = kube_config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-        return str(api.configuration.host)
+        api = kube_config.new_client_from_config(str(kubeconfig))
+        return str(cast(Any, api).configuration.host)
     except Exception as err:  # a report must still be written when the kubeconfig is unusable
         return f"unknown ({err})"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client, config
@@ -38,9 +38,9 @@ def new_api(run_options: RunOptions) -> Callable[[], client.ApiClient]:
     if not run_options.kubeconfig:
         raise pytest.UsageError("--kubeconfig (or $KUBECONFIG) is required")
     base = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]  # kubernetes.config has no annotations
+    config.load_kube_config(
         config_file=str(run_options.kubeconfig), client_configuration=base)
-    base.connection_pool_maxsize = 16  # truth tables probe several cells at once
+    cast(Any, base).connection_pool_maxsize = 16  # truth tables probe several cells at once (absent from the stubs)
 
     def make() -> client.ApiClient:
         return client.ApiClient(base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -82,7 +82,8 @@ class Networks:
         name = name or unique("kep-net")
         body = {"apiVersion": f"{self.group}/{self.version}", "kind": "PodNetwork", "metadata": {"name": name},
                 "spec": self.spec(kind, index, enabled, refs, name)}
-        created = as_dict(self.custom.create_cluster_custom_object(self.group, self.version, NETWORKS, body))
+        # The stubs say None; the client returns the created object.
+        created = as_dict(cast(Any, self.custom).create_cluster_custom_object(self.group, self.version, NETWORKS, body))
         self.made.append((self.group, self.version, NETWORKS, name, None))
         return created
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -54,12 +54,13 @@ class ProxyTransport:
     def get(self, namespace: str, pod: str, path: str, params: Mapping[str, str]) -> str:
         where = f"pod proxy to {namespace}/{pod}:{HTTP_PORT}/{path}"
         try:
-            request = self.api.param_serialize(
+            gen = cast(Any, self.api)  # the generated client's raw request path; absent from the stubs
+            request = gen.param_serialize(
                 "GET", "/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
                 path_params={"namespace": namespace, "name": f"{pod}:{HTTP_PORT}", "path": path},
                 query_params=list(params.items()), header_params={"Accept": "*/*"}, auth_settings=["BearerToken"])
-            resp = self.api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-            data = resp.read()  # type: ignore[no-untyped-call]  # unannotated upstream
+            resp = gen.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+            data = resp.read()
         except Exception as err:  # urllib3 timeouts and connection errors share no base the client exports
             raise TransportError(f"{where}: {err}") from err
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
