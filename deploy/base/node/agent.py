@@ -70,7 +70,7 @@ def read_node(node: str, kubeconfig: Path | None) -> tuple[dict[str, str], dict[
     return dict(meta.labels or {}), dict(meta.annotations or {})
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run `multinet agent` with this node's P4Runtime endpoint.",
                                      usage="%(prog)s --node NAME [options] -- AGENT-ARGS...")
     parser.add_argument("--node", required=True, help="this node's name")
@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the software IPU target beside the agent (default 127.0.0.1:9559)")
     parser.add_argument("--print", action="store_true", help="print the agent's command line instead of running it")
     parser.add_argument("agent_args", nargs=argparse.REMAINDER, help="after --: the agent's own flags")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     rest = args.agent_args[1:] if args.agent_args[:1] == ["--"] else args.agent_args
     labels, annotations = read_node(args.node, args.kubeconfig)
     try:

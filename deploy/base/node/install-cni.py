@@ -216,13 +216,17 @@ def previous_bundle(script: Path) -> Path | None:
     return script.parent / BUNDLES / key
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Install the multinet CNI plugin and conflist onto this node.")
     parser.add_argument("--bin-dir", type=Path, required=True, help="the runtime's CNI bin dir")
     parser.add_argument("--conf-dir", type=Path, required=True, help="the runtime's CNI conf dir")
     parser.add_argument("--socket", type=Path, required=True, help="the node agent's socket")
     parser.add_argument("--cni-version", default="1.0.0", help="cniVersion of the conflist (default 1.0.0)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     for flag, value in (("--bin-dir", args.bin_dir), ("--conf-dir", args.conf_dir), ("--socket", args.socket)):
         if not value.is_absolute():
             raise SystemExit(f"install-cni: {flag} must be an absolute path, got {value}")
