@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -130,11 +131,12 @@ def _split_ref(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def kustomization(overlay: Path, image: str, local: LocalCluster | None) -> Obj:
-    """The kustomization `render` builds: the overlay, the image, the local cluster's values."""
+def kustomization(overlay: Path, image: str, local: LocalCluster | None, where: Path) -> Obj:
+    """The kustomization `render` writes in `where`: the overlay, the image, the local cluster's values."""
     name, tag = _split_ref(image)
+    # kustomize takes no absolute paths; a relative one may leave its directory.
     doc: Obj = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                "resources": [str(overlay.resolve())],
+                "resources": [os.path.relpath(overlay.resolve(), where.resolve())],
                 "images": [{"name": IMAGE_NAME, "newName": name, "newTag": tag}]}
     if local is not None:
         doc["configMapGenerator"] = [{
@@ -148,7 +150,7 @@ def kustomization(overlay: Path, image: str, local: LocalCluster | None) -> Obj:
 def render(overlay: Path, image: str, kubectl: str = "kubectl", local: LocalCluster | None = None) -> list[Obj]:
     """The objects to apply, from `kubectl kustomize` of a kustomization over `overlay`."""
     with tempfile.TemporaryDirectory(prefix="multinet-deploy-") as tmp:
-        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(kustomization(overlay, image, local)))
+        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(kustomization(overlay, image, local, Path(tmp))))
         proc = subprocess.run([kubectl, "kustomize", tmp], capture_output=True, text=True)
     if proc.returncode != 0:
         raise AddonError(f"kubectl kustomize {overlay}: {proc.stderr.strip()}")

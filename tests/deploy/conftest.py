@@ -37,6 +37,19 @@ def rendered(kubectl: str) -> dict[str, list[dict[str, Any]]]:
     return {name: addon.render(addon.DEPLOY / name, "localhost/multinet:0.1.0", kubectl) for name in OVERLAYS}
 
 
+def api_client(kubeconfig: str) -> Any:
+    """An API client for `kubeconfig`, untyped: the tests build bodies as plain dicts."""
+    from kubernetes import config
+
+    return config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+
+
+def core_api(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api)
+
+
 def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     for obj in objects:
         if obj["kind"] == kind and obj["metadata"]["name"] == name:

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from multinet.cluster import addon, pki
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.kubeconfig import write_kubeconfig
 from tests.conftest import require_root
-from tests.deploy.conftest import OVERLAYS
+from tests.deploy.conftest import OVERLAYS, api_client, core_api
 
 pytestmark = pytest.mark.cluster
 
@@ -50,18 +50,18 @@ def wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-def admin(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(str(kubeconfig))
+def admin(kubeconfig: Path) -> Any:
+    return api_client(str(kubeconfig))
 
 
 @pytest.fixture(scope="module")
 def identities(kubeconfig: Path, kubectl: str, rendered: dict[str, list[dict[str, Any]]],
-               admin: client.ApiClient) -> Iterator[None]:
+               admin: Any) -> Iterator[None]:
     """The namespace, CRDs, ServiceAccounts, RBAC and admission policy of deploy/base,
     applied for real (the workloads are not: these tests run the parts themselves)."""
     objects = [o for o in rendered["base"] if o["kind"] in IDENTITY_KINDS]
     addon.apply(objects, kubeconfig, kubectl)
-    core = client.CoreV1Api(admin)
+    core = core_api(admin)
     core.create_namespace({"metadata": {"name": TEST_NS}})
     try:
         yield
@@ -86,7 +86,7 @@ def test_overlay_passes_a_server_side_dry_run(identities: None, kubeconfig: Path
     lines = proc.stdout.splitlines()
     assert len(lines) == len([o for o in addon.render(addon.DEPLOY / overlay, "localhost/multinet:0.1.0", kubectl)])
     assert all(line.endswith("(server dry run)") for line in lines)
-    apps = client.AppsV1Api(config.new_client_from_config(str(kubeconfig)))
+    apps = client.AppsV1Api(api_client(str(kubeconfig)))
     assert apps.list_namespaced_daemon_set("multinet-system").items == []  # nothing stored
 
 
@@ -110,9 +110,9 @@ def test_dry_run_refuses_a_broken_daemonset_by_field(identities: None, kubeconfi
 # --- the agent: RBAC plus the admission policy --------------------------------------------
 
 @pytest.fixture(scope="module")
-def nodes(identities: None, admin: client.ApiClient) -> Iterator[tuple[str, str]]:
+def nodes(identities: None, admin: Any) -> Iterator[tuple[str, str]]:
     """Two Node objects (no kubelet: the agent's identity is all these tests need)."""
-    core = client.CoreV1Api(admin)
+    core = core_api(admin)
     names = (f"deploy-test-a-{uuid.uuid4().hex[:4]}", f"deploy-test-b-{uuid.uuid4().hex[:4]}")
     for name in names:
         core.create_node({"metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}}})
@@ -123,7 +123,7 @@ def nodes(identities: None, admin: client.ApiClient) -> Iterator[tuple[str, str]
             core.delete_node(name)
 
 
-def _pod(core: client.CoreV1Api, namespace: str, name: str, node: str, account: str = "default") -> Any:
+def _pod(core: Any, namespace: str, name: str, node: str, account: str = "default") -> Any:
     return core.create_namespaced_pod(namespace, {
         "metadata": {"name": name, "annotations": {"other": "kept"}},
         "spec": {"nodeName": node, "serviceAccountName": account,
@@ -140,10 +140,10 @@ def _kubeconfig_with_token(path: Path, admin_config: Path, token: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agent_config(nodes: tuple[str, str], admin: client.ApiClient, kubeconfig: Path,
+def agent_config(nodes: tuple[str, str], admin: Any, kubeconfig: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A kubeconfig with the agent's token as kubelet gives it: bound to an agent pod on node A."""
-    core = client.CoreV1Api(admin)
+    core = core_api(admin)
     _pod(core, "multinet-system", "agent-identity", nodes[0], "multinet-agent")
     try:
         token = core.create_namespaced_service_account_token("multinet-agent", "multinet-system", {
@@ -155,8 +155,8 @@ def agent_config(nodes: tuple[str, str], admin: client.ApiClient, kubeconfig: Pa
 
 
 @pytest.fixture
-def pods(nodes: tuple[str, str], admin: client.ApiClient) -> Iterator[tuple[str, str]]:
-    core = client.CoreV1Api(admin)
+def pods(nodes: tuple[str, str], admin: Any) -> Iterator[tuple[str, str]]:
+    core = core_api(admin)
     here, there = f"here-{uuid.uuid4().hex[:6]}", f"there-{uuid.uuid4().hex[:6]}"
     _pod(core, TEST_NS, here, nodes[0])
     _pod(core, TEST_NS, there, nodes[1])
@@ -165,15 +165,15 @@ def pods(nodes: tuple[str, str], admin: client.ApiClient) -> Iterator[tuple[str,
         core.delete_namespaced_pod(name, TEST_NS, grace_period_seconds=0)
 
 
-def _as_agent(agent_config: tuple[Path, str]) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(str(agent_config[0])))
+def _as_agent(agent_config: tuple[Path, str]) -> Any:
+    return core_api(api_client(str(agent_config[0])))
 
 
 def _forbidden(call: Callable[[], Any]) -> str:
     with pytest.raises(ApiException) as err:
         call()
     assert err.value.status == 403, err.value.body
-    return str(json.loads(err.value.body)["message"])
+    return str(json.loads(err.value.body or "{}")["message"])
 
 
 def test_agent_writes_network_status_of_its_own_node_s_pods(agent_config: tuple[Path, str],
@@ -216,11 +216,11 @@ def test_agent_may_not_create_or_delete_pods_or_read_secrets(agent_config: tuple
         "metadata": {"labels": {"x": "y"}}}))
 
 
-def test_a_token_without_a_node_is_refused(identities: None, admin: client.ApiClient, kubeconfig: Path,
+def test_a_token_without_a_node_is_refused(identities: None, admin: Any, kubeconfig: Path,
                                            pods: tuple[str, str], tmp_path: Path) -> None:
-    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+    token = core_api(admin).create_namespaced_service_account_token(
         "multinet-agent", "multinet-system", {"spec": {"expirationSeconds": 600}}).status.token
-    agent = client.CoreV1Api(config.new_client_from_config(str(_kubeconfig_with_token(
+    agent = core_api(api_client(str(_kubeconfig_with_token(
         tmp_path / "kubeconfig", kubeconfig, token))))
     message = _forbidden(lambda: agent.patch_namespaced_pod(pods[0], TEST_NS, {
         "metadata": {"annotations": {STATUS_KEY: "[]"}}}))
@@ -270,7 +270,7 @@ def _free_port() -> int:
         return port
 
 
-def test_controller_runs_under_its_rbac(identities: None, control_plane: ControlPlane, admin: client.ApiClient,
+def test_controller_runs_under_its_rbac(identities: None, control_plane: ControlPlane, admin: Any,
                                         tmp_path: Path) -> None:
     """The real controller as the multinet-controller ServiceAccount user (a client
     certificate naming it: controller/operator.py hands kopf no bearer token, see
@@ -282,7 +282,8 @@ def test_controller_runs_under_its_rbac(identities: None, control_plane: Control
     server = yaml.safe_load(control_plane.layout.admin_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     kubeconfig = tmp_path / "controller.kubeconfig"
     write_kubeconfig(kubeconfig, server, ca.cert, pair, user)
-    custom, core = client.CustomObjectsApi(admin), client.CoreV1Api(admin)
+    custom: Any = client.CustomObjectsApi(admin)
+    core = core_api(admin)
     net = f"deploy-test-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "controller.log"
     with log.open("wb") as out:
@@ -290,14 +291,22 @@ def test_controller_runs_under_its_rbac(identities: None, control_plane: Control
                                  "--cert-dir", str(tmp_path / "certs"), "--webhook-port", str(_free_port())],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        admission = client.AdmissionregistrationV1Api(admin)
+        admission: Any = client.AdmissionregistrationV1Api(admin)
         wait("webhooks registered", lambda: proc.poll() is not None or any(
             w.metadata.name == "multinet-controller"
             for w in admission.list_validating_webhook_configuration().items))
         assert proc.poll() is None, log.read_text()[-3000:]
-        wait("the default PodNetwork", lambda: (custom.get_cluster_custom_object(
-            "multinetwork.networking.x-k8s.io", "v1alpha1", "podnetworks", "default").get("status") or {}).get(
-            "conditions"))
+        def default_conditions() -> Any:
+            try:
+                obj = custom.get_cluster_custom_object("multinetwork.networking.x-k8s.io", "v1alpha1",
+                                                       "podnetworks", "default")
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                return None  # not created yet
+            return (obj.get("status") or {}).get("conditions")
+
+        wait("the default PodNetwork with conditions", default_conditions)
         custom.create_cluster_custom_object("multinet.io", "v1alpha1", "networkparams", {
             "apiVersion": "multinet.io/v1alpha1", "kind": "NetworkParams", "metadata": {"name": net},
             "spec": {"topology": "L2", "ipv4": {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1"}}})

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
 
 from multinet.cluster import addon
-from tests.deploy.conftest import IMAGE_SCRIPT, build_image, container, in_image, pod_spec, repo_path
+from tests.deploy.conftest import IMAGE_SCRIPT, api_client, core_api, build_image, container, in_image, pod_spec, repo_path
 
 pytestmark = pytest.mark.image
 
@@ -100,7 +99,7 @@ def test_install_cni_from_the_image_gives_the_host_a_working_plugin(image_root: 
 
 @pytest.fixture
 def node(kubeconfig: Path) -> Iterator[str]:
-    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    core = core_api(api_client(str(kubeconfig)))
     name = f"deploy-image-{uuid.uuid4().hex[:6]}"
     core.create_node({"metadata": {"name": name}})
     try:
@@ -119,7 +118,7 @@ def test_agent_wrapper_in_the_image_reads_its_node(image_root: Path, kubeconfig:
     plain = agent_command()
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.decode().split()[-2:] == ["--p4runtime", "127.0.0.1:9559"]
-    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    core = core_api(api_client(str(kubeconfig)))
     core.patch_node(node, {"metadata": {"labels": {"multinet.io/ipu": "external"}}})
     refused = agent_command()
     assert refused.returncode == 2 and b"multinet.io/p4runtime-endpoint" in refused.stderr

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
 
 from multinet.cluster import addon
-from tests.deploy.conftest import repo_path
+from tests.deploy.conftest import api_client, core_api, repo_path
 
 SCRIPTS = ("hack/kind-demo", "hack/images/multinet")
 
@@ -74,7 +73,7 @@ def test_demo_manifests_pass_a_server_side_dry_run(kubeconfig: Path, kubectl: st
                                                    rendered: dict[str, list[dict[str, Any]]]) -> None:
     crds = [o for o in rendered["base"] if o["kind"] == "CustomResourceDefinition"]
     addon.apply(crds, kubeconfig, kubectl)
-    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    core = core_api(api_client(str(kubeconfig)))
     existing = {ns.metadata.name for ns in core.list_namespace().items}
     made = [ns for ns in ("ran", "core") if ns not in existing]
     for ns in made:

@@ -13,6 +13,7 @@ import pytest
 
 from multinet.cli import build_parser
 from multinet.cluster import addon
+from podnetwork import crds as podnetwork_crds
 from tests.deploy.conftest import OVERLAYS, container, find, pod_spec, repo_path
 
 Objects = list[dict[str, Any]]
@@ -55,7 +56,7 @@ def test_crd_copies_equal_the_api() -> None:
 def test_overlay_holds_the_whole_addon(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     crds = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition")
-    assert crds == sorted(o["metadata"]["name"] for o in map(_load, addon.CRD_DIR.glob("*.yaml")))
+    assert crds == sorted(o["metadata"]["name"] for o in map(_load, podnetwork_crds.CRD_DIR.glob("*.yaml")))
     for kind, name in (("Namespace", "multinet-system"), ("Deployment", "multinet-controller"),
                        ("DaemonSet", "multinet-node"), ("DaemonSet", "multinet-ipu"),
                        ("Service", "multinet-webhook"), ("ValidatingAdmissionPolicy", "multinet-agent-own-node"),

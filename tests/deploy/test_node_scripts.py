@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.conftest import repo_path
 from tests.deploy.test_manifests import node_script
 
 agent = node_script("agent.py")
@@ -48,7 +49,7 @@ def test_unusable_node_settings_are_refused_by_name(labels: dict[str, str], anno
 
 # --- the plugin bundle, installed and run as the runtime runs it ---------------------------
 
-INSTALL = Path(agent.__file__).with_name("install-cni.py")
+INSTALL = repo_path("deploy", "base", "node", "install-cni.py")
 
 
 def install(bin_dir: Path, conf_dir: Path, socket: Path) -> subprocess.CompletedProcess[str]:
@@ -92,7 +93,7 @@ def test_plugin_owns_nothing_outside_its_bundle(installed: tuple[Path, Path, Pat
     assert len(bundles) == 1
     for text in (launcher, (bundles[0] / "plugin.py").read_text()):
         assert sys.prefix not in text and sys.base_prefix not in text
-        assert str(Path(agent.__file__).parents[3]) not in text  # the repository
+        assert str(repo_path()) not in text  # the repository
     assert (bundles[0] / "site" / "cni" / "shim.py").is_file()
     assert not (bundles[0] / "site" / "controller").exists()  # only what the shim imports
 

@@ -62,11 +62,13 @@ def read_node(node: str, kubeconfig: Path | None) -> tuple[dict[str, str], dict[
     from kubernetes import client, config
 
     if kubeconfig:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     else:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = client.ApiClient()
     meta = client.CoreV1Api(api).read_node(node).metadata
+    if meta is None:
+        return {}, {}
     return dict(meta.labels or {}), dict(meta.annotations or {})
 
 
