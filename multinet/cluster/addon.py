@@ -235,8 +235,10 @@ def pod_problems(pods: list[Obj]) -> Iterator[str]:
             last = (c.get("lastState") or {}).get("terminated") or {}
             if "waiting" in state:
                 why = state["waiting"].get("reason", "waiting")
-                detail = state["waiting"].get("message") or last.get("message") or last.get("reason") or ""
-                reasons.append(f"{c['name']}: {why}" + (f" ({detail.strip()[:200]})" if detail else ""))
+                # What the process said last (its termination message) before kubelet's back-off text.
+                detail = last.get("message") or state["waiting"].get("message") or last.get("reason") or ""
+                tail = " / ".join(line for line in detail.strip().splitlines()[-2:])[-300:]  # the error, not usage
+                reasons.append(f"{c['name']}: {why}" + (f" ({tail})" if tail else ""))
             elif "terminated" in state and state["terminated"].get("exitCode", 0) != 0:
                 reasons.append(f"{c['name']}: exited {state['terminated'].get('exitCode')}")
             elif not c.get("ready") and "running" in state:
@@ -255,7 +257,7 @@ def wait_ready(kubeconfig: Path, progress: Progress, kubectl: str = "kubectl", t
     last = ""
     while True:
         listed = json.loads(_kubectl(kubectl, kubeconfig, "get", "-n", NAMESPACE, "-o", "json",
-                                     ",".join(f"{kind}/{name}" for kind, name in WORKLOADS)))
+                                     *(f"{kind}/{name}" for kind, name in WORKLOADS)))
         states = [readiness(item) for item in listed["items"]]
         line = "multinet: " + ", ".join(str(s) for s in states) + " ready"
         if line != last:

@@ -107,6 +107,25 @@ def test_dry_run_refuses_a_broken_daemonset_by_field(identities: None, kubeconfi
         addon.apply([node], kubeconfig, kubectl, dry_run=True)
 
 
+def test_wait_names_what_is_not_ready_and_why(identities: None, kubeconfig: Path, kubectl: str,
+                                              rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The workloads on a cluster without nodes: nothing schedules, and the wait says so,
+    per workload and per pod, when its time is up."""
+    workloads = [o for o in rendered["base"] if o["kind"] in ("Deployment", "DaemonSet", "ConfigMap", "Service")]
+    addon.apply(workloads, kubeconfig, kubectl)
+    lines: list[str] = []
+    with pytest.raises(addon.AddonError) as err:
+        addon.wait_ready(kubeconfig, lines.append, kubectl, timeout=5, interval=0.5)
+    message = str(err.value)
+    assert "multinet-controller 0/2" in message
+    assert "multinet-controller-" in message and "on unscheduled: Pending" in message
+    assert lines and lines[0].startswith("multinet: multinet-controller 0/2")
+    assert len(set(lines)) == len(lines)  # a line only when something changed
+    for obj in workloads:
+        subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "delete", "-n", "multinet-system", "--wait=false",
+                        f"{obj['kind'].lower()}/{obj['metadata']['name']}"], capture_output=True, check=True)
+
+
 # --- the agent: RBAC plus the admission policy --------------------------------------------
 
 @pytest.fixture(scope="module")

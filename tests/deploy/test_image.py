@@ -156,4 +156,5 @@ def test_the_agent_probes_of_the_daemonset_work_in_the_image(image_root: Path, k
         proc.wait(timeout=30)
     for kind, command in probes.items():
         assert in_image(image_root, command, binds=(tmp_path,), env=env).returncode != 0, kind
+    assert "Traceback" not in log.read_text()  # a probe is a whole exchange, never a hang-up
 

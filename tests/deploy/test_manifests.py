@@ -83,6 +83,7 @@ def test_every_container_runs_the_multinet_image(rendered: dict[str, Objects], o
     for workload, _, c in containers(rendered[overlay]):
         assert c["image"] == "localhost/multinet:0.1.0", (workload, c["name"])
         assert c["imagePullPolicy"] == "IfNotPresent", (workload, c["name"])  # locally imported, no registry
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError", (workload, c["name"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -111,6 +112,8 @@ def test_long_running_containers_have_probes_and_requests(rendered: dict[str, Ob
     for kind, name, cname in LONG_RUNNING:
         c = container(pod_spec(rendered[overlay], kind, name), cname)
         assert c.get("readinessProbe") and c.get("livenessProbe"), (name, cname)
+        # A slow start (every cache listing on a busy node) is not a failed liveness.
+        assert c.get("startupProbe") and "initialDelaySeconds" not in c["livenessProbe"], (name, cname)
         requests = c["resources"]["requests"]
         assert requests.get("cpu") and requests.get("memory"), (name, cname)
         assert c["resources"]["limits"].get("memory"), (name, cname)

@@ -84,6 +84,23 @@ def test_plugin_runs_from_the_bin_dir_without_the_environment(installed: tuple[P
     assert (code, out["code"]) == (1, 50) and str(socket) in str(out["msg"])
 
 
+def test_plugin_takes_a_del_with_prev_result_as_containerd_sends_it(installed: tuple[Path, Path, Path]) -> None:
+    """containerd passes the cached ADD result on DEL and CHECK: the shim then checks
+    its addresses with a module it imports only on that path, which the bundle must hold."""
+    bin_dir, _, socket = installed
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": "0a:58:0a:f4:00:05", "sandbox": "/x"}],
+            "ips": [{"address": "10.244.0.5/24", "gateway": "10.244.0.1", "interface": 0}], "dns": {}}
+    conf = {"cniVersion": "1.0.0", "name": "multinet", "type": "multinet-cni", "socket": str(socket),
+            "prevResult": prev}
+    env = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/x", "CNI_IFNAME": "eth0", "CNI_PATH": str(bin_dir)}
+    proc = subprocess.run([str(bin_dir / "multinet-cni")], input=json.dumps(conf).encode(),
+                          env={"CNI_COMMAND": "DEL", **env}, capture_output=True, timeout=30)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert proc.returncode == 0  # no agent: DEL is done (spec: DEL must not fail on what is gone)
+    code, out = plugin(bin_dir, "CHECK", conf, **env)
+    assert (code, out["code"]) == (1, 11)  # no agent: try again later, not a crash
+
+
 def test_plugin_owns_nothing_outside_its_bundle(installed: tuple[Path, Path, Path]) -> None:
     """The bundle holds its own interpreter, libraries and modules: no path of the
     installing Python's prefix or of this checkout appears in the launcher or the bundle's entry."""

@@ -38,19 +38,39 @@ BUNDLES = f".{PLUGIN}"
 CONFLIST = "00-multinet.conflist"
 
 # Run by the image's interpreter with -S -E, as the installed plugin runs: every
-# verb once, so every module a verb imports is loaded; prints the loaded files.
+# verb once (with and without a prevResult, as runtimes send DEL and CHECK),
+# then every module the loaded package files name in an import statement,
+# function-level ones included (the shim imports some only on the path that
+# needs them); prints the files of everything loaded.
 PROBE = r"""
-import io, json, sys
+import ast, importlib, io, json, os, sys
 from cni import shim
 env = {"CNI_CONTAINERID": "probe", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
        "CNI_PATH": "/nonexistent", "CNI_ARGS": "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;K8S_POD_UID=c"}
 conf = {"cniVersion": "1.1.0", "name": "probe", "type": "multinet-cni", "socket": "/nonexistent/agent.sock"}
-calls = [(verb, json.dumps(conf).encode()) for verb in ("VERSION", "ADD", "DEL", "CHECK", "STATUS", "GC")]
+prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": "0a:00:00:00:00:01", "sandbox": "/x"}],
+        "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 0}],
+        "routes": [{"dst": "0.0.0.0/0"}], "dns": {}}
+calls = [(verb, json.dumps(c).encode()) for verb in ("VERSION", "ADD", "DEL", "CHECK", "STATUS", "GC")
+         for c in (conf, {**conf, "prevResult": prev})]
 for verb, stdin in [*calls, ("ADD", b"{not json")]:
     try:
         shim.run({**env, "CNI_COMMAND": verb}, stdin, io.StringIO())
     except Exception:  # only the imports matter here, not how the verb ends
         pass
+root = os.path.dirname(os.path.dirname(shim.__file__))
+for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None) or ""
+    if not path.startswith(root + os.sep) or not path.endswith(".py"):
+        continue
+    for node in ast.walk(ast.parse(open(path).read())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # annotation-only names of optional packages
 files = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
 print(json.dumps(sorted({f for f in files if f})))
 """
