@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def install(bin_dir: Path, conf_dir: Path, socket: Path) -> subprocess.Completed
                            "--socket", str(socket)], capture_output=True, text=True, timeout=120)
 
 
-def plugin(bin_dir: Path, command: str, stdin: dict[str, object], **env: str) -> tuple[int, dict[str, object]]:
+def plugin(bin_dir: Path, command: str, stdin: Mapping[str, object], **env: str) -> tuple[int, dict[str, object]]:
     """Run the installed plugin with only the CNI variables, as a runtime does."""
     proc = subprocess.run([str(bin_dir / "multinet-cni")], input=json.dumps(stdin).encode(),
                           env={"CNI_COMMAND": command, **env}, capture_output=True, timeout=30)
