@@ -25,7 +25,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from multinet.cluster import addon, pki
+from kube import pki
+from multinet.cluster import addon
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.kubeconfig import write_kubeconfig
 from tests.conftest import require_root
