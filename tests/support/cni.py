@@ -133,7 +133,8 @@ class AgentProcess:
             time.sleep(0.2)
         raise TimeoutError(f"agent not ready: {self.log.read_text()[-2000:]}")
 
-    def conf(self, version: str = "1.1.0", **extra: Any) -> dict[str, Any]:
+    def conf(self, version: str = "1.1.0", /, **extra: Any) -> dict[str, Any]:
+        # version is positional only: every keyword is a key of the network config.
         return {"cniVersion": version, "name": "multinet", "type": "multinet-cni", "socket": str(self.socket), **extra}
 
     def wait_exit(self, timeout: float = 30.0) -> int:
