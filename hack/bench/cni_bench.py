@@ -119,7 +119,7 @@ def _ok(result: testing.PluginResult) -> None:
 def reference_run(host: str, work: Path, pods: int, secondaries: int, netns: testing.Namespaces) -> dict[str, Any]:
     """bridge + host-local, once per interface (eth0 + each secondary), as a
     runtime (or Multus) would call them for the same interfaces."""
-    confs = []
+    confs: list[dict[str, Any]] = []
     for n in range(secondaries + 1):
         confs.append({
             "cniVersion": "1.0.0", "name": f"{PREFIX}ref{n}", "type": "bridge",

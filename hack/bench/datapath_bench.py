@@ -172,7 +172,7 @@ def main() -> int:
         routes = {n: compile_remote_routes(objs, n, vteps, {NET: NET_ID}) for n in ("n1", "n2")}
         dps["n1"].replace_state(routes["n1"])
         # 10,000 peers allowed to the guarded server's iperf port (the client among them).
-        peers = [{"ipBlock": {"cidr": f"10.{60 + i // 65536}.{(i // 256) % 256}.{i % 256}/32"}}
+        peers: list[dict[str, Any]] = [{"ipBlock": {"cidr": f"10.{60 + i // 65536}.{(i // 256) % 256}.{i % 256}/32"}}
                  for i in range(args.peers - 1)]
         peers.append({"podSelector": {"matchLabels": {"app": "client"}}})
         pol = {"metadata": {"name": "big", "namespace": "bench", "annotations": {POD_NETWORK_ANNOTATION: NET}},

@@ -69,15 +69,18 @@ def one_by_one(core: client.CoreV1Api, count: int, networks: int, label: str) ->
     latencies = []
     for i in range(count):
         name = f"{label}-{i:03d}"
-        w = watch.Watch()  # type: ignore[no-untyped-call]
-        stream = w.stream(core.list_namespaced_pod, NAMESPACE,  # type: ignore[no-untyped-call]
+        w = watch.Watch()
+        stream = w.stream(core.list_namespaced_pod, NAMESPACE,
                           field_selector=f"metadata.name={name}", timeout_seconds=300)
         start = time.perf_counter()
-        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]
+        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         for event in stream:
+            # The client yields None for a blank line of the stream; bookmarks are not asked for.
+            if event is None or event["type"] == "BOOKMARK":
+                continue
             if ready(event["object"]):
                 latencies.append(time.perf_counter() - start)
-                w.stop()  # type: ignore[no-untyped-call]
+                w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
         if len(latencies) != i + 1:
             raise SystemExit(f"bench-nodes: {name} not Ready after 300s")
     result = {"pods": count, "secondary_networks": networks, "create_to_ready": percentiles(latencies)}
@@ -92,15 +95,19 @@ def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict
     done = threading.Event()
 
     def observe() -> None:
-        w = watch.Watch()  # type: ignore[no-untyped-call]
-        stream = w.stream(core.list_namespaced_pod, NAMESPACE,  # type: ignore[no-untyped-call]
+        w = watch.Watch()
+        stream = w.stream(core.list_namespaced_pod, NAMESPACE,
                           label_selector="app=bench", timeout_seconds=600)
         for event in stream:
+            # The client yields None for a blank line of the stream; bookmarks are not asked for.
+            if event is None or event["type"] == "BOOKMARK":
+                continue
             obj = event["object"]
+            assert obj.metadata is not None and obj.metadata.name is not None  # the apiserver names every pod
             if ready(obj) and obj.metadata.name not in became:
                 became[obj.metadata.name] = time.perf_counter()
                 if len(became) == count:
-                    w.stop()  # type: ignore[no-untyped-call]
+                    w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
         done.set()
 
     watcher = threading.Thread(target=observe, daemon=True)
@@ -110,7 +117,7 @@ def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict
     for i in range(count):
         name = f"{label}-{i:03d}"
         created[name] = time.perf_counter()
-        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]
+        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     create_s = time.perf_counter() - start  # admission webhooks included
     if not done.wait(600):
         raise SystemExit(f"bench-nodes: {label}: only {len(became)}/{count} pods Ready after 600s")
@@ -232,9 +239,9 @@ def bench(env: dict[str, str], state: Path, pods: int) -> dict[str, Any]:
     plane = ControlPlane(Layout(state / "cluster"))
     os.environ["MULTINET_STATE"] = str(state)  # Nodes names its namespaces as the CLI did
     plans = Nodes(plane).plans()
-    api = config.new_client_from_config(str(plane.layout.admin_kubeconfig))  # type: ignore[no-untyped-call]
+    api = config.new_client_from_config(str(plane.layout.admin_kubeconfig))
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
+    core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     while not core.list_namespaced_service_account(NAMESPACE).items:  # pods need the default account
         time.sleep(0.2)
     setup_networks(api)

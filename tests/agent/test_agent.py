@@ -89,7 +89,7 @@ def test_three_secondary_networks(node: Node, networks: dict[str, str], api: cli
 
     def reported() -> Any:
         p = core.read_namespaced_pod(pod[1], pod[0])
-        conditions = {c.type: c.status for c in p.status.conditions or []}
+        conditions = {c.type: c.status for c in (p.status.conditions if p.status is not None else None) or []}
         return p if conditions.get(READINESS_CONDITION) == "True" else None
 
     p = wait_for("the pod's readiness condition", reported, timeout=20.0)

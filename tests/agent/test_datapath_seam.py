@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -46,7 +47,7 @@ class RecordingDatapath:
 
 
 @pytest.fixture(scope="module")
-def cluster(api: client.ApiClient, crds: list[str]) -> Iterator[dict]:
+def cluster(api: client.ApiClient, crds: list[str]) -> Iterator[dict[str, Any]]:
     objects = testing.ClusterObjects(api, PREFIX)
     netns = testing.Namespaces(PREFIX)
     pods = None
@@ -67,7 +68,7 @@ def cluster(api: client.ApiClient, crds: list[str]) -> Iterator[dict]:
         netns.close()
 
 
-def make_agent(cluster: dict, tmp_path: Path, datapath: RecordingDatapath) -> tuple[Agent, str]:
+def make_agent(cluster: dict[str, Any], tmp_path: Path, datapath: RecordingDatapath) -> tuple[Agent, str]:
     ipu = cluster["netns"].new("ipu")
     config = NodeConfig(node=cluster["node"], state_dir=tmp_path / "state", ipu_netns=ipu,
                         host_netns=cluster["netns"].new("host"), link_prefix=PREFIX,
@@ -75,12 +76,12 @@ def make_agent(cluster: dict, tmp_path: Path, datapath: RecordingDatapath) -> tu
     return Agent(config, cluster["pods"], None, datapath), ipu
 
 
-def request(command: str, container: str, netns: str, pod: tuple[str, str, str]) -> tuple[dict, str]:
+def request(command: str, container: str, netns: str, pod: tuple[str, str, str]) -> tuple[dict[str, Any], str]:
     env = testing.cni_env(command, container, netns, pod=pod)
     return env, json.dumps({"cniVersion": "1.1.0", "name": "multinet", "type": "multinet-cni"})
 
 
-def test_ports_attached_and_detached(cluster: dict, tmp_path: Path) -> None:
+def test_ports_attached_and_detached(cluster: dict[str, Any], tmp_path: Path) -> None:
     datapath = RecordingDatapath()
     agent, ipu = make_agent(cluster, tmp_path, datapath)
     pod_ns = cluster["netns"].new("pod")
@@ -100,7 +101,7 @@ def test_ports_attached_and_detached(cluster: dict, tmp_path: Path) -> None:
     assert datapath.detached == datapath.attached
 
 
-def test_datapath_failure_rolls_back_the_add(cluster: dict, tmp_path: Path) -> None:
+def test_datapath_failure_rolls_back_the_add(cluster: dict[str, Any], tmp_path: Path) -> None:
     datapath = RecordingDatapath(fail_on="net1")
     agent, ipu = make_agent(cluster, tmp_path, datapath)
     pod_ns = cluster["netns"].new("pod")
@@ -114,7 +115,7 @@ def test_datapath_failure_rolls_back_the_add(cluster: dict, tmp_path: Path) -> N
     assert list((tmp_path / "state").glob("*.json")) == []
 
 
-def test_del_after_the_pod_namespace_is_gone(cluster: dict, tmp_path: Path) -> None:
+def test_del_after_the_pod_namespace_is_gone(cluster: dict[str, Any], tmp_path: Path) -> None:
     datapath = RecordingDatapath()
     agent, ipu = make_agent(cluster, tmp_path, datapath)
     pod_ns = cluster["netns"].new("pod")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cni.spec import CniError
 from tests.support.cni import TEST_PREFIX as PREFIX
 from tests.support.cni import Node, alloc, link
 
@@ -26,7 +28,7 @@ def reserved(ipam_dir: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.1.0"])
-def test_delegated_eth0(delegating_node: Node, network: str, primary: dict, version: str) -> None:
+def test_delegated_eth0(delegating_node: Node, network: str, primary: dict[str, Any], version: str) -> None:
     node = delegating_node
     pod_ns = node.netns.new("pod")
     pod = node.pod(f"deleg{version.replace('.', '')}", [alloc(network, "net1", ["10.34.0.5/24"], gw4=False)])
@@ -55,7 +57,7 @@ def test_delegated_eth0(delegating_node: Node, network: str, primary: dict, vers
     assert node.cni("DEL", pod_ns, pod, container, version).exit == 0
 
 
-def test_status_reports_missing_primary(delegating_node: Node, primary: dict) -> None:
+def test_status_reports_missing_primary(delegating_node: Node, primary: dict[str, Any]) -> None:
     from tests.support import cni as testing
 
     status = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"}
@@ -74,7 +76,7 @@ def test_status_reports_missing_primary(delegating_node: Node, primary: dict) ->
         hidden.rename(conf)
 
 
-def calls(bin_dir: Path, command: str) -> list[dict]:
+def calls(bin_dir: Path, command: str) -> list[dict[str, Any]]:
     import json
 
     lines = (bin_dir / "calls.jsonl").read_text().splitlines() if (bin_dir / "calls.jsonl").exists() else []
@@ -131,7 +133,7 @@ def test_primary_list_flags_and_version(tmp_path: Path) -> None:
     # The plugin binary does not exist: reaching it would raise.
     assert delegate.run_chain("CHECK", conf, inv, {"interfaces": []}) is None
     assert delegate.run_network_verb("GC", conf, ("/nonexistent",), None, {}) == []
-    with pytest.raises(delegate.CniError):
+    with pytest.raises(CniError):
         delegate.run_network_verb("STATUS", conf, ("/nonexistent",), None, {})
 
 

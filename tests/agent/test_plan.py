@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from podnetwork.allocations import parse_allocations
 from podnetwork.params import parse_params
 
 
-def entry(**over: object) -> dict:
+def entry(**over: object) -> dict[str, Any]:
     base = {"podNetworkName": "n", "interfaceName": "net1", "networkId": 7, "ips": ["10.0.0.5/24"],
             "isDefaultGW4": False, "isDefaultGW6": False}
     base.update(over)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.support.cni import Node, alloc, link
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
 
-def records(node: Node) -> list[dict]:
+def records(node: Node) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in node.agent.state_dir.glob("*.json")]
 
 

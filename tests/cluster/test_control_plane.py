@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kube import pki
 from multinet.cluster.control_plane import ControlPlane
@@ -27,7 +28,7 @@ def api(kubeconfig: Path) -> client.ApiClient:
 
 
 @pytest.fixture(scope="module")
-def widget_crd(kubeconfig: Path) -> str:
+def widget_crd(kubeconfig: Path) -> Iterator[str]:
     """A throwaway CRD, cluster-wide, removed after the module."""
     ext = client.ApiextensionsV1Api(api(kubeconfig))
     name = f"widgets.{CRD_GROUP}"
@@ -49,14 +50,15 @@ def widget_crd(kubeconfig: Path) -> str:
         },
     }
     try:
-        ext.create_custom_resource_definition(body)
+        ext.create_custom_resource_definition(body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     except ApiException as err:
         if err.status != 409:
             raise
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         crd = ext.read_custom_resource_definition(name)
-        conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+        listed_conditions = crd.status.conditions if crd.status is not None else None
+        conditions = {c.type: c.status for c in (listed_conditions or [])}
         if conditions.get("Established") == "True":
             break
         time.sleep(0.2)
@@ -82,9 +84,10 @@ def test_crd_create_get_watch(kubeconfig: Path, widget_crd: str) -> None:
         custom.list_namespaced_custom_object, CRD_GROUP, "v1", "default", "widgets",
         resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=20,
     ):
+        assert event is not None and event["type"] != "BOOKMARK"  # no blank line, no bookmark asked for
         seen.append((event["type"], event["object"]["metadata"]["name"]))
         if seen[-1] == ("ADDED", name):
-            stream.stop()
+            stream.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
     assert ("ADDED", name) in seen
     custom.delete_namespaced_custom_object(CRD_GROUP, "v1", "default", "widgets", name)
 
@@ -99,6 +102,7 @@ def test_rbac_denies_unprivileged_client_cert(control_plane: ControlPlane, tmp_p
     with pytest.raises(ApiException) as denied:
         core.list_namespaced_secret("kube-system")
     assert denied.value.status == 403
+    assert denied.value.body is not None
     assert "multinet-test-nobody" in denied.value.body  # authenticated, then refused
 
 
@@ -106,9 +110,10 @@ def test_garbage_collector_deletes_dependents(kubeconfig: Path) -> None:
     core = client.CoreV1Api(api(kubeconfig))
     suffix = uuid.uuid4().hex[:8]
     owner = core.create_namespaced_config_map(
-        "default", {"metadata": {"name": f"owner-{suffix}"}, "data": {"a": "1"}}
+        "default", {"metadata": {"name": f"owner-{suffix}"}, "data": {"a": "1"}}  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     )
-    core.create_namespaced_config_map("default", {
+    assert owner.metadata is not None and owner.metadata.name is not None
+    core.create_namespaced_config_map("default", {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {
             "name": f"dependent-{suffix}",
             "ownerReferences": [{
@@ -133,11 +138,11 @@ def test_service_account_token_controller(kubeconfig: Path) -> None:
     """A new namespace gets its `default` ServiceAccount from the controller-manager."""
     core = client.CoreV1Api(api(kubeconfig))
     ns = f"mn-sa-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespace({"metadata": {"name": ns}})  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(ns).items):
+            if any(sa.metadata is not None and sa.metadata.name == "default" for sa in core.list_namespaced_service_account(ns).items):
                 return
             time.sleep(0.5)
         pytest.fail("no default ServiceAccount appeared")

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,7 +29,7 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install(tmp_path_factory.mktemp("bin"))
 
 
-def run(plugin: Path, env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, object], str]:
+def run(plugin: Path, env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, Any], str]:
     proc = subprocess.run([str(plugin)], input=stdin, env={"PATH": os.environ["PATH"], **env},
                           capture_output=True, timeout=60)
     out = json.loads(proc.stdout) if proc.stdout.strip() else {}

@@ -126,7 +126,8 @@ def test_new_verbs_need_1_1(command: str, version: str) -> None:
 def test_gc_needs_cni_path_and_valid_attachment_shape() -> None:
     env = {"CNI_COMMAND": "GC"}
     assert invoke(env, conf())[1]["code"] == 4
-    bad = conf(**{"cni.dev/valid-attachments": [{"containerID": 5}]})
+    attachments: dict[str, Any] = {"cni.dev/valid-attachments": [{"containerID": 5}]}
+    bad = conf(**attachments)
     exit_code, out = invoke({**env, "CNI_PATH": "/usr/lib/cni"}, bad)
     assert out["code"] == 7 and "cni.dev/valid-attachments[0]" in out["msg"]
 

@@ -133,7 +133,8 @@ class AgentProcess:
             time.sleep(0.2)
         raise TimeoutError(f"agent not ready: {self.log.read_text()[-2000:]}")
 
-    def conf(self, version: str = "1.1.0", **extra: Any) -> dict[str, Any]:
+    def conf(self, version: str = "1.1.0", /, **extra: Any) -> dict[str, Any]:
+        # version is positional only: every keyword is a key of the network config.
         return {"cniVersion": version, "name": "multinet", "type": "multinet-cni", "socket": str(self.socket), **extra}
 
     def wait_exit(self, timeout: float = 30.0) -> int:
@@ -172,7 +173,7 @@ def ensure_crds(api: client.ApiClient) -> list[str]:
             if err.status != 404:
                 raise
         try:
-            ext.create_custom_resource_definition(crd)
+            ext.create_custom_resource_definition(crd)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         except ApiException as err:
             if err.status != 409:  # created meanwhile by another test run
                 raise
@@ -186,7 +187,8 @@ def ensure_crds(api: client.ApiClient) -> list[str]:
 def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> None:
     for _ in range(100):
         crd = ext.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+        conditions = crd.status.conditions if crd.status is not None else None
+        if any(c.type == "Established" and c.status == "True" for c in conditions or []):
             return
         time.sleep(0.1)
     raise TimeoutError(f"CRD {name} not established")
@@ -199,7 +201,7 @@ def _retrying(call: Any, attempts: int = 5) -> Any:
         try:
             return call()
         except ApiException as err:
-            if attempt == attempts - 1 or not (err.status == 429 or err.status >= 500):
+            if attempt == attempts - 1 or not (err.status == 429 or (err.status is not None and err.status >= 500)):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
@@ -216,20 +218,20 @@ class ClusterObjects:
 
     def namespace(self) -> str:
         name = f"{self.prefix}-{secrets.token_hex(3)}"
-        self.core.create_namespace({"metadata": {"name": name}})
+        self.core.create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         self._undo.append(lambda: self.core.delete_namespace(name))
         # Pods are refused until the controller manager made the namespace's
         # default service account (a test that creates a pod at once would flake).
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if any(sa.metadata.name == "default" for sa in self.core.list_namespaced_service_account(name).items):
+            if any(sa.metadata is not None and sa.metadata.name == "default" for sa in self.core.list_namespaced_service_account(name).items):
                 break
             time.sleep(0.1)
         return name
 
     def node(self) -> str:
         name = f"{self.prefix}-node-{secrets.token_hex(3)}"
-        self.core.create_node({"metadata": {"name": name}})
+        self.core.create_node({"metadata": {"name": name}})  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         self._undo.append(lambda: self.core.delete_node(name))
         return name
 
@@ -276,7 +278,7 @@ class ClusterObjects:
                 "tolerations": [{"operator": "Exists"}],
             },
         }
-        pod = _retrying(lambda: self.core.create_namespaced_pod(namespace, body))
+        pod = _retrying(lambda: self.core.create_namespaced_pod(namespace, body))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         # No kubelet confirms a graceful deletion here: delete at once.
         self._undo.append(lambda: self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
         if allocations is not None:
@@ -286,7 +288,7 @@ class ClusterObjects:
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         # Raw response: the client's Binding model fails to read the empty reply.
-        _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))
+        _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))  # type: ignore[arg-type, call-arg]  # kubernetes-stubs: a body may be a plain dict, and _preload_content is a real keyword of every call
         return str(pod.metadata.uid)
 
     def close(self) -> None:
