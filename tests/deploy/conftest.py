@@ -41,7 +41,7 @@ def api_client(kubeconfig: str) -> Any:
     """An API client for `kubeconfig`, untyped: the tests build bodies as plain dicts."""
     from kubernetes import config
 
-    return config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+    return config.new_client_from_config(kubeconfig)
 
 
 def core_api(api: Any) -> Any:
