@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ipu.set_defaults(func=run_ipu)
 
     trace = subparsers.add_parser("trace", help="explain what the pipeline does to a described packet")
-    trace.add_argument("--target", action="append", required=True, metavar="HOST:PORT",
-                       help="P4Runtime target(s) to read entries from; the first is the packet's node")
+    trace.add_argument("--target", action="append", required=True, metavar="[VTEP=]HOST:PORT",
+                       help="P4Runtime target(s) to read entries from, one per node; the first is the packet's "
+                            "node. VTEP: the node's underlay address, which tunnels name (inferred when omitted)")
     trace.add_argument("--device-id", type=int, default=1)
     trace.add_argument("--network", type=int, required=True, help="network id")
     trace.add_argument("--src", required=True)
@@ -94,22 +95,37 @@ def run_ipu(args: argparse.Namespace) -> int:
 
 def run_trace(args: argparse.Namespace) -> int:
     from datapath.client.p4rt import P4RuntimeClient
-    from datapath.entries import ip
+    from datapath.entries import Entry, ip, version_of
     from datapath.trace import Packet, trace
 
-    tables = []
-    for address in args.target:
+    try:
+        version = version_of(args.src)
+        if version_of(args.dst) != version:
+            raise ValueError("one address family for both")
+    except ValueError as err:
+        print(f"--src, --dst: {err}", file=sys.stderr)
+        return 2
+    tables: list[list[Entry]] = []
+    vteps: list[int | None] = []
+    for given in args.target:
+        vtep, _, address = given.rpartition("=")
+        try:
+            vteps.append(ip(vtep) if vtep else None)
+        except ValueError:
+            print(f"--target {given!r}: {vtep!r} is not an address", file=sys.stderr)
+            return 2
         # Reading needs no arbitration: trace never disturbs the agent's session.
         client = P4RuntimeClient(address, args.device_id)
         client.open()
         tables.append(client.read())
         client.close()
-    proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}[args.proto]
-    result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport), tables[0], tables[1:])
+    proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1 if version == 4 else 58}[args.proto]
+    result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport, version), tables[0],
+                   tables[1:], vteps[1:])
     if args.json:
         print(json.dumps({"verdict": result.verdict, "steps": list(result.steps)}, indent=2))
     else:
         for step in result.steps:
             print(step)
         print(f"verdict: {result.verdict}")
-    return 0 if result.verdict != "error" else 1
+    return 0 if result.verdict != "unknown" else 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from agent.compile.objects import Obj, is_ipv4, pod_addresses, running
-from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix, version_of
+from datapath.pipeline import family_table
 
 
 def compile_remote_routes(pods: Iterable[Obj], node_name: str, node_vteps: Mapping[str, str],
                           networks: Mapping[str, int]) -> list[Entry]:
-    """A /32 route through the network's tunnel for every address of a pod on another node."""
+    """A host route (/32, /128) through the network's tunnel for every address of a pod on another node;
+    IPv6 rides the IPv4 underlay, so both point at the node's IPv4 VTEP."""
     out: dict[object, Entry] = {}
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName")
@@ -20,7 +22,8 @@ def compile_remote_routes(pods: Iterable[Obj], node_name: str, node_vteps: Mappi
             if network not in networks:
                 continue
             for address in addresses:
-                e = entry("route", {"network_id": Exact(networks[network]), "dst": prefix(f"{address}/32")},
+                e = entry(family_table("route", version_of(address)),
+                          {"network_id": Exact(networks[network]), "dst": prefix(address)},
                           ActionCall("to_tunnel", (ip(node_vteps[node]),)))
                 out[e.key] = e
     return list(out.values())

@@ -65,7 +65,7 @@ class Env:
         self.datapaths[node] = dp
         return dp
 
-    def pod(self, node: str, name: str, network_id: int, cidr: str, **kw: object) -> Pod:
+    def pod(self, node: str, name: str, network_id: int, cidr: str | tuple[str, ...], **kw: object) -> Pod:
         pod = self.testbed.add_pod(self.testbed.nodes[node], name, network_id, cidr, **kw)  # type: ignore[arg-type]
         self.datapaths[node].attach(pod.attachment)
         return pod

@@ -26,29 +26,40 @@ class Pod:
 
     @property
     def ip(self) -> str:
+        """The pod's first address (IPv4 on a dual-stack pod)."""
         return self.attachment.ips[0].split("/")[0]
+
+    @property
+    def ip6(self) -> str:
+        """The pod's IPv6 address."""
+        return next(a.split("/")[0] for a in self.attachment.ips if ":" in a)
 
 
 @dataclass
 class Testbed(Topology):
     pods: dict[str, Pod] = field(default_factory=dict)
 
-    def add_pod(self, node: Node, name: str, network_id: int, cidr: str, network: str = "",
-                namespace: str = "default", interface: str = "net1", extra_routes: tuple[str, ...] = ()) -> Pod:
-        """A pod namespace with one secondary interface on `network_id`; on-link
-        routes for its subnet and `extra_routes` (e.g. the network's service range)."""
+    def add_pod(self, node: Node, name: str, network_id: int, cidr: str | tuple[str, ...], network: str = "",
+                namespace: str = "default", interface: str = "net1", extra_routes: tuple[str, ...] = (),
+                gateways: tuple[str, ...] = ()) -> Pod:
+        """A pod namespace with one secondary interface on `network_id` and the
+        address(es) `cidr` (one per family for dual stack; IPv6 without DAD,
+        as the agent adds them); on-link routes for its subnets and
+        `extra_routes` (e.g. the network's service ranges)."""
         netns = f"{self.prefix}{name}"
+        cidrs = (cidr,) if isinstance(cidr, str) else cidr
         self.add_namespace(netns)
         rep = self.link_name("r")
         sh("ip", "-n", netns, "link", "add", interface, "type", "veth", "peer", "name", rep, "netns", node.ipu_ns)
-        sh("ip", "-n", netns, "addr", "add", cidr, "dev", interface)
+        for address in cidrs:
+            sh("ip", "-n", netns, "addr", "add", address, "dev", interface, *(("nodad",) if ":" in address else ()))
         sh("ip", "-n", netns, "link", "set", interface, "up")
         for route in extra_routes:
             sh("ip", "-n", netns, "route", "add", route, "dev", interface)
         attachment = PortAttachment(
             pod_uid=str(uuid.uuid4()), namespace=namespace, pod_name=name, network=network or f"net{network_id}",
-            network_id=NetworkId(network_id), interface=interface, representor=rep, ips=(cidr,),
-            mac=_mac_in(netns, interface), mtu=1500,
+            network_id=NetworkId(network_id), interface=interface, representor=rep, ips=cidrs,
+            mac=_mac_in(netns, interface), mtu=1500, gateways=gateways,
         )
         pod = self.pods[name] = Pod(name, netns, node, attachment)
         return pod
