@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
@@ -233,11 +233,15 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
                         rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
                 frozen = frozenset(rules)
                 gid = groups.id(frozen, direction)
+                # The entry's cookie names the policies selecting the pod, so the
+                # target's /metrics can credit each with its group's verdicts.
+                names = ",".join(sorted(f"{meta(p).get('namespace', '')}/{meta(p).get('name', '')}"
+                                        for p in selecting)).encode()
                 for address in pod.addresses:
                     table = family_table("policy_pod", ipaddress.ip_address(address).version)
                     e = entry(table, {"network_id": Exact(networks[network]), "direction": Exact(direction),
                                       "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
-                    out[e.key] = e
+                    out[e.key] = replace(e, metadata=names)
                 for e in rule_entries(direction, gid, frozen):
                     out[e.key] = e
     return list(out.values())

@@ -16,6 +16,7 @@ import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code
 from grpc_status import rpc_status as grpc_rpc_status
 
+from datapath.client import metrics
 from datapath.entries import Entry, decode, encode
 from datapath.pipeline import PIPELINE, Pipeline, p4info
 
@@ -209,10 +210,20 @@ class P4RuntimeClient:
             if op == DELETE:
                 te.ClearField("action")
             u.entity.table_entry.CopyFrom(te)
+        start = time.monotonic()
         try:
             self._stub().Write(req)
         except grpc.RpcError as err:
-            raise _write_error(err, len(updates)) from err
+            failure = _write_error(err, len(updates))
+            metrics.WRITES.labels(result="error").inc()
+            for refused in failure.errors if isinstance(failure, WriteError) else ():
+                metrics.ERRORS.labels(code=refused.code_name).inc()
+            raise failure from err
+        finally:
+            metrics.SECONDS.observe(time.monotonic() - start)
+        metrics.WRITES.labels(result="ok").inc()
+        for op, e in updates:
+            metrics.UPDATES.labels(type=op, table=e.table).inc()
 
     def read(self, table: str | None = None, counters: bool = False) -> list[Entry]:
         """All entries of one table, or of every table (wildcard read)."""

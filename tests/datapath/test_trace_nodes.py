@@ -69,12 +69,12 @@ def test_trace_follows_tunnels_across_three_nodes_as_the_kernel_does(env: Env) -
     # The command, with the VTEPs given for two nodes and inferred for none:
     # a1 (n1) to c1 (n3) is allowed, b1 (n2) to c1 is not.
     n1, n2, n3 = (env.targets[n] for n in ("n1", "n2", "n3"))
-    for src, verdict in (("a1", "allow"), ("b1", "deny")):
-        first = env.targets[pods[src].node.name]
+    for name, verdict in (("a1", "allow"), ("b1", "deny")):
+        first = env.targets[pods[name].node.name]
         rest = [t for t in (n1, n2, n3) if t is not first]
         argv = [sys.executable, "-m", "multinet.cli", "trace", "--target", first.address,
                 *(a for t in rest for a in ("--target", f"{t.node.vtep}={t.address}")),
-                "--network", str(NET_ID), "--src", pods[src].ip, "--dst", pods["c1"].ip, "--dport", "8080", "--json"]
+                "--network", str(NET_ID), "--src", pods[name].ip, "--dst", pods["c1"].ip, "--dport", "8080", "--json"]
         out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
         assert out["verdict"] == verdict, out
         assert any(f"remote route at {n3.node.vtep}: hit" in s for s in out["steps"]), out

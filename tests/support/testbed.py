@@ -77,6 +77,7 @@ class Target:
     address: str
     process: subprocess.Popen[bytes]
     log_path: str
+    metrics_url: str | None = None  # its /metrics, when started with a metrics port
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -89,12 +90,16 @@ class Target:
 
 
 def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
-                 sizes: dict[str, int] | None = None) -> Target:
-    """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace)."""
+                 sizes: dict[str, int] | None = None, metrics_port: int | None = None) -> Target:
+    """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace,
+    and serving /metrics on metrics_port when given)."""
     argv = [python, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
             "--prefix", prefix, "--vtep", node.vtep, "--underlay", UNDERLAY_LINK]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
     for table, size in (sizes or {}).items():
         argv += ["--size", f"{table}={size}"]
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    return Target(node, f"127.0.0.1:{port}", process, log_path)
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port is not None else None
+    return Target(node, f"127.0.0.1:{port}", process, log_path, metrics)
