@@ -298,7 +298,7 @@ def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> Action
     return ActionCall(a.name, tuple(values), weight)
 
 
-_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer"}
+_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer", "vtep"}
 _ADDRESS_PARAMS = {("to_tunnel", 0): 32, ("dnat", 0): 32, ("dnat6", 0): 128}
 
 

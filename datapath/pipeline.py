@@ -128,6 +128,11 @@ _ACTIONS = (
     # miss does nothing here and later stages decide (no route: dropped; no
     # policy_pod entry: not isolated; no allowing rule: denied).
     Action(NO_ACTION, _ACTION_PREFIX | 9),
+    # Address-less (layer 2) networks: the port is bridged into its network's
+    # segment instead of routed, and unknown/broadcast/multicast frames are
+    # replicated to each remote VTEP of the segment (head-end replication).
+    Action("set_bridge", _ACTION_PREFIX | 11, (Param("network_id", 1, _NET),)),
+    Action("replicate", _ACTION_PREFIX | 12),
 )
 
 DEFAULT_SIZES: Mapping[str, int] = {
@@ -142,6 +147,7 @@ DEFAULT_SIZES: Mapping[str, int] = {
     "service6": 16384,
     "policy_pod6": 16384,
     "policy_rule6": 262144,
+    "flood": 65536,
 }
 
 # The tables of each family: the IPv6 table of an IPv4 one is named with a "6".
@@ -167,12 +173,15 @@ def pipeline(sizes: Mapping[str, int] | None = None, max_group_size: int = 256) 
         raise ValueError(f"sizes: unknown tables {sorted(unknown)}")
     t = _TABLE_PREFIX
     # Port -> network: which network a representor's packets belong to.
-    port = Table("port", t | 1, (Field("port", 1, 32, "exact", string=True),), ("set_port",), s["port"])
+    port = Table("port", t | 1, (Field("port", 1, 32, "exact", string=True),), ("set_port", "set_bridge"), s["port"])
+    # Head-end replication of a layer 2 segment: one entry per remote VTEP.
+    flood = Table("flood", t | 12, (Field("network_id", 1, _NET, "exact"), Field("vtep", 2, 32, "exact")),
+                  ("replicate",), s["flood"])
     v4 = _family_tables(4, s, max_group_size, {"route": 2, "neighbor": 3, "service": 4, "policy_pod": 5,
                                                "policy_rule": 6})
     v6 = _family_tables(6, s, max_group_size, {"route": 7, "neighbor": 8, "service": 9, "policy_pod": 10,
                                                "policy_rule": 11})
-    tables = (port, *v4, *v6)
+    tables = (port, *v4, *v6, flood)
     return Pipeline("multinet_ipu", tables, _ACTIONS)
 
 

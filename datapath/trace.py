@@ -210,6 +210,12 @@ def _neighbor(w: Walk) -> None:
         w.steps.append(f"neighbor: hit {describe(found)}")
 
 
+@step("flood")
+def _flood(w: Walk) -> None:
+    """Layer 2 segments (address-less networks) are bridged: the trace follows
+    addressed packets, which never meet this table."""
+
+
 # --- the order the IPU applies them -------------------------------------------------------
 
 # After service DNAT, each (backend) packet goes through these, at the source's

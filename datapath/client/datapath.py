@@ -29,7 +29,9 @@ def port_entries(port: PortAttachment) -> list[Entry]:
     are answered by proxy ARP) and packets to the gateway itself die, as
     IPv4 ones do in the network's tunnel."""
     net = int(port.network_id)
-    out = [entry("port", {"port": Exact(port.representor)}, ActionCall("set_port", (net,)))]
+    # A port without addresses is on a layer 2 (address-less) network: bridged, not routed.
+    join = "set_port" if port.ips else "set_bridge"
+    out = [entry("port", {"port": Exact(port.representor)}, ActionCall(join, (net,)))]
     for cidr in port.ips:
         address = cidr.split("/")[0]
         v = version_of(address)

@@ -55,7 +55,7 @@ class Env:
     def start(self, node: Node) -> Target:
         target = start_target(node, free_port(), PREFIX, str(self.logs / f"{node.name}.log"), sys.executable,
                               self.sizes, metrics_port=free_port())
-        wait_for(target.address)
+        wait_for(target.address, timeout=120)  # several runs share a small machine
         self.targets[node.name] = target
         return target
 

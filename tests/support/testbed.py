@@ -41,16 +41,17 @@ class Testbed(Topology):
 
     def add_pod(self, node: Node, name: str, network_id: int, cidr: str | tuple[str, ...], network: str = "",
                 namespace: str = "default", interface: str = "net1", extra_routes: tuple[str, ...] = (),
-                gateways: tuple[str, ...] = ()) -> Pod:
+                gateways: tuple[str, ...] = (), mtu: int = 1500) -> Pod:
         """A pod namespace with one secondary interface on `network_id` and the
-        address(es) `cidr` (one per family for dual stack; IPv6 without DAD,
-        as the agent adds them); on-link routes for its subnets and
+        address(es) `cidr` (one per family for dual stack, none for an
+        address-less network; IPv6 without DAD, as the agent adds them); on-link routes for its subnets and
         `extra_routes` (e.g. the network's service ranges)."""
         netns = f"{self.prefix}{name}"
         cidrs = (cidr,) if isinstance(cidr, str) else cidr
         self.add_namespace(netns)
         rep = self.link_name("r")
         sh("ip", "-n", netns, "link", "add", interface, "type", "veth", "peer", "name", rep, "netns", node.ipu_ns)
+        sh("ip", "-n", netns, "link", "set", interface, "mtu", str(mtu))
         for address in cidrs:
             sh("ip", "-n", netns, "addr", "add", address, "dev", interface, *(("nodad",) if ":" in address else ()))
         sh("ip", "-n", netns, "link", "set", interface, "up")
@@ -59,10 +60,15 @@ class Testbed(Topology):
         attachment = PortAttachment(
             pod_uid=str(uuid.uuid4()), namespace=namespace, pod_name=name, network=network or f"net{network_id}",
             network_id=NetworkId(network_id), interface=interface, representor=rep, ips=cidrs,
-            mac=_mac_in(netns, interface), mtu=1500, gateways=gateways,
+            mac=_mac_in(netns, interface), mtu=mtu, gateways=gateways,
         )
         pod = self.pods[name] = Pod(name, netns, node, attachment)
         return pod
+
+
+    def flush_neighbours(self, netns: str, interface: str) -> None:
+        """Forget what the pod learnt of its neighbours (both families)."""
+        sh("ip", "-n", netns, "neigh", "flush", "dev", interface)
 
 
 def _mac_in(netns: str, link: str) -> str:

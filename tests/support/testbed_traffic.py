@@ -9,9 +9,10 @@ from __future__ import annotations
 import socket
 import threading
 
-from datapath.netns import call_in
+from datapath.netns import call_in, run_in
+from tests.support.wait import wait_for
 
-__all__ = ["TcpServer", "UdpServer", "talk", "tcp_ask", "tcp_connect", "udp_ask"]
+__all__ = ["TcpServer", "UdpServer", "link_local", "talk", "tcp_ask", "tcp_connect", "udp_ask", "udp_ask_link_local"]
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -137,6 +138,33 @@ def udp_ask(netns: str, dst: str, port: int, timeout: float = 2.0) -> tuple[str,
         except OSError:
             return None
     return data.decode().split(":")[0], str(peer[0])
+
+
+def link_local(netns: str, interface: str) -> str:
+    """The interface's IPv6 link-local address, once it is no longer tentative (DAD done)."""
+    def find() -> str | None:
+        for line in run_in(netns, ["ip", "-6", "-o", "addr", "show", "dev", interface, "scope", "link"]).stdout.splitlines():
+            if "tentative" not in line:
+                return line.split()[3].split("/")[0]
+        return None
+
+    return wait_for(f"a usable link-local address on {interface} in {netns}", find, timeout=10)
+
+
+def udp_ask_link_local(netns: str, dst: str, interface: str, port: int, timeout: float = 2.0) -> str | None:
+    """One datagram to a link-local address on `interface`; the server's name, or None.
+    All of it runs in the namespace: the scope (interface index) is the namespace's."""
+    def ask() -> str | None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            try:
+                s.sendto(b"hi", (dst, port, 0, socket.if_nametoindex(interface)))
+                data, _ = s.recvfrom(4096)
+            except OSError:
+                return None
+        return data.decode().split(":")[0]
+
+    return call_in(netns, ask)
 
 
 def talk(s: socket.socket) -> str:

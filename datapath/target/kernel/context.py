@@ -102,6 +102,7 @@ class KernelContext:
         self.table = nft_table(prefix)
         self.pending = Pending()
         self._parts: dict[object, Any] = {}
+        self.layer2: set[int] = set()  # networks bridged here (segments.py), which cannot also be routed
 
     def part(self, kind: Callable[[KernelContext], S]) -> S:
         """The one instance of a piece of state that several realizers share
@@ -114,6 +115,7 @@ class KernelContext:
     def forget(self) -> None:
         """Drop all shared state (the kernel was reset) and any queued change."""
         self._parts.clear()
+        self.layer2.clear()
         self.pending = Pending()
 
     # --- kernel calls -----------------------------------------------------------

@@ -21,7 +21,7 @@ from datapath import netns as ns
 from datapath.entries import Entry, P4Error
 from datapath.pipeline import PIPELINE, Pipeline
 from datapath.target import features as feat
-from datapath.target.kernel import forwarding, policy, services  # noqa: F401  (each registers its realizers)
+from datapath.target.kernel import forwarding, policy, segments, services  # noqa: F401  (each registers its realizers)
 from datapath.target.kernel.context import (FAMILIES, REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
                                             KernelRealizer, Pending, nft, nft_table)
 from datapath.target.kernel.ruleset import empty_pipeline
@@ -73,7 +73,9 @@ class Kernel:
                              iifname=rule.get("iifname"))
         for link in ipr.get_links():
             name = link.get("ifname")
-            if name.startswith(f"{self.prefix}v") and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan":
+            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+            if (name.startswith(f"{self.prefix}v") and kind == "vxlan") or \
+                    (name.startswith(f"{self.prefix}b") and kind == "bridge"):
                 ipr.link("del", index=link["index"])
         for f in FAMILIES:
             for route in ipr.get_routes(family=f.af):

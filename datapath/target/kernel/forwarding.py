@@ -19,6 +19,7 @@ from datapath.target.kernel.context import (NUD_PERMANENT, TABLE_BASE, V6, Famil
                                             dst_of, exact, family, network_of, param, realizes, tunnel_mac)
 from datapath.target.kernel.ndproxy import NdProxy
 from datapath.target.kernel.networks import Network, Networks
+from datapath.target.kernel.segments import Segments
 
 # Per-port knobs: forwarding, proxy ARP/NDP, no reverse-path filter, and no
 # IPv4 redirects (a hairpin leaves by the port it came in; the pod must not
@@ -45,6 +46,11 @@ class PortRealizer(KernelRealizer):
             return
         link, net = str(exact(new, "port")), param(new)
         index = self.ctx.index(link)
+        if new.actions[0].name == "set_bridge":
+            if old is not None:
+                self._teardown(old)
+            self.ctx.part(Segments).join(net, link)
+            return
         n = networks.acquire(net)
         for path, value in _PORT_SYSCTLS:
             self.ctx.write_sysctl(f"net/{path.format(link)}", value)
@@ -56,6 +62,9 @@ class PortRealizer(KernelRealizer):
 
     def _teardown(self, old: Entry) -> None:
         networks, net, link = self.ctx.part(Networks), param(old), str(exact(old, "port"))
+        if old.actions[0].name == "set_bridge":
+            self.ctx.part(Segments).leave(net, link)
+            return
         self.ctx.part(NdProxy).remove_port(net, link)
         networks.leave(link, net)
         networks.release(net)

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datapath.entries import ip
+from finsy.proto import rpc_code
+
+from datapath.entries import P4Error, ip
 from datapath.target.kernel.context import (FAMILIES, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
                                             tunnel_mac)
 
@@ -44,6 +46,9 @@ class Networks:
 
     def acquire(self, net: int) -> Network:
         n = self.by_id.get(net)
+        if n is None and net in self.ctx.layer2:
+            raise P4Error(rpc_code.FAILED_PRECONDITION, f"network {net} is a layer 2 segment on this node "
+                                                        "(its ports have no addresses); it cannot be routed")
         if n is None:
             zone = 1 + max((x.zone for x in self.by_id.values()), default=0)
             n = self.by_id[net] = Network(net, zone)
