@@ -28,8 +28,10 @@ from finsy.proto import rpc_code
 from datapath.entries import Entry, P4Error, Range, Ternary
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from datapath.target.boxes import Box3, disjoint_3d
+from datapath.target.kernel import nftobj
 from datapath.target.kernel.context import (FAMILIES, Family, KernelContext, KernelRealizer, exact, family,
                                             network_of, param, realizes)
+from datapath.target.kernel.stats import mark
 from datapath.target.realizer import Counts
 from datapath.target.store import Key, Store
 
@@ -210,16 +212,12 @@ class PolicyPodRealizer(_PolicyRealizer):
     def counters(self, entries: Sequence[Entry]) -> dict[Key, Counts]:
         # Membership counts in its map element: packets of new flows that
         # looked the pod up (established flows are accepted before). Only the
-        # two verdict maps of the family are listed, never the rules.
-        found: dict[str, Counts] = {}
+        # two verdict maps of the family are dumped (over netlink), never the rules.
+        f, found = self.family, {}
         for direction in (DIRECTION_INGRESS, DIRECTION_EGRESS):
-            listed = self.ctx.nft_json("list", "map", "inet", self.ctx.table, verdict_map(direction, self.family))
-            for item in listed.get("nftables", []):
-                for key, _ in (item.get("map") or {}).get("elem", []):
-                    elem = key.get("elem", {})
-                    net, pod = elem["val"]["concat"]
-                    c = elem.get("counter", {})
-                    found[f"{direction}/{net}/{pod}"] = (c.get("packets", 0), c.get("bytes", 0))
+            for key, _, counts in nftobj.element_counters(self.ctx.table, verdict_map(direction, f)):
+                pod = f.text(int.from_bytes(key[4 : 4 + f.width // 8], "big"))
+                found[f"{direction}/{mark(key)}/{pod}"] = counts
         return {e.key: found[_where(e)] for e in entries if _where(e) in found}
 
 

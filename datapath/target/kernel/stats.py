@@ -1,24 +1,23 @@
 """Reading the kernel's counters for `/metrics`: only counting objects, never a rule.
 
-One `nft -j list counters` gives every named counter (services `svc*_`,
-policy verdicts `pst_*`); one `list map` per family gives the service
-buckets' element counters (`backends`, `backends6`), summed per backend.
-Listing the table or ruleset would make nft load and print every rule and
-element (seconds at 10,000 Services); these listings load only the objects
-asked for.
+One netlink dump of the table's counter objects gives every named counter
+(services `svc*_`, policy verdicts `pst_*`); one dump of each family's
+`backends` map gives the service buckets' element counters, summed per
+backend (nftobj.py). Going through nft instead would make it load the whole
+table first (seconds at 10,000 Services).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from typing import Any
 
-from datapath.target.kernel.context import FAMILIES, KernelContext
+from datapath.target.kernel import nftobj
+from datapath.target.kernel.context import FAMILIES, Family, KernelContext
 from datapath.target.realizer import Counts
 
 # (family version, network, VIP, protocol number, port, backend "address:port") -> new connections, bytes
 BackendKey = tuple[int, int, str, int, int, str]
-_PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
 @dataclass
@@ -28,26 +27,26 @@ class KernelStats:
 
 
 def read_stats(ctx: KernelContext) -> KernelStats:
-    out = KernelStats()
-    for item in ctx.nft_json("list", "counters", "table", "inet", ctx.table).get("nftables", []):
-        counter = item.get("counter")
-        if counter:
-            out.counters[counter["name"]] = (counter["packets"], counter["bytes"])
+    out = KernelStats(counters=nftobj.counters(ctx.table))
     for f in FAMILIES:
-        listed = ctx.nft_json("list", "map", "inet", ctx.table, f"backends{f.suffix}")
-        for item in listed.get("nftables", []):
-            for key, value in (item.get("map") or {}).get("elem", []):
-                _add_bucket(out, f.version, key, value)
+        for key, data, counts in nftobj.element_counters(ctx.table, f"backends{f.suffix}"):
+            k = backend_key(f, key, data)
+            have = out.backends.get(k, (0, 0))
+            out.backends[k] = (have[0] + counts[0], have[1] + counts[1])
     return out
 
 
-def _add_bucket(out: KernelStats, version: int, key: dict[str, Any], value: dict[str, Any]) -> None:
-    elem = key.get("elem", {})
-    net, vip, proto, port, _bucket = elem["val"]["concat"]
-    address, backend_port = value["concat"]
-    c = elem.get("counter", {})
-    number = _PROTOCOLS.get(proto, proto) if isinstance(proto, str) else int(proto)
-    backend = f"{address}:{backend_port}" if version == 4 else f"[{address}]:{backend_port}"
-    k = (version, int(net), str(vip), int(number), int(port), backend)
-    have = out.backends.get(k, (0, 0))
-    out.backends[k] = (have[0] + c.get("packets", 0), have[1] + c.get("bytes", 0))
+def mark(raw: bytes) -> int:
+    """A mark in a key: host byte order, as the kernel's registers hold meta mark."""
+    return int.from_bytes(raw[:4], sys.byteorder)
+
+
+def backend_key(f: Family, key: bytes, data: bytes) -> BackendKey:
+    """Decode a `backends` element: mark . address . proto . port . bucket -> address . port,
+    each field padded to 4 bytes (the kernel's register layout)."""
+    a = f.width // 8
+    net, vip = mark(key), f.text(int.from_bytes(key[4 : 4 + a], "big"))
+    proto, port = key[4 + a], int.from_bytes(key[8 + a : 10 + a], "big")
+    address, backend_port = f.text(int.from_bytes(data[:a], "big")), int.from_bytes(data[a : a + 2], "big")
+    backend = f"{address}:{backend_port}" if f.version == 4 else f"[{address}]:{backend_port}"
+    return (f.version, net, vip, proto, port, backend)
