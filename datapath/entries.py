@@ -158,7 +158,8 @@ def _str(raw: bytes, what: str) -> str:
     return text
 
 
-def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
+def encode(e: Entry, p: Pipeline = PIPELINE, with_action: bool = True) -> p4r.TableEntry:
+    """The entry on the wire; without its action for a key (DELETE, a direct counter's entry)."""
     t = p.table(e.table)
     out = p4r.TableEntry(table_id=t.id, priority=e.priority, metadata=e.metadata)
     for name, m in e.match:
@@ -174,6 +175,8 @@ def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
             fm.ternary.value, fm.ternary.mask = _bytes(m.value), _bytes(m.mask)
         else:
             fm.range.low, fm.range.high = _bytes(m.low), _bytes(m.high)
+    if not with_action:
+        return out
     if t.selector:
         for call in e.actions:
             pa = out.action.action_profile_action_set.action_profile_actions.add(weight=call.weight)

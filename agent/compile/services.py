@@ -40,11 +40,6 @@ def service_vips(service: Obj) -> dict[int, str]:
     return {v: by_family[v] for v in families if v in by_family}
 
 
-def service_vip(service: Obj) -> str | None:
-    """The Service's IPv4 VIP (kept for callers that know one family)."""
-    return service_vips(service).get(4)
-
-
 def _backends(slices: Iterable[Obj], port_name: str, protocol: str, version: int) -> list[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for s in slices:

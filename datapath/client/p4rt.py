@@ -242,6 +242,20 @@ class P4RuntimeClient:
                 out.append((decode(t, self.pipeline), (t.counter_data.packet_count, t.counter_data.byte_count)))
         return out
 
+    def read_counters(self, table: str | None = None) -> list[tuple[Entry, tuple[int, int]]]:
+        """The direct counters of one counted table (or all): DirectCounterEntry
+        reads, whose entries carry only their keys, so nothing of the actions
+        (a Service's backends) is encoded, sent or decoded."""
+        req = p4r.ReadRequest(device_id=self.device_id)
+        req.entities.add().direct_counter_entry.table_entry.table_id = self.pipeline.table(table).id if table else 0
+        out = []
+        for response in self._stub().Read(req):
+            for entity in response.entities:
+                dc = entity.direct_counter_entry
+                out.append((decode(dc.table_entry, self.pipeline, with_action=False),
+                            (dc.data.packet_count, dc.data.byte_count)))
+        return out
+
     def reconcile(self, desired: Iterable[Entry], tables: Iterable[str] | None = None) -> int:
         """Make the target's tables (all, or `tables`) equal `desired`; returns updates written."""
         names = set(tables) if tables is not None else {t.name for t in self.pipeline.tables}

@@ -121,3 +121,27 @@ def test_agent_metrics_count_cni_verbs_and_p4runtime_writes() -> None:
     assert value(samples, "multinet_cni_request_seconds_count", verb="ADD") >= 2
     # The P4Runtime client's series live in the same registry (written by the other tests' clients, if any).
     assert any(name.startswith("multinet_p4runtime_write_seconds") for name, _ in samples)
+
+
+@netns
+def test_direct_counters_read_alone_equal_those_read_with_the_entries(two_nodes: Env) -> None:
+    env = two_nodes
+    client = env.pod("n1", "client", NET_ID, "10.1.0.2/24", extra_routes=("10.96.5.0/24",))
+    backend = env.pod("n1", "backend", NET_ID, "10.1.0.3/24")
+    svc = {"metadata": {"name": "web", "namespace": "prod", "annotations": {
+        "multinetwork.networking.x-k8s.io/pod-network": NET, "multinetwork.networking.x-k8s.io/service-vip": VIP}},
+        "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+    slices = [{"metadata": {"namespace": "prod", "labels": {"kubernetes.io/service-name": "web",
+                                                           "multinet.io/pod-network": NET}},
+               "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}], "endpoints": [{"addresses": [backend.ip]}]}]
+    dp = env.datapaths["n1"]
+    dp.replace_state(compile_services([svc], slices, {NET: NET_ID}))
+    server = TcpServer(backend.netns, 8080, "backend")
+    try:
+        assert all(tcp_ask(client.netns, VIP, 80) == "backend" for _ in range(5))
+    finally:
+        server.close()
+    ((alone, counts),) = dp.client.read_counters("service")
+    ((entry, with_entry),) = dp.client.read_with_counters("service")
+    assert alone.key == entry.key and not alone.actions  # the key only, no backends
+    assert counts == with_entry and counts[0] == 5
