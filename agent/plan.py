@@ -4,6 +4,12 @@ Inputs: the controller's allocations annotation (one entry per non-default
 network, interface names resolved, addresses allocated) and each network's
 NetworkParams, both parsed by the API package (`podnetwork.allocations`,
 `podnetwork.params`), so the controller and the agent read them alike.
+
+An address-less (layer 2) network is one whose allocation carries no
+addresses: a PodNetwork without NetworkParams (a veth of the default MTU),
+or NetworkParams without ipv4/ipv6 (their MTU and interface kind). Its
+interface comes up with its MAC and MTU set and no address or route; the
+datapath bridges it (see datapath/target/kernel/segments.py).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from podnetwork.allocations import Allocation
-from podnetwork.params import FamilyParams, NetworkParams
+from podnetwork.params import MTU_DEFAULT, FamilyParams, NetworkParams
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,7 +104,10 @@ def _plan_one(
     container_id: str, a: Allocation, params: Mapping[str, NetworkParams], prefix: str
 ) -> InterfacePlan:
     p = params.get(params_key(a))
+    if p is None and not a.ips:
+        return _layer2(container_id, a, prefix)
     if p is None:
+        # Addresses were allocated from parameters this node cannot see (yet).
         raise ValueError(f"PodNetwork {a.pod_network_name!r} has no NetworkParams")
     ips = tuple(ipaddress.ip_interface(ip) for ip in a.ips)  # validated by the parser
     routes: list[Route] = []
@@ -120,6 +129,16 @@ def _plan_one(
         gateways=tuple(f.gateway for f in p.families() if f.gateway is not None),
         default_gw4=a.is_default_gw4,
         default_gw6=a.is_default_gw6,
+    )
+
+
+def _layer2(container_id: str, a: Allocation, prefix: str) -> InterfacePlan:
+    """The interface on a network without NetworkParams: no addresses, the defaults."""
+    return InterfacePlan(
+        name=a.interface_name, network=a.pod_network_name, attachment=a.pod_network_attachment_name or None,
+        network_id=a.network_id, kind="veth", peer=link_name(prefix, container_id, a.interface_name),
+        mac=stable_mac(container_id, a.interface_name), mtu=MTU_DEFAULT, ips=(), routes=(), gateways=(),
+        default_gw4=False, default_gw6=False,
     )
 
 

@@ -13,7 +13,16 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from typing import TYPE_CHECKING
+
 from podnetwork.names import NODE_PREFIX
+
+if TYPE_CHECKING:
+    import grpc
+
+    from datapath.entries import Entry
+    from datapath.pipeline import Pipeline
+    from datapath.target.kernel import Kernel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,14 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ipu.add_argument("--vtep", help="this node's underlay address (VXLAN source)")
     ipu.add_argument("--underlay", help="the underlay link inside the IPU namespace")
     ipu.add_argument("--size", action="append", default=[], metavar="TABLE=N", help="table size override")
+    ipu.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus /metrics on this port of --address (off when omitted)")
     ipu.add_argument("--features", action="store_true", help="print detected kernel features as JSON and exit")
     ipu.add_argument("--p4info-out", metavar="FILE",
                      help="write the pipeline's P4Info (protobuf text format, with the --size overrides) and exit")
     ipu.set_defaults(func=run_ipu)
 
     trace = subparsers.add_parser("trace", help="explain what the pipeline does to a described packet")
-    trace.add_argument("--target", action="append", required=True, metavar="HOST:PORT",
-                       help="P4Runtime target(s) to read entries from; the first is the packet's node")
+    trace.add_argument("--target", action="append", required=True, metavar="[VTEP=]HOST:PORT",
+                       help="P4Runtime target(s) to read entries from, one per node; the first is the packet's "
+                            "node. VTEP: the node's underlay address, which tunnels name (inferred when omitted)")
     trace.add_argument("--device-id", type=int, default=1)
     trace.add_argument("--network", type=int, required=True, help="network id")
     trace.add_argument("--src", required=True)
@@ -42,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     trace.add_argument("--dport", type=int, default=0)
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(func=run_trace)
+
+    top = subparsers.add_parser("top", help="per-network and per-Service counters of IPU targets, refreshed")
+    top.add_argument("--metrics", action="append", required=True, metavar="URL",
+                     help="a target's /metrics (multinet ipu --metrics-port), e.g. http://127.0.0.1:9562/metrics")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    top.add_argument("--once", action="store_true", help="print one view and exit")
+    top.set_defaults(func=run_top)
 
 
 def _sizes(items: Sequence[str]) -> dict[str, int]:
@@ -82,7 +101,10 @@ def run_ipu(args: argparse.Namespace) -> int:
         print(json.dumps({"detected": kernel.features.as_dict(), "used": kernel.features.used()}, indent=2))
         kernel.close()
         return 0
-    server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, description)
+    if args.metrics_port is None:
+        server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, description)
+    else:
+        server = _serve_with_metrics(kernel, args, description)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -92,24 +114,74 @@ def run_ipu(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_with_metrics(kernel: Kernel, args: argparse.Namespace, description: Pipeline) -> grpc.Server:
+    from prometheus_client import CollectorRegistry
+
+    from datapath.target.metrics import KernelCollector, P4RuntimeMetrics, serve_metrics
+    from datapath.target.server import serve
+
+    registry = CollectorRegistry()
+    server, servicer = serve(kernel, f"{args.address}:{args.port}", args.device_id, description,
+                             P4RuntimeMetrics(registry))
+
+    def policy_pods() -> list[Entry]:
+        with servicer.lock:  # between two Write batches
+            return [e for t in ("policy_pod", "policy_pod6") for e in servicer.store.entries(t)]
+
+    KernelCollector(kernel.stats, policy_pods, registry)
+    serve_metrics(args.address, args.metrics_port, registry)
+    logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", args.address, args.metrics_port)
+    return server
+
+
+def run_top(args: argparse.Namespace) -> int:
+    from datapath import top
+
+    if args.interval <= 0:
+        print("--interval: must be more than 0", file=sys.stderr)
+        return 2
+    try:
+        return top.run(args.metrics, args.interval, args.once)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"--metrics: {err}", file=sys.stderr)
+        return 1
+
+
 def run_trace(args: argparse.Namespace) -> int:
     from datapath.client.p4rt import P4RuntimeClient
-    from datapath.entries import ip
+    from datapath.entries import Entry, ip, version_of
     from datapath.trace import Packet, trace
 
-    tables = []
-    for address in args.target:
+    try:
+        version = version_of(args.src)
+        if version_of(args.dst) != version:
+            raise ValueError("one address family for both")
+    except ValueError as err:
+        print(f"--src, --dst: {err}", file=sys.stderr)
+        return 2
+    tables: list[list[Entry]] = []
+    vteps: list[int | None] = []
+    for given in args.target:
+        vtep, _, address = given.rpartition("=")
+        try:
+            vteps.append(ip(vtep) if vtep else None)
+        except ValueError:
+            print(f"--target {given!r}: {vtep!r} is not an address", file=sys.stderr)
+            return 2
         # Reading needs no arbitration: trace never disturbs the agent's session.
         client = P4RuntimeClient(address, args.device_id)
         client.open()
         tables.append(client.read())
         client.close()
-    proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}[args.proto]
-    result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport), tables[0], tables[1:])
+    proto = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1 if version == 4 else 58}[args.proto]
+    result = trace(Packet(args.network, ip(args.src), ip(args.dst), proto, args.dport, version), tables[0],
+                   tables[1:], vteps[1:])
     if args.json:
         print(json.dumps({"verdict": result.verdict, "steps": list(result.steps)}, indent=2))
     else:
         for step in result.steps:
             print(step)
         print(f"verdict: {result.verdict}")
-    return 0 if result.verdict != "error" else 1
+    return 0 if result.verdict != "unknown" else 1

@@ -100,11 +100,18 @@ def _dont_care(m: Match) -> bool:
 
 
 def ip(text: str) -> int:
-    return int(ipaddress.IPv4Address(text))
+    """An address of either family as the integer the tables hold."""
+    return int(ipaddress.ip_address(text))
 
 
-def ip_text(value: int) -> str:
-    return str(ipaddress.IPv4Address(value))
+def ip_text(value: int, width: int = 32) -> str:
+    """An address value of a `width`-bit field (32: IPv4, 128: IPv6) as text."""
+    return str(ipaddress.IPv4Address(value) if width == 32 else ipaddress.IPv6Address(value))
+
+
+def version_of(text: str) -> int:
+    """4 or 6: the family of an address or CIDR."""
+    return ipaddress.ip_network(text, strict=False).version
 
 
 def mac(text: str) -> int:
@@ -117,7 +124,7 @@ def mac_text(value: int) -> str:
 
 
 def prefix(cidr: str) -> Lpm:
-    net = ipaddress.IPv4Network(cidr, strict=False)
+    net = ipaddress.ip_network(cidr, strict=False)
     return Lpm(int(net.network_address), net.prefixlen)
 
 
@@ -151,7 +158,8 @@ def _str(raw: bytes, what: str) -> str:
     return text
 
 
-def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
+def encode(e: Entry, p: Pipeline = PIPELINE, with_action: bool = True) -> p4r.TableEntry:
+    """The entry on the wire; without its action for a key (DELETE, a direct counter's entry)."""
     t = p.table(e.table)
     out = p4r.TableEntry(table_id=t.id, priority=e.priority, metadata=e.metadata)
     for name, m in e.match:
@@ -167,6 +175,8 @@ def encode(e: Entry, p: Pipeline = PIPELINE) -> p4r.TableEntry:
             fm.ternary.value, fm.ternary.mask = _bytes(m.value), _bytes(m.mask)
         else:
             fm.range.low, fm.range.high = _bytes(m.low), _bytes(m.high)
+    if not with_action:
+        return out
     if t.selector:
         for call in e.actions:
             pa = out.action.action_profile_action_set.action_profile_actions.add(weight=call.weight)
@@ -291,13 +301,15 @@ def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> Action
     return ActionCall(a.name, tuple(values), weight)
 
 
-_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer"}
-_ADDRESS_PARAMS = {("to_tunnel", 0), ("dnat", 0)}
+_ADDRESS_FIELDS = {"dst", "vip", "pod_ip", "ip", "peer", "vtep"}
+_ADDRESS_PARAMS = {("to_tunnel", 0): 32, ("dnat", 0): 32, ("dnat6", 0): 128}
 
 
-def describe(e: Entry) -> str:
+def describe(e: Entry, p: Pipeline = PIPELINE) -> str:
     """One line for logs, errors and `multinet trace`."""
-    parts = [f"{name}={_describe_match(m, name in _ADDRESS_FIELDS)}" for name, m in e.match]
+    t = p.table(e.table)
+    parts = [f"{name}={_describe_match(m, t.field(name).bitwidth if name in _ADDRESS_FIELDS else 0)}"
+             for name, m in e.match]
     acts = ", ".join(
         f"{c.name}({', '.join(_describe_param(c.name, i, v) for i, v in enumerate(c.params))})"
         + (f"x{c.weight}" if c.weight != 1 else "")
@@ -309,21 +321,22 @@ def describe(e: Entry) -> str:
 
 def _describe_param(action: str, index: int, value: Value) -> str:
     if isinstance(value, int) and (action, index) in _ADDRESS_PARAMS:
-        return ip_text(value)
+        return ip_text(value, _ADDRESS_PARAMS[(action, index)])
     if isinstance(value, int) and action == "set_dmac":
         return mac_text(value)
     return str(value)
 
 
-def _describe_match(m: Match, address: bool) -> str:
+def _describe_match(m: Match, address_width: int) -> str:
+    """`address_width`: the field's width when it holds an address, else 0."""
     if isinstance(m, Exact):
-        return ip_text(m.value) if address and isinstance(m.value, int) else str(m.value)
+        return ip_text(m.value, address_width) if address_width and isinstance(m.value, int) else str(m.value)
     if isinstance(m, Lpm):
-        return f"{ip_text(m.value)}/{m.prefix_len}"
+        return f"{ip_text(m.value, address_width or 32)}/{m.prefix_len}"
     if isinstance(m, Ternary):
-        hostbits = ~m.mask & 0xFFFFFFFF
-        if address and not hostbits & (hostbits + 1):  # a prefix mask
-            return f"{ip_text(m.value)}/{bin(m.mask).count('1')}"
+        hostbits = ~m.mask & ((1 << (address_width or 32)) - 1)
+        if address_width and not hostbits & (hostbits + 1):  # a prefix mask
+            return f"{ip_text(m.value, address_width)}/{bin(m.mask).count('1')}"
         if not m.mask & (m.mask + 1):  # all ones: an exact value
             return str(m.value)
         return f"{m.value:#x}&&&{m.mask:#x}"

@@ -4,6 +4,13 @@ P4Info, the IPU target's validation and realization, the client's encoding and
 the trace model all derive from `PIPELINE` (or `pipeline(sizes)`). Every
 forwarding, service and policy key carries the network id, so two networks may
 use the same addresses.
+
+Dual stack: every table whose key or action holds an address exists once per
+family, made from one template (`route` and `route6`, ...), as P4 programs
+keep `ipv4_table` and `ipv6_table` apart; the underlay stays IPv4, so
+`to_tunnel` takes an IPv4 VTEP in both. Policy groups are one namespace: an
+IPv4 and an IPv6 `policy_pod` entry may name the same group, whose rules live
+in `policy_rule` and `policy_rule6`.
 """
 
 from __future__ import annotations
@@ -114,12 +121,18 @@ _ACTIONS = (
     Action("drop", _ACTION_PREFIX | 4),
     Action("set_dmac", _ACTION_PREFIX | 5, (Param("mac", 1, 48),)),
     Action("dnat", _ACTION_PREFIX | 6, (Param("ip", 1, 32), Param("port", 2, 16))),
+    Action("dnat6", _ACTION_PREFIX | 10, (Param("ip", 1, 128), Param("port", 2, 16))),
     Action("set_group", _ACTION_PREFIX | 7, (Param("group", 1, 32),)),
     Action("allow", _ACTION_PREFIX | 8),
     # Every table's miss behaviour, declared as its const default action: a
     # miss does nothing here and later stages decide (no route: dropped; no
     # policy_pod entry: not isolated; no allowing rule: denied).
     Action(NO_ACTION, _ACTION_PREFIX | 9),
+    # Address-less (layer 2) networks: the port is bridged into its network's
+    # segment instead of routed, and unknown/broadcast/multicast frames are
+    # replicated to each remote VTEP of the segment (head-end replication).
+    Action("set_bridge", _ACTION_PREFIX | 11, (Param("network_id", 1, _NET),)),
+    Action("replicate", _ACTION_PREFIX | 12),
 )
 
 DEFAULT_SIZES: Mapping[str, int] = {
@@ -129,7 +142,27 @@ DEFAULT_SIZES: Mapping[str, int] = {
     "service": 16384,
     "policy_pod": 16384,
     "policy_rule": 262144,
+    "route6": 65536,
+    "neighbor6": 65536,
+    "service6": 16384,
+    "policy_pod6": 16384,
+    "policy_rule6": 262144,
+    "flood": 65536,
 }
+
+# The tables of each family: the IPv6 table of an IPv4 one is named with a "6".
+FAMILY_TABLES = ("route", "neighbor", "service", "policy_pod", "policy_rule")
+ADDRESS_WIDTH = {4: 32, 6: 128}
+
+
+def family_table(name: str, version: int) -> str:
+    """The table of `name`'s kind for an address family (4 or 6)."""
+    return name if version == 4 else f"{name}6"
+
+
+def table_family(name: str) -> int:
+    """The address family of a table (4 for the family-less port table)."""
+    return 6 if name.endswith("6") and name[:-1] in FAMILY_TABLES else 4
 
 
 def pipeline(sizes: Mapping[str, int] | None = None, max_group_size: int = 256) -> Pipeline:
@@ -139,75 +172,58 @@ def pipeline(sizes: Mapping[str, int] | None = None, max_group_size: int = 256) 
     if unknown:
         raise ValueError(f"sizes: unknown tables {sorted(unknown)}")
     t = _TABLE_PREFIX
-    tables = (
-        # Port -> network: which network a representor's packets belong to.
-        Table("port", t | 1, (Field("port", 1, 32, "exact", string=True),), ("set_port",), s["port"]),
+    # Port -> network: which network a representor's packets belong to.
+    port = Table("port", t | 1, (Field("port", 1, 32, "exact", string=True),), ("set_port", "set_bridge"), s["port"])
+    # Head-end replication of a layer 2 segment: one entry per remote VTEP.
+    flood = Table("flood", t | 12, (Field("network_id", 1, _NET, "exact"), Field("vtep", 2, 32, "exact")),
+                  ("replicate",), s["flood"])
+    v4 = _family_tables(4, s, max_group_size, {"route": 2, "neighbor": 3, "service": 4, "policy_pod": 5,
+                                               "policy_rule": 6})
+    v6 = _family_tables(6, s, max_group_size, {"route": 7, "neighbor": 8, "service": 9, "policy_pod": 10,
+                                               "policy_rule": 11})
+    tables = (port, *v4, *v6, flood)
+    return Pipeline("multinet_ipu", tables, _ACTIONS)
+
+
+def _family_tables(version: int, s: Mapping[str, int], max_group_size: int,
+                   ids: Mapping[str, int]) -> tuple[Table, ...]:
+    """The address-holding tables of one family, from the one template."""
+    w, t = ADDRESS_WIDTH[version], _TABLE_PREFIX
+
+    def name(kind: str) -> str:
+        return family_table(kind, version)
+
+    return (
         # L3 forwarding per network: to a local port, through the network's
-        # VXLAN tunnel to a remote node, or dropped.
-        Table(
-            "route",
-            t | 2,
-            (Field("network_id", 1, _NET, "exact"), Field("dst", 2, 32, "lpm")),
-            ("to_port", "to_tunnel", "drop"),
-            s["route"],
-        ),
+        # VXLAN tunnel to a remote node (an IPv4 VTEP: the underlay), or dropped.
+        Table(name("route"), t | ids["route"],
+              (Field("network_id", 1, _NET, "exact"), Field("dst", 2, w, "lpm")),
+              ("to_port", "to_tunnel", "drop"), s[name("route")]),
         # Neighbour entries: the MAC of an address behind a local port.
-        Table(
-            "neighbor",
-            t | 3,
-            (Field("port", 1, 32, "exact", string=True), Field("ip", 2, 32, "exact")),
-            ("set_dmac",),
-            s["neighbor"],
-        ),
+        Table(name("neighbor"), t | ids["neighbor"],
+              (Field("port", 1, 32, "exact", string=True), Field("ip", 2, w, "exact")),
+              ("set_dmac",), s[name("neighbor")]),
         # Service load balancing: (network, VIP, protocol, port) -> a selector
         # group of backends; connection tracking keeps established flows on
         # their backend when the group changes.
-        Table(
-            "service",
-            t | 4,
-            (
-                Field("network_id", 1, _NET, "exact"),
-                Field("vip", 2, 32, "exact"),
-                Field("proto", 3, 8, "exact"),
-                Field("port", 4, 16, "exact"),
-            ),
-            ("dnat",),
-            s["service"],
-            selector=True,
-            max_group_size=max_group_size,
-            counters=True,
-        ),
+        Table(name("service"), t | ids["service"],
+              (Field("network_id", 1, _NET, "exact"), Field("vip", 2, w, "exact"), Field("proto", 3, 8, "exact"),
+               Field("port", 4, 16, "exact")),
+              ("dnat" if version == 4 else "dnat6",), s[name("service")],
+              selector=True, max_group_size=max_group_size, counters=True),
         # Policy: pod -> policy group per direction. A pod with an entry is
         # isolated in that direction (NetworkPolicy semantics).
-        Table(
-            "policy_pod",
-            t | 5,
-            (
-                Field("network_id", 1, _NET, "exact"),
-                Field("direction", 2, 1, "exact"),
-                Field("pod_ip", 3, 32, "exact"),
-            ),
-            ("set_group",),
-            s["policy_pod"],
-            counters=True,
-        ),
+        Table(name("policy_pod"), t | ids["policy_pod"],
+              (Field("network_id", 1, _NET, "exact"), Field("direction", 2, 1, "exact"),
+               Field("pod_ip", 3, w, "exact")),
+              ("set_group",), s[name("policy_pod")], counters=True),
         # Policy rules of a group: peer prefix (ipBlock/except expanded to
         # prefixes), protocol, port range (port..endPort). Any match allows.
-        Table(
-            "policy_rule",
-            t | 6,
-            (
-                Field("direction", 1, 1, "exact"),
-                Field("group", 2, 32, "exact"),
-                Field("peer", 3, 32, "ternary"),
-                Field("proto", 4, 8, "ternary"),
-                Field("port", 5, 16, "range"),
-            ),
-            ("allow",),
-            s["policy_rule"],
-        ),
+        Table(name("policy_rule"), t | ids["policy_rule"],
+              (Field("direction", 1, 1, "exact"), Field("group", 2, 32, "exact"), Field("peer", 3, w, "ternary"),
+               Field("proto", 4, 8, "ternary"), Field("port", 5, 16, "range")),
+              ("allow",), s[name("policy_rule")]),
     )
-    return Pipeline("multinet_ipu", tables, _ACTIONS)
 
 
 PIPELINE = pipeline()

@@ -26,6 +26,9 @@ class PortAttachment:
     ips: tuple[str, ...]  # CIDR notation, e.g. "10.10.0.5/24"
     mac: str
     mtu: int
+    # The network's gateway addresses as the pod uses them; the IPU answers
+    # neighbour discovery for IPv6 ones (IPv4 ones are answered by proxy ARP).
+    gateways: tuple[str, ...] = ()
 
 
 class Datapath(Protocol):

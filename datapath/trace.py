@@ -2,23 +2,29 @@
 
 Evaluates entries read from targets in the order the IPU applies them: the
 source's port, service DNAT, egress policy at the source, route (and, through
-a tunnel, the route at the remote node), ingress policy at the destination's
-node, the neighbour entry of the port it leaves by. Each table of the
+a tunnel, the route at the node whose VTEP the tunnel names), ingress policy
+at the destination's node, the neighbour entry of the port it leaves by.
+Each node's entries stay its own: a tunnel is followed to the one node it
+points to (its VTEP given, or inferred from the other nodes' tunnel routes
+toward that node's pods), never looked up in all other nodes at once. Each table of the
 pipeline description has one step here, registered by table name; lookups
 match by the table's own fields (kinds and widths from the description).
 `multinet trace` prints each step and the verdict; tests check the verdict
-against the kernel for the same packets.
+against the kernel for the same packets. An IPv6 packet (`version=6`) walks
+the IPv6 tables (`route6`, ...) through the same steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from datapath.entries import Entry, Exact, Lpm, Range, Ternary, describe, ip_text
-from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PIPELINE, Pipeline, Table
+from datapath.pipeline import (ADDRESS_WIDTH, DIRECTION_EGRESS, DIRECTION_INGRESS, PIPELINE, Pipeline, Table,
+                               family_table)
 
-ALLOW, DENY = "allow", "deny"
+ALLOW, DENY, UNKNOWN = "allow", "deny", "unknown"
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,15 @@ class Packet:
     dst: int
     proto: int
     dport: int
+    version: int = 4
+
+    def text(self, address: int) -> str:
+        return ip_text(address, ADDRESS_WIDTH[self.version])
 
 
 @dataclass(frozen=True)
 class TraceResult:
-    verdict: str  # allow | deny | mixed (differs per service backend)
+    verdict: str  # allow | deny | mixed (differs per service backend) | unknown (a node was not read)
     steps: tuple[str, ...]
 
 
@@ -42,7 +52,7 @@ class Walk:
 
     pkt: Packet
     at: Sequence[Entry]  # the entries of the node whose tables apply now
-    remote: Sequence[Entry]  # the other nodes' entries (reached through a tunnel)
+    nodes: Mapping[int, Sequence[Entry]]  # the other nodes' entries by VTEP (reached through a tunnel)
     steps: list[str]
     direction: int = DIRECTION_EGRESS  # of the policy stage being applied
     group: int | None = None  # the policy group of the pod isolated in `direction`
@@ -50,14 +60,20 @@ class Walk:
     backends: list[Packet] = field(default_factory=list)  # after a service hit: one packet per member
     verdict: str | None = None  # set when a step decides (a drop)
 
+    def lookup(self, kind: str, fields: dict[str, int | str]) -> Entry | None:
+        """The hit in the table of `kind` for the packet's family (`route` or `route6`...)."""
+        return _lookup(self.at, family_table(kind, self.pkt.version) if kind != "port" else kind, fields)
+
 
 Step = Callable[[Walk], None]
 STEPS: dict[str, Step] = {}
 
 
-def step(table: str) -> Callable[[Step], Step]:
+def step(*tables: str) -> Callable[[Step], Step]:
+    """Register a step for a table kind and its other family's table."""
     def register(fn: Step) -> Step:
-        STEPS[table] = fn
+        for table in tables:
+            STEPS[table] = fn
         return fn
     return register
 
@@ -106,25 +122,25 @@ def _lookup(entries: Sequence[Entry], table: str, fields: dict[str, int | str]) 
 @step("port")
 def _port(w: Walk) -> None:
     # Packets are described by network; the source's port shows where they enter.
-    src = _lookup(w.at, "route", {"network_id": w.pkt.network, "dst": w.pkt.src})
+    src = w.lookup("route", {"network_id": w.pkt.network, "dst": w.pkt.src})
     port = str(src.actions[0].params[0]) if src is not None and src.actions[0].name == "to_port" else None
-    entry = _lookup(w.at, "port", {"port": port}) if port else None
+    entry = w.lookup("port", {"port": port}) if port else None
     if entry is None:
-        w.steps.append(f"port: {ip_text(w.pkt.src)} is behind no port of this node; network {w.pkt.network} as given")
+        w.steps.append(f"port: {w.pkt.text(w.pkt.src)} is behind no port of this node; network {w.pkt.network} as given")
     else:
         w.steps.append(f"port: hit {describe(entry)}")
 
 
-@step("service")
+@step("service", "service6")
 def _service(w: Walk) -> None:
     pkt = w.pkt
-    svc = _lookup(w.at, "service", {"network_id": pkt.network, "vip": pkt.dst, "proto": pkt.proto, "port": pkt.dport})
+    svc = w.lookup("service", {"network_id": pkt.network, "vip": pkt.dst, "proto": pkt.proto, "port": pkt.dport})
     if svc is None:
         w.steps.append("service: miss")
         w.backends = []
         return
     w.steps.append(f"service: hit {describe(svc)}")
-    w.backends = [Packet(pkt.network, pkt.src, int(call.params[0]), pkt.proto, int(call.params[1]))
+    w.backends = [Packet(pkt.network, pkt.src, int(call.params[0]), pkt.proto, int(call.params[1]), pkt.version)
                   for call in svc.actions]
 
 
@@ -132,24 +148,24 @@ def _side(w: Walk) -> str:
     return "egress" if w.direction == DIRECTION_EGRESS else "ingress"
 
 
-@step("policy_pod")
+@step("policy_pod", "policy_pod6")
 def _policy_pod(w: Walk) -> None:
     pod = w.pkt.src if w.direction == DIRECTION_EGRESS else w.pkt.dst
-    member = _lookup(w.at, "policy_pod", {"network_id": w.pkt.network, "direction": w.direction, "pod_ip": pod})
+    member = w.lookup("policy_pod", {"network_id": w.pkt.network, "direction": w.direction, "pod_ip": pod})
     if member is None:
-        w.steps.append(f"policy_pod: miss -> {ip_text(pod)} not isolated for {_side(w)}")
+        w.steps.append(f"policy_pod: miss -> {w.pkt.text(pod)} not isolated for {_side(w)}")
         w.group = None
         return
     w.steps.append(f"policy_pod: hit {describe(member)}")
     w.group = int(member.actions[0].params[0])
 
 
-@step("policy_rule")
+@step("policy_rule", "policy_rule6")
 def _policy_rule(w: Walk) -> None:
     if w.group is None:
         return  # not isolated: no rule is consulted
     peer = w.pkt.dst if w.direction == DIRECTION_EGRESS else w.pkt.src
-    rule = _lookup(w.at, "policy_rule", {"direction": w.direction, "group": w.group, "peer": peer,
+    rule = w.lookup("policy_rule", {"direction": w.direction, "group": w.group, "peer": peer,
                                          "proto": w.pkt.proto, "port": w.pkt.dport})
     if rule is None:
         w.steps.append(f"policy_rule: miss in group {w.group} -> {_side(w)} denied")
@@ -158,33 +174,46 @@ def _policy_rule(w: Walk) -> None:
     w.steps.append(f"policy_rule: hit {describe(rule)} -> {_side(w)} allowed")
 
 
-@step("route")
+@step("route", "route6")
 def _route(w: Walk) -> None:
-    route = _lookup(w.at, "route", {"network_id": w.pkt.network, "dst": w.pkt.dst})
+    route = w.lookup("route", {"network_id": w.pkt.network, "dst": w.pkt.dst})
     if route is None or route.actions[0].name == "drop":
         w.steps.append(f"route: {'miss' if route is None else describe(route)} -> dropped")
         w.verdict = DENY
         return
     w.steps.append(f"route: hit {describe(route)}")
     if route.actions[0].name == "to_tunnel":
-        w.at = w.remote
-        route = _lookup(w.at, "route", {"network_id": w.pkt.network, "dst": w.pkt.dst})
+        vtep = int(route.actions[0].params[0])
+        node = w.nodes.get(vtep)
+        if node is None:
+            w.steps.append(f"tunnel: no entries were read from the node of VTEP {ip_text(vtep)} -> unknown")
+            w.verdict = UNKNOWN
+            return
+        w.at = node
+        route = w.lookup("route", {"network_id": w.pkt.network, "dst": w.pkt.dst})
         if route is None or route.actions[0].name != "to_port":
-            w.steps.append("remote route: no local port for the destination -> dropped")
+            w.steps.append(f"remote route at {ip_text(vtep)}: no local port for the destination -> dropped")
             w.verdict = DENY
             return
-        w.steps.append(f"remote route: hit {describe(route)}")
+        w.steps.append(f"remote route at {ip_text(vtep)}: hit {describe(route)}")
     w.out_port = str(route.actions[0].params[0])
 
 
-@step("neighbor")
+@step("neighbor", "neighbor6")
 def _neighbor(w: Walk) -> None:
     assert w.out_port is not None
-    found = _lookup(w.at, "neighbor", {"port": w.out_port, "ip": w.pkt.dst})
+    found = w.lookup("neighbor", {"port": w.out_port, "ip": w.pkt.dst})
     if found is None:
-        w.steps.append(f"neighbor: miss -> the IPU resolves {ip_text(w.pkt.dst)} on {w.out_port} by ARP")
+        how = "ARP" if w.pkt.version == 4 else "neighbour discovery"
+        w.steps.append(f"neighbor: miss -> the IPU resolves {w.pkt.text(w.pkt.dst)} on {w.out_port} by {how}")
     else:
         w.steps.append(f"neighbor: hit {describe(found)}")
+
+
+@step("flood")
+def _flood(w: Walk) -> None:
+    """Layer 2 segments (address-less networks) are bridged: the trace follows
+    addressed packets, which never meet this table."""
 
 
 # --- the order the IPU applies them -------------------------------------------------------
@@ -197,8 +226,8 @@ _DELIVERY: tuple[tuple[str, int | None], ...] = (
 )
 
 
-def _deliver(pkt: Packet, local: Sequence[Entry], remote: Sequence[Entry], steps: list[str]) -> str:
-    w = Walk(pkt, local, remote, steps)
+def _deliver(pkt: Packet, local: Sequence[Entry], nodes: Mapping[int, Sequence[Entry]], steps: list[str]) -> str:
+    w = Walk(pkt, local, nodes, steps)
     for table, direction in _DELIVERY:
         if direction is not None:
             w.direction = direction
@@ -208,18 +237,43 @@ def _deliver(pkt: Packet, local: Sequence[Entry], remote: Sequence[Entry], steps
     return ALLOW
 
 
-def trace(pkt: Packet, local: Sequence[Entry], remotes: Sequence[Sequence[Entry]] = ()) -> TraceResult:
-    """`local`: entries of the packet's node; `remotes`: entries of the other nodes."""
-    remote = [e for r in remotes for e in r]
-    steps = [f"packet: network {pkt.network} {ip_text(pkt.src)} -> {ip_text(pkt.dst)} proto {pkt.proto} port {pkt.dport}"]
-    entry = Walk(pkt, local, remote, steps)
+def node_vteps(local: Sequence[Entry], remotes: Sequence[Sequence[Entry]]) -> list[int | None]:
+    """Each remote node's VTEP, as the other nodes' tunnel routes toward its
+    pods (its host routes to a port) name it; None when nobody tunnels to it."""
+    nodes = [local, *remotes]
+    tunnels: dict[tuple[str, object], set[int]] = {}  # (table, key) -> VTEPs tunnelled to
+    for entries in nodes:
+        for e in entries:
+            if e.table in ("route", "route6") and e.actions and e.actions[0].name == "to_tunnel":
+                tunnels.setdefault((e.table, e.match), set()).add(int(e.actions[0].params[0]))
+    out: list[int | None] = []
+    for entries in remotes:
+        votes: Counter[int] = Counter()
+        for e in entries:
+            if e.table in ("route", "route6") and e.actions and e.actions[0].name == "to_port":
+                votes.update(tunnels.get((e.table, e.match), ()))
+        out.append(votes.most_common(1)[0][0] if votes else None)
+    return out
+
+
+def trace(pkt: Packet, local: Sequence[Entry], remotes: Sequence[Sequence[Entry]] = (),
+          vteps: Sequence[int | None] | None = None) -> TraceResult:
+    """`local`: entries of the packet's node; `remotes`: entries of the other
+    nodes, `vteps` their underlay addresses (inferred where None)."""
+    inferred = node_vteps(local, remotes)
+    given = list(vteps) if vteps is not None else [None] * len(remotes)
+    nodes = {v: r for v, r in zip((g if g is not None else i for g, i in zip(given, inferred)), remotes)
+             if v is not None}
+    steps = [f"packet: network {pkt.network} {pkt.text(pkt.src)} -> {pkt.text(pkt.dst)} proto {pkt.proto} "
+             f"port {pkt.dport}"]
+    entry = Walk(pkt, local, nodes, steps)
     STEPS["port"](entry)
     STEPS["service"](entry)
     if not entry.backends:
-        return TraceResult(_deliver(pkt, local, remote, steps), tuple(steps))
+        return TraceResult(_deliver(pkt, local, nodes, steps), tuple(steps))
     verdicts = set()
     for backend in entry.backends:
-        steps.append(f"-- backend {ip_text(backend.dst)}:{backend.dport} (dnat, conntrack keeps the choice)")
-        verdicts.add(_deliver(backend, local, remote, steps))
+        steps.append(f"-- backend {pkt.text(backend.dst)}:{backend.dport} (dnat, conntrack keeps the choice)")
+        verdicts.add(_deliver(backend, local, nodes, steps))
     verdict = verdicts.pop() if len(verdicts) == 1 else "mixed"
     return TraceResult(verdict, tuple(steps))

@@ -31,18 +31,22 @@ def network_of(obj: Obj) -> str | None:
     return network
 
 
-def is_ipv4(text: str) -> bool:
+def ip_version(text: str) -> int:
+    """4 or 6 for an address, 0 for anything else."""
     try:
-        return ipaddress.ip_address(text).version == 4
+        return ipaddress.ip_address(text).version
     except ValueError:
-        return False
+        return 0
+
+
+def is_ipv4(text: str) -> bool:
+    return ip_version(text) == 4
 
 
 def pod_addresses(pod: Obj) -> dict[str, list[str]]:
-    """IPv4 addresses of a pod per network name (podnetwork.addresses' rule).
-    IPv4 only: the pipeline's tables hold IPv4 keys."""
+    """Addresses (both families) of a pod per network name (podnetwork.addresses' rule)."""
     found = addresses_by_network(annotations_of(pod))
-    return {net: v4 for net, ips in found.items() if (v4 := [a for a in ips if is_ipv4(a)])}
+    return {net: valid for net, ips in found.items() if (valid := [a for a in ips if ip_version(a)])}
 
 
 def running(pod: Obj) -> bool:

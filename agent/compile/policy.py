@@ -5,7 +5,9 @@ of a direction is isolated in it; traffic is allowed if any rule of any policy
 selecting the pod allows it. Pods whose allowed traffic is identical share one
 policy group, so the IPU holds each distinct rule set once, however many pods
 and policies there are. ipBlock `except` is expanded to prefixes here; named
-ports are resolved against the pod that owns them.
+ports are resolved against the pod that owns them. Both families: a rule
+without peers allows every address of both, an ipBlock only its own
+family's; IPv6 rules go to policy_rule6 under the same group id.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
                                  selector_matches)
 from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip
-from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS
+from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS, family_table
 
-ALL_V4 = ipaddress.IPv4Network("0.0.0.0/0")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 RULE_PRIORITY = 1  # rules only allow, so their order does not matter
 
 
@@ -29,7 +32,7 @@ RULE_PRIORITY = 1  # rules only allow, so their order does not matter
 class Rule:
     """One allowed (peer prefix, protocol, port range); None is "any"."""
 
-    peer: ipaddress.IPv4Network
+    peer: IPNetwork
     proto: int | None
     ports: tuple[int, int] | None
 
@@ -53,19 +56,24 @@ def _pods_on(pods: Iterable[Obj], network: str) -> list[PodView]:
     return out
 
 
-def _ipblock(block: Mapping[str, Any]) -> list[ipaddress.IPv4Network]:
+def _ipblock(block: Mapping[str, Any]) -> list[IPNetwork]:
     net = ipaddress.ip_network(block["cidr"], strict=False)
-    if net.version != 4:
-        return []
-    nets = [net]
+    nets: list[IPNetwork] = [net]
     for text in block.get("except") or ():
         hole = ipaddress.ip_network(text, strict=False)
-        if hole.version != 4:
+        if hole.version != net.version:
             continue
-        nets = [piece for n in nets
-                for piece in ([n] if not n.overlaps(hole) else
-                              ([] if n.subnet_of(hole) else list(n.address_exclude(hole))))]
+        nets = [piece for n in nets for piece in _without(n, hole)]
     return nets
+
+
+def _without(net: IPNetwork, hole: IPNetwork) -> list[IPNetwork]:
+    """`net` less `hole` (of the same family), as prefixes."""
+    if not net.overlaps(hole):
+        return [net]
+    if net.subnet_of(hole):  # type: ignore[arg-type]  # same family, checked by the caller
+        return []
+    return list(net.address_exclude(hole))  # type: ignore[arg-type]
 
 
 def _peer_pods(peer: Mapping[str, Any], policy_ns: str, pods: list[PodView],
@@ -99,7 +107,7 @@ def _port_ranges(ports: list[Mapping[str, Any]] | None, owner: PodView | None) -
     return out
 
 
-def _named_to_pods(ports: list[Mapping[str, Any]] | None, nets: list[ipaddress.IPv4Network],
+def _named_to_pods(ports: list[Mapping[str, Any]] | None, nets: Iterable[IPNetwork],
                    pods: list[PodView]) -> set[Rule]:
     """Egress to a named port with no `to` pods (any peer, or an ipBlock): the name
     is resolved against each destination pod on the network, within `nets`, that
@@ -115,8 +123,8 @@ def _named_to_pods(ports: list[Mapping[str, Any]] | None, nets: list[ipaddress.I
             if number is None:
                 continue
             for address in other.addresses:
-                if any(ipaddress.IPv4Address(address) in net for net in nets):
-                    out.add(Rule(ipaddress.IPv4Network(f"{address}/32"), proto, (number, number)))
+                if any(ipaddress.ip_address(address) in net for net in nets):
+                    out.add(Rule(ipaddress.ip_network(address), proto, (number, number)))
     return out
 
 
@@ -129,9 +137,9 @@ def _rules_of(rule: Mapping[str, Any], direction: int, policy_ns: str, pod: PodV
     # ingress, each peer pod on egress.
     if not peers:
         owner = pod if direction == DIRECTION_INGRESS else None
-        out |= {Rule(ALL_V4, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
+        out |= {Rule(every, proto, r) for every in ALL for proto, r in _port_ranges(rule.get("ports"), owner)}
         if direction == DIRECTION_EGRESS:
-            out |= _named_to_pods(rule.get("ports"), [ALL_V4], pods)
+            out |= _named_to_pods(rule.get("ports"), ALL, pods)
         return out
     for peer in peers:
         if "ipBlock" in peer:
@@ -145,7 +153,7 @@ def _rules_of(rule: Mapping[str, Any], direction: int, policy_ns: str, pod: PodV
         for other in _peer_pods(peer, policy_ns, pods, ns_labels):
             owner = pod if direction == DIRECTION_INGRESS else other
             for address in other.addresses:
-                net = ipaddress.IPv4Network(f"{address}/32")
+                net = ipaddress.ip_network(address)
                 out |= {Rule(net, proto, r) for proto, r in _port_ranges(rule.get("ports"), owner)}
     return out
 
@@ -187,11 +195,12 @@ def rule_entries(direction: int, group: int, rules: Iterable[Rule]) -> list[Entr
         match: dict[str, Any] = {"direction": Exact(direction), "group": Exact(group)}
         if r.peer.prefixlen:
             match["peer"] = Ternary(int(r.peer.network_address), int(r.peer.netmask))
+        table = family_table("policy_rule", r.peer.version)
         if r.proto is not None:
             match["proto"] = Ternary(r.proto, 0xFF)
         if r.ports is not None and r.ports != (0, 65535):
             match["port"] = Range(*r.ports)
-        out.append(entry("policy_rule", match, ActionCall("allow"), priority=RULE_PRIORITY))
+        out.append(entry(table, match, ActionCall("allow"), priority=RULE_PRIORITY))
     return out
 
 
@@ -224,10 +233,15 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
                         rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
                 frozen = frozenset(rules)
                 gid = groups.id(frozen, direction)
+                # The entry's cookie names the policies selecting the pod, so the
+                # target's /metrics can credit each with its group's verdicts.
+                names = ",".join(sorted(f"{meta(p).get('namespace', '')}/{meta(p).get('name', '')}"
+                                        for p in selecting)).encode()
                 for address in pod.addresses:
-                    e = entry("policy_pod", {"network_id": Exact(networks[network]), "direction": Exact(direction),
-                                             "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
-                    out[e.key] = e
+                    table = family_table("policy_pod", ipaddress.ip_address(address).version)
+                    e = entry(table, {"network_id": Exact(networks[network]), "direction": Exact(direction),
+                                      "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
+                    out[e.key] = replace(e, metadata=names)
                 for e in rule_entries(direction, gid, frozen):
                     out[e.key] = e
     return list(out.values())

@@ -1,23 +1,46 @@
-"""Services on a secondary network + their EndpointSlices -> service entries."""
+"""Services on a secondary network + their EndpointSlices -> service(6) entries.
+
+A Service's VIPs on its network are the `service-vip` annotation, a
+comma-separated list with at most one address per family (as
+`spec.clusterIPs`), else `spec.clusterIPs`/`spec.clusterIP`. Which families
+it serves follows `ipFamilyPolicy` and `ipFamilies` (core/v1 Service):
+SingleStack serves the first family only (the first of `ipFamilies`, else
+the first VIP's); PreferDualStack and RequireDualStack serve each family of
+`ipFamilies` (every VIP's when unset) that has a VIP. Each family's VIP
+balances over the endpoints of that family's EndpointSlices.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from agent.compile.objects import Obj, annotations_of, is_ipv4, labels, meta, network_of
-from datapath.entries import ActionCall, Entry, Exact, Lpm, Range, Ternary, entry, ip
-from datapath.pipeline import PROTOCOLS
+from agent.compile.objects import Obj, annotations_of, ip_version, labels, meta, network_of
+from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
+from datapath.pipeline import PROTOCOLS, family_table
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice (discovery.k8s.io/v1)
+_FAMILY = {"IPv4": 4, "IPv6": 6}
 
 
-def service_vip(service: Obj) -> str | None:
-    vip = annotations_of(service).get(SERVICE_VIP_ANNOTATION) or (service.get("spec") or {}).get("clusterIP")
-    return str(vip) if vip and is_ipv4(vip) else None
+def service_vips(service: Obj) -> dict[int, str]:
+    """The VIP per family (4, 6) the Service serves on its network."""
+    spec: Mapping[str, Any] = service.get("spec") or {}
+    text = annotations_of(service).get(SERVICE_VIP_ANNOTATION)
+    given = [a.strip() for a in text.split(",")] if text else list(spec.get("clusterIPs") or [spec.get("clusterIP")])
+    by_family: dict[int, str] = {}
+    for address in given:
+        v = ip_version(address or "")
+        if v and v not in by_family:
+            by_family[v] = str(address)
+    families = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY] or list(by_family)
+    if spec.get("ipFamilyPolicy", "SingleStack") == "SingleStack":
+        families = families[:1]
+    return {v: by_family[v] for v in families if v in by_family}
 
 
-def _backends(slices: Iterable[Obj], port_name: str, protocol: str) -> list[tuple[int, int]]:
+def _backends(slices: Iterable[Obj], port_name: str, protocol: str, version: int) -> list[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for s in slices:
         numbers = [p["port"] for p in s.get("ports") or ()
@@ -26,13 +49,13 @@ def _backends(slices: Iterable[Obj], port_name: str, protocol: str) -> list[tupl
             if (ep.get("conditions") or {}).get("ready") is False:
                 continue
             for address in ep.get("addresses") or ():
-                if is_ipv4(address):
+                if ip_version(address) == version:
                     out.update((ip(address), int(n)) for n in numbers)
     return sorted(out)
 
 
 def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: Mapping[str, int]) -> list[Entry]:
-    """One service entry per (Service port) with ready backends: (network, VIP, proto, port) -> group."""
+    """One entry per (Service port, family) with ready backends: (network, VIP, proto, port) -> group."""
     by_service: dict[tuple[str, str, str], list[Obj]] = {}
     for s in slices:
         key = (meta(s).get("namespace", ""), labels(s).get(SERVICE_NAME_LABEL, ""),
@@ -40,16 +63,18 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
         by_service.setdefault(key, []).append(s)
     out = []
     for svc in services:
-        network, vip = network_of(svc), service_vip(svc)
-        if network is None or network not in networks or vip is None:
+        network = network_of(svc)
+        if network is None or network not in networks:
             continue
         own = by_service.get((meta(svc).get("namespace", ""), meta(svc).get("name", ""), network), [])
-        for port in (svc.get("spec") or {}).get("ports") or ():
-            protocol = port.get("protocol", "TCP")
-            backends = _backends(own, port.get("name") or "", protocol)
-            if not backends or protocol not in PROTOCOLS:
-                continue
-            match: dict[str, Exact | Lpm | Ternary | Range] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
-                     "proto": Exact(PROTOCOLS[protocol]), "port": Exact(int(port["port"]))}
-            out.append(entry("service", match, *(ActionCall("dnat", b) for b in backends)))
+        for version, vip in sorted(service_vips(svc).items()):
+            for port in (svc.get("spec") or {}).get("ports") or ():
+                protocol = port.get("protocol", "TCP")
+                backends = _backends(own, port.get("name") or "", protocol, version)
+                if not backends or protocol not in PROTOCOLS:
+                    continue
+                match: dict[str, Match] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
+                                           "proto": Exact(PROTOCOLS[protocol]), "port": Exact(int(port["port"]))}
+                action = "dnat" if version == 4 else "dnat6"
+                out.append(entry(family_table("service", version), match, *(ActionCall(action, b) for b in backends)))
     return out

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable
 
 from datapath.client.p4rt import NotPrimaryError, P4RuntimeClient, WriteError, diff
-from datapath.entries import ActionCall, Entry, Exact, entry, ip, mac, prefix
+from datapath.entries import ActionCall, Entry, Exact, entry, ip, mac, prefix, version_of
+from datapath.pipeline import family_table
 from datapath.ports import PortAttachment
 
 log = logging.getLogger(__name__)
@@ -22,16 +23,25 @@ Key = tuple[object, ...]
 
 
 def port_entries(port: PortAttachment) -> list[Entry]:
-    """Entries for one attachment: port -> network, host routes and neighbours."""
-    out = [entry("port", {"port": Exact(port.representor)}, ActionCall("set_port", (int(port.network_id),)))]
+    """Entries for one attachment: port -> network, host routes and neighbours
+    per address (of either family), and for each IPv6 gateway a host route
+    that drops, so the IPU answers neighbour discovery for it (IPv4 gateways
+    are answered by proxy ARP) and packets to the gateway itself die, as
+    IPv4 ones do in the network's tunnel."""
+    net = int(port.network_id)
+    # A port without addresses is on a layer 2 (address-less) network: bridged, not routed.
+    join = "set_port" if port.ips else "set_bridge"
+    out = [entry("port", {"port": Exact(port.representor)}, ActionCall(join, (net,)))]
     for cidr in port.ips:
         address = cidr.split("/")[0]
-        if ":" in address:
-            continue  # the pipeline is IPv4-only for now
-        out.append(entry("route", {"network_id": Exact(int(port.network_id)), "dst": prefix(f"{address}/32")},
+        v = version_of(address)
+        out.append(entry(family_table("route", v), {"network_id": Exact(net), "dst": prefix(address)},
                          ActionCall("to_port", (port.representor,))))
-        out.append(entry("neighbor", {"port": Exact(port.representor), "ip": Exact(ip(address))},
+        out.append(entry(family_table("neighbor", v), {"port": Exact(port.representor), "ip": Exact(ip(address))},
                          ActionCall("set_dmac", (mac(port.mac),))))
+    for gateway in port.gateways:
+        if version_of(gateway) == 6:
+            out.append(entry("route6", {"network_id": Exact(net), "dst": prefix(gateway)}, ActionCall("drop")))
     return out
 
 

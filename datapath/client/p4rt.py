@@ -16,6 +16,7 @@ import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code
 from grpc_status import rpc_status as grpc_rpc_status
 
+from datapath.client import metrics
 from datapath.entries import Entry, decode, encode
 from datapath.pipeline import PIPELINE, Pipeline, p4info
 
@@ -209,10 +210,20 @@ class P4RuntimeClient:
             if op == DELETE:
                 te.ClearField("action")
             u.entity.table_entry.CopyFrom(te)
+        start = time.monotonic()
         try:
             self._stub().Write(req)
         except grpc.RpcError as err:
-            raise _write_error(err, len(updates)) from err
+            failure = _write_error(err, len(updates))
+            metrics.WRITES.labels(result="error").inc()
+            for refused in failure.errors if isinstance(failure, WriteError) else ():
+                metrics.ERRORS.labels(code=refused.code_name).inc()
+            raise failure from err
+        finally:
+            metrics.SECONDS.observe(time.monotonic() - start)
+        metrics.WRITES.labels(result="ok").inc()
+        for op, e in updates:
+            metrics.UPDATES.labels(type=op, table=e.table).inc()
 
     def read(self, table: str | None = None, counters: bool = False) -> list[Entry]:
         """All entries of one table, or of every table (wildcard read)."""
@@ -229,6 +240,20 @@ class P4RuntimeClient:
             for entity in response.entities:
                 t = entity.table_entry
                 out.append((decode(t, self.pipeline), (t.counter_data.packet_count, t.counter_data.byte_count)))
+        return out
+
+    def read_counters(self, table: str | None = None) -> list[tuple[Entry, tuple[int, int]]]:
+        """The direct counters of one counted table (or all): DirectCounterEntry
+        reads, whose entries carry only their keys, so nothing of the actions
+        (a Service's backends) is encoded, sent or decoded."""
+        req = p4r.ReadRequest(device_id=self.device_id)
+        req.entities.add().direct_counter_entry.table_entry.table_id = self.pipeline.table(table).id if table else 0
+        out = []
+        for response in self._stub().Read(req):
+            for entity in response.entities:
+                dc = entity.direct_counter_entry
+                out.append((decode(dc.table_entry, self.pipeline, with_action=False),
+                            (dc.data.packet_count, dc.data.byte_count)))
         return out
 
     def reconcile(self, desired: Iterable[Entry], tables: Iterable[str] | None = None) -> int:

@@ -56,7 +56,9 @@ class Features:
     def used(self) -> dict[str, str]:
         """What the target does with what it found."""
         return {
-            "forwarding": "routed per network (policy-routing table per network, proxy ARP on ports)",
+            "forwarding": "routed per network (policy-routing table per network and family, proxy ARP on ports)",
+            "ipv6": "dual stack: IPv6 tables beside IPv4 ones, VXLAN over the IPv4 underlay, proxy NDP entries "
+                    "per (port, host address) (no wildcard proxy NDP in the kernel)",
             "policy": "nftables inet family, per-group concatenated interval sets"
             if self.nft_concat_intervals else "UNAVAILABLE: no concatenated interval sets",
             "services": "nftables: numgen bucket in ct mark, one shared (service, bucket) -> backend DNAT map; "

@@ -32,7 +32,7 @@ class Reader:
             return list(self._direct_counters(wanted.direct_counter_entry))
         raise P4Error(rpc_code.UNIMPLEMENTED, f"{kind}: only table entries and direct counters can be read")
 
-    def table_entries(self, wanted: p4r.TableEntry) -> list[p4r.TableEntry]:
+    def table_entries(self, wanted: p4r.TableEntry, with_action: bool = True) -> list[p4r.TableEntry]:
         if wanted.is_default_action:
             return list(self._defaults(wanted))
         with self.lock:
@@ -40,7 +40,7 @@ class Reader:
             counts = self._counts(entries) if wanted.HasField("counter_data") else {}
         out = []
         for e in entries:
-            te = encode(e, self.pipeline)
+            te = encode(e, self.pipeline, with_action)
             if wanted.HasField("counter_data") and self.pipeline.table(e.table).counters:
                 te.counter_data.packet_count, te.counter_data.byte_count = counts.get(e.key, (0, 0))
             out.append(te)
@@ -92,7 +92,7 @@ class Reader:
         query.CopyFrom(te)
         query.ClearField("action")
         query.counter_data.SetInParent()
-        found = self.table_entries(query)
+        found = self.table_entries(query, with_action=False)  # a counter's entry is its key
         if te.match and not found:
             raise P4Error(rpc_code.NOT_FOUND, f"{table.name if table else te.table_id}: no such entry")
         counted = {t.id for t in self.pipeline.tables if t.counters}

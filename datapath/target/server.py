@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from concurrent import futures
 
 import grpc
@@ -24,7 +26,10 @@ from datapath.target.arbitration import Arbitration, election
 from datapath.target.reads import Reader
 from datapath.target.realizer import Dataplane
 from datapath.target.store import Store
-from datapath.target.writes import Writer
+from datapath.target.writes import OPS, Writer
+
+if TYPE_CHECKING:
+    from datapath.target.metrics import P4RuntimeMetrics
 
 log = logging.getLogger(__name__)
 API_VERSION = "1.4.0"
@@ -32,8 +37,10 @@ _Config = p4r.SetForwardingPipelineConfigRequest
 
 
 class IpuServicer(p4r_grpc.P4RuntimeServicer):
-    def __init__(self, dataplane: Dataplane, device_id: int = 1, pipeline: Pipeline = PIPELINE) -> None:
+    def __init__(self, dataplane: Dataplane, device_id: int = 1, pipeline: Pipeline = PIPELINE,
+                 metrics: P4RuntimeMetrics | None = None) -> None:
         self.dataplane = dataplane
+        self.metrics = metrics
         self.device_id = device_id
         self.pipeline = pipeline
         self.p4info = p4info(pipeline)
@@ -137,13 +144,34 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):
         self._check_config(context)
         if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported")
+        start = time.monotonic()
         with self.lock:
             errors = self.writer.write(list(request.updates))
+        self._count_write(request, errors, time.monotonic() - start)
         if any(err is not None for err in errors):
             context.abort_with_status(batch_status(errors, "updates"))
         return p4r.WriteResponse()
 
+    def _count_write(self, request: p4r.WriteRequest, errors: list[P4Error | None], seconds: float) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.write_seconds.observe(seconds)
+        for update, err in zip(request.updates, errors):
+            if err is not None:
+                self.metrics.errors.labels(code=rpc_code.Code.Name(rpc_code.Code.ValueType(err.code))).inc()
+                continue
+            table = self.pipeline.table_by_id(update.entity.table_entry.table_id)
+            self.metrics.updates.labels(type=OPS.get(update.type, "?"), table=table.name if table else "?").inc()
+
     def Read(self, request: p4r.ReadRequest, context: grpc.ServicerContext) -> Iterator[p4r.ReadResponse]:
+        start = time.monotonic()
+        try:
+            yield from self._read(request, context)
+        finally:
+            if self.metrics is not None:
+                self.metrics.read_seconds.observe(time.monotonic() - start)
+
+    def _read(self, request: p4r.ReadRequest, context: grpc.ServicerContext) -> Iterator[p4r.ReadResponse]:
         self._check_device(request.device_id, context)
         self._check_config(context)
         # Spec 11 (Read, batch processing): each request is answered or gets
@@ -187,11 +215,11 @@ def batch_status(errors: list[P4Error | None], what: str) -> grpc.Status:
     return grpc_rpc_status.to_status(status)
 
 
-def serve(dataplane: Dataplane, address: str, device_id: int = 1,
-          pipeline: Pipeline = PIPELINE) -> tuple[grpc.Server, IpuServicer]:
+def serve(dataplane: Dataplane, address: str, device_id: int = 1, pipeline: Pipeline = PIPELINE,
+          metrics: P4RuntimeMetrics | None = None) -> tuple[grpc.Server, IpuServicer]:
     """Start the P4Runtime server; the caller waits on and stops it."""
     dataplane.reset()
-    servicer = IpuServicer(dataplane, device_id, pipeline)
+    servicer = IpuServicer(dataplane, device_id, pipeline, metrics)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=[("grpc.max_receive_message_length", 256 << 20),
                                   ("grpc.max_send_message_length", 256 << 20),

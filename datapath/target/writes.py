@@ -19,7 +19,7 @@ from datapath.target.realizer import Dataplane
 from datapath.target.store import Change, Store
 
 log = logging.getLogger(__name__)
-_OPS = {p4r.Update.INSERT: "INSERT", p4r.Update.MODIFY: "MODIFY", p4r.Update.DELETE: "DELETE"}
+OPS = {p4r.Update.INSERT: "INSERT", p4r.Update.MODIFY: "MODIFY", p4r.Update.DELETE: "DELETE"}
 
 
 class Writer:
@@ -46,7 +46,7 @@ class Writer:
         return errors
 
     def accept(self, update: p4r.Update) -> Change:
-        op = _OPS.get(update.type)
+        op = OPS.get(update.type)
         if op is None:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"update type {update.type} unspecified")
         kind = update.entity.WhichOneof("entity")

@@ -5,15 +5,20 @@ Runs inside its own network namespaces (prefix mndb) and writes JSON.
      apply one endpoint change (one diffed batch);
   2. iperf3 TCP throughput between two pods on a secondary network (across
      two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
-  3. that throughput while a third pod floods connections the policy denies.
+  3. that throughput while a third pod floods connections the policy denies,
+     and that the target's denied counter saw exactly those attempts;
+  4. the time to read every counter at N services: the service table's direct
+     counters over P4Runtime, and one scrape of the target's /metrics.
 Throughput runs alternate round by round; medians are reported with samples.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import socket
+import urllib.request
 import statistics
 import subprocess
 import sys
@@ -65,7 +70,7 @@ def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[
         "spec": {"nodeName": node}, "status": {"phase": "Running"}}
 
 
-def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int) -> dict[str, Any]:
+def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int, metrics_url: str | None) -> dict[str, Any]:
     svcs, slices = services(count, endpoints)
     start = time.monotonic()
     entries = compile_services(svcs, slices, {NET: NET_ID})
@@ -78,10 +83,43 @@ def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int) -> dict
     change_start = time.monotonic()
     changed = dp.replace_state(entries)
     change_end = time.monotonic()
+    counters = bench_counters(dp, metrics_url)
     dp.replace_state([])  # clear before the throughput runs
     return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
             "compile_seconds": round(compiled - start, 3), "program_seconds": round(programmed - compiled, 3),
-            "endpoint_change_updates": changed, "endpoint_change_seconds": round(change_end - change_start, 4)}
+            "endpoint_change_updates": changed, "endpoint_change_seconds": round(change_end - change_start, 4),
+            "counters": counters}
+
+
+def bench_counters(dp: P4RuntimeDatapath, metrics_url: str | None, rounds: int = 3) -> dict[str, Any]:
+    """Reading all counters at this scale, median of `rounds`: the service
+    table's entries with their direct counters over P4Runtime (a wildcard read
+    with counter_data), its DirectCounterEntry read (keys and counts only),
+    and one scrape of /metrics (every verdict, service and backend counter)."""
+    reads, direct, scrapes, entries = [], [], [], 0
+    counters_only = getattr(dp.client, "read_counters", None)  # absent in older trees
+    for _ in range(rounds):
+        start = time.monotonic()
+        entries = len(dp.client.read_with_counters("service"))
+        reads.append(time.monotonic() - start)
+        if counters_only is not None:
+            start = time.monotonic()
+            assert len(counters_only("service")) == entries
+            direct.append(time.monotonic() - start)
+        if metrics_url:
+            start = time.monotonic()
+            with urllib.request.urlopen(metrics_url, timeout=300) as response:
+                response.read()
+            scrapes.append(time.monotonic() - start)
+    out: dict[str, Any] = {"entries_read": entries, "p4runtime_read_seconds": round(statistics.median(reads), 3),
+                           "p4runtime_read_samples": [round(x, 3) for x in reads]}
+    if direct:
+        out["direct_counter_read_seconds"] = round(statistics.median(direct), 3)
+        out["direct_counter_read_samples"] = [round(x, 3) for x in direct]
+    if scrapes:
+        out["metrics_scrape_seconds"] = round(statistics.median(scrapes), 3)
+        out["metrics_scrape_samples"] = [round(x, 3) for x in scrapes]
+    return out
 
 
 def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
@@ -97,11 +135,25 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float
         server.wait(timeout=10)
 
 
-def policy_drops(ipu_ns: str) -> int:
-    """Packets the policy groups' drop rules counted on a node."""
-    out = json.loads(run_in(ipu_ns, ["nft", "-j", "list", "table", "inet", f"{PREFIX}ipu"]).stdout)
-    return sum(expr["counter"]["packets"] for item in out["nftables"] if "rule" in item
-               and item["rule"]["chain"].startswith("pg_") for expr in item["rule"]["expr"] if "counter" in expr)
+def policy_drops(ipu_ns: str, prefix: str) -> int:
+    """Packets the policy groups denied on a node, from the kernel itself (its `pst_d_*` counters)."""
+    table = f"{prefix}ipu".replace("-", "_")
+    out = json.loads(run_in(ipu_ns, ["nft", "-j", "list", "counters", "table", "inet", table]).stdout)
+    return sum(item["counter"]["packets"] for item in out["nftables"]
+               if "counter" in item and item["counter"]["name"].startswith("pst_d_"))
+
+
+def metrics_denied(url: str | None, network: int) -> float | None:
+    """The denied packets the target's /metrics reports for a network."""
+    if not url:
+        return None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=300) as response:
+        text = response.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "multinet_ipu_network_packets_total" and s.labels.get("network") == str(network)
+               and s.labels.get("verdict") == "denied")
 
 
 FLOOD = """
@@ -129,32 +181,41 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
     parser.add_argument("--out", default="build/bench/datapath.json", help="write JSON here (default: %(default)s)")
+    parser.add_argument("--skip-traffic", action="store_true", help="programming and counter reads only")
+    parser.add_argument("--prefix", default=PREFIX, help="of every namespace, link and table made (<= 6 characters)")
     args = parser.parse_args()
+    prefix = args.prefix
 
-    result: dict[str, Any] = {"prefix": PREFIX}
-    tb = Testbed(PREFIX)
+    result: dict[str, Any] = {"prefix": prefix}
+    tb = Testbed(prefix)
     targets: list[Target] = []
-    logs = Path("/tmp") / f"{PREFIX}-bench"
+    logs = Path("/tmp") / f"{prefix}-bench"
     logs.mkdir(exist_ok=True)
     try:
         n1, n2 = tb.add_node("n1"), tb.add_node("n2")
         # What the target found in this kernel and what it uses it for.
         features = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
-                                   PREFIX, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
+                                   prefix, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
         result["kernel_features"] = json.loads(features.stdout)
         sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}
+        # A tree without --metrics-port (measuring an older revision) runs without it.
+        metrics = "metrics_port" in inspect.signature(start_target).parameters
         for node in (n1, n2):
-            targets.append(start_target(node, free_port(), PREFIX, str(logs / f"{node.name}.log"), sys.executable,
-                                        sizes))
+            extra: dict[str, Any] = {"metrics_port": free_port()} if metrics else {}
+            targets.append(start_target(node, free_port(), prefix, str(logs / f"{node.name}.log"), sys.executable,
+                                        sizes, **extra))
         from datapath.pipeline import pipeline
 
         dps = {}
         for t in targets:
-            wait_for(t.address)
+            wait_for(t.address, timeout=300)  # a loaded machine starts targets slowly
             dps[t.node.name] = dp = P4RuntimeDatapath(P4RuntimeClient(t.address, pipeline=pipeline(sizes)))
             dp.reconnect()
 
-        result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints)
+        result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints,
+                                                  getattr(targets[0], "metrics_url", None))
+        if args.skip_traffic:
+            return finish(result, args.out)
 
         # Two servers on node 2: "open" has no policy, "guarded" is selected by
         # a 10,000-peer policy. Runs alternate between them, round by round, so
@@ -197,7 +258,8 @@ def main() -> int:
             out, _ = flood.communicate(timeout=args.seconds + 30)
             sent, elapsed = out.split()
             attempts, flood_seconds = attempts + int(sent), flood_seconds + float(elapsed)
-        dropped = policy_drops(n2.ipu_ns)
+        dropped = policy_drops(n2.ipu_ns, prefix)
+        reported = metrics_denied(getattr(targets[1], "metrics_url", None), NET_ID)
         median = {k: statistics.median(v) for k, v in samples.items()}
         result["policy"] = {
             "peers": args.peers, "policy_updates_written": written, "policy_program_seconds": round(policy_program, 3),
@@ -211,6 +273,8 @@ def main() -> int:
             "denied_connection_attempts": attempts, "flood_seconds": round(flood_seconds, 2),
             "attempts_per_second": round(attempts / flood_seconds),
             "packets_dropped_by_policy": dropped,
+            # What /metrics says; equal to the attempts when each was one SYN.
+            "denied_packets_in_metrics": reported,
             # One generator process: on a small machine it competes with iperf3 for CPU.
             "throughput_under_flood_gbps": round(median["guarded_under_flood"] / 1e9, 3),
             "ratio_to_quiet": round(median["guarded_under_flood"] / median["guarded"], 3),
@@ -219,10 +283,14 @@ def main() -> int:
         for t in targets:
             t.stop()
         tb.close()
+    return finish(result, args.out)
+
+
+def finish(result: dict[str, Any], out: str) -> int:
     text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
     print(text)
     return 0
 

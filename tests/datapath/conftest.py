@@ -54,8 +54,8 @@ class Env:
 
     def start(self, node: Node) -> Target:
         target = start_target(node, free_port(), PREFIX, str(self.logs / f"{node.name}.log"), sys.executable,
-                              self.sizes)
-        wait_for(target.address)
+                              self.sizes, metrics_port=free_port())
+        wait_for(target.address, timeout=120)  # several runs share a small machine
         self.targets[node.name] = target
         return target
 
@@ -65,7 +65,7 @@ class Env:
         self.datapaths[node] = dp
         return dp
 
-    def pod(self, node: str, name: str, network_id: int, cidr: str, **kw: object) -> Pod:
+    def pod(self, node: str, name: str, network_id: int, cidr: str | tuple[str, ...], **kw: object) -> Pod:
         pod = self.testbed.add_pod(self.testbed.nodes[node], name, network_id, cidr, **kw)  # type: ignore[arg-type]
         self.datapaths[node].attach(pod.attachment)
         return pod

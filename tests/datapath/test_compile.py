@@ -38,7 +38,7 @@ def test_network_status_wins_over_allocations() -> None:
     p = pod("a", "10.1.0.5")
     p["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] = json.dumps(
         [{"podNetworkName": "blue", "interfaceName": "net1", "ips": ["10.1.0.6/24", "fd00::6/64"]}])
-    assert pod_addresses(p) == {"blue": ["10.1.0.6"]}
+    assert pod_addresses(p) == {"blue": ["10.1.0.6", "fd00::6"]}  # both families
 
 
 def test_ipblock_except_becomes_prefixes_and_endport_a_range() -> None:

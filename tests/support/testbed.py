@@ -26,32 +26,49 @@ class Pod:
 
     @property
     def ip(self) -> str:
+        """The pod's first address (IPv4 on a dual-stack pod)."""
         return self.attachment.ips[0].split("/")[0]
+
+    @property
+    def ip6(self) -> str:
+        """The pod's IPv6 address."""
+        return next(a.split("/")[0] for a in self.attachment.ips if ":" in a)
 
 
 @dataclass
 class Testbed(Topology):
     pods: dict[str, Pod] = field(default_factory=dict)
 
-    def add_pod(self, node: Node, name: str, network_id: int, cidr: str, network: str = "",
-                namespace: str = "default", interface: str = "net1", extra_routes: tuple[str, ...] = ()) -> Pod:
-        """A pod namespace with one secondary interface on `network_id`; on-link
-        routes for its subnet and `extra_routes` (e.g. the network's service range)."""
+    def add_pod(self, node: Node, name: str, network_id: int, cidr: str | tuple[str, ...], network: str = "",
+                namespace: str = "default", interface: str = "net1", extra_routes: tuple[str, ...] = (),
+                gateways: tuple[str, ...] = (), mtu: int = 1500) -> Pod:
+        """A pod namespace with one secondary interface on `network_id` and the
+        address(es) `cidr` (one per family for dual stack, none for an
+        address-less network; IPv6 without DAD, as the agent adds them); on-link routes for its subnets and
+        `extra_routes` (e.g. the network's service ranges)."""
         netns = f"{self.prefix}{name}"
+        cidrs = (cidr,) if isinstance(cidr, str) else cidr
         self.add_namespace(netns)
         rep = self.link_name("r")
         sh("ip", "-n", netns, "link", "add", interface, "type", "veth", "peer", "name", rep, "netns", node.ipu_ns)
-        sh("ip", "-n", netns, "addr", "add", cidr, "dev", interface)
+        sh("ip", "-n", netns, "link", "set", interface, "mtu", str(mtu))
+        for address in cidrs:
+            sh("ip", "-n", netns, "addr", "add", address, "dev", interface, *(("nodad",) if ":" in address else ()))
         sh("ip", "-n", netns, "link", "set", interface, "up")
         for route in extra_routes:
             sh("ip", "-n", netns, "route", "add", route, "dev", interface)
         attachment = PortAttachment(
             pod_uid=str(uuid.uuid4()), namespace=namespace, pod_name=name, network=network or f"net{network_id}",
-            network_id=NetworkId(network_id), interface=interface, representor=rep, ips=(cidr,),
-            mac=_mac_in(netns, interface), mtu=1500,
+            network_id=NetworkId(network_id), interface=interface, representor=rep, ips=cidrs,
+            mac=_mac_in(netns, interface), mtu=mtu, gateways=gateways,
         )
         pod = self.pods[name] = Pod(name, netns, node, attachment)
         return pod
+
+
+    def flush_neighbours(self, netns: str, interface: str) -> None:
+        """Forget what the pod learnt of its neighbours (both families)."""
+        sh("ip", "-n", netns, "neigh", "flush", "dev", interface)
 
 
 def _mac_in(netns: str, link: str) -> str:
@@ -66,6 +83,7 @@ class Target:
     address: str
     process: subprocess.Popen[bytes]
     log_path: str
+    metrics_url: str | None = None  # its /metrics, when started with a metrics port
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -78,12 +96,16 @@ class Target:
 
 
 def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
-                 sizes: dict[str, int] | None = None) -> Target:
-    """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace)."""
+                 sizes: dict[str, int] | None = None, metrics_port: int | None = None) -> Target:
+    """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace,
+    and serving /metrics on metrics_port when given)."""
     argv = [python, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
             "--prefix", prefix, "--vtep", node.vtep, "--underlay", UNDERLAY_LINK]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
     for table, size in (sizes or {}).items():
         argv += ["--size", f"{table}={size}"]
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    return Target(node, f"127.0.0.1:{port}", process, log_path)
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port is not None else None
+    return Target(node, f"127.0.0.1:{port}", process, log_path, metrics)

@@ -9,6 +9,7 @@ namespace (`Kernel`), so none of it locks.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from finsy.proto import rpc_code
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from datapath.entries import Entry, Exact, Lpm, P4Error, mac_text
+from datapath.entries import Entry, Exact, Lpm, P4Error, ip_text, mac_text
+from datapath.pipeline import table_family
 from datapath.target import features as feat
 from datapath.target.realizer import Realizer, Registry
 
@@ -47,6 +49,36 @@ def tunnel_mac(vtep: int) -> str:
     return mac_text((0x0A << 40) | (vtep << 8))
 
 
+@dataclass(frozen=True)
+class Family:
+    """What differs between IPv4 and IPv6 in the kernel's realization."""
+
+    version: int
+    af: int  # the netlink family
+    nft: str  # the nftables payload protocol: "ip" | "ip6"
+    addr_type: str  # the nftables set type of an address
+    suffix: str  # of the nftables objects of this family's tables ("" | "6")
+    width: int
+
+    def text(self, value: int) -> str:
+        return ip_text(value, self.width)
+
+    @property
+    def any(self) -> str:
+        """The default route's destination."""
+        return "0.0.0.0/0" if self.version == 4 else "::/0"
+
+
+V4 = Family(4, socket.AF_INET, "ip", "ipv4_addr", "", 32)
+V6 = Family(6, socket.AF_INET6, "ip6", "ipv6_addr", "6", 128)
+FAMILIES = (V4, V6)
+
+
+def family(table: str) -> Family:
+    """The family of a table of the pipeline (its name tells: `route6` is IPv6)."""
+    return V6 if table_family(table) == 6 else V4
+
+
 @dataclass
 class Pending:
     """One nft transaction in three phases: create objects, change elements, delete objects."""
@@ -70,6 +102,7 @@ class KernelContext:
         self.table = nft_table(prefix)
         self.pending = Pending()
         self._parts: dict[object, Any] = {}
+        self.layer2: set[int] = set()  # networks bridged here (segments.py), which cannot also be routed
 
     def part(self, kind: Callable[[KernelContext], S]) -> S:
         """The one instance of a piece of state that several realizers share
@@ -82,6 +115,7 @@ class KernelContext:
     def forget(self) -> None:
         """Drop all shared state (the kernel was reset) and any queued change."""
         self._parts.clear()
+        self.layer2.clear()
         self.pending = Pending()
 
     # --- kernel calls -----------------------------------------------------------

@@ -21,10 +21,11 @@ from datapath import netns as ns
 from datapath.entries import Entry, P4Error
 from datapath.pipeline import PIPELINE, Pipeline
 from datapath.target import features as feat
-from datapath.target.kernel import forwarding, policy, services  # noqa: F401  (each registers its realizers)
-from datapath.target.kernel.context import (REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
+from datapath.target.kernel import forwarding, policy, segments, services  # noqa: F401  (each registers its realizers)
+from datapath.target.kernel.context import (FAMILIES, REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
                                             KernelRealizer, Pending, nft, nft_table)
 from datapath.target.kernel.ruleset import empty_pipeline
+from datapath.target.kernel.stats import KernelStats, read_stats
 from datapath.target.realizer import Counts
 from datapath.target.store import Change, Key, Store
 
@@ -65,18 +66,26 @@ class Kernel:
     def _reset(self) -> None:
         ctx, ipr = self.ctx, self.ctx.ipr
         nft(f"add table inet {self.table}\ndelete table inet {self.table}")
-        for rule in ipr.get_rules(family=2):
-            if rule.get("priority") == RULE_PRIORITY and (rule.get("table") or 0) >= TABLE_BASE:
-                ipr.rule("del", table=rule.get("table"), priority=RULE_PRIORITY, iifname=rule.get("iifname"))
+        for f in FAMILIES:
+            for rule in ipr.get_rules(family=f.af):
+                if rule.get("priority") == RULE_PRIORITY and (rule.get("table") or 0) >= TABLE_BASE:
+                    ipr.rule("del", family=f.af, table=rule.get("table"), priority=RULE_PRIORITY,
+                             iifname=rule.get("iifname"))
         for link in ipr.get_links():
             name = link.get("ifname")
-            if name.startswith(f"{self.prefix}v") and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan":
+            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+            if (name.startswith(f"{self.prefix}v") and kind == "vxlan") or \
+                    (name.startswith(f"{self.prefix}b") and kind == "bridge"):
                 ipr.link("del", index=link["index"])
-        for route in ipr.get_routes(family=2):
-            if (route.get("table") or 0) >= TABLE_BASE:
-                ctx.quiet(ipr.route, "del", table=route.get("table"), type=route["type"],
-                          dst=f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
+        for f in FAMILIES:
+            for route in ipr.get_routes(family=f.af):
+                if (route.get("table") or 0) >= TABLE_BASE:
+                    ctx.quiet(ipr.route, "del", family=f.af, table=route.get("table"), type=route["type"],
+                              dst=f"{route.get('dst') or f.any.split('/')[0]}/{route['dst_len']}")
+        # The IPU namespace is the target's own: every IPv6 proxy entry in it is ours.
+        subprocess.run(["ip", "-6", "neigh", "flush", "proxy"], capture_output=True, timeout=60)
         ctx.write_sysctl("net/ipv4/ip_forward", "1")
+        ctx.write_sysctl("net/ipv6/conf/all/forwarding", "1")
         for scope in ("all", "default"):
             ctx.write_sysctl(f"net/ipv4/conf/{scope}/rp_filter", "0")
         ctx.nft_checked(empty_pipeline(self.table, self.features))
@@ -128,6 +137,10 @@ class Kernel:
         """
         realizer = self.realizers[table]
         return self._run(lambda: realizer.counters(entries))
+
+    def stats(self) -> KernelStats:
+        """Every counter object and the service buckets' counters (for /metrics)."""
+        return self._run(lambda: read_stats(self.ctx))
 
     def ruleset(self) -> str:
         return self._run(lambda: subprocess.run(["nft", "list", "table", "inet", self.table],

@@ -1,9 +1,12 @@
 """Per-network kernel objects, shared by the port, route and service tables.
 
 A network exists in the kernel while any entry refers to it: a
-policy-routing table (TABLE_BASE + id), a VXLAN device (VNI = network id)
-and a conntrack zone. Ports join it by an `iif` rule into its table and an
-element of the port -> network (mark) and port -> zone maps.
+policy-routing table (TABLE_BASE + id, one per family: the kernel keeps IPv4
+and IPv6 tables apart under the same number), a VXLAN device (VNI = network
+id, carrying both families over the IPv4 underlay) and a conntrack zone
+(one for both families: the zone map is in the `inet` table). Ports join it
+by an `iif` rule per family into its table and an element of the port ->
+network (mark) and port -> zone maps.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datapath.entries import ip
-from datapath.target.kernel.context import RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext, tunnel_mac
+from finsy.proto import rpc_code
+
+from datapath.entries import P4Error, ip
+from datapath.target.kernel.context import (FAMILIES, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
+                                            tunnel_mac)
 
 
 @dataclass
@@ -40,6 +46,9 @@ class Networks:
 
     def acquire(self, net: int) -> Network:
         n = self.by_id.get(net)
+        if n is None and net in self.ctx.layer2:
+            raise P4Error(rpc_code.FAILED_PRECONDITION, f"network {net} is a layer 2 segment on this node "
+                                                        "(its ports have no addresses); it cannot be routed")
         if n is None:
             zone = 1 + max((x.zone for x in self.by_id.values()), default=0)
             n = self.by_id[net] = Network(net, zone)
@@ -55,8 +64,9 @@ class Networks:
         del self.by_id[net]
         ipr, quiet = self.ctx.ipr, self.ctx.quiet
         quiet(ipr.link, "del", ifname=n.vxlan)
-        quiet(ipr.rule, "del", table=n.routes, priority=RULE_PRIORITY, iifname=n.vxlan)
-        quiet(ipr.route, "del", dst="0.0.0.0/0", table=n.routes)
+        for f in FAMILIES:
+            quiet(ipr.rule, "del", family=f.af, table=n.routes, priority=RULE_PRIORITY, iifname=n.vxlan)
+            quiet(ipr.route, "del", family=f.af, dst=f.any, table=n.routes)
         self.port_elements(n.vxlan, n, add=False)
 
     def _create(self, n: Network) -> None:
@@ -80,17 +90,21 @@ class Networks:
         # underlay), and, being a unicast route through another device, lets
         # proxy ARP answer pods for any on-link address, service VIPs included,
         # without a route per VIP.
-        self.ctx.ipr.route("replace", dst="0.0.0.0/0", table=n.routes, oif=self.ctx.index(n.vxlan))
+        for f in FAMILIES:
+            self.ctx.ipr.route("replace", family=f.af, dst=f.any, table=n.routes, oif=self.ctx.index(n.vxlan))
 
     def join(self, link: str, n: Network) -> None:
         """Make `link`'s packets the network's: its iif rule and map elements."""
         ipr = self.ctx.ipr
-        self.ctx.quiet(ipr.rule, "del", table=n.routes, priority=RULE_PRIORITY, iifname=link)
-        ipr.rule("add", table=n.routes, priority=RULE_PRIORITY, iifname=link)
+        for f in FAMILIES:
+            self.ctx.quiet(ipr.rule, "del", family=f.af, table=n.routes, priority=RULE_PRIORITY, iifname=link)
+            ipr.rule("add", family=f.af, table=n.routes, priority=RULE_PRIORITY, iifname=link)
         self.port_elements(link, n, add=True)
 
     def leave(self, link: str, net: int) -> None:
-        self.ctx.quiet(self.ctx.ipr.rule, "del", table=TABLE_BASE + net, priority=RULE_PRIORITY, iifname=link)
+        for f in FAMILIES:
+            self.ctx.quiet(self.ctx.ipr.rule, "del", family=f.af, table=TABLE_BASE + net, priority=RULE_PRIORITY,
+                           iifname=link)
         self.port_elements(link, self.by_id[net], add=False)
 
     def port_elements(self, link: str, n: Network, add: bool) -> None:

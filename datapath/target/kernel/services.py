@@ -1,11 +1,13 @@
-"""Services: the service table (an action selector) and its direct counter.
+"""Services: the service and service6 tables (action selectors) and their direct counters.
 
 No chain or anonymous map per service: creating thousands of anonymous sets
 in one table is quadratic in the kernel (50 s for 10,000). Instead one
-`lb_<n>` chain per group size picks a bucket by numgen (kept in ct mark, so
-conntrack remembers the choice) and one shared map holds every
-(service, bucket) -> backend. Each service counts in a named counter chosen
-through the `svc_counters` map.
+`lb<suffix>_<n>` chain per family and group size picks a bucket by numgen
+(kept in ct mark, so conntrack remembers the choice) and one shared map per
+family holds every (service, bucket) -> backend; that map counts per
+element, so each bucket's counter is the new connections sent to its
+backend (DNAT runs on a connection's first packet only). Each service counts
+in a named counter chosen through the `svc_counters` map of its family.
 """
 
 from __future__ import annotations
@@ -14,91 +16,113 @@ from collections.abc import Sequence
 
 from finsy.proto import rpc_code
 
-from datapath.entries import Entry, P4Error, ip_text
-from datapath.target.kernel.context import KernelContext, KernelRealizer, exact, network_of, realizes
+from datapath.entries import Entry, P4Error
+from datapath.target.kernel import nftobj
+from datapath.target.kernel.context import (V6, Family, KernelContext, KernelRealizer, exact, family, network_of,
+                                            realizes)
+from datapath.target.kernel.ndproxy import NdProxy
 from datapath.target.kernel.networks import Networks
 from datapath.target.realizer import Counts
 from datapath.target.store import Key
 
 
 class LbChains:
-    """The `lb_<n>` chains made so far, one per group size."""
+    """The `lb_<n>` and `lb6_<n>` chains made so far, one per family and group size."""
 
     def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
-        self.sizes: set[int] = set()
+        self.made: set[tuple[str, int]] = set()
 
-    def need(self, size: int) -> None:
-        if size in self.sizes:
-            return
-        self.sizes.add(size)
+    def need(self, f: Family, size: int) -> str:
+        chain = f"lb{f.suffix}_{size}"
+        if (f.suffix, size) in self.made:
+            return chain
+        self.made.add((f.suffix, size))
         t = self.ctx.table
         self.ctx.pending.create += [
-            f"add chain inet {t} lb_{size}",
-            f"add rule inet {t} lb_{size} ct mark set numgen random mod {size} "
-            f"dnat ip to meta mark . ip daddr . meta l4proto . th dport . ct mark map @backends",
+            f"add chain inet {t} {chain}",
+            f"add rule inet {t} {chain} ct mark set numgen random mod {size} "
+            f"dnat {f.nft} to meta mark . {f.nft} daddr . meta l4proto . th dport . ct mark map @backends{f.suffix}",
         ]
+        return chain
 
 
 def service_name(e: Entry) -> str:
     """The named nft counter of a service entry."""
-    return f"svc_{network_of(e)}_{exact(e, 'vip')}_{exact(e, 'proto')}_{exact(e, 'port')}"
+    f = family(e.table)
+    return f"svc{f.suffix}_{network_of(e)}_{exact(e, 'vip')}_{exact(e, 'proto')}_{exact(e, 'port')}"
+
+
+def service_key(e: Entry) -> str:
+    """The entry's key as the nft maps hold it: network . VIP . protocol . port."""
+    f = family(e.table)
+    return f"{network_of(e)} . {f.text(int(exact(e, 'vip')))} . {exact(e, 'proto')} . {exact(e, 'port')}"
 
 
 @realizes("service")
 class ServiceRealizer(KernelRealizer):
+    @property
+    def family(self) -> Family:
+        return family(self.table)
+
     def apply(self, old: Entry | None, new: Entry | None) -> None:
         e = new or old
         assert e is not None
         if not self.ctx.features.numgen_dnat_map:
-            raise P4Error(rpc_code.UNIMPLEMENTED, "service: this kernel has no numgen DNAT maps")
-        net = network_of(e)
-        key = f"{net} . {ip_text(int(exact(e, 'vip')))} . {exact(e, 'proto')} . {exact(e, 'port')}"
+            raise P4Error(rpc_code.UNIMPLEMENTED, f"{self.table}: this kernel has no numgen DNAT maps")
+        net, key, f = network_of(e), service_key(e), self.family
         old_size = sum(c.weight for c in old.actions) if old else 0
         new_size = sum(c.weight for c in new.actions) if new else 0
-        self._backends(key, old_size, new)
+        chain = self._backends(key, old_size, new)
         if old is None and new is not None:
             self.ctx.part(Networks).acquire(net)
             self._counter(key, e, add=True)
+            if f is V6:
+                self.ctx.part(NdProxy).hold(net, int(exact(e, "vip")), None)
         if new is None or old is None or old_size != new_size:
             q, t = self.ctx.pending.elements, self.ctx.table
             if old is not None:
-                q.append(f"delete element inet {t} svc {{ {key} }}")
+                q.append(f"delete element inet {t} svc{f.suffix} {{ {key} }}")
             if new is not None:
-                q.append(f"add element inet {t} svc {{ {key} : goto lb_{new_size} }}")
+                q.append(f"add element inet {t} svc{f.suffix} {{ {key} : goto {chain} }}")
         if new is None and old is not None:
             self._counter(key, e, add=False)
+            if f is V6:
+                self.ctx.part(NdProxy).release(net, int(exact(e, "vip")), None)
             self.ctx.part(Networks).release(net)
 
-    def _backends(self, key: str, old_size: int, new: Entry | None) -> None:
+    def _backends(self, key: str, old_size: int, new: Entry | None) -> str:
         """Replace the service's (bucket -> backend) elements: one bucket per unit of weight."""
-        q, t = self.ctx.pending.elements, self.ctx.table
+        q, t, f = self.ctx.pending.elements, self.ctx.table, self.family
         if old_size:
-            q.append(f"delete element inet {t} backends {{ "
+            q.append(f"delete element inet {t} backends{f.suffix} {{ "
                      + ", ".join(f"{key} . {i}" for i in range(old_size)) + " }")
-        if new is not None:
-            self.ctx.part(LbChains).need(sum(c.weight for c in new.actions))
-            buckets = [params for call in new.actions for params in [call.params] * call.weight]
-            q.append(f"add element inet {t} backends {{ " + ", ".join(
-                f"{key} . {i} : {ip_text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
+        if new is None:
+            return ""
+        chain = self.ctx.part(LbChains).need(f, sum(c.weight for c in new.actions))
+        buckets = [params for call in new.actions for params in [call.params] * call.weight]
+        q.append(f"add element inet {t} backends{f.suffix} {{ " + ", ".join(
+            f"{key} . {i} : {f.text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
+        return chain
 
     def _counter(self, key: str, e: Entry, add: bool) -> None:
         if not self.ctx.features.counter_map:
             return
-        q, t, name = self.ctx.pending, self.ctx.table, service_name(e)
+        q, t, name, f = self.ctx.pending, self.ctx.table, service_name(e), self.family
         if add:
             q.create.append(f"add counter inet {t} {name}")
-            q.elements.append(f'add element inet {t} svc_counters {{ {key} : "{name}" }}')
+            q.elements.append(f'add element inet {t} svc_counters{f.suffix} {{ {key} : "{name}" }}')
         else:
-            q.elements.append(f"delete element inet {t} svc_counters {{ {key} }}")
+            q.elements.append(f"delete element inet {t} svc_counters{f.suffix} {{ {key} }}")
             q.delete.append(f"delete counter inet {t} {name}")
 
     def counters(self, entries: Sequence[Entry]) -> dict[Key, Counts]:
-        # Only the counter objects are listed: listing the table makes nft
-        # load the whole ruleset (seconds at 10,000 services).
-        found: dict[str, Counts] = {}
-        for item in self.ctx.nft_json("list", "counters", "table", "inet", self.ctx.table).get("nftables", []):
-            counter = item.get("counter")
-            if counter and counter["name"].startswith("svc_"):
-                found[counter["name"]] = (counter["packets"], counter["bytes"])
+        # Only the counter objects, dumped over netlink: nft would load the
+        # whole table first (seconds at 10,000 services).
+        found = nftobj.counters(self.ctx.table)
         return {e.key: found[service_name(e)] for e in entries if service_name(e) in found}
+
+
+@realizes("service6")
+class Service6Realizer(ServiceRealizer):
+    pass

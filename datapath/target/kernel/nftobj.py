@@ -1,0 +1,153 @@
+"""Reading nftables counters over netlink, without nft.
+
+`nft list counters` or `nft list map` make nft build its cache of the
+whole table first (every rule, every set's elements) and print JSON: at
+10,000 Services that is seconds per read. The kernel answers a dump of one
+table's counter objects (NFT_MSG_GETOBJ filtered by table and type), or of
+one set's elements (NFT_MSG_GETSETELEM), directly; this module asks for
+exactly that (uapi linux/netfilter/nf_tables.h), since pyroute2 has no
+message for objects. It must run in the IPU namespace (a socket made there).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETSETELEM, NFT_MSG_GETOBJ = 13, 19
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NFPROTO_INET = 1
+NFT_OBJECT_COUNTER = 1
+NLA_TYPE_MASK = 0x3FFF
+
+# Attribute numbers (nf_tables.h).
+OBJ_TABLE, OBJ_NAME, OBJ_TYPE, OBJ_DATA = 1, 2, 3, 4
+COUNTER_BYTES, COUNTER_PACKETS = 1, 2
+ELEM_LIST_TABLE, ELEM_LIST_SET, ELEM_LIST_ELEMENTS = 1, 2, 3
+LIST_ELEM = 1
+ELEM_KEY, ELEM_DATA, ELEM_EXPR, ELEM_EXPRESSIONS = 1, 2, 7, 10
+DATA_VALUE = 1
+EXPR_NAME, EXPR_DATA = 1, 2
+
+Counts = tuple[int, int]  # packets, bytes
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    head = struct.pack("HH", 4 + len(payload), kind)
+    return head + payload + b"\0" * (-len(payload) % 4)
+
+
+def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("HH", data, offset)
+        if length < 4:
+            return
+        yield kind & NLA_TYPE_MASK, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _dump(message: int, attrs: bytes) -> Iterator[bytes]:
+    """The payloads (after nfgenmsg) of one dump's answers."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
+        s.bind((0, 0))
+        body = struct.pack("BBH", NFPROTO_INET, 0, 0) + attrs
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | message
+        s.send(struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        while True:
+            data = s.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, _, _, _ = struct.unpack_from("IHHII", data, offset)
+                if mtype == NLMSG_DONE:
+                    return
+                if mtype == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("i", data, offset + 16)
+                    if code:
+                        raise OSError(-code, f"nf_tables dump: {os.strerror(-code)}")
+                    return
+                yield data[offset + 20 : offset + length]  # past nlmsghdr and nfgenmsg
+                offset += (length + 3) & ~3
+
+
+def _counter(data: bytes) -> Counts:
+    found = dict(_attrs(data))
+    packets = struct.unpack(">Q", found[COUNTER_PACKETS])[0] if COUNTER_PACKETS in found else 0
+    octets = struct.unpack(">Q", found[COUNTER_BYTES])[0] if COUNTER_BYTES in found else 0
+    return int(packets), int(octets)
+
+
+def counters(table: str) -> dict[str, Counts]:
+    """Every named counter of an `inet` table: name -> (packets, bytes)."""
+    request = _attr(OBJ_TABLE, table.encode() + b"\0") + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
+    out: dict[str, Counts] = {}
+    for payload in _dump(NFT_MSG_GETOBJ, request):
+        found = dict(_attrs(payload))
+        if OBJ_NAME in found and OBJ_DATA in found:
+            out[found[OBJ_NAME].rstrip(b"\0").decode()] = _counter(found[OBJ_DATA])
+    return out
+
+
+def element_counters(table: str, set_name: str) -> Iterator[tuple[bytes, bytes, Counts]]:
+    """Each element of a set or map with a counter: (key bytes, data bytes, counts).
+    Keys and data are the kernel's registers: concatenated fields, each padded to 4 bytes."""
+    request = _attr(ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(ELEM_LIST_SET, set_name.encode() + b"\0")
+    for payload in _dump(NFT_MSG_GETSETELEM, request):
+        for kind, elements in _attrs(payload):
+            if kind == ELEM_LIST_ELEMENTS:
+                yield from _elements(elements)
+
+
+_HEAD = struct.Struct("HH")
+_U64 = struct.Struct(">Q")
+
+
+def _elements(data: bytes) -> Iterator[tuple[bytes, bytes, Counts]]:
+    """The elements of one NFTA_SET_ELEM_LIST_ELEMENTS, parsed in one pass:
+    100,000 of them per read, so no generator or dict per attribute."""
+    unpack, end, offset = _HEAD.unpack_from, len(data), 0
+    while offset + 4 <= end:
+        length, _ = unpack(data, offset)
+        if length < 4:
+            return
+        yield _element(data, offset + 4, offset + length)
+        offset += (length + 3) & ~3
+
+
+def _element(data: bytes, offset: int, end: int) -> tuple[bytes, bytes, Counts]:
+    key = value = b""
+    counts: Counts = (0, 0)
+    unpack = _HEAD.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        kind &= NLA_TYPE_MASK
+        inner, stop = offset + 4, offset + length
+        if kind == ELEM_KEY or kind == ELEM_DATA:
+            # One nested NFTA_DATA_VALUE: its payload is the register content.
+            nested_length, _ = unpack(data, inner)
+            raw = data[inner + 4 : inner + nested_length]
+            if kind == ELEM_KEY:
+                key = raw
+            else:
+                value = raw
+        elif kind == ELEM_EXPR:
+            counts = _expr_counter(data[inner:stop]) or counts
+        elif kind == ELEM_EXPRESSIONS:
+            for _, expr in _attrs(data[inner:stop]):
+                counts = _expr_counter(expr) or counts
+        offset += (length + 3) & ~3
+    return key, value, counts
+
+
+def _expr_counter(expr: bytes) -> Counts | None:
+    found = dict(_attrs(expr))
+    if found.get(EXPR_NAME, b"").rstrip(b"\0") != b"counter" or EXPR_DATA not in found:
+        return None
+    return _counter(found[EXPR_DATA])
