@@ -110,7 +110,7 @@ def port_to_json(p: PortAttachment) -> dict[str, Any]:
     return {
         "podUID": p.pod_uid, "namespace": p.namespace, "podName": p.pod_name, "network": p.network,
         "networkId": int(p.network_id), "interface": p.interface, "representor": p.representor,
-        "ips": list(p.ips), "mac": p.mac, "mtu": p.mtu,
+        "ips": list(p.ips), "mac": p.mac, "mtu": p.mtu, "gateways": list(p.gateways),
     }
 
 
@@ -118,7 +118,7 @@ def port_from_json(d: Mapping[str, Any]) -> PortAttachment:
     return PortAttachment(
         pod_uid=d["podUID"], namespace=d["namespace"], pod_name=d["podName"], network=d["network"],
         network_id=NetworkId(d["networkId"]), interface=d["interface"], representor=d["representor"],
-        ips=tuple(d["ips"]), mac=d["mac"], mtu=d["mtu"],
+        ips=tuple(d["ips"]), mac=d["mac"], mtu=d["mtu"], gateways=tuple(d.get("gateways") or ()),
     )
 
 

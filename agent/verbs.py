@@ -386,4 +386,5 @@ def _port(pod: PodRef, p: InterfacePlan) -> PortAttachment:
         pod_uid=pod.uid, namespace=pod.namespace, pod_name=pod.name, network=p.network,
         network_id=NetworkId(p.network_id), interface=p.name, representor=p.peer,
         ips=tuple(str(ip) for ip in p.ips), mac=p.mac, mtu=p.mtu,
+        gateways=tuple(str(g) for g in p.gateways),  # the IPU answers for them (IPv6 neighbours too)
     )
