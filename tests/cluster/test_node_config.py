@@ -39,7 +39,7 @@ def test_slot_ranges_never_overlap_another_slots() -> None:
     p = plans[3]
     for i in range(1, netplan.MAX_NODES + 1):
         assert ipaddress.ip_address(p.node_ip(i)) in p.underlay
-        assert ipaddress.ip_network(p.pod_cidr(i)).subnet_of(p.cluster_cidr)
+        assert ipaddress.IPv4Network(p.pod_cidr(i)).subnet_of(p.cluster_cidr)
     assert ipaddress.ip_address(p.gateway) in p.underlay and p.gateway not in {p.node_ip(i) for i in range(1, 16)}
     with pytest.raises(netplan.NetPlanError, match="at most 15"):
         p.node_ip(16)
