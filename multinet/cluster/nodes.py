@@ -81,7 +81,6 @@ class Nodes:
         self.plane = plane
         self.root = plane.layout.root / "nodes"
         self.topology_file = plane.layout.root / "topology.json"
-        self.sysctl_file = plane.layout.root / "sysctls.json"
         # Node namespaces are machine-wide: a cluster in another state dir
         # gets its own prefix (at most 6 characters: link names are short).
         same = "MULTINET_STATE" not in os.environ and plane.layout.root == default_state_dir()
@@ -117,7 +116,7 @@ class Nodes:
         self._refuse_clashes(net)
         image_dir = find_image_dir(build=True)
         self._save(namespaces=[], nodes=[], cgroups=[], machine_paths=kubelet.machine_paths_missing())
-        sysctls.record(self.sysctl_file)
+        sysctls.acquire(self.topology_file)  # before the first kubelet
         plans = self._make_namespaces(count, net)
         self._start_runtimes(plans, image_dir, progress)
         names = bare.start(self.plane, plans, progress)  # multinet, until deploy/ installs it
@@ -130,10 +129,10 @@ class Nodes:
         if any(r.overlaps(t) for r in net.ranges() for t in taken):
             raise ComponentError(f"nodes: {net.underlay} or {net.cluster_cidr} is routed on this machine "
                                  "already (another local cluster?)")
-        ours = [ns for ns in os.listdir("/var/run/netns") if ns.startswith(self.prefix)] \
+        foreign = [ns for ns in os.listdir("/var/run/netns") if ns.startswith(self.prefix)] \
             if os.path.isdir("/var/run/netns") else []
-        if ours:
-            raise ComponentError(f"nodes: namespaces {', '.join(sorted(ours))} exist but this cluster "
+        if foreign:
+            raise ComponentError(f"nodes: namespaces {', '.join(sorted(foreign))} exist but this cluster "
                                  f"did not make them (another cluster with prefix {self.prefix!r}?)")
 
     def _make_namespaces(self, count: int, net: netplan.NetPlan) -> list[NodePlan]:
@@ -309,8 +308,8 @@ class Nodes:
                 hostnet.run(["ip", "netns", "delete", ns])
         removed = kubelet.clean_machine_paths([p.kubelet.pod_logs for p in self.plans()],
                                               list(topology.get("machine_paths", [])))
-        for name, (was, now) in sysctls.restore(self.sysctl_file).items():
-            progress(f"sysctl {name.replace('/', '.')}: {was} -> {now} (as before the cluster)")
+        for name, (was, now) in sysctls.release(self.topology_file).items():
+            progress(f"sysctl {name.replace('/', '.')}: {was} -> {now} (as before the local clusters)")
         # The nodes' runtime state (containerd's, kubelet's, the agents', the
         # address reservations) dies with them, even with `down --keep`: the
         # next `up` makes fresh nodes, and kubelets recreate the pods bound to them.

@@ -102,17 +102,24 @@ def test_conflists(tmp_path: Path) -> None:
     assert bridge["ipam"]["dataDir"] == str(tmp_path / "ipam")
 
 
-def test_sysctls_are_recorded_once_and_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_last_cluster_restores_the_sysctls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc = tmp_path / "proc"
     for name, value in (("vm/overcommit_memory", "0"), ("kernel/panic", "1"), ("kernel/panic_on_oops", "0")):
         (proc / name).parent.mkdir(parents=True, exist_ok=True)
         (proc / name).write_text(value + "\n")
     monkeypatch.setattr(sysctls, "PROC_SYS", proc)
-    record = tmp_path / "sysctls.json"
-    sysctls.record(record)
-    (proc / "vm/overcommit_memory").write_text("1\n")  # kubelet starts
+    record = tmp_path / "run" / "kubelet-sysctls.json"
+    one, two, crashed = (tmp_path / n for n in ("one", "two", "crashed"))
+    for owner in (one, two, crashed):
+        owner.touch()
+    sysctls.acquire(one, record)
+    (proc / "vm/overcommit_memory").write_text("1\n")  # one's kubelet starts
     (proc / "kernel/panic").write_text("10\n")
-    assert sysctls.record(record)["vm/overcommit_memory"] == "0"  # a second up keeps the first record
-    assert sysctls.restore(record) == {"vm/overcommit_memory": ("1", "0"), "kernel/panic": ("10", "1")}
+    assert sysctls.acquire(two, record)["vm/overcommit_memory"] == "0"  # the first record stands
+    sysctls.acquire(crashed, record)
+    crashed.unlink()  # a cluster gone without down no longer counts
+    assert sysctls.release(one, record) == {}  # two's kubelets still run
+    assert sysctls.read()["kernel/panic"] == "10"
+    assert sysctls.release(two, record) == {"vm/overcommit_memory": ("1", "0"), "kernel/panic": ("10", "1")}
     assert sysctls.read() == {"vm/overcommit_memory": "0", "kernel/panic": "1", "kernel/panic_on_oops": "0"}
-    assert not record.exists() and sysctls.restore(record) == {}
+    assert not record.parent.exists() and sysctls.release(two, record) == {}

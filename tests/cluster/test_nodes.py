@@ -157,8 +157,9 @@ def test_up_refuses_too_many_nodes(tmp_path: Path, real_nodes: Cluster) -> None:
 
 
 def test_kubelet_sysctls_are_recorded_before_the_first_kubelet(real_nodes: Cluster) -> None:
-    recorded = json.loads((real_nodes.state / "cluster" / "sysctls.json").read_text())
-    assert set(recorded) == set(sysctls.KUBELET_SYSCTLS)
+    record = json.loads(sysctls.RECORD.read_text())
+    assert set(record["values"]) == set(sysctls.KUBELET_SYSCTLS)
+    assert str(real_nodes.state / "cluster" / "topology.json") in record["owners"]
     # kubelet's own value while it runs; the fixture checks the restore after down
     assert sysctls.read()["vm/overcommit_memory"] == "1"
 
