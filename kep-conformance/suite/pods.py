@@ -12,7 +12,8 @@ from typing import Any
 
 from suite.binding import Binding
 
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# The sandbox image of kubelet 1.34 (containerd pins it too): a node that runs pods has it, no pull needed.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 HTTP_PORT, UDP_PORT, ALT_PORT = 8080, 8081, 8082
 CLAIM_NETWORK_LABEL = "kep-conformance.multinetwork.x-k8s.io/network"
 PROBE_LABEL = "kep-conformance.multinetwork.x-k8s.io/probe"
