@@ -1,0 +1,46 @@
+"""What the fuzzing found, kept as fixed cases against the running processes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.fuzz.conftest import LiveAgent, live_agent
+from tests.fuzz.test_shim_process import run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.netns]
+
+
+@pytest.fixture(scope="module")
+def agent(api: client.ApiClient, crds: list[str], kubeconfig: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
+    with live_agent(api, kubeconfig, tmp_path_factory.mktemp("found-agent")) as live:
+        yield live
+
+
+def add(plugin: Path, live: LiveAgent, network: str, container: str, netns: str, ifname: str = "net9") -> int:
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+           "CNI_PATH": "/opt/cni/bin", "MULTINET_CNI_SOCKET": live.socket}
+    stdin = json.dumps({"cniVersion": "1.1.0", "name": network, "type": "multinet-cni"}).encode()
+    code, out, stderr = run(plugin, env, stdin)
+    assert "Traceback" not in stderr
+    live.model.observe(env, stdin, code)
+    return code
+
+
+@pytest.mark.parametrize("same_netns", [True, False], ids=["same-netns", "other-netns"])
+def test_another_network_cannot_take_an_attached_ifname(plugin: Path, agent: LiveAgent, same_netns: bool) -> None:
+    """A second network's ADD of a container's CNI_IFNAME fails, and its
+    rollback once deleted the first network's links (they are named by
+    container and interface alone): the first attachment lost its interface
+    while its record stayed."""
+    first, second = agent.pools.netns[:2]
+    container, ifname = ("fzsame", "net8") if same_netns else ("fzother", "net7")
+    assert add(plugin, agent, "multinet", container, first, ifname) == 0
+    assert add(plugin, agent, "fzalt", container, first if same_netns else second, ifname) == 1
+    assert not agent.model.check(), agent.model.check()
+
