@@ -44,3 +44,33 @@ def test_another_network_cannot_take_an_attached_ifname(plugin: Path, agent: Liv
     assert add(plugin, agent, "fzalt", container, first if same_netns else second, ifname) == 1
     assert not agent.model.check(), agent.model.check()
 
+
+@pytest.mark.parametrize("namespace,name", [("{ns}", ".."), ("{ns}", "."), ("..", "fz-pod")])
+def test_cni_args_naming_a_path_segment_is_no_pod(plugin: Path, agent: LiveAgent, api: client.ApiClient,
+                                                  namespace: str, name: str) -> None:
+    """K8S_POD_NAME=".." once made the agent GET .../pods/.., which the
+    apiserver answers with the Namespace: the ADD succeeded for a pod that does
+    not exist, and the pod's network-status and readiness condition were
+    patched onto the Namespace object."""
+    ns = agent.pools.namespace
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "fzdots", "CNI_NETNS": agent.pools.netns[2],
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin", "MULTINET_CNI_SOCKET": agent.socket,
+           "CNI_ARGS": f"K8S_POD_NAMESPACE={namespace.format(ns=ns)};K8S_POD_NAME={name}"}
+    stdin = json.dumps({"cniVersion": "1.1.0", "name": "multinet", "type": "multinet-cni"}).encode()
+    code, out, stderr = run(plugin, env, stdin)
+    assert code == 1 and out["code"] == 11, out  # as for any pod the agent cannot find: try again later
+    assert "'.'" in out["msg"] or "'..'" in out["msg"], out
+    assert not agent.model.observe(env, stdin, code) and not agent.model.check()
+    meta = client.CoreV1Api(api).read_namespace(ns).metadata
+    annotations = (meta.annotations if meta else None) or {}
+    assert not [k for k in annotations if "network-status" in k], annotations
+
+
+def test_resource_paths_refuse_dot_segments() -> None:
+    from kube.errors import BadRequest
+    from kube.resources import PODS
+
+    assert PODS.path("default", "a.b") == "/api/v1/namespaces/default/pods/a.b"
+    for namespace, name in (("default", ".."), ("default", "."), ("..", "x"), (".", None)):
+        with pytest.raises(BadRequest, match="may not be"):
+            PODS.path(namespace, name)
