@@ -61,7 +61,7 @@ def decode_request(raw: bytes) -> tuple[dict[str, str], str]:
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise TypeError("env must map strings to strings and stdin be a string")
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: nested too deep
         raise spec.CniError(spec.Code.DECODING_FAILURE, "malformed request on the agent socket", str(err)) from None
     return env, stdin
 

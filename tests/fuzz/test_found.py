@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from cni import spec
 from tests.fuzz.conftest import LiveAgent, live_agent
+from tests.support import cni_fuzz as gen
 from tests.fuzz.test_shim_process import run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
@@ -74,3 +76,16 @@ def test_resource_paths_refuse_dot_segments() -> None:
     for namespace, name in (("default", ".."), ("default", "."), ("..", "x"), (".", None)):
         with pytest.raises(BadRequest, match="may not be"):
             PODS.path(namespace, name)
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100000,  # cut short
+    b'{"env": {}, "stdin": "", "x": ' + b"[" * 50000 + b"]" * 50000 + b"}",  # whole and valid JSON
+    b'{"env": {}, "stdin": ' + b"[" * 50000])
+def test_a_deeply_nested_frame_is_answered(agent: LiveAgent, raw: bytes) -> None:
+    """json.loads raises RecursionError (not a ValueError) on deep nesting: the
+    agent's handler died without an answer, leaving a traceback in its log."""
+    answer = json.loads(gen.exchange(agent.socket, raw) or b"null")
+    assert answer["exit"] == 1 and answer["stdout"]["code"] == spec.Code.DECODING_FAILURE, answer
+    assert not gen.still_answering(agent.socket)
+    assert "Traceback" not in agent.log()

@@ -290,3 +290,82 @@ def _missing_links(record: AttachmentRecord) -> list[str]:
         if state is None or (owned.mac is not None and state.mac != owned.mac):
             problems.append(f"record {record.key}: link {owned.name} in {owned.netns} is gone")
     return problems
+
+
+# --- the agent's socket ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a client writes one frame: whole, in small pieces, or going away."""
+
+    chunk: int = 0  # 0: one write
+    pause: float = 0.0  # between pieces
+    close_early: bool = False  # half-close, then close without reading the reply
+
+    def __str__(self) -> str:
+        return "close-early" if self.close_early else f"chunks of {self.chunk}" if self.chunk else "whole"
+
+
+deliveries = st.one_of(
+    st.just(Delivery()),
+    st.builds(Delivery, chunk=st.integers(1, 64), pause=st.sampled_from([0.0, 0.001, 0.005])),
+    st.just(Delivery(close_early=True)),
+)
+
+
+def exchange(path: str, frame: bytes, how: Delivery = Delivery(), timeout: float = 90.0) -> bytes | None:
+    """One request on the agent's socket, as cni.shim.call_agent makes it; the reply, or None."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        step = how.chunk or max(1, len(frame))
+        for i in range(0, len(frame), step):
+            sock.sendall(frame[i:i + step])
+            if how.pause:
+                time.sleep(how.pause)
+        sock.shutdown(socket.SHUT_WR)
+        if how.close_early:
+            return None
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def frame(env: Mapping[str, str], stdin: str) -> bytes:
+    return json.dumps({"env": dict(env), "stdin": stdin}).encode()
+
+
+STATUS = frame({"CNI_COMMAND": "STATUS", "CNI_PATH": "/opt/cni/bin"},
+               json.dumps({"cniVersion": "1.1.0", "name": "multinet", "type": "multinet-cni"}))
+VERSION = frame({"CNI_COMMAND": "VERSION"}, json.dumps({"cniVersion": "1.0.0"}))
+
+
+def still_answering(path: str) -> list[str]:
+    """A valid STATUS and VERSION get their answers (spec 2)."""
+    problems = []
+    status = json.loads(exchange(path, STATUS, timeout=30) or b"null")
+    if status != {"exit": 0, "stdout": None}:
+        problems.append(f"STATUS answered {status!r}")
+    version = json.loads(exchange(path, VERSION, timeout=30) or b"null")
+    out = version.get("stdout") if isinstance(version, dict) else None
+    if version.get("exit") != 0 or not isinstance(out, dict) or out.get("cniVersion") != "1.0.0" or (
+            "1.1.0" not in out.get("supportedVersions", ())):
+        problems.append(f"VERSION answered {version!r}")
+    return problems
+
+
+def wait_log(agent: Any, text: str, timeout: float = 10.0) -> bool:
+    """Whether `text` turns up in the agent's log (its handler threads log after answering)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in agent.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
