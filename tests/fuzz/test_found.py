@@ -89,3 +89,13 @@ def test_a_deeply_nested_frame_is_answered(agent: LiveAgent, raw: bytes) -> None
     assert answer["exit"] == 1 and answer["stdout"]["code"] == spec.Code.DECODING_FAILURE, answer
     assert not gen.still_answering(agent.socket)
     assert "Traceback" not in agent.log()
+
+
+def test_a_client_leaving_before_the_answer_is_no_error(agent: LiveAgent) -> None:
+    """A shim killed by its runtime's timeout closes the socket first: the
+    answer's write raised BrokenPipeError in the handler, and socketserver put
+    a traceback into the agent's log for an ordinary event."""
+    for raw in (gen.STATUS, b"{not json", gen.VERSION):
+        assert gen.exchange(agent.socket, raw, gen.Delivery(close_early=True)) is None
+    assert not gen.still_answering(agent.socket)
+    assert gen.wait_log(agent, "client left before the answer") and "Traceback" not in agent.log()
