@@ -295,7 +295,10 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
                     what: str = "updates") -> None:
         # Spec 12.3 (and 11 for reads): status UNKNOWN, one p4.v1.Error per
         # update or read request in the details, OK for those that succeeded.
-        status = rpc_status.Status(code=rpc_code.UNKNOWN, message=f"some {what} failed")
+        # The details' code and message are the status's own (spec 12; grpcio-status refuses others).
+        failed = sum(err is not None for err in errors)
+        message = f"{failed} of {len(errors)} {what} failed"
+        status = rpc_status.Status(code=rpc_code.UNKNOWN, message=message)
         for err in errors:
             detail = p4r.Error(canonical_code=rpc_code.OK)
             if err is not None:
@@ -303,8 +306,7 @@ class IpuServicer(p4r_grpc.P4RuntimeServicer):  # type: ignore[misc]
             status.details.add().Pack(detail)
         context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
         context.set_code(grpc.StatusCode.UNKNOWN)
-        failed = sum(err is not None for err in errors)
-        context.set_details(f"{failed} of {len(errors)} {what} failed")
+        context.set_details(message)
 
     def Read(self, request: p4r.ReadRequest, context: grpc.ServicerContext) -> Iterator[p4r.ReadResponse]:
         self._check_device(request.device_id, context)

@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from finsy.proto import p4r, rpc_code
+
 from cni import spec
 from tests.fuzz.conftest import LiveAgent, live_agent
+from tests.fuzz.test_ipu import Session, session  # noqa: F401  (the target as a fixture)
 from tests.support import cni_fuzz as gen
+from tests.support import p4_fuzz
+from tests.support.p4_model import batch_status, flaw
 from tests.fuzz.test_shim_process import run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
@@ -99,3 +104,22 @@ def test_a_client_leaving_before_the_answer_is_no_error(agent: LiveAgent) -> Non
         assert gen.exchange(agent.socket, raw, gen.Delivery(close_early=True)) is None
     assert not gen.still_answering(agent.socket)
     assert gen.wait_log(agent, "client left before the answer") and "Traceback" not in agent.log()
+
+
+def test_batch_errors_carry_the_status_message_in_their_details(session: Session) -> None:
+    """P4Runtime 12: the google.rpc.Status in the details has the status's own
+    code and message. The target put "some updates failed" there and
+    "1 of 2 updates failed" in the status, which grpcio-status's from_call
+    refuses: a standard client could not read which update failed."""
+    info = session.info
+    route = p4_fuzz.Entry(info.by_name["route"].preamble.id, ((1, ("exact", 1)), (2, ("lpm", 0x0A090000, 16))), 0,
+                      ("direct", info.action_ids["drop"], ()))
+    err = session.write([flaw(info, route, p4_fuzz.INSERT, None, None).update,  # type: ignore[arg-type]
+                         flaw(info, route, p4_fuzz.INSERT, None, None).update])  # type: ignore[arg-type]
+    codes, problems = batch_status(err, 2)
+    assert codes == [rpc_code.OK, rpc_code.ALREADY_EXISTS] and not problems, problems
+    entity = p4r.Entity()
+    entity.table_entry.table_id = 99
+    _, err = session.read([entity])
+    codes, problems = batch_status(err, 1)
+    assert codes == [rpc_code.NOT_FOUND] and not problems, problems
