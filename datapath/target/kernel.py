@@ -25,7 +25,7 @@ from finsy.proto import rpc_code
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from datapath.entries import Entry, Exact, Lpm, P4Error, Range, Ternary, ip, ip_text, mac_text
+from datapath.entries import ActionCall, Entry, Exact, Lpm, P4Error, Range, Ternary, ip, ip_text, mac_text
 from datapath.netns import enter
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from datapath.target import features as feat
@@ -328,20 +328,29 @@ table inet {t} {{
             # Resolve the port first: a missing link must fail before any reference is taken.
             oif = self._index(str(call.params[0])) if call.name == "to_port" else 0
             n = self._acquire_network(net)
-            cidr, table = f"{ip_text(dst.value)}/{dst.prefix_len}", TABLE_BASE + net
-            if call.name == "to_port":
-                self.ipr.route("replace", dst=cidr, table=table, oif=oif)
-            elif call.name == "drop":
-                self.ipr.route("replace", dst=cidr, table=table, type="blackhole")
-            else:
-                vtep = int(call.params[0])
-                self._acquire_tunnel(n, vtep)
-                vx = self._index(n.vxlan)
-                self.ipr.route("replace", dst=cidr, table=table, oif=vx)
-                self.ipr.neigh("replace", dst=ip_text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
-                               state=NUD_PERMANENT)
+            try:
+                self._install_route(n, dst, call, oif)
+            except BaseException:
+                # The update fails and its entry is not stored, so it holds no
+                # reference (the kernel refuses a route through a port that is down).
+                self._release_network(net)
+                raise
         if old is not None:
             self._route_release(old, removed=new is None)
+
+    def _install_route(self, n: Network, dst: Lpm, call: ActionCall, oif: int) -> None:
+        cidr, table = f"{ip_text(dst.value)}/{dst.prefix_len}", TABLE_BASE + n.id
+        if call.name == "to_port":
+            self.ipr.route("replace", dst=cidr, table=table, oif=oif)
+        elif call.name == "drop":
+            self.ipr.route("replace", dst=cidr, table=table, type="blackhole")
+        else:
+            vtep = int(call.params[0])
+            vx = self._index(n.vxlan)
+            self.ipr.route("replace", dst=cidr, table=table, oif=vx)
+            self.ipr.neigh("replace", dst=ip_text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
+                           state=NUD_PERMANENT)
+            self._acquire_tunnel(n, vtep)  # last: nothing after it can fail and leave the count up
 
     def _route_release(self, old: Entry, removed: bool) -> None:
         net, dst = _net(old), _dst(old)

@@ -123,3 +123,18 @@ def test_batch_errors_carry_the_status_message_in_their_details(session: Session
     _, err = session.read([entity])
     codes, problems = batch_status(err, 1)
     assert codes == [rpc_code.NOT_FOUND] and not problems, problems
+
+
+def test_a_route_the_kernel_refuses_holds_no_network(session: Session) -> None:
+    """A route through a port that is down fails in the kernel (ENETDOWN), after
+    the route realizer took its network's reference: the network's tunnel
+    device, rule and map elements stayed for good, with no entry holding them."""
+    from tests.fuzz.test_ipu import A, leftovers
+
+    assert session.set_pipeline(A.VERIFY_AND_COMMIT, session.p4info) is None  # empty tables
+    info = session.info
+    route = p4_fuzz.Entry(info.by_name["route"].preamble.id, ((1, ("exact", 5)), (2, ("lpm", 0x0A050000, 16))), 0,
+                          ("direct", info.action_ids["to_port"], ((1, "fzp2"),)))
+    codes, _ = batch_status(session.write([flaw(info, route, p4_fuzz.INSERT, None, None).update]), 1)  # type: ignore[arg-type]
+    assert codes is not None and codes[0] != rpc_code.OK
+    assert not leftovers(session.netns), leftovers(session.netns)
