@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from datapath.client.p4rt import wait_for
 from datapath.pipeline import p4info, pipeline
+from datapath.target.kernel import TABLE_BASE
 from tests.support import cni as testing
 from tests.support import p4_fuzz as gen
 from tests.support.fuzz import TALLY
@@ -60,6 +61,7 @@ class Session:
     p4info: p4i.P4Info
     netns: str
     log: Path
+    up: set[str] = field(default_factory=set)  # port links a port entry has brought up (they stay up)
 
     def write(self, updates: list[p4r.Update], **fields: Any) -> grpc.RpcError | None:
         request = p4r.WriteRequest(device_id=DEVICE, election_id=uint128(ELECTION), updates=updates,
@@ -184,16 +186,29 @@ class IpuMachine(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(1, 8))
     def write(self, data: st.DataObject, n: int) -> None:
         planned = [self.plan(data) for _ in range(n)]
-        codes, problems = batch_status(self.s.write([p.update for p in planned]), n)
+        messages: list[str] = []
+        codes, problems = batch_status(self.s.write([p.update for p in planned]), n, messages)
         assert not problems and codes is not None, (problems, self.log())
-        for p, code in zip(planned, codes):
+        messages = messages or [""] * n
+        for p, code, message in zip(planned, codes, messages):
             allowed = self.model.allowed(p)
+            if allowed == {C.OK} and self.through_a_down_port(p):
+                # The kernel routes only through a link that is up (ENETDOWN).
+                allowed = frozenset({C.INTERNAL, C.FAILED_PRECONDITION})
             TALLY.count(TARGET, f"write {p.flaw or 'sound'}: {C.Code.Name(code)}")
-            assert code in allowed, (f"{p.flaw or 'sound'} {p.update}", C.Code.Name(code),
-                                     [C.Code.Name(c) for c in allowed], self.log())
+            if code not in allowed:
+                pytest.fail(f"{gen.OPS[p.op]} {p.flaw or 'sound'} {p.entry}: {C.Code.Name(code)} {message!r}, "
+                            f"allowed {[C.Code.Name(c) for c in allowed]}; after:\n" + "\n".join(self.history))
             if code == C.OK:
                 self.model.apply(p)
+                if p.entry.table == self.s.info.by_name["port"].preamble.id and p.op != gen.DELETE:
+                    self.s.up.add(p.entry.match[0][1][1])
             self.history.append(f"{gen.OPS[p.op]} {p.flaw or 'sound'} {p.entry} -> {C.Code.Name(code)}")
+
+    def through_a_down_port(self, p: Planned) -> bool:
+        action = p.entry.action
+        return (p.op != gen.DELETE and action is not None and action[0] == "direct"
+                and action[1] == self.s.info.action_ids["to_port"] and action[2][0][1] not in self.s.up)
 
     @rule(what=st.sampled_from(["device", "election", "role", "atomicity"]))
     def write_refused_whole(self, what: str) -> None:
@@ -352,7 +367,8 @@ class IpuMachine(RuleBasedStateMachine):
         self.model.entries.clear()
         found = leftovers(self.s.netns)
         TALLY.count(TARGET, "all deleted: " + ("kernel clean" if not found else "left behind"))
-        assert not found, (found, self.history)
+        if found:
+            pytest.fail(f"left behind {found}; after:\n" + "\n".join(self.history))
 
     def log(self) -> str:
         return self.s.log.read_text(errors="replace")[-3000:]
@@ -360,8 +376,10 @@ class IpuMachine(RuleBasedStateMachine):
 
 def test_generated_requests_keep_the_tables_equal_to_the_model(session: Session) -> None:
     IpuMachine.s = session
+    # No shrinking: the target's state outlives a case, and a failure's message
+    # lists the case's writes, which is what a shrunk case would show.
     run_state_machine_as_test(IpuMachine, settings=settings(
-        max_examples=12, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck),
+        max_examples=20, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.reuse, Phase.generate]))
 
 
@@ -369,6 +387,9 @@ def leftovers(netns: str) -> list[str]:
     """What the IPU namespace holds beyond the empty pipeline."""
     links = json.loads(testing.run("ip", "-n", netns, "-j", "link", "show").stdout)
     found = [f"link {l['ifname']}" for l in links if l["ifname"].startswith("fzv")]
+    routes = json.loads(testing.run("ip", "-n", netns, "-j", "route", "show", "table", "all").stdout)
+    found += [f"route {r['dst']} table {r['table']}" for r in routes
+              if str(r.get("table", "")).isdigit() and int(r["table"]) >= TABLE_BASE]
     rules = testing.run("ip", "-n", netns, "rule", "show").stdout
     found += [f"rule {r}" for r in rules.splitlines() if r.startswith("1000:")]
     ruleset = json.loads(testing.run("ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", "fzipu").stdout)

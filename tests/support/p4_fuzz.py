@@ -134,7 +134,7 @@ def entries(info: Info, ports: Sequence[str]) -> st.SearchStrategy[Entry]:
         lambda plen: small_ip.map(lambda v: _prefix(v, plen, 32))))
     metadata = st.binary(max_size=6)
     routes = st.one_of(
-        st.builds(route, net, st.none() | small_ip.map(lambda v: ("lpm", v, 32)),
+        st.builds(route, net, small_ip.map(lambda v: ("lpm", v, 32)),  # a tunnel's route is a /32
                   direct("to_tunnel", any_ip) | direct("to_port", port) | direct("drop"), metadata),
         st.builds(route, net, dsts, direct("to_port", port) | direct("drop"), metadata))
     ports_ = st.builds(lambda p, n, m: Entry(table("port"), ((fid("port", "port"), ("exact", p)),), 0,

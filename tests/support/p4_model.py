@@ -195,7 +195,8 @@ class Tables:
         return FLAWS[p.flaw] | ({predicted} - {C.OK})
 
 
-def batch_status(err: grpc.RpcError | None, count: int) -> tuple[list[int] | None, list[str]]:
+def batch_status(err: grpc.RpcError | None, count: int,
+                 messages: list[str] | None = None) -> tuple[list[int] | None, list[str]]:
     """Per-item codes of a batch RPC, or None for an RPC-wide error; and what
     breaks the spec's shape (section 12: UNKNOWN with one p4.Error per item,
     the details' code and message equal to the status's)."""
@@ -225,6 +226,8 @@ def batch_status(err: grpc.RpcError | None, count: int) -> tuple[list[int] | Non
         if e.canonical_code != C.OK and not e.message:
             problems.append(f"p4.Error {e.canonical_code} without a message")
         codes.append(e.canonical_code)
+        if messages is not None:
+            messages.append(e.message)
     return codes, problems
 
 
