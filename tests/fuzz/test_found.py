@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -13,7 +14,9 @@ from finsy.proto import p4r, rpc_code
 
 from cni import spec
 from tests.fuzz.conftest import LiveAgent, live_agent
+from podnetwork.names import NETWORKS_ANNOTATION
 from tests.fuzz.test_ipu import Session, session  # noqa: F401  (the target as a fixture)
+from tests.fuzz.test_webhook import controller, namespace  # noqa: F401  (the webhook's controller)
 from tests.support import cni_fuzz as gen
 from tests.support import p4_fuzz
 from tests.support.p4_model import batch_status, flaw
@@ -138,3 +141,19 @@ def test_a_route_the_kernel_refuses_holds_no_network(session: Session) -> None:
     codes, _ = batch_status(session.write([flaw(info, route, p4_fuzz.INSERT, None, None).update]), 1)  # type: ignore[arg-type]
     assert codes is not None and codes[0] != rpc_code.OK
     assert not leftovers(session.netns), leftovers(session.netns)
+
+
+@pytest.mark.parametrize("depth", [2000, 100000])
+def test_a_deeply_nested_networks_annotation_is_a_422(controller: Any, api: client.ApiClient, namespace: str,
+                                                      depth: int) -> None:
+    """json.loads raises RecursionError on deep nesting: the webhook's handler
+    failed and the apiserver answered the pod's creation with a 500."""
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.fuzz.test_webhook import pod, refusal
+
+    with pytest.raises(ApiException) as caught:
+        client.CoreV1Api(api).create_namespaced_pod(namespace, pod("fz-deep", "[" * depth + "]" * depth),
+                                                    dry_run="All", _request_timeout=30)
+    status, message = refusal(caught.value)
+    assert status == 422 and f"annotation {NETWORKS_ANNOTATION}: invalid JSON" in message, (status, message[:300])
