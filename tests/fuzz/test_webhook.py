@@ -43,7 +43,15 @@ entry = st.fixed_dictionaries({}, optional={
     "isDefaultGW6": st.booleans() | anything,
     "extra": anything,
 })
+# Entries a user means: one reference, a plausible interface, maybe a gateway.
+sensible = st.fixed_dictionaries(
+    {}, optional={"interfaceName": st.sampled_from(["net1", "net2", "eth0", "fast"]),
+                  "isDefaultGW4": st.booleans(), "isDefaultGW6": st.booleans()}).flatmap(
+    lambda d: st.sampled_from(["podNetworkName", "podNetworkAttachmentName"]).flatmap(
+        lambda ref: st.sampled_from(["default", "fz-net-a", "fz-net-b", "fz-att"]).map(lambda n: {**d, ref: n})))
 annotations = st.one_of(
+    st.lists(sensible, min_size=1, max_size=3).map(json.dumps),
+    st.lists(sensible, min_size=1, max_size=3).map(json.dumps),
     st.lists(entry, max_size=5).map(json.dumps),
     st.lists(entry, max_size=5).map(json.dumps),
     anything.map(json.dumps),
@@ -77,7 +85,7 @@ def pod(name: str, networks: str | None, host_network: bool = False) -> dict[str
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "annotations": {} if networks is None else {NETWORKS_ANNOTATION: networks}},
             "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
-                     "hostNetwork": host_network, "nodeName": "fz-no-such-node"}}
+                     "hostNetwork": host_network}}
 
 
 def refusal(err: ApiException) -> tuple[int, str]:
