@@ -214,8 +214,13 @@ class RecordsModel:
             return []
         if command not in ("ADD", "DEL", "GC") or (code != 0 and command == "DEL"):
             return []  # a failed DEL keeps the record, to be retried
-        config = json.loads(stdin)
-        network = str(config["name"])
+        try:
+            config = json.loads(stdin)
+        except (ValueError, RecursionError):
+            return []  # refused before anything was looked at (a GC fails so: exit 1, code 6)
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            return []
+        network = config["name"]
         key = (network, env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""))
         if command == "ADD":
             self.keys[key] = env.get("CNI_NETNS", "")
