@@ -50,14 +50,17 @@ def malformed() -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.binary(max_size=2000),
         gen.json_values.map(lambda v: json.dumps(v).encode()),
-        request_like.filter(lambda d: not (isinstance(d.get("env"), dict) and isinstance(d.get("stdin"), str)
-                                           and all(isinstance(v, str) for v in d["env"].values())))
-        .map(lambda d: json.dumps(d).encode()),
+        request_like.filter(not_a_request).map(lambda d: json.dumps(d).encode()),
         st.tuples(str_env, st.text(max_size=50)).flatmap(
             lambda p: st.integers(0, len(gen.frame(*p)) - 1).map(lambda n: gen.frame(*p)[:n])),  # cut short
         st.sampled_from([b"", b"{", b"null", b'{"env": {}}', b'{"stdin": ""}', b'{"env": {"A": 1}, "stdin": ""}',
                          b"[" * 100000, b'{"env": {}, "stdin": "' + b"\xff" * 10 + b'"}']),
     )
+
+
+def not_a_request(d: dict[str, Any]) -> bool:
+    env, stdin = d.get("env"), d.get("stdin")
+    return not (isinstance(env, dict) and isinstance(stdin, str) and all(isinstance(v, str) for v in env.values()))
 
 
 def requests(pools: gen.Pools) -> st.SearchStrategy[tuple[dict[str, str], str]]:
@@ -131,6 +134,13 @@ def test_oversized_frames(agent: LiveAgent, kind: str, size: int) -> None:
     assert not problems, problems
 
 
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def test_idle_and_half_sent_connections_do_not_stop_the_others(agent: LiveAgent) -> None:
     """Clients that connect and stall (nothing sent, or half a frame, never
     half-closed) hold a connection each; the agent answers everyone else, and
@@ -149,7 +159,7 @@ def test_idle_and_half_sent_connections_do_not_stop_the_others(agent: LiveAgent)
         assert not problems, problems
         for sock in stalled:
             sock.shutdown(socket.SHUT_WR)
-            code, out = reply_of(b"".join(iter(lambda s=sock: s.recv(65536), b"")))
+            code, out = reply_of(read_all(sock))
             TALLY.count(TARGET, f"stalled client gives up: exit {code} code {out['code']}")
             assert code == 1 and out["code"] == spec.Code.DECODING_FAILURE, out
     finally:

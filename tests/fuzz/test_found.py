@@ -132,7 +132,8 @@ def test_a_route_the_kernel_refuses_holds_no_network(session: Session) -> None:
     """A route through a port that is down fails in the kernel (ENETDOWN), after
     the route realizer took its network's reference: the network's tunnel
     device, rule and map elements stayed for good, with no entry holding them."""
-    from tests.fuzz.test_ipu import A, leftovers
+    from tests.fuzz.test_ipu import A
+    from tests.support.p4_model import leftovers
 
     assert session.set_pipeline(A.VERIFY_AND_COMMIT, session.p4info) is None  # empty tables
     info = session.info

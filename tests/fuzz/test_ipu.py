@@ -34,11 +34,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from datapath.client.p4rt import wait_for
 from datapath.pipeline import p4info, pipeline
-from datapath.target.kernel import TABLE_BASE
 from tests.support import cni as testing
 from tests.support import p4_fuzz as gen
 from tests.support.fuzz import TALLY
-from tests.support.p4_model import Planned, Tables, altered, batch_status, flaw, same_entries
+from tests.support.p4_model import Planned, Tables, altered, batch_status, flaw, leftovers, same_entries
 
 pytestmark = pytest.mark.netns
 C = rpc_code
@@ -87,7 +86,8 @@ class Session:
         return got, None
 
     def set_pipeline(self, action: int, config: p4i.P4Info | None, **fields: Any) -> grpc.RpcError | None:
-        request = A(device_id=DEVICE, election_id=uint128(ELECTION), action=action)
+        request = A(device_id=DEVICE, election_id=uint128(ELECTION))
+        request.action = action  # type: ignore[assignment]  # out-of-enum values are cases too
         if config is not None:
             request.config.p4info.CopyFrom(config)
         for name, value in fields.items():
@@ -175,7 +175,8 @@ class IpuMachine(RuleBasedStateMachine):
 
     def plan(self, data: st.DataObject) -> Planned:
         e = data.draw(self.sound)
-        if data.draw(st.booleans()) and self.model.entries:  # often an entry the target holds
+        again: bool = data.draw(st.booleans())
+        if again and self.model.entries:  # often an entry the target holds
             e = data.draw(st.sampled_from(sorted(self.model.entries.values(), key=repr)))
             e = data.draw(st.just(e) | self.sound.map(lambda o: o if o.table != e.table else
                                                       gen.Entry(e.table, e.match, e.priority, o.action, o.metadata)))
@@ -212,8 +213,10 @@ class IpuMachine(RuleBasedStateMachine):
 
     @rule(what=st.sampled_from(["device", "election", "role", "atomicity"]))
     def write_refused_whole(self, what: str) -> None:
-        fields: dict[str, Any] = {"device": {"device_id": 7}, "election": {"election_id": uint128(ELECTION - 1)},
-                                  "role": {"role": "fz-other"}, "atomicity": {"atomicity": p4r.WriteRequest.DATAPLANE_ATOMIC}}[what]
+        faults: dict[str, dict[str, Any]] = {
+            "device": {"device_id": 7}, "election": {"election_id": uint128(ELECTION - 1)},
+            "role": {"role": "fz-other"}, "atomicity": {"atomicity": p4r.WriteRequest.DATAPLANE_ATOMIC}}
+        fields = faults[what]
         e = gen.Entry(self.s.info.by_name["route"].preamble.id, ((1, ("exact", 1)),), 0,
                       ("direct", self.s.info.action_ids["drop"], ()))
         err = self.s.write([flaw(self.s.info, e, gen.INSERT, None, None).update], **fields)  # type: ignore[arg-type]
@@ -241,7 +244,8 @@ class IpuMachine(RuleBasedStateMachine):
                 expect = [e for e in self.model.entries.values() if e.table == t]
             elif kind == "key":
                 held = sorted(self.model.entries.values(), key=repr)
-                e = data.draw(st.sampled_from(held) if held and data.draw(st.booleans()) else self.sound)
+                from_held: bool = bool(held) and data.draw(st.booleans())
+                e = data.draw(st.sampled_from(held) if from_held else self.sound)
                 entity.table_entry.CopyFrom(gen.encode(info, gen.Entry(e.table, e.match, e.priority, None)))
                 expect = [x for k, x in self.model.entries.items() if k == e.key]
             elif kind == "unknown table":
@@ -275,7 +279,8 @@ class IpuMachine(RuleBasedStateMachine):
     def set_pipeline(self, action: str, config: str, who: str) -> None:
         number = {"UNSPECIFIED": 0, "99": 99, "COMMIT with a config": A.COMMIT}.get(action) or A.Action.Value(action)
         given = None if action == "COMMIT" else self.s.p4info if config == "ours" else altered(self.s.p4info, config)
-        fields: dict[str, Any] = {"backup": {"election_id": uint128(5)}, "other device": {"device_id": 9}}.get(who, {})
+        faults: dict[str, dict[str, Any]] = {"backup": {"election_id": uint128(5)}, "other device": {"device_id": 9}}
+        fields = faults.get(who, {})
         err = self.s.set_pipeline(number, given, **fields)
         codes, problems = batch_status(err, 0)
         assert codes is None or err is None, problems
@@ -382,22 +387,3 @@ def test_generated_requests_keep_the_tables_equal_to_the_model(session: Session)
         max_examples=20, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.reuse, Phase.generate]))
 
-
-def leftovers(netns: str) -> list[str]:
-    """What the IPU namespace holds beyond the empty pipeline."""
-    links = json.loads(testing.run("ip", "-n", netns, "-j", "link", "show").stdout)
-    found = [f"link {l['ifname']}" for l in links if l["ifname"].startswith("fzv")]
-    routes = json.loads(testing.run("ip", "-n", netns, "-j", "route", "show", "table", "all").stdout)
-    found += [f"route {r['dst']} table {r['table']}" for r in routes
-              if str(r.get("table", "")).isdigit() and int(r["table"]) >= TABLE_BASE]
-    rules = testing.run("ip", "-n", netns, "rule", "show").stdout
-    found += [f"rule {r}" for r in rules.splitlines() if r.startswith("1000:")]
-    ruleset = json.loads(testing.run("ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", "fzipu").stdout)
-    for item in ruleset["nftables"]:
-        kind = next(iter(item))
-        if kind in ("map", "set") and item[kind].get("elem"):
-            found.append(f"{kind} {item[kind]['name']}: {item[kind]['elem'][:3]}")
-        # lb_<n> chains are shared by every service of n buckets, made once: not per entry.
-        if kind == "chain" and item[kind]["name"].startswith("pg_"):
-            found.append(f"chain {item[kind]['name']}")
-    return found

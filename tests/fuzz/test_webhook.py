@@ -49,7 +49,7 @@ sensible = st.fixed_dictionaries(
                   "isDefaultGW4": st.booleans(), "isDefaultGW6": st.booleans()}).flatmap(
     lambda d: st.sampled_from(["podNetworkName", "podNetworkAttachmentName"]).flatmap(
         lambda ref: st.sampled_from(["default", "fz-net-a", "fz-net-b", "fz-att"]).map(lambda n: {**d, ref: n})))
-annotations = st.one_of(
+networks_values = st.one_of(
     st.lists(sensible, min_size=1, max_size=3).map(json.dumps),
     st.lists(sensible, min_size=1, max_size=3).map(json.dumps),
     st.lists(entry, max_size=5).map(json.dumps),
@@ -90,7 +90,7 @@ def pod(name: str, networks: str | None, host_network: bool = False) -> dict[str
 
 def refusal(err: ApiException) -> tuple[int, str]:
     try:
-        message = str(json.loads(err.body)["message"])
+        message = str(json.loads(err.body or "")["message"])
     except (ValueError, KeyError, TypeError):
         message = str(err.body)
     return int(err.status), message
@@ -105,7 +105,7 @@ def test_generated_annotations_on_create(controller: ControllerProcess, api: cli
     core = client.CoreV1Api(api)
 
     @SETTINGS
-    @given(value=annotations, host_network=st.booleans() | st.just(False))
+    @given(value=networks_values, host_network=st.booleans() | st.just(False))
     def one(value: str, host_network: bool) -> None:
         try:
             pod_networks({NETWORKS_ANNOTATION: value}, host_network)
@@ -135,7 +135,7 @@ def test_generated_annotations_on_update(controller: ControllerProcess, api: cli
     core.create_namespaced_pod(namespace, pod("fz-live", first))
 
     @SETTINGS
-    @given(value=annotations)
+    @given(value=networks_values)
     def one(value: str) -> None:
         patch = {"metadata": {"annotations": {NETWORKS_ANNOTATION: value}}}
         try:

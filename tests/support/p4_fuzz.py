@@ -78,7 +78,8 @@ class Info:
         self.max_group = {p.table_ids[0]: p.max_group_size for p in info.action_profiles}
 
     def field(self, table: int, field_id: int) -> p4i.MatchField:
-        return next(f for f in self.tables[table].match_fields if f.id == field_id)
+        found: p4i.MatchField = next(f for f in self.tables[table].match_fields if f.id == field_id)
+        return found
 
     def is_string(self, table: int, field_id: int) -> bool:
         return bool(self.field(table, field_id).type_name.name)
@@ -158,7 +159,8 @@ def entries(info: Info, ports: Sequence[str]) -> st.SearchStrategy[Entry]:
 
     def rule(d: int, g: int, peer: int | None, proto: int | None, ports_range: tuple[int, int] | None,
              prio: int, m: bytes) -> Entry:
-        match = [(fid("policy_rule", "direction"), ("exact", d)), (fid("policy_rule", "group"), ("exact", g))]
+        match: list[tuple[int, tuple[Any, ...]]] = [(fid("policy_rule", "direction"), ("exact", d)),
+                                                    (fid("policy_rule", "group"), ("exact", g))]
         if peer is not None:
             mask = ((1 << peer) - 1) << (32 - peer)
             match.append((fid("policy_rule", "peer"), ("ternary", 0x0A010000 & mask, mask)))
@@ -218,7 +220,10 @@ def decode(info: Info, te: p4r.TableEntry) -> Entry:
     match = []
     for fm in te.match:
         kind = fm.WhichOneof("field_match_type")
-        f = lambda b: val(te.table_id, fm.field_id, b)  # noqa: E731
+
+        def f(b: bytes, field_id: int = fm.field_id) -> int | str:
+            return val(te.table_id, field_id, b)
+
         if kind == "exact":
             m: tuple[Any, ...] = ("exact", f(fm.exact.value))
         elif kind == "lpm":

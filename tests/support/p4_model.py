@@ -10,11 +10,15 @@ does; that package's google.rpc protos clash with finsy's in one process).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
+
 import grpc
 from finsy.proto import p4i, p4r, rpc_code, rpc_status
 from hypothesis import strategies as st
 
+from datapath.target.kernel import TABLE_BASE
+from tests.support import cni as testing
 from tests.support.p4_fuzz import ACTION_FLAWS, DELETE, INSERT, MODIFY, Entry, Info, Key, canonical, encode
 
 C = rpc_code
@@ -25,7 +29,7 @@ DETAILS_KEY = "grpc-status-details-bin"
 class Planned:
     """One generated update: what it is meant to be, and its wire form."""
 
-    op: int
+    op: p4r.Update.Type.ValueType
     entry: Entry
     flaw: str | None
     update: p4r.Update
@@ -36,7 +40,8 @@ def _exact_field(info: Info, e: Entry) -> int | None:
     return exact[0] if exact else None
 
 
-def flaw(info: Info, e: Entry, op: int, name: str | None, data: st.DataObject, pad: int = 0) -> Planned:
+def flaw(info: Info, e: Entry, op: p4r.Update.Type.ValueType, name: str | None, data: st.DataObject,
+         pad: int = 0) -> Planned:
     """The update for `e`, broken in the way `name` says (None: sound)."""
     if name in ("tunnel to a prefix", "mask not a prefix"):
         e, name = _unrealizable(info, e, name)
@@ -260,3 +265,22 @@ def same_entries(info: Info, read: list[p4r.TableEntry], model: dict[Key, Entry]
             problems.append(f"{k}: target has {got.get(k)}, the accepted writes make {want.get(k)}")
     return problems[:10]
 
+
+def leftovers(netns: str) -> list[str]:
+    """What the IPU namespace holds beyond the empty pipeline."""
+    links = json.loads(testing.run("ip", "-n", netns, "-j", "link", "show").stdout)
+    found = [f"link {l['ifname']}" for l in links if l["ifname"].startswith("fzv")]
+    routes = json.loads(testing.run("ip", "-n", netns, "-j", "route", "show", "table", "all").stdout)
+    found += [f"route {r['dst']} table {r['table']}" for r in routes
+              if str(r.get("table", "")).isdigit() and int(r["table"]) >= TABLE_BASE]
+    rules = testing.run("ip", "-n", netns, "rule", "show").stdout
+    found += [f"rule {r}" for r in rules.splitlines() if r.startswith("1000:")]
+    ruleset = json.loads(testing.run("ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", "fzipu").stdout)
+    for item in ruleset["nftables"]:
+        kind = next(iter(item))
+        if kind in ("map", "set") and item[kind].get("elem"):
+            found.append(f"{kind} {item[kind]['name']}: {item[kind]['elem'][:3]}")
+        # lb_<n> chains are shared by every service of n buckets, made once: not per entry.
+        if kind == "chain" and item[kind]["name"].startswith("pg_"):
+            found.append(f"chain {item[kind]['name']}")
+    return found
