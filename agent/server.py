@@ -25,7 +25,13 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         start = time.perf_counter()
         code, out = self.server.agent_reply(self.rfile.read())
-        self.wfile.write(json.dumps({"exit": code, "stdout": out}).encode())
+        try:
+            self.wfile.write(json.dumps({"exit": code, "stdout": out}).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            # The shim went first (a runtime's timeout kills it): the verb is done
+            # all the same, and the runtime retries it or DELs.
+            log.info("client left before the answer (exit %d)", code)
+            return
         log.debug("request served in %.1f ms (exit %d)", (time.perf_counter() - start) * 1000, code)
 
 
@@ -61,7 +67,7 @@ def decode_request(raw: bytes) -> tuple[dict[str, str], str]:
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise TypeError("env must map strings to strings and stdin be a string")
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: nested too deep
         raise spec.CniError(spec.Code.DECODING_FAILURE, "malformed request on the agent socket", str(err)) from None
     return env, stdin
 

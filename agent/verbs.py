@@ -85,6 +85,11 @@ class Agent:
         for r in records:
             if r.plans:
                 self._secondaries.setdefault((r.network, r.container_id), set()).add(r.ifname)
+        # (container id, CNI_IFNAME) -> the network holding it. An attachment's
+        # links are named by these two alone, so another network's ADD of the
+        # pair must be refused before it journals: its rollback would delete
+        # the holder's links. Each key changes only under its container's lock.
+        self._ifnames = {(r.container_id, r.ifname): r.network for r in records}
         self.macvlan_supported = links.kernel_has_link_kind("macvlan", config.link_prefix)
 
     # --- entry -----------------------------------------------------------
@@ -159,6 +164,10 @@ class Agent:
                 f"container {req.container_id} already has interface {req.ifname} on network {req.network}",
                 "ADD without an intervening DEL",
             )
+        holder = self._ifnames.get((req.container_id, req.ifname), req.network)
+        if holder != req.network:
+            raise CniError(Code.INTERFACE_FAILURE, f"container {req.container_id} already has interface "
+                           f"{req.ifname} on network {holder}", "CNI_IFNAME is taken by another network")
         if existing is not None:
             self._remove(existing)
         pod = pod_of(req)
@@ -238,6 +247,7 @@ class Agent:
         except BaseException:
             eth0.release(record)
             raise
+        self._ifnames[(req.container_id, req.ifname)] = req.network
         if plans:
             with self._secondaries_lock:
                 self._secondaries.setdefault((req.network, req.container_id), set()).add(req.ifname)
@@ -352,6 +362,8 @@ class Agent:
     def _forget(self, record: AttachmentRecord) -> None:
         self.store.delete(*record.key)
         self._eth0[record.mode].release(record)
+        if self._ifnames.get(record.key[1:]) == record.network:
+            del self._ifnames[record.key[1:]]
         with self._secondaries_lock:
             key = (record.network, record.container_id)
             self._secondaries.get(key, set()).discard(record.ifname)

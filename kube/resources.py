@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from kube.errors import BadRequest
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -32,6 +34,11 @@ class Resource:
                              "must not be given")
         if subresource and not name:
             raise ValueError(f"{self}: subresource {subresource!r} needs an object name")
+        for what, value in (("namespace", namespace), ("name", name)):
+            if value in (".", ".."):
+                # The apiserver resolves the segment (GET pods/.. answers the
+                # Namespace): refused, as client-go's IsValidPathSegmentName does.
+                raise BadRequest(f"{self}: {what} {value!r} may not be '.' or '..'")
         parts = ["/api", self.version] if not self.group else ["/apis", self.group, self.version]
         if namespace:
             parts += ["namespaces", quote(namespace, safe="")]

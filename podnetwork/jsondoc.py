@@ -14,6 +14,8 @@ def decode(text: str, schema: dict[str, Any], where: str) -> tuple[Any, list[str
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, [f"{where}: invalid JSON ({exc.msg})"]
+    except RecursionError:  # json's own limit, not a ValueError: the caller would see a crash
+        return None, [f"{where}: invalid JSON (nested too deep)"]
     errors = [
         f"{where}{''.join(f'[{p}]' for p in e.absolute_path)}: {e.message}"
         for e in jsonschema.Draft202012Validator(schema).iter_errors(raw)

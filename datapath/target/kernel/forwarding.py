@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from finsy.proto import rpc_code
 
-from datapath.entries import Entry, P4Error, ip_text, mac_text
+from datapath.entries import ActionCall, Entry, Lpm, P4Error, ip_text, mac_text
 from datapath.target.kernel.context import (NUD_PERMANENT, TABLE_BASE, V6, Family, KernelContext, KernelRealizer,
                                             dst_of, exact, family, network_of, param, realizes, tunnel_mac)
 from datapath.target.kernel.ndproxy import NdProxy
@@ -128,20 +128,30 @@ class RouteRealizer(KernelRealizer):
         # Resolve the port first: a missing link must fail before any reference is taken.
         oif = ctx.index(str(call.params[0])) if call.name == "to_port" else 0
         n = ctx.part(Networks).acquire(net)
-        cidr, table = f"{f.text(dst.value)}/{dst.prefix_len}", TABLE_BASE + net
+        try:
+            self._route(n, dst, call, oif)
+        except BaseException:
+            # The update fails and its entry is not stored, so it must hold no
+            # reference (the kernel refuses, e.g., a route through a port that is down).
+            ctx.part(Networks).release(net)
+            raise
+        if f is V6 and dst.prefix_len == f.width:
+            ctx.part(NdProxy).hold(net, dst.value, _home(new))
+
+    def _route(self, n: Network, dst: Lpm, call: ActionCall, oif: int) -> None:
+        ctx, f = self.ctx, self.family
+        cidr, table = f"{f.text(dst.value)}/{dst.prefix_len}", TABLE_BASE + n.id
         if call.name == "to_port":
             ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, oif=oif)
         elif call.name == "drop":
             ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, type="blackhole")
         else:
             vtep = int(call.params[0])
-            ctx.part(Tunnels).acquire(n, vtep)
             vx = ctx.index(n.vxlan)
             ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, oif=vx)
             ctx.ipr.neigh("replace", family=f.af, dst=f.text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
                           state=NUD_PERMANENT)
-        if f is V6 and dst.prefix_len == f.width:
-            ctx.part(NdProxy).hold(net, dst.value, _home(new))
+            ctx.part(Tunnels).acquire(n, vtep)  # last: nothing after it can fail and leave the count up
 
     def _release(self, old: Entry, removed: bool) -> None:
         ctx, f, net, dst = self.ctx, self.family, network_of(old), dst_of(old)
