@@ -94,7 +94,7 @@ def test_ports_attached_and_detached(cluster: dict[str, Any], tmp_path: Path) ->
     assert datapath.attached == [PortAttachment(
         pod_uid=uid, namespace=pod[0], pod_name="dp", network=cluster["network"],
         network_id=allocation["networkId"], interface="net1", representor=link_name(PREFIX, container, "net1"),
-        ips=("10.35.0.7/24",), mac=stable_mac(container, "net1"), mtu=1420)]
+        ips=("10.35.0.7/24",), mac=stable_mac(container, "net1"), mtu=1420, gateways=("10.35.0.1",))]
     assert link(ipu, datapath.attached[0].representor) is not None
     code, out = agent.handle(*request("DEL", container, pod_ns, pod))
     assert code == 0, out
