@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from agent.record import PodRef
 from agent.sources import PodNetworking
 from cni.spec import Code, CniError
 from kube import EventWriter, Informer, Kube, KubeError, ObjectRef, Obj, PatchType
+from kube.informer import Informers
 from kube.clock import now_rfc3339
 from kube.kinds import NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from kube.resources import PODS, Resource
@@ -52,24 +52,19 @@ class KubePods:
         self.networks = Informer(kube, POD_NETWORKS)
         self.attachments = Informer(kube, POD_NETWORK_ATTACHMENTS)
         self.params = Informer(kube, NETWORK_PARAMS)
-
-    def _caches(self) -> tuple[Informer, ...]:
-        return (self.pods, self.networks, self.attachments, self.params)
+        self._caches = Informers(self.pods, self.networks, self.attachments, self.params)
 
     def start(self) -> None:
-        for cache in self._caches():
-            cache.start()
+        self._caches.start()
 
     def stop(self) -> None:
-        for cache in self._caches():
-            cache.stop()
+        self._caches.stop()
 
     def synced(self) -> bool:
-        return all(c.synced for c in self._caches())
+        return self._caches.synced
 
     def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(c.wait_synced(max(0.0, deadline - time.monotonic())) for c in self._caches())
+        return self._caches.wait_synced(timeout)
 
     def networking(self, pod: PodRef) -> PodNetworking:
         obj = self._pod(pod)

@@ -15,6 +15,7 @@ from agent.compile.node import compile_node
 from agent.compile.objects import network_ids
 from datapath.entries import Entry
 from kube import Change, Informer, Kube
+from kube.informer import Informers
 from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,9 @@ class ClusterView:
         self.slices = Informer(kube, ENDPOINT_SLICES)
         self.policies = Informer(kube, NETWORK_POLICIES)
         self._listeners: list[Callable[[], None]] = []
-        for cache in self._caches():
+        self._caches = Informers(self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies)
+        for cache in self._caches.all:
             cache.add_handler(self._notify)
-
-    def _caches(self) -> tuple[Informer, ...]:
-        return (self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies)
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called on every change; it must only mark work dirty."""
@@ -46,15 +45,13 @@ class ClusterView:
             listener()
 
     def start(self) -> None:
-        for cache in self._caches():
-            cache.start()
+        self._caches.start()
 
     def stop(self) -> None:
-        for cache in self._caches():
-            cache.stop()
+        self._caches.stop()
 
     def synced(self) -> bool:
-        return all(c.synced for c in self._caches())
+        return self._caches.synced
 
     def desired(self, node: str) -> list[Entry]:
         pods = self.pods.items()

@@ -237,3 +237,26 @@ class Informer:
                 handler(change)
             except Exception:  # the edge of a handler: one bad handler must not stop the cache
                 log.exception("%s: handler failed on %s %s", self.name, change.type.value, key_of(change.obj))
+
+
+class Informers:
+    """Several informers run as one: started, stopped and synced together."""
+
+    def __init__(self, *informers: Informer) -> None:
+        self.all = informers
+
+    def start(self) -> None:
+        for informer in self.all:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.all:
+            informer.stop()
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced for i in self.all)
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(i.wait_synced(max(0.0, deadline - time.monotonic())) for i in self.all)
