@@ -110,7 +110,14 @@ class ServiceRealizer(KernelRealizer):
             return
         q, t, name, f = self.ctx.pending, self.ctx.table, service_name(e), self.family
         if add:
-            q.create.append(f"add counter inet {t} {name}")
+            dropped = f"delete counter inet {t} {name}"
+            if dropped in q.delete:
+                # Deleted and inserted again in this batch: its new element would hold the
+                # counter when the delete phase runs (EBUSY). Keep it, counting from zero.
+                q.delete.remove(dropped)
+                q.create.append(f"reset counter inet {t} {name}")
+            else:
+                q.create.append(f"add counter inet {t} {name}")
             q.elements.append(f'add element inet {t} svc_counters{f.suffix} {{ {key} : "{name}" }}')
         else:
             q.elements.append(f"delete element inet {t} svc_counters{f.suffix} {{ {key} }}")
