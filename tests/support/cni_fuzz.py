@@ -161,7 +161,7 @@ def check_answer(code: int, out: Any, command: str) -> list[str]:
     """Problems with one plugin answer (spec 2 exit codes, spec 5 result and error shapes)."""
     if code == 0:
         if out in ({}, None):
-            return [] if command in ("DEL", "GC", "STATUS") else [f"{command} succeeded with no result"]
+            return [] if command in ("DEL", "CHECK", "GC", "STATUS") else [f"{command} succeeded with no result"]
         if not isinstance(out, dict) or not isinstance(out.get("cniVersion"), str):
             return [f"success without a cniVersion: {out!r}"]
         return []
