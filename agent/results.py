@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.plan import InterfacePlan
-from agent.record import AttachmentRecord
+from agent.record import AttachmentRecord, PodRef
+from datapath.ports import NetworkId, PortAttachment
 from podnetwork.names import DEFAULT_NETWORK
 from podnetwork.status import InterfaceStatus
 
@@ -72,3 +73,13 @@ def network_status(record: AttachmentRecord) -> tuple[InterfaceStatus, ...]:
         gateways=p.gateways, default=p.default, pod_network_attachment_name=p.attachment or "",
     ) for p in record.plans]
     return tuple(out)
+
+
+def port_of(pod: PodRef, p: InterfacePlan) -> PortAttachment:
+    """A veth interface as the datapath takes it: the pod's port on its network."""
+    return PortAttachment(
+        pod_uid=pod.uid, namespace=pod.namespace, pod_name=pod.name, network=p.network,
+        network_id=NetworkId(p.network_id), interface=p.name, representor=p.peer,
+        ips=tuple(str(ip) for ip in p.ips), mac=p.mac, mtu=p.mtu,
+        gateways=tuple(str(g) for g in p.gateways),  # the IPU answers for them (IPv6 neighbours too)
+    )

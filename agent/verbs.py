@@ -30,14 +30,14 @@ from agent.eth0 import DelegatedEth0, Eth0, NoEth0, RoutedEth0, made_earlier, ru
 from agent.faults import Faults
 from agent.plan import InterfacePlan, link_group, plan_interfaces
 from agent.record import AttachmentRecord, Eth0Mode, OwnedLink, Phase, PlannedInterface, PodRef
-from agent.results import Result, add_secondary, empty_result, merge, network_status
+from agent.results import Result, add_secondary, empty_result, merge, network_status, port_of
 from agent.sources import PodNetworking, PodSource, Reporter
 from agent.store import StateStore
 from agent.sweep import sweep_unowned_links
 from cni import spec
 from cni.result import render_result
 from cni.spec import Code, CniError
-from datapath.ports import Datapath, NetworkId, PortAttachment
+from datapath.ports import Datapath, PortAttachment
 from podnetwork.names import NODE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class Agent:
         with ExitStack() as undo:
             undo.push(rollback)
             record, result = self._create(req, record, plans)
-            made.append(record := dataclasses.replace(record, ports=tuple(_port(pod, p) for p in plans
+            made.append(record := dataclasses.replace(record, ports=tuple(port_of(pod, p) for p in plans
                                                                            if p.kind == "veth")))
             self._attach(record.ports)
             record = dataclasses.replace(record, phase=Phase.READY, result=result)
@@ -391,12 +391,3 @@ def pod_of(req: spec.Request) -> PodRef:
     if missing:
         raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
     return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))
-
-
-def _port(pod: PodRef, p: InterfacePlan) -> PortAttachment:
-    return PortAttachment(
-        pod_uid=pod.uid, namespace=pod.namespace, pod_name=pod.name, network=p.network,
-        network_id=NetworkId(p.network_id), interface=p.name, representor=p.peer,
-        ips=tuple(str(ip) for ip in p.ips), mac=p.mac, mtu=p.mtu,
-        gateways=tuple(str(g) for g in p.gateways),  # the IPU answers for them (IPv6 neighbours too)
-    )
