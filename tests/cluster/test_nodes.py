@@ -17,7 +17,8 @@ import pytest
 
 from multinet.cluster import mounts, netplan, sysctls
 from multinet.cluster.containerd import Containerd
-from tests.support.nodes import Cluster, netexec_pod, wait
+from tests.support.nodes import Cluster, netexec_pod
+from tests.support.wait import wait_for
 
 NAMESPACE = "nodes-test"
 
@@ -116,7 +117,7 @@ def test_port_forward(real_nodes: Cluster, pods: dict[str, dict[str, object]]) -
             except OSError:
                 return ""
 
-        assert wait(answer, 30, "the forwarded port to answer") == "b"
+        assert wait_for("the forwarded port to answer", answer, 30) == "b"
     finally:
         forward.terminate()
         forward.wait(10)
@@ -144,8 +145,8 @@ def test_a_deleted_pod_leaves_no_sandbox(real_nodes: Cluster) -> None:
     sandboxes = set(netns_dir.iterdir())
     assert sandboxes and all(mounts.under(n) for n in sandboxes)  # each a mounted namespace
     c.kubectl("delete", "pod", "-n", NAMESPACE, "gone", "--wait=true", "--timeout=60s")
-    wait(lambda: not (ipam / ip).exists(), 60, "the pod's address to be released (CNI DEL)")
-    wait(lambda: len(set(netns_dir.iterdir())) == len(sandboxes) - 1, 60, "the sandbox netns to go")
+    wait_for("the pod's address to be released (CNI DEL)", lambda: not (ipam / ip).exists(), 60)
+    wait_for("the sandbox netns to go", lambda: len(set(netns_dir.iterdir())) == len(sandboxes) - 1, 60)
     gone = sandboxes - set(netns_dir.iterdir())
     assert not [n for n in gone if mounts.under(n)]
 

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kube import pki
+from tests.support.wait import wait_for
 from multinet.cluster import addon
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.kubeconfig import write_kubeconfig
@@ -38,16 +38,6 @@ IDENTITY_KINDS = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "Cl
                   "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 STATUS_KEY = "multinetwork.networking.x-k8s.io/network-status"
 TEST_NS = "deploy-test"
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"{what}: not after {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +261,7 @@ def test_agent_runs_under_its_rbac(agent_config: tuple[Path, str], tmp_path: Pat
                                  "--state-dir", str(tmp_path / "state"), "--p4runtime", "127.0.0.1:1"],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait("the agent serves its socket", lambda: sock.exists() or proc.poll() is not None)
+        wait_for("the agent serves its socket", lambda: sock.exists() or proc.poll() is not None)
         assert proc.poll() is None, log.read_text()[-3000:]
         status = subprocess.run([sys.executable, "-m", "cni.shim"], input=b'{"cniVersion": "1.1.0", '
                                 b'"name": "multinet", "type": "multinet-cni"}',
@@ -315,7 +305,7 @@ def test_controller_runs_under_its_rbac(identities: None, control_plane: Control
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         admission: Any = client.AdmissionregistrationV1Api(admin)
-        wait("webhooks registered", lambda: proc.poll() is not None or any(
+        wait_for("webhooks registered", lambda: proc.poll() is not None or any(
             w.metadata.name == "multinet-controller"
             for w in admission.list_validating_webhook_configuration().items))
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -329,7 +319,7 @@ def test_controller_runs_under_its_rbac(identities: None, control_plane: Control
                 return None  # not created yet
             return (obj.get("status") or {}).get("conditions")
 
-        wait("the default PodNetwork with conditions", default_conditions)
+        wait_for("the default PodNetwork with conditions", default_conditions)
         custom.create_cluster_custom_object("multinet.io", "v1alpha1", "networkparams", {
             "apiVersion": "multinet.io/v1alpha1", "kind": "NetworkParams", "metadata": {"name": net},
             "spec": {"topology": "L2", "ipv4": {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1"}}})
@@ -342,7 +332,7 @@ def test_controller_runs_under_its_rbac(identities: None, control_plane: Control
                 "multinetwork.networking.x-k8s.io/networks": json.dumps([{"podNetworkName": net,
                                                                           "interfaceName": "net1"}])}},
             "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.1"}]}})
-        pod = wait("the gate lifted with an address", lambda: (
+        pod = wait_for("the gate lifted with an address", lambda: (
             lambda p: p if not p.spec.scheduling_gates and "multinetwork.networking.x-k8s.io/allocations"
             in (p.metadata.annotations or {}) else None)(core.read_namespaced_pod("attached", TEST_NS)))
         assert "10.77.0." in pod.metadata.annotations["multinetwork.networking.x-k8s.io/allocations"]
