@@ -39,7 +39,7 @@ def create_status(kube: Kube, namespace: str, body: dict[str, Any]) -> tuple[int
     try:
         kube.core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
     except ApiException as exc:
-        return int(exc.status), str(status_of(exc)["message"])
+        return int(exc.status or 0), str(status_of(exc)["message"])
     return 201, ""
 
 
