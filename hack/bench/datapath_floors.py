@@ -25,7 +25,8 @@ from datapath.client.p4rt import diff
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
 from datapath.netns import run_in
 from datapath.target.kernel.context import TABLE_BASE, VXLAN_PORT, nft_table, tunnel_mac
-from tests.support.testbed import UNDERLAY_LINK, Pod, Testbed
+from multinet.cluster.topology import UNDERLAY_LINK
+from tests.support.testbed import Pod, Testbed
 
 
 def _fresh_ns(name: str) -> None:
