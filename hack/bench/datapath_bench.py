@@ -1,10 +1,13 @@
 """Datapath benchmark: programming scale, policy cost and flood resilience.
 
 Runs inside its own network namespaces (prefix mndb) and writes JSON.
-  1. time to program N services x M endpoints on a secondary network, and to
-     apply one endpoint change (one diffed batch);
+  1. time to program N services x M endpoints on a secondary network, beside
+     `nft -f` of the same table into a fresh namespace, and one endpoint
+     change step by step (compile, diff, Write, the target's share);
+     one Write of many host routes beside `ip -batch` of the same routes;
   2. iperf3 TCP throughput between two pods on a secondary network (across
-     two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
+     two nodes, over VXLAN) beside a bare VXLAN path between pods built
+     alike, and with no policy and with a 10,000-peer policy;
   3. that throughput while a third pod floods connections the policy denies,
      and that the target's denied counter saw exactly those attempts;
   4. the time to read every counter at N services: the service table's direct
