@@ -31,7 +31,9 @@ from multinet.cluster.binaries import find_bin_dir  # noqa: E402
 from multinet.cluster.control_plane import ControlPlane  # noqa: E402
 from multinet.cluster.layout import Layout, default_state_dir  # noqa: E402
 
-PREFIX = "mnc"
+# Namespaces, links and cluster objects of the benchmark carry this prefix
+# (--prefix or $MULTINET_TEST_PREFIX): distinct from a test run on the same machine.
+PREFIX = os.environ.get("MULTINET_TEST_PREFIX") or "mnb"
 REFERENCE_BIN = "/usr/lib/cni"
 
 
@@ -184,7 +186,7 @@ def bench(kubeconfig: Path, pods: int, shim_runs: int) -> dict[str, Any]:
     objects = testing.ClusterObjects(api, PREFIX)
     netns = testing.Namespaces(PREFIX)
     agent = None
-    work = Path(tempfile.mkdtemp(prefix="mnc-bench-"))
+    work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-bench-"))
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "pods": pods}
     try:
         plugin = str(install(work / "bin"))

@@ -36,7 +36,10 @@ from podnetwork.names import (
     VERSION,
 )
 
-TEST_PREFIX = "mnc"  # the prefix of everything the CNI tests create on this machine
+# The prefix of everything the CNI tests create on this machine (namespaces,
+# links, cluster objects); $MULTINET_TEST_PREFIX sets another, so two runs on
+# one machine never share names.
+TEST_PREFIX = os.environ.get("MULTINET_TEST_PREFIX") or "mnc"
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
