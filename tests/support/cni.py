@@ -292,6 +292,10 @@ class ClusterObjects:
         _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))
         return str(pod.metadata.uid)
 
+    def on_close(self, undo: Any) -> None:
+        """Also undo `undo()` at close() (for objects made by other means)."""
+        self._undo.append(undo)
+
     def close(self) -> None:
         for undo in reversed(self._undo):
             try:
