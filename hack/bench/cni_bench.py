@@ -31,7 +31,7 @@ from kubernetes import config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import HTTPError  # noqa: E402
 
-from cni_systems import REFERENCE_BIN, Multinet, Peer, PeerInstall, Reference, System, run_plugin  # noqa: E402
+from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, System, run_plugin  # noqa: E402
 from tests.support import cni as testing  # noqa: E402
 from cni.install import plugin_script  # noqa: E402
 from multinet.cluster.binaries import find_bin_dir  # noqa: E402
@@ -69,7 +69,7 @@ def run_round(systems: Sequence[System], tag: str, pods: int) -> dict[str, dict[
     for system in systems:
         system.prepare(tag, pods)
     time.sleep(2)  # the agent's pod cache sees the pods: the common case is a cache hit
-    samples = {s.name: {"add": [], "del": []} for s in systems}
+    samples: dict[str, dict[str, list[float]]] = {s.name: {"add": [], "del": []} for s in systems}
     for verb in ("add", "del"):
         for i in range(pods):
             shift = i % len(systems)
@@ -88,7 +88,7 @@ def ratios(rounds: list[dict[str, dict[str, list[float]]]], names: Sequence[str]
         ours = [summary(r["multinet"][verb]) for r in rounds]
         out[f"multinet_{verb}_p99_over_p50"] = spread([o["p99_ms"] / o["p50_ms"] for o in ours])
         for other in names:
-            if other == "multinet":
+            if other.startswith("multinet"):
                 continue
             theirs = [summary(r[other][verb]) for r in rounds]
             for q in ("p50", "p99"):
@@ -227,7 +227,8 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             report["config"]["peer_crds_created"] = install.install_crds(api)
         for secondaries in (int(s) for s in args.secondaries.split(",")):
             systems: list[System] = [Multinet(node, networks, secondaries),
-                                     Reference(host, work, prefix, secondaries, netns)]
+                                     Reference(host, work, prefix, secondaries, netns),
+                                     MultinetAgent(node, networks, secondaries)]
             if install is not None:
                 systems.append(Peer(api, objects, namespace, host, work, prefix, secondaries, kubeconfig,
                                     install, netns))

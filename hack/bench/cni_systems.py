@@ -28,6 +28,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from cni.shim import call_agent
 from datapath import netns as netns_mod
 from tests.support import cni as testing
 
@@ -87,7 +88,7 @@ class Multinet(System):
         for i in range(count):
             allocations = [testing.alloc(self.networks[n], f"net{n + 1}", [f"10.{50 + n}.{i // 250}.{i % 250 + 2}/16"])
                            for n in range(self.secondaries)]
-            self.pods.append(self.node.pod(f"mn-{tag}-{i}", allocations))
+            self.pods.append(self.node.pod(f"{self.name[:2]}{len(self.name)}-{tag}-{i}", allocations))
         self.containers = [f"m{secrets.token_hex(6)}" for _ in range(count)]
 
     def _call(self, command: str, i: int) -> None:
@@ -103,6 +104,19 @@ class Multinet(System):
 
     def finish(self) -> None:
         _drop_spaces(self.node.netns, self.spaces)
+
+
+class MultinetAgent(Multinet):
+    """The same requests sent to the agent's socket from this process: the
+    agent's share of multinet's time (the rest is the shim's exec and start)."""
+
+    name = "multinet_agent_only"
+
+    def _call(self, command: str, i: int) -> None:
+        env = testing.cni_env(command, self.containers[i], self.spaces[i], pod=self.pods[i])
+        code, out = call_agent(str(self.node.agent.socket), env, json.dumps(self.node.agent.conf()), 60)
+        if code != 0:
+            raise RuntimeError(f"agent {command} failed: {out}")
 
 
 class Reference(System):
