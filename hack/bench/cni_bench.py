@@ -15,6 +15,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def machine() -> dict[str, Any]:
 
 def commit_of(tree: Path) -> str:
     proc = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
+    return proc.stdout.strip() or f"not a git tree: {tree.name}"
 
 
 def main() -> int:
@@ -153,6 +154,8 @@ def main() -> int:
                         help="the multinet source tree to measure (another commit's, for a before/after table)")
     parser.add_argument("--prefix", default=os.environ.get("MULTINET_TEST_PREFIX") or "mnb",
                         help="prefix of the namespaces, links and objects made (distinct from a test run's)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also write py-spy's samples of the agent (folded stacks) and the shim's -X importtime here")
     parser.add_argument("--out", type=Path, default=Path("build/bench/cni.json"))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -188,6 +191,28 @@ def peer_dir(mode: str) -> Path | None:
     return None
 
 
+def profile(out: Path, agent: testing.AgentProcess, plugin: Path) -> Callable[[], None]:
+    """py-spy (from PyPI) sampling the agent for the whole run, every thread,
+    idle ones too (a wait on the kernel or the apiserver is time spent); and
+    what the shim imports, by -X importtime. Returns what stops the sampler."""
+    out.mkdir(parents=True, exist_ok=True)
+    shim = subprocess.run([sys.executable, "-SE", "-X", "importtime", str(plugin)], env={"CNI_COMMAND": "VERSION"},
+                          input='{"cniVersion": "1.1.0"}', capture_output=True, text=True)
+    (out / "shim-importtime.txt").write_text(shim.stderr)
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if spy is None or agent.proc is None:
+        log("py-spy not installed (pip install py-spy): no agent profile")
+        return lambda: None
+    sampler = subprocess.Popen([spy, "record", "--pid", str(agent.proc.pid), "--idle", "--nonblocking", "--rate", "100",
+                                "--format", "raw", "--output", str(out / "agent.folded")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop() -> None:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        sampler.wait(60)
+    return stop
+
+
 def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
     prefix, tree = args.prefix, args.tree.resolve()
     api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -218,6 +243,8 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", prefix, "--pod-cidr", "10.244.0.0/20",
             "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
         agent.start()
+        if args.profile is not None:
+            closers.append(profile(args.profile, agent, plugin))
         node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, str(plugin))
         networks = [objects.network(f"{prefix}-bench{n}-{secrets.token_hex(2)}", {
             "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"},
@@ -241,10 +268,10 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             report[f"secondaries_{secondaries}"] = report_of(rounds, [s.name for s in systems])
         report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
+        for close in closers:  # the profiler first, while the agent still runs
+            close()
         if agent is not None:
             agent.stop()
-        for close in closers:
-            close()
         netns.close()
         shutil.rmtree(work, ignore_errors=True)
         try:
