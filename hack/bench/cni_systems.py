@@ -36,41 +36,52 @@ REFERENCE_BIN = "/usr/lib/cni"
 NPWG_NETWORKS = "k8s.v1.cni.cncf.io/networks"
 
 
-def in_netns(path: str) -> Callable[[], None]:
-    """preexec: run a child inside a namespace, as a runtime living there would."""
-    def enter() -> None:
-        try:
-            netns_mod.enter(path)  # the project's one setns; in the forked child, before exec
-        except OSError:
-            os._exit(126)
-    return enter
-
-
-def run_plugin(binary: str, env: dict[str, str], conf: dict[str, Any],
-               preexec: Callable[[], None] | None = None) -> dict[str, Any]:
+def run_plugin(binary: str, env: dict[str, str], conf: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([binary], input=json.dumps(conf), env={"PATH": os.environ["PATH"], **env},
-                          capture_output=True, text=True, preexec_fn=preexec, timeout=120)
+                          capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"{binary} {env['CNI_COMMAND']} failed: {proc.stdout} {proc.stderr}")
     return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
 class System:
-    """One system under test; add(i) and delete(i) are what is timed."""
+    """One system under test: add(i) and delete(i) return the seconds the
+    runtime would wait, timed around the plugin's exec (a child spawned the
+    same way for every system: no preexec hook, which would force a fork of
+    this large process where the others get a vfork)."""
 
     name = ""
+    secondaries = 0
+    spaces: list[str]
 
     def prepare(self, tag: str, count: int) -> None:
         """Namespaces (and pods, where the system reads them) for one round."""
 
-    def add(self, i: int) -> None:
+    def add(self, i: int) -> float:
+        return timed(lambda: self._call("ADD", i))
+
+    def delete(self, i: int) -> float:
+        return timed(lambda: self._call("DEL", i))
+
+    def _call(self, command: str, i: int) -> None:
         raise NotImplementedError
 
-    def delete(self, i: int) -> None:
-        raise NotImplementedError
+    def check(self, i: int) -> None:
+        """What ADD made: eth0 and one interface per secondary network in the pod."""
+        out = testing.run("ip", "-n", self.spaces[i], "-j", "link", "show").stdout
+        names = {link["ifname"] for link in json.loads(out)}
+        wanted = {"eth0", *(f"net{n + 1}" for n in range(self.secondaries))}
+        if not wanted <= names:
+            raise RuntimeError(f"{self.name}: pod {i} has {sorted(names)}, not {sorted(wanted)}")
 
     def finish(self) -> None:
         """Remove what prepare made for the round."""
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 class Multinet(System):
@@ -96,12 +107,6 @@ class Multinet(System):
         if result.exit != 0:
             raise RuntimeError(f"multinet-cni {command} failed: {result.out}")
 
-    def add(self, i: int) -> None:
-        self._call("ADD", i)
-
-    def delete(self, i: int) -> None:
-        self._call("DEL", i)
-
     def finish(self) -> None:
         _drop_spaces(self.node.netns, self.spaces)
 
@@ -123,8 +128,10 @@ class Reference(System):
     name = "reference"
 
     def __init__(self, host: str, work: Path, prefix: str, secondaries: int, netns: testing.Namespaces) -> None:
-        self.netns = netns
-        self.enter = in_netns(netns_mod.netns_path(host))
+        self.netns, self.secondaries = netns, secondaries
+        # The plugins run in the node's host namespace: spawned from a thread
+        # living there (its children inherit it), timed in that thread.
+        self.worker = netns_mod.executor(host, "reference")
         self.confs = [bridge_conf(f"{prefix}ref{n}", f"{prefix}rb{n}{secrets.token_hex(2)}", n == 0,
                                   {"type": "host-local", "ranges": [[{"subnet": f"10.{60 + n}.0.0/16"}]],
                                    "dataDir": str(work / "ipam")}) for n in range(secondaries + 1)]
@@ -136,23 +143,24 @@ class Reference(System):
         self.spaces = [self.netns.new("r") for _ in range(count)]
         self.containers = [f"r{secrets.token_hex(6)}" for _ in range(count)]
 
+    def add(self, i: int) -> float:
+        return self.worker.submit(timed, lambda: self._call("ADD", i)).result()
+
+    def delete(self, i: int) -> float:
+        return self.worker.submit(timed, lambda: self._call("DEL", i)).result()
+
     def _call(self, command: str, i: int) -> None:
         order = range(len(self.confs)) if command == "ADD" else reversed(range(len(self.confs)))
         for n in order:
             env = testing.cni_env(command, self.containers[i], self.spaces[i],
                                   ifname="eth0" if n == 0 else f"net{n}", path=REFERENCE_BIN)
-            run_plugin(f"{REFERENCE_BIN}/bridge", env, self.confs[n], self.enter)
-
-    def add(self, i: int) -> None:
-        self._call("ADD", i)
-
-    def delete(self, i: int) -> None:
-        self._call("DEL", i)
+            run_plugin(f"{REFERENCE_BIN}/bridge", env, self.confs[n])
 
     def finish(self) -> None:
         _drop_spaces(self.netns, self.spaces)
 
     def close(self) -> None:
+        self.worker.shutdown()
         for conf in self.confs:
             testing.run("ip", "-n", self.host, "link", "del", conf["bridge"], check=False)
 
@@ -167,13 +175,16 @@ class Peer(System):
 
     name = "peer"
 
-    def __init__(self, api: client.ApiClient, objects: testing.ClusterObjects, namespace: str, host: str,
-                 work: Path, prefix: str, secondaries: int, kubeconfig: Path, peer: PeerInstall,
+    def __init__(self, api: client.ApiClient, objects: testing.ClusterObjects, namespace: str, work: Path,
+                 prefix: str, secondaries: int, kubeconfig: Path, peer: PeerInstall,
                  netns: testing.Namespaces) -> None:
         self.core = client.CoreV1Api(api)
+        # Multus and Whereabouts read the apiserver, which listens on this
+        # namespace's loopback: they run here, as on a node they run in its
+        # host namespace. Their bridges carry no address (isGateway false),
+        # so nothing routes through this namespace.
         self.objects, self.namespace, self.netns = objects, namespace, netns
-        self.enter = in_netns(netns_mod.netns_path(host))
-        self.host, self.bin = host, peer.bin
+        self.bin, self.secondaries = peer.bin, secondaries
         flat = work / "whereabouts.conf"  # the flat file Whereabouts reads its datastore from
         flat.write_text(json.dumps({"datastore": "kubernetes", "kubernetes": {"kubeconfig": str(kubeconfig)},
                                     "log_file": str(work / "whereabouts.log"), "log_level": "error"}))
@@ -184,7 +195,7 @@ class Peer(System):
             ipam = {"type": "whereabouts", "range": f"10.{70 + n}.0.0/16", "configuration_path": str(flat)}
             peer.attachment_definition(objects, namespace, nad, bridge_conf(nad, self.bridges[n], False, ipam))
             self.nads.append(nad)
-        eth0 = bridge_conf(f"{prefix}peer0", self.bridges[0], True,
+        eth0 = bridge_conf(f"{prefix}peer0", self.bridges[0], False,
                            {"type": "host-local", "ranges": [[{"subnet": "10.70.0.0/16"}]],
                             "dataDir": str(work / "ipam")})
         # The default network as an inline delegate: v4.3.0's clusterNetwork
@@ -203,30 +214,25 @@ class Peer(System):
         self.containers = [f"p{secrets.token_hex(6)}" for _ in range(count)]
 
     def _pod(self, name: str, networks: str) -> tuple[str, str, str]:
-        body = {"metadata": {"name": name, "namespace": self.namespace, "annotations": {NPWG_NETWORKS: networks}},
+        body: Any = {"metadata": {"name": name, "namespace": self.namespace, "annotations": {NPWG_NETWORKS: networks}},
                 "spec": {"schedulerName": "bench-bound-by-nobody",
                          "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}
         pod = self.core.create_namespaced_pod(self.namespace, body)
+        assert pod.metadata is not None
         self.objects.on_close(
             lambda: self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0))
         return self.namespace, name, str(pod.metadata.uid)
 
     def _call(self, command: str, i: int) -> None:
         env = testing.cni_env(command, self.containers[i], self.spaces[i], pod=self.pods[i], path=str(self.bin))
-        run_plugin(str(self.bin / "multus"), env, self.conf, self.enter)
-
-    def add(self, i: int) -> None:
-        self._call("ADD", i)
-
-    def delete(self, i: int) -> None:
-        self._call("DEL", i)
+        run_plugin(str(self.bin / "multus"), env, self.conf)
 
     def finish(self) -> None:
         _drop_spaces(self.netns, self.spaces)
 
     def close(self) -> None:
         for bridge in self.bridges:
-            testing.run("ip", "-n", self.host, "link", "del", bridge, check=False)
+            testing.run("ip", "link", "del", bridge, check=False)
 
 
 class PeerInstall:
@@ -261,6 +267,15 @@ class PeerInstall:
             _wait_established(ext, name)
         return created
 
+    def remove_crds(self, api: client.ApiClient, names: list[str]) -> None:
+        ext = client.ApiextensionsV1Api(api)
+        for name in names:
+            try:
+                ext.delete_custom_resource_definition(name)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+
     def attachment_definition(self, objects: testing.ClusterObjects, namespace: str, name: str,
                               config: dict[str, Any]) -> None:
         body = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
@@ -275,7 +290,8 @@ class PeerInstall:
 def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> None:
     for _ in range(100):
         crd = ext.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+        conditions = (crd.status.conditions if crd.status is not None else None) or []
+        if any(c.type == "Established" and c.status == "True" for c in conditions):
             return
         time.sleep(0.1)
     raise TimeoutError(f"CRD {name} not established")
