@@ -197,6 +197,9 @@ class Session:
         for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):  # short acks, with the kernel's reason on error
             sock.setsockopt(SOL_NETLINK, option, 1)
         sock.bind((0, 0))
+        # An ack the kernel could not queue (ENOBUFS) fails the batch rather
+        # than hanging it; a late one is skipped by its sequence number.
+        sock.settimeout(30)
 
     def batch(self) -> Batch:
         return Batch(self)
