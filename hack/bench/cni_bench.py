@@ -233,7 +233,11 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
                    "peer": "Multus v4.3.0 (thin) + Whereabouts v0.9.4 + bridge" if built else None,
                    "reference": "bridge + host-local, once per interface"},
     }
-    os.environ["PYTHONPATH"] = str(tree)  # the agent process imports the measured tree
+    # The agent process imports the measured tree: `python -m` puts its
+    # working directory first on the path, before PYTHONPATH.
+    os.environ["PYTHONPATH"] = str(tree)
+    home = os.getcwd()
+    os.chdir(tree)
     try:
         plugin = work / "bin" / "multinet-cni"
         plugin.parent.mkdir()
@@ -273,6 +277,7 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             report[f"secondaries_{secondaries}"] = report_of(rounds, [s.name for s in systems])
         report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
+        os.chdir(home)
         for close in closers:  # the profiler first, while the agent still runs
             close()
         if agent is not None:
