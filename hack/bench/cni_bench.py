@@ -32,7 +32,7 @@ from kubernetes import config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import HTTPError  # noqa: E402
 
-from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, System, run_plugin  # noqa: E402
+from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, ShimStart, System, run_plugin  # noqa: E402
 from tests.support import cni as testing  # noqa: E402
 from cni.install import plugin_script  # noqa: E402
 from multinet.cluster.binaries import find_bin_dir  # noqa: E402
@@ -87,17 +87,22 @@ def run_round(systems: Sequence[System], tag: str, pods: int) -> dict[str, dict[
 
 
 def ratios(rounds: list[dict[str, dict[str, list[float]]]], names: Sequence[str]) -> dict[str, Any]:
-    """Per-round ratios of multinet to each other system, p50 and p99, and multinet's own tail."""
+    """Per-round ratios of multinet (and of a baseline multinet, keys prefixed
+    baseline_) to each other system, p50 and p99, and multinet's own tail."""
     out: dict[str, Any] = {}
-    for verb in ("add", "del"):
-        ours = [summary(r["multinet"][verb]) for r in rounds]
-        out[f"multinet_{verb}_p99_over_p50"] = spread([o["p99_ms"] / o["p50_ms"] for o in ours])
-        for other in names:
-            if other.startswith("multinet"):
-                continue
-            theirs = [summary(r[other][verb]) for r in rounds]
-            for q in ("p50", "p99"):
-                out[f"{verb}_{q}_vs_{other}"] = spread([o[f"{q}_ms"] / t[f"{q}_ms"] for o, t in zip(ours, theirs)])
+    for ours, key in (("multinet", ""), ("multinet_baseline", "baseline_")):
+        if ours not in names:
+            continue
+        for verb in ("add", "del"):
+            mine = [summary(r[ours][verb]) for r in rounds]
+            out[f"{key}multinet_{verb}_p99_over_p50"] = spread([o["p99_ms"] / o["p50_ms"] for o in mine])
+            for other in names:
+                if other.startswith("multinet"):
+                    continue
+                theirs = [summary(r[other][verb]) for r in rounds]
+                for q in ("p50", "p99"):
+                    out[f"{key}{verb}_{q}_vs_{other}"] = spread(
+                        [o[f"{q}_ms"] / t[f"{q}_ms"] for o, t in zip(mine, theirs)])
     return out
 
 
@@ -156,6 +161,8 @@ def main() -> int:
                         help="the Multus + Whereabouts peer: when built (auto), build it first, or not at all")
     parser.add_argument("--tree", type=Path, default=ROOT,
                         help="the multinet source tree to measure (another commit's, for a before/after table)")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also measure the multinet of this source tree in the same rounds (before/after)")
     parser.add_argument("--prefix", default=os.environ.get("MULTINET_TEST_PREFIX") or "mnb",
                         help="prefix of the namespaces, links and objects made (distinct from a test run's)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -217,13 +224,40 @@ def profile(out: Path, agent: testing.AgentProcess, plugin: Path) -> Callable[[]
     return stop
 
 
+def start_multinet(tree: Path, work: Path, objects: testing.ClusterObjects, netns: testing.Namespaces,
+                   kubeconfig: Path, prefix: str, tag: str) -> tuple[testing.Node, Path]:
+    """A node (its namespaces, Node object, agent process) and the installed
+    plugin, both running the multinet of `tree`."""
+    work.mkdir()
+    plugin = work / "bin" / "multinet-cni"
+    plugin.parent.mkdir()
+    plugin.write_text(plugin_script().replace(repr(str(ROOT)), repr(str(tree))))
+    plugin.chmod(0o755)
+    namespace, node_name = objects.namespace(), objects.node()
+    host, ipu = netns.new(f"{tag}bhost"), netns.new(f"{tag}bipu")
+    agent = testing.AgentProcess(work, node_name, kubeconfig, [
+        "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", prefix + tag, "--pod-cidr", "10.244.0.0/20",
+        "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
+    # The agent process imports the tree: `python -m` puts its working
+    # directory first on the path, before PYTHONPATH.
+    os.environ["PYTHONPATH"] = str(tree)
+    home = os.getcwd()
+    os.chdir(tree)
+    try:
+        agent.start()
+    finally:
+        os.chdir(home)
+        del os.environ["PYTHONPATH"]
+    return testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, str(plugin)), plugin
+
+
 def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
     prefix, tree = args.prefix, args.tree.resolve()
     api = config.new_client_from_config(config_file=str(kubeconfig))
     testing.ensure_crds(api)
     objects = testing.ClusterObjects(api, prefix)
     netns = testing.Namespaces(prefix)
-    agent = None
+    agents: list[testing.AgentProcess] = []
     closers: list[Callable[[], None]] = []
     work = Path(tempfile.mkdtemp(prefix=f"{prefix}-bench-"))
     built = peer_dir(args.peer)
@@ -233,27 +267,19 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
                    "peer": "Multus v4.3.0 (thin) + Whereabouts v0.9.4 + bridge" if built else None,
                    "reference": "bridge + host-local, once per interface"},
     }
-    # The agent process imports the measured tree: `python -m` puts its
-    # working directory first on the path, before PYTHONPATH.
-    os.environ["PYTHONPATH"] = str(tree)
-    home = os.getcwd()
-    os.chdir(tree)
     try:
-        plugin = work / "bin" / "multinet-cni"
-        plugin.parent.mkdir()
-        plugin.write_text(plugin_script().replace(repr(str(ROOT)), repr(str(tree))))
-        plugin.chmod(0o755)
+        node, plugin = start_multinet(tree, work / "multinet", objects, netns, kubeconfig, prefix, "")
+        agents.append(node.agent)
         log(f"shim start time over {args.shim_runs} runs")
         report["version_start"] = shim_start(str(plugin), args.shim_runs)
-        namespace, node_name = objects.namespace(), objects.node()
-        host, ipu = netns.new("bhost"), netns.new("bipu")
-        agent = testing.AgentProcess(work, node_name, kubeconfig, [
-            "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", prefix, "--pod-cidr", "10.244.0.0/20",
-            "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
-        agent.start()
         if args.profile is not None:
-            closers.append(profile(args.profile, agent, plugin))
-        node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, str(plugin))
+            closers.append(profile(args.profile, node.agent, plugin))
+        baseline = None
+        if args.baseline is not None:
+            baseline, _ = start_multinet(args.baseline.resolve(), work / "baseline", objects, netns, kubeconfig,
+                                         prefix, "o")
+            agents.append(baseline.agent)
+            report["baseline_commit"] = commit_of(args.baseline.resolve())
         networks = [objects.network(f"{prefix}-bench{n}-{secrets.token_hex(2)}", {
             "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"},
             "mtu": 1400}) for n in range(3)]
@@ -263,10 +289,12 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             closers.append(lambda: install.remove_crds(api, created))
         for secondaries in (int(s) for s in args.secondaries.split(",")):
             systems: list[System] = [Multinet(node, networks, secondaries),
-                                     Reference(host, work, prefix, secondaries, netns),
-                                     MultinetAgent(node, networks, secondaries)]
+                                     Reference(node.host, work, prefix, secondaries, netns),
+                                     MultinetAgent(node, networks, secondaries), ShimStart(plugin)]
+            if baseline is not None:
+                systems.append(Multinet(baseline, networks, secondaries, "multinet_baseline"))
             if install is not None:
-                systems.append(Peer(api, objects, namespace, work, prefix, secondaries, kubeconfig,
+                systems.append(Peer(api, objects, node.namespace, work, prefix, secondaries, kubeconfig,
                                     install, netns))
             closers += [getattr(s, "close") for s in systems if hasattr(s, "close")]
             rounds = []
@@ -277,10 +305,9 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             report[f"secondaries_{secondaries}"] = report_of(rounds, [s.name for s in systems])
         report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
-        os.chdir(home)
         for close in closers:  # the profiler first, while the agent still runs
             close()
-        if agent is not None:
+        for agent in agents:
             agent.stop()
         netns.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -87,8 +87,9 @@ def timed(fn: Callable[[], Any]) -> float:
 class Multinet(System):
     name = "multinet"
 
-    def __init__(self, node: testing.Node, networks: list[str], secondaries: int) -> None:
+    def __init__(self, node: testing.Node, networks: list[str], secondaries: int, name: str = "") -> None:
         self.node, self.networks, self.secondaries = node, networks, secondaries
+        self.name = name or self.name
         self.spaces: list[str] = []
         self.pods: list[tuple[str, str, str]] = []
         self.containers: list[str] = []
@@ -122,6 +123,22 @@ class MultinetAgent(Multinet):
         code, out = call_agent(str(self.node.agent.socket), env, json.dumps(self.node.agent.conf()), 60)
         if code != 0:
             raise RuntimeError(f"agent {command} failed: {out}")
+
+
+class ShimStart(System):
+    """The installed plugin answering VERSION by itself, in the same rounds:
+    the exec and interpreter start that every multinet verb pays."""
+
+    name = "multinet_shim_start"
+
+    def __init__(self, plugin: Path) -> None:
+        self.plugin = str(plugin)
+
+    def _call(self, command: str, i: int) -> None:
+        run_plugin(self.plugin, {"CNI_COMMAND": "VERSION"}, {"cniVersion": "1.1.0"})
+
+    def check(self, i: int) -> None:
+        pass
 
 
 class Reference(System):
