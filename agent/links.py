@@ -82,7 +82,9 @@ def _netlink_socket_here(netns: str) -> socket.socket:
 class Sessions:
     """Netlink sessions: one kept open for each of the node's own namespaces
     (the agent's, the IPU's, the host's: they live as long as the agent), a
-    fresh one for any other (a pod's), closed after use."""
+    fresh one for any other (a pod's), closed after use. A kept socket stays
+    bound to the namespace it was made in: one deleted and made again under
+    the same name is not followed until the agent restarts."""
 
     def __init__(self, keep: Iterable[str | None]) -> None:
         self._keep = {None, *keep}
