@@ -104,6 +104,8 @@ class KubePods:
     def _pod(self, pod: PodRef) -> dict[str, Any]:
         obj = self.pods.get(pod.namespace, pod.name)
         if obj is None or (pod.uid and obj["metadata"].get("uid") != pod.uid):
+            # A round trip inside ADD: the watch has not brought the pod yet.
+            log.debug("pod %s/%s not (yet) in the cache: one GET", pod.namespace, pod.name)
             obj = self._get(PODS, pod.name, pod.namespace)
             if obj is not None:
                 self.pods.put(obj)
