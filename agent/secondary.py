@@ -13,7 +13,6 @@ import errno
 from collections.abc import Sequence
 
 from agent import links
-from agent.netlink import LinkReply
 from agent.plan import InterfacePlan
 
 
@@ -64,6 +63,6 @@ def _create_macvlans(host: links.Session, plans: Sequence[InterfacePlan], pod: l
         made.new_macvlan(plan.name, uplinks[plan.peer].index, plan.mac, plan.mtu, pod.fd, group)
     made.commit()
     found = pod.session.batch()
-    replies: dict[str, LinkReply] = {plan.name: found.get_link(plan.name) for plan in plans}
+    replies: dict[str, links.LinkReply] = {plan.name: found.get_link(plan.name) for plan in plans}
     found.commit()
     return {name: reply.index for name, reply in replies.items()}

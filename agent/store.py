@@ -4,11 +4,14 @@ Keyed by (network name, container id, interface), the spec's key for plugin
 state; written atomically (temp file, rename), so DEL, CHECK and GC work
 after an agent restart (see agent.record for what a record holds).
 
-No fsync: a record guards kernel state (links, addresses, routes in network
-namespaces), which lives exactly as long as the kernel. A killed agent
-finds every rename it made, since the page cache outlives the process; a
-machine that loses its page cache lost the namespaces with it, and a record
-cut short by that is a torn file that all() skips. The two fsyncs per write
+No fsync, and nothing a crash of the agent can lose: a write is complete
+once write(2) and rename(2) have returned, because the data then sits in the
+kernel's page cache, which outlives the process (SIGKILL included); a write
+cut short before the rename leaves only a temp file, swept at start. What
+fsync would add is surviving a crash of the kernel itself, and a record
+guards kernel state only (links, addresses, routes in network namespaces),
+which dies with the kernel: a record lost or torn that way guards nothing,
+and read() and all() treat a torn one as absent. The two fsyncs per write
 (file and directory) were most of a write's cost and the longest tail of ADD.
 """
 
@@ -34,10 +37,14 @@ class StateStore:
 
     def read(self, network: str, container_id: str, ifname: str) -> AttachmentRecord | None:
         try:
-            text = self._path(network, container_id, ifname).read_text()
+            return AttachmentRecord.from_json(json.loads(self._path(network, container_id, ifname).read_text()))
         except FileNotFoundError:
             return None
-        return AttachmentRecord.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            # Torn: only a machine crash leaves one (no fsync, see above), and
+            # it took the kernel state the record guarded with it. DEL then
+            # still releases what a delegate may hold on disk (del_unknown).
+            return None
 
     def write(self, record: AttachmentRecord) -> None:
         path = self._path(*record.key)
