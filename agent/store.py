@@ -48,10 +48,13 @@ class StateStore:
 
     def write(self, record: AttachmentRecord) -> None:
         path = self._path(*record.key)
+        # dumps, not dump: dump encodes piecewise in Python, dumps in C (an
+        # ADD writes its record two or three times).
+        text = json.dumps(record.to_json(), sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(record.to_json(), f, sort_keys=True)
+                f.write(text)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
