@@ -13,10 +13,11 @@ missing resources; the agent's GC removes leftovers later), STATUS reports 50.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from cni import lean_json, spec  # lean_json: json's loads and dumps without its start cost
+from cni import spec
 
 TYPE_CHECKING = False  # annotation-only imports: see cni.spec on start time
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) ->
 
     import time
 
-    request = lean_json.dumps({"env": dict(env), "stdin": stdin}).encode("utf-8")
+    request = json.dumps({"env": dict(env), "stdin": stdin}).encode("utf-8")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -64,7 +65,7 @@ def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) ->
             chunks.append(chunk)
     finally:
         sock.close()
-    reply = lean_json.loads(b"".join(chunks))
+    reply = json.loads(b"".join(chunks))
     return int(reply["exit"]), reply.get("stdout")
 
 
@@ -108,7 +109,7 @@ def _fail(err: spec.CniError, version: str, out: TextIO) -> int:
 
 
 def _emit(doc: Any, out: TextIO) -> None:
-    out.write(lean_json.dumps(doc))
+    out.write(json.dumps(doc))
     out.write("\n")
     out.flush()
 

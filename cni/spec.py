@@ -10,13 +10,13 @@ Spec references are to SPEC.md 1.1.0 of containernetworking/cni, section 2
 Start time: this module avoids `typing`, `collections`, `dataclasses`, `enum`
 and `ipaddress` at import (together most of the shim's own start); the
 request is a slotted class and ipaddress is imported only when a prevResult
-is checked. JSON is the standard `json` module's C scanner and encoder,
-through cni.lean_json (`json` itself imports `re`).
+is checked. JSON is the standard `json` module.
 """
 
 from __future__ import annotations
 
-from cni import lean_json  # json's loads and dumps without its start cost
+import json
+
 from cni.result import normalise_result
 from cni.result import version_key as version_key  # versions order results and configs alike
 
@@ -159,7 +159,7 @@ def _version_of_version_input(stdin: bytes | str) -> str:
     """Spec 5, Version: the output's cniVersion is the one given on input
     (supportedVersions says what we speak); without one, the latest."""
     try:
-        doc = lean_json.loads(stdin) if stdin else {}
+        doc = json.loads(stdin) if stdin else {}
     except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST_VERSION
     asked = doc.get("cniVersion") if isinstance(doc, dict) else None
@@ -176,7 +176,7 @@ def _looks_like_version(text: str) -> bool:
 def decode_config(stdin: bytes | str) -> dict[str, Any]:
     try:
         text = stdin.decode("utf-8") if isinstance(stdin, bytes) else stdin
-        doc = lean_json.loads(text)
+        doc = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CniError(
             Code.DECODING_FAILURE, "failed to decode the network configuration on stdin", str(err)
@@ -283,7 +283,7 @@ def _check_config(command: str, config: Mapping[str, Any]) -> None:
     if "ipam" in config:
         raise CniError(
             Code.UNSUPPORTED_FIELD,
-            f"unsupported field ipam={lean_json.dumps(config['ipam'])}: "
+            f"unsupported field ipam={json.dumps(config['ipam'])}: "
             "multinet takes addresses from the pod's allocations",
         )
     socket = config.get("socket")
@@ -337,7 +337,7 @@ def reply_version(env: Mapping[str, str], stdin: bytes | str) -> str:
     configuration's): the negotiated one, else the config's own cniVersion
     even when we do not speak it, else the latest."""
     try:
-        doc = lean_json.loads(stdin)
+        doc = json.loads(stdin)
     except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
         return LATEST_VERSION
     if not isinstance(doc, dict):
