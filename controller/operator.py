@@ -27,13 +27,15 @@ from controller.install import install_crds
 from controller.kopf_wiring import WEBHOOK_HOST, build_registry, run_kopf
 from controller.leader import LeaderLease
 from controller.networks import NetworkReconciler
+from controller.notices import Notices
 from controller.pods import PodReconciler
+from controller.policies import PolicyReconciler
 from kube.kinds import NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from controller.services import ServiceReconciler
 from controller.workers import Reconcilers, Workers
 from controller.workqueue import WorkQueue
 from kube import Change, Conflict, EventWriter, Informer, Kube, KubeError, NotFound, Obj, Resource
-from kube.resources import PODS, SERVICES
+from kube.resources import NETWORK_POLICIES, PODS, SERVICES
 from podnetwork import names
 from podnetwork.networks import NetworksError, pod_networks
 
@@ -65,10 +67,12 @@ class Controller:
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
         self.pods = PodReconciler(kube, self.index, self.allocator, EventWriter(kube, "multinet-controller"))
-        self.services = ServiceReconciler(kube, self.index, self.allocator)
+        notices = Notices(EventWriter(kube, "multinet-controller"))
+        self.services = ServiceReconciler(kube, self.index, self.allocator, notices)
+        self.policies = PolicyReconciler(kube, self.index, notices)
         self.fanout = FanOut(self.index, self.queue, self.allocator, self.networks)
         self.workers = Workers(kube, self.queue, Reconcilers(self.allocator, self.networks, self.pods,
-                                                             self.services))
+                                                             self.services, self.policies))
         self.access = AccessCache(kube)
         self.informers: list[Informer] = []
         self._stop = threading.Event()
@@ -86,6 +90,7 @@ class Controller:
             (POD_NETWORKS, fan.on_network, None),
             (POD_NETWORK_ATTACHMENTS, fan.on_attachment, None),
             (SERVICES, fan.on_service, None),
+            (NETWORK_POLICIES, fan.on_policy, None),
             (PODS, fan.on_pod, slim_pod),
         ):
             self._inform(resource, handler, transform)

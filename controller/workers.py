@@ -18,6 +18,7 @@ from controller.allocator import Allocator
 from controller.errors import PermanentError, TemporaryError
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
+from controller.policies import PolicyReconciler
 from controller.services import ServiceReconciler
 from controller.workqueue import WorkQueue
 from kube import Kube
@@ -33,6 +34,7 @@ class Reconcilers:
     networks: NetworkReconciler
     pods: PodReconciler
     services: ServiceReconciler
+    policies: PolicyReconciler
 
 
 class Workers:
@@ -58,6 +60,8 @@ class Workers:
                 self.r.networks.params(name)
             case keys.Service(namespace, name):
                 self.r.services.reconcile(namespace, name)
+            case keys.Policy(namespace, name):
+                self.r.policies.reconcile(namespace, name)
             case _:
                 assert_never(key)
 
