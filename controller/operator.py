@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import keys
+from controller import keys, metrics
 from controller.access import AccessCache
 from controller.allocator import Allocator
 from controller.certs import serving_cert
@@ -54,6 +54,7 @@ class Options:
     resync_seconds: float = 30.0
     sweep_seconds: float = 60.0
     cert_dir: str | None = None
+    metrics_port: int | None = None  # None: no /metrics
 
 
 class Controller:
@@ -189,12 +190,17 @@ def run(options: Options) -> int:
     kube = Kube.from_kubeconfig(options.kubeconfig)
     # Step 1: the API must exist before anything watches it.
     install_crds(kube)
+    if options.metrics_port is not None:
+        metrics.serve("0.0.0.0", options.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", options.metrics_port)
     # Step 2: only one replica is active; the others wait here.
     lease = LeaderLease(kube)
     lease.acquire()
     # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
     ctl.prime()
+    if options.metrics_port is not None:
+        metrics.watch_ipam(ctl.index, ctl.allocator)
     # Step 4: TLS for the webhooks, made here so it works on any cluster.
     cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
     cert = serving_cert(cert_dir, WEBHOOK_HOST)
