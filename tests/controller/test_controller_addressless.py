@@ -94,11 +94,13 @@ def test_services_and_policies_on_an_address_less_network_are_refused_with_an_ev
     assert not kube.discovery.list_namespaced_endpoint_slice(
         namespace, label_selector=f"{OURS},kubernetes.io/service-name=fh").items
     # A Service on an addressed network in the same namespace is served as ever.
-    addressed = networks.ready_network("10.93.0.0/24")
+    addressed = networks.network(networks.params({"topology": "L2", "ipv4": {"subnet": "10.93.0.0/24"},
+                                                  "serviceCIDRs": ["10.193.0.0/28"]}))
+    wait_for("addressed network Ready", lambda: condition(kube, addressed, "Ready") == "True")
     kube.core.create_namespaced_service(namespace, {  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
         "metadata": {"name": "ok", "annotations": {names.POD_NETWORK_ANNOTATION: addressed}},
         "spec": {"selector": {"app": "du"}, "ports": [{"port": 80}]}})
-    wait_for("no Event on the addressed one", lambda: condition(kube, addressed, "Ready") == "True")
+    wait_for("the addressed one's VIP", lambda: vip_of(kube, namespace, "ok"))
     assert not [e for e in events_of(kube, namespace, "ok") if "AddressLessNetwork" in e]
 
 
