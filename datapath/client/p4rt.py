@@ -60,8 +60,9 @@ def _uint128(value: int) -> p4r.Uint128:
 
 class P4RuntimeClient:
     def __init__(self, address: str, device_id: int = 1, election_id: int = 1,
-                 pipeline: Pipeline = PIPELINE) -> None:
+                 pipeline: Pipeline = PIPELINE, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.address, self.device_id, self.election_id = address, device_id, election_id
+        self.credentials = credentials  # TLS (datapath/tls.py); plaintext when None
         self.pipeline = pipeline
         self.channel: grpc.Channel | None = None
         self.stub: p4r_grpc.P4RuntimeStub | None = None
@@ -78,8 +79,9 @@ class P4RuntimeClient:
         """Open the channel only: enough for Read, Capabilities and GetForwardingPipelineConfig."""
         if self.channel is not None:
             self.close()
-        self.channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
+        options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+        self.channel = (grpc.secure_channel(self.address, self.credentials, options=options) if self.credentials
+                        else grpc.insecure_channel(self.address, options=options))
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
 
