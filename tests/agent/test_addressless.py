@@ -22,15 +22,18 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
 
-def test_an_address_less_attachment_has_its_mac_and_mtu_and_no_address(node: Node, api: client.ApiClient) -> None:
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
+def test_an_address_less_attachment_has_its_mac_and_mtu_and_no_address(node: Node, api: client.ApiClient,
+                                                                       version: str) -> None:
     tag = secrets.token_hex(2)
     bare = node.objects.bare_network(f"{PREFIX}-bare-{tag}")
     familyless = node.objects.network(f"{PREFIX}-l2-{tag}", {"topology": "L2", "mtu": 9000})
     pod_ns = node.netns.new("pod")
-    pod = node.pod("l2", [alloc(bare, "net1", []), alloc(familyless, "fh0", [])])
+    pod = node.pod(f"l2-{tag}", [alloc(bare, "net1", []), alloc(familyless, "fh0", [])])
     container = f"ctr{secrets.token_hex(4)}"
-    result = node.cni("ADD", pod_ns, pod, container)
+    result = node.cni("ADD", pod_ns, pod, container, version)
     assert result.exit == 0, result.out
+    assert result.out["cniVersion"] == version
 
     for name, mtu in (("net1", MTU_DEFAULT), ("fh0", 9000)):
         state = link(pod_ns, name)
@@ -43,8 +46,10 @@ def test_an_address_less_attachment_has_its_mac_and_mtu_and_no_address(node: Nod
 
     out = result.out
     at = {itf["name"]: i for i, itf in enumerate(out["interfaces"])}
-    assert out["interfaces"][at["fh0"]] == {"name": "fh0", "mac": stable_mac(container, "fh0"), "mtu": 9000,
-                                            "sandbox": f"/var/run/netns/{pod_ns}"}
+    shown: dict[str, object] = {"name": "fh0", "mac": stable_mac(container, "fh0"), "sandbox": f"/var/run/netns/{pod_ns}"}
+    if version == "1.1.0":  # an interface's mtu is a CNI 1.1 field
+        shown["mtu"] = 9000
+    assert out["interfaces"][at["fh0"]] == shown
     assert not [ip for ip in out["ips"] if ip.get("interface") in (at["net1"], at["fh0"])], out["ips"]
 
     core = client.CoreV1Api(api)
@@ -63,5 +68,5 @@ def test_an_address_less_attachment_has_its_mac_and_mtu_and_no_address(node: Nod
     npwg = {n["interface"]: n for n in json.loads(p.metadata.annotations[NPWG_NETWORK_STATUS_ANNOTATION])}
     assert npwg["fh0"]["ips"] == [] and npwg["fh0"]["mac"] == stable_mac(container, "fh0")
 
-    assert node.cni("DEL", pod_ns, pod, container).exit == 0
+    assert node.cni("DEL", pod_ns, pod, container, version).exit == 0
     assert link(node.ipu, link_name(PREFIX, container, "fh0")) is None
