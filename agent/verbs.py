@@ -37,6 +37,7 @@ from agent.sweep import sweep_unowned_links
 from cni import spec
 from cni.result import render_result
 from cni.spec import Code, CniError
+from datapath.client.p4rt import WriteError
 from datapath.ports import Datapath, PortAttachment
 from podnetwork.names import NODE_PREFIX
 
@@ -286,9 +287,10 @@ class Agent:
             try:
                 self.datapath.attach(port)
             except Exception as err:  # a plug-in: any failure is reported, never a traceback
-                raise CniError(
-                    Code.TRY_AGAIN_LATER, f"datapath could not attach {port.interface} ({port.representor}): {err}"
-                ) from err
+                message = f"datapath could not attach {port.interface} ({port.representor}): {err}"
+                if isinstance(err, WriteError) and err.full_tables and self.reporter is not None:
+                    self.reporter.table_full(port.network, f"{port.namespace}/{port.pod_name}: {message}")
+                raise CniError(Code.TRY_AGAIN_LATER, message) from err
 
     # --- DEL / GC ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from kube import pki
 from tests.datapath.conftest import PREFIX, Env, free_port, netns
 from tests.datapath.test_p4runtime import route
 from tests.support.testbed import Target, start_target
+from tests.support.wait import wait_for
 
 
 def tls_target(env: Env, certs: Path) -> Target:
@@ -59,7 +60,8 @@ def test_only_a_client_with_a_certificate_of_the_cluster_ca_gets_a_session(env: 
     other_ca = pki.ensure_ca(tmp_path / "other", "ca")
     stranger = pki.issue(other_ca, tmp_path / "other", "stranger", "system:node:n1")
     good = ClientTls(ca.cert, agent.cert, agent.key)
-    assert session(target.address, good.credentials())
+    wait_for("a session of the client holding a certificate", lambda: session(target.address, good.credentials()),
+             timeout=120)  # the target starts meanwhile
     assert not session(target.address, None), "a plaintext client got a session"
     assert not session(target.address, ClientTls(ca.cert).credentials()), "a client without a certificate did"
     assert not session(target.address, ClientTls(ca.cert, stranger.cert, stranger.key).credentials()), \
