@@ -267,6 +267,14 @@ class ClusterObjects:
         self._undo.append(lambda: self.custom.delete_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, name))
         return name
 
+    def bare_network(self, name: str) -> str:
+        """A PodNetwork without parameters: an address-less network."""
+        network = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PodNetwork", "metadata": {"name": name},
+                   "spec": {"enabled": True, "provider": "multinet.io"}}
+        self.custom.create_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, network)
+        self._undo.append(lambda: self.custom.delete_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, name))
+        return name
+
     def pod(self, namespace: str, name: str, node: str, allocations: list[dict[str, Any]] | None) -> str:
         """A pod given the allocations the controller would write, then bound to
         `node`, in that order as in the real flow (the agent never sees a bound
