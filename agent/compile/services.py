@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from agent.compile.objects import Obj, annotations_of, is_ipv4, labels, meta, network_of
 from datapath.entries import ActionCall, Entry, Exact, Lpm, Range, Ternary, entry, ip
 from datapath.pipeline import PROTOCOLS
+from podnetwork import faults
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice (discovery.k8s.io/v1)
@@ -47,6 +48,8 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
         for port in (svc.get("spec") or {}).get("ports") or ():
             protocol = port.get("protocol", "TCP")
             backends = _backends(own, port.get("name") or "", protocol)
+            if faults.on("service-single-backend"):
+                backends = backends[:1]
             if not backends or protocol not in PROTOCOLS:
                 continue
             match: dict[str, Exact | Lpm | Ternary | Range] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),

@@ -16,6 +16,7 @@ from datapath.entries import Entry, P4Error, ip_text, mac_text
 from datapath.target.kernel.context import (NUD_PERMANENT, TABLE_BASE, KernelContext, KernelRealizer, dst_of, exact,
                                             network_of, param, realizes, tunnel_mac)
 from datapath.target.kernel.networks import Network, Networks
+from podnetwork import faults
 
 
 @realizes("port")
@@ -95,6 +96,8 @@ class RouteRealizer(KernelRealizer):
             ctx.ipr.route("replace", dst=cidr, table=table, oif=vx)
             ctx.ipr.neigh("replace", dst=ip_text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
                           state=NUD_PERMANENT)
+            if faults.on("cross-node-drop"):
+                ctx.ipr.route("replace", dst=cidr, table=table, type="blackhole")
 
     def _release(self, old: Entry, removed: bool) -> None:
         ctx, net, dst = self.ctx, network_of(old), dst_of(old)
