@@ -54,13 +54,20 @@ def run_logged(argv: list[str], log: Path, env: dict[str, str], timeout: float) 
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)  # the group this call started, no other
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
             return None
+        except BaseException:  # Ctrl-C or SIGTERM of the lane: nothing it started outlives it
+            stop_group(proc)
+            raise
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)  # the group this lane started, no other
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def junit_cases(path: Path) -> tuple[list[str], list[str], list[str]]:
@@ -87,7 +94,7 @@ class Lane:
         if run_logged(multinet("cluster", "down"), log, env, 300) != 0:
             raise SystemExit(f"mutation: 'multinet cluster down' failed; see {log}")
 
-    def one(self, fault: str) -> Run:
+    def one(self, fault: str, clean: Run | None = None) -> Run:
         run, started = Run(fault), time.monotonic()
         workdir = self.out / "runs" / (fault if fault != CLEAN else "clean")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +115,9 @@ class Lane:
                              "--kubeconfig", kubeconfig,
                              "--implementation", str(ROOT / "kep-conformance/implementations/multinet.yaml"),
                              "--all-features", "--allow-disruptive", "--report-output", str(report),
-                             "-p", "no:cacheprovider", *self.args.suite_args], log, env, self.args.run_timeout)
+                             "--pod-ready-timeout", str(self.args.pod_ready_timeout),
+                             "-p", "no:cacheprovider", *self.first_catch(clean), *self.args.suite_args],
+                            log, env, self.args.run_timeout)
             junit = report.with_suffix(".xml")
             if rc is None:
                 run.outcome, run.detail = "timeout", f"the suite ran over {self.args.run_timeout:.0f}s"
@@ -120,6 +129,15 @@ class Lane:
             self.cluster_down(env, log)
             run.seconds = round(time.monotonic() - started, 1)
         return run
+
+    def first_catch(self, clean: Run | None) -> list[str]:
+        """With --first-catch, a fault run stops at its first failure; the tests
+        that failed clean are skipped (they cannot catch anything) so that the
+        first failure is a catch."""
+        if not self.args.first_catch or clean is None:
+            return []
+        failed = sorted({name.split("::")[-1].split("[")[0] for name in clean.failed})
+        return ["--maxfail=1", *(["--skip-tests", ",".join(failed)] if failed else [])]
 
     def judge(self, run: Run, clean: Run | None) -> None:
         if run.outcome:
@@ -149,12 +167,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--short", action="store_true", help=f"only {', '.join(SHORT)} (what hack/test runs)")
     p.add_argument("--nodes", type=int, default=2, help="nodes of each local cluster (default 2)")
     p.add_argument("--run-timeout", type=float, default=1200.0, help="seconds one suite run may take (default 1200)")
+    p.add_argument("--pod-ready-timeout", type=float, default=90.0,
+                   help="the suite's wait for probe pods (default 90: a fault that keeps pods from starting "
+                   "fails each module in 90 s instead of the suite's 180)")
+    p.add_argument("--first-catch", action="store_true",
+                   help="stop each fault's suite run at its first failure (faster; names one catching test)")
     p.add_argument("--allow-partial", action="store_true",
                    help="accept a clean run with skipped tests (nodes that cannot run the data-plane tests)")
     p.add_argument("--output", type=Path, default=ROOT / "build" / "mutation", help="where JSON and reports go")
     p.add_argument("--list", action="store_true", help="print the catalogue and exit")
     p.add_argument("suite_args", nargs="*", help="after --: more kep-conformance arguments")
     return p.parse_args(argv)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"mutation: stopped by signal {signum}")
 
 
 def main(argv: list[str]) -> int:
@@ -176,13 +203,14 @@ def main(argv: list[str]) -> int:
     if state.exists():  # a cluster up already would be reused, without the fault
         print(f"mutation: a local cluster has state in {state}; take it down first", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _terminated)  # so the running cluster is taken down
     lane, started = Lane(args), time.monotonic()
     args.output.mkdir(parents=True, exist_ok=True)
     clean = lane.one(CLEAN)
     lane.judge(clean, None)
     runs = [clean]
     for fault in chosen:
-        run = lane.one(fault)
+        run = lane.one(fault, clean)
         lane.judge(run, clean)
         runs.append(run)
         print(f"mutation: [{fault}] {run.outcome} in {run.seconds:.0f}s", file=sys.stderr, flush=True)

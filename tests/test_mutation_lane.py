@@ -79,3 +79,13 @@ def test_unknown_fault_is_refused_before_any_cluster() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "nope" in done.stderr and "duplicate-address," not in done.stderr.split("known:")[0]
+
+
+def test_first_catch_skips_what_failed_clean_and_stops_at_the_first_failure() -> None:
+    m = lane()
+    clean = m.Run(m.CLEAN, failed=["MULTINETWORK-API/api/test_api_status.py::test_ready_follows_a_change[x]",
+                                   "MULTINETWORK-API/api/test_api_status.py::test_ready_follows_a_change[y]"])
+    assert m.Lane(argparse.Namespace(output=Path("unused"), first_catch=False)).first_catch(clean) == []
+    fast = m.Lane(argparse.Namespace(output=Path("unused"), first_catch=True))
+    assert fast.first_catch(None) == []  # the clean run itself always runs whole
+    assert fast.first_catch(clean) == ["--maxfail=1", "--skip-tests", "test_ready_follows_a_change"]
