@@ -21,7 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each part adds its own subcommands; the handler is stored as `func`.
     cluster_cli.register(commands)
-    cluster_cli.register_node(commands)
     controller_cli.register(commands)
     agent_cli.register(commands)
     datapath_cli.register(commands)

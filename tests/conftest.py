@@ -3,6 +3,10 @@
 `control_plane` / `kubeconfig`: the real local Kubernetes control plane. A
 cluster that is already up (`multinet cluster up`) is used as it is and left
 running; otherwise one is started for the session and stopped at its end.
+
+`real_nodes`: a cluster of its own with two real nodes (kubelet, containerd
+and multinet on each), made by `multinet cluster up --nodes 2` and checked
+to leave nothing behind after `down`. Needs root.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from hypothesis import settings
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
+from tests.support.nodes import Cluster, real_cluster
 
 
 # Tests never assert on wall time: hypothesis' per-example deadline would
@@ -58,3 +63,10 @@ def require_root() -> None:
     """Skip the calling test unless it runs as root (network namespaces, nftables)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates network namespaces and nftables tables")
+
+
+@pytest.fixture(scope="session")
+def real_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_root()
+    with real_cluster(tmp_path_factory.mktemp("nodes")) as cluster:
+        yield cluster

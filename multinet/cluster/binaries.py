@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "agnhost")
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "hack" / "k8s-binaries"
 
 

@@ -16,9 +16,10 @@ from multinet.cluster.processes import ComponentError
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cluster = commands.add_parser(
         "cluster",
-        help="the built-in local Kubernetes control plane",
+        help="the built-in local Kubernetes cluster",
         description="A real etcd, kube-apiserver, kube-controller-manager and kube-scheduler "
-        "running as local processes on 127.0.0.1 (no container engine needed).",
+        "running as local processes (no container engine needed), and with --nodes real nodes: "
+        "a kubelet and a containerd each in network namespaces of their own.",
     )
     cluster.add_argument(
         "--state-dir", type=Path, default=None,
@@ -33,8 +34,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument("--timeout", type=float, default=120.0,
                     help="seconds each component may take to turn healthy (default 120)")
     up.add_argument("--nodes", type=int, default=0,
-                    help="emulated nodes to add, each with its IPU target, node agent and node "
-                    "emulator, plus the multinet controller (default 0: the control plane alone; needs root)")
+                    help="nodes to add, each a kubelet and a containerd in its own network namespaces, "
+                    "with multinet installed (default 0: the control plane alone; needs root)")
     up.set_defaults(func=_up)
 
     down = verbs.add_parser("down", help="stop the processes this cluster started and remove its state")
@@ -47,9 +48,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     kubeconfig = verbs.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     kubeconfig.set_defaults(func=_kubeconfig)
 
-    exec_ = verbs.add_parser("exec", help="run a command inside an emulated pod's network namespace",
-                             description="Like 'kubectl exec' for the emulated nodes: runs COMMAND in "
-                             "the sandbox network namespace of pod NAMESPACE/NAME.")
+    exec_ = verbs.add_parser("exec", help="run a host command inside a pod's network namespace",
+                             description="Runs COMMAND (a program of this machine, not of the pod's image) "
+                             "in the network namespace of pod NAMESPACE/NAME's sandbox, for debugging and for "
+                             "tools the image lacks.")
     exec_.add_argument("pod", metavar="NAMESPACE/NAME")
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     exec_.set_defaults(func=_exec)
@@ -64,6 +66,8 @@ def _progress(line: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from multinet.cluster import netplan
+    from multinet.cluster.images import ImagesError
     from multinet.cluster.nodes import Nodes
 
     plane = _plane(args)
@@ -71,8 +75,8 @@ def _up(args: argparse.Namespace) -> int:
     if plane.is_up() and (nodes_made or not args.nodes):
         print(f"cluster is already up; kubeconfig: {plane.layout.admin_kubeconfig}")
         return 0
-    if args.nodes < 0:
-        print("multinet cluster up: --nodes must be 0 or more", file=sys.stderr)
+    if not 0 <= args.nodes <= netplan.MAX_NODES:
+        print(f"multinet cluster up: --nodes must be 0 to {netplan.MAX_NODES}", file=sys.stderr)
         return 2
     refused = _check_faults()
     if refused:
@@ -82,11 +86,13 @@ def _up(args: argparse.Namespace) -> int:
         print("multinet cluster up: --nodes needs root (it creates network namespaces)", file=sys.stderr)
         return 2
     try:
+        if args.nodes and not plane.is_up():  # nodes reach the apiserver on the cluster's underlay
+            netplan.load_or_choose(plane.layout.netplan_file)
         plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
         plane.up(_progress, timeout=args.timeout)  # a no-op for what already runs
         if args.nodes and not nodes_made:
             Nodes(plane).start(args.nodes, _progress)
-    except (BinariesError, ComponentError) as err:
+    except (BinariesError, ComponentError, ImagesError, netplan.NetPlanError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)
         return 1
     layout = plane.layout
@@ -117,18 +123,22 @@ def _down(args: argparse.Namespace) -> int:
         return 0
     from multinet.cluster.nodes import Nodes
 
-    plane.down(_progress, keep=args.keep, before_control_plane=lambda: Nodes(plane).remove_namespaces(_progress))
+    nodes = Nodes(plane)
+    nodes.stop_runtimes(_progress)
+    plane.down(_progress, keep=args.keep, before_control_plane=lambda: nodes.remove_namespaces(_progress))
     print("cluster is down" + (f"; state kept in {plane.layout.root}" if args.keep else ""))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from multinet.cluster.nodes import Nodes
+
     plane = _plane(args)
-    rows = plane.status()
-    print(f"{'COMPONENT':<26}{'PID':<9}{'PORT':<7}STATE")
-    for h in rows:
-        print(f"{h.name:<26}{h.pid or '-':<9}{h.port:<7}{h.state}")
-    return 0 if all(h.state == "healthy" for h in rows) else 3
+    rows = [(h.name, h.pid, str(h.port), h.state) for h in plane.status()] + Nodes(plane).status()
+    print(f"{'COMPONENT':<26}{'PID':<9}{'PORT':<19}STATE")
+    for name, pid, port, state in rows:
+        print(f"{name:<26}{pid or '-':<9}{port:<19}{state}")
+    return 0 if all(row[3] == "healthy" for row in rows) else 3
 
 
 def _kubeconfig(args: argparse.Namespace) -> int:
@@ -141,78 +151,36 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    node = commands.add_parser(
-        "node",
-        help="run a node emulator (stands where kubelet and a container runtime would)",
-        description="Registers a Node and keeps its Lease, creates a network namespace per pod "
-        "bound to it, calls the CNI plugins as a runtime does, serves the pod's ports from "
-        "inside it and reports pod status. Needs root.",
-    )
-    node.add_argument("--name", required=True, help="the Node's name")
-    node.add_argument("--kubeconfig", required=True, type=Path, help="kubeconfig to reach the apiserver")
-    node.add_argument("--host-netns", required=True, help="the node's host network namespace (must exist)")
-    node.add_argument("--internal-ip", required=True, help="the Node's InternalIP")
-    node.add_argument("--cni-conf-dir", required=True, type=Path, help="CNI network configuration directory")
-    node.add_argument("--cni-bin-dir", required=True, type=Path, action="append",
-                      help="CNI plugin directory (repeatable, searched in order)")
-    node.add_argument("--state-dir", required=True, type=Path, help="where sandbox records are kept")
-    node.add_argument("--pod-cidr", help="the Node's spec.podCIDR, if any")
-    node.set_defaults(func=_node)
-
-
-def _node(args: argparse.Namespace) -> int:
-    import logging
-
-    from kubernetes import config
-    from pyroute2 import netns
-
-    from multinet.cluster.node_emulator import NodeEmulator
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.host_netns not in netns.listnetns():
-        print(f"multinet node: --host-netns {args.host_netns!r} does not exist", file=sys.stderr)
-        return 2
-    missing = [str(d) for d in args.cni_bin_dir if not d.is_dir()]
-    if missing:
-        print(f"multinet node: --cni-bin-dir {', '.join(missing)} is not a directory", file=sys.stderr)
-        return 2
-    emulator = NodeEmulator(
-        config.new_client_from_config(str(args.kubeconfig)), args.name, args.host_netns,
-        args.internal_ip, args.cni_conf_dir, args.cni_bin_dir, args.state_dir, args.pod_cidr,
-    )
-    import signal
-
-    def _terminate(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        emulator.run()
-    finally:  # SIGTERM is a node shutdown: its sandboxes go with it
-        emulator.shutdown()
-    return 0
-
-
 def _exec(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
-    from kubernetes.client.rest import ApiException
-
-    from multinet.cluster.node_emulator import sandbox_netns
+    from multinet.cluster.containerd import ContainerdError
+    from multinet.cluster.nodeapi import NodeApi
+    from multinet.cluster.nodes import Nodes
 
     namespace, _, name = args.pod.partition("/")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not name or not command:
         print("multinet cluster exec: usage: exec NAMESPACE/NAME -- COMMAND ...", file=sys.stderr)
         return 2
-    kubeconfig = _plane(args).layout.admin_kubeconfig
+    plane = _plane(args)
     try:
-        pod = client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).read_namespaced_pod(name, namespace)
-    except ApiException as err:
-        print(f"multinet cluster exec: pod {args.pod}: {err.reason}", file=sys.stderr)
+        pod = NodeApi(plane.layout.admin_kubeconfig).pod(namespace, name)
+    except LookupError as err:
+        print(f"multinet cluster exec: {err}", file=sys.stderr)
         return 1
-    if not pod.spec.node_name or pod.status.phase != "Running":
-        print(f"multinet cluster exec: pod {args.pod} is not running (phase {pod.status.phase})", file=sys.stderr)
+    if pod.phase != "Running":
+        print(f"multinet cluster exec: pod {args.pod} is not running (phase {pod.phase})", file=sys.stderr)
         return 1
-    netns = sandbox_netns(pod.spec.node_name, pod.metadata.uid)
-    os.execvp("ip", ["ip", "netns", "exec", netns, *command])
+    plan = next((p for p in Nodes(plane).plans() if p.name == pod.node), None)
+    if plan is None:
+        print(f"multinet cluster exec: pod {args.pod} runs on {pod.node!r}, not a node of this cluster",
+              file=sys.stderr)
+        return 1
+    try:
+        netns = plan.containerd.sandbox_netns(pod.uid)
+    except ContainerdError as err:
+        print(f"multinet cluster exec: {err}", file=sys.stderr)
+        return 1
+    if netns is None:
+        print(f"multinet cluster exec: no sandbox of pod {args.pod} on {pod.node}", file=sys.stderr)
+        return 1
+    os.execvp("nsenter", ["nsenter", f"--net={netns}", "--", *command])

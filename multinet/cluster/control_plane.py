@@ -2,7 +2,9 @@
 kube-controller-manager and kube-scheduler as processes on 127.0.0.1.
 
 No container engine is needed: these are the real upstream binaries, built
-from pinned Go modules. Nodes are emulated elsewhere (network namespaces).
+from pinned Go modules. A cluster planned with nodes (see `netplan`) also
+serves on its underlay address, where the nodes' kubelets reach it, and
+reaches kubelets by their InternalIP with a client certificate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kube import pki
+from multinet.cluster import netplan
 from multinet.cluster.kubeconfig import write_kubeconfig
 from multinet.cluster.layout import Layout, Ports
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn, stop
@@ -53,6 +56,9 @@ class ControlPlane:
     def __init__(self, layout: Layout, bin_dir: Path | None = None, ports: Ports | None = None) -> None:
         self.layout = layout
         self.bin_dir = bin_dir
+        # The underlay address nodes reach the apiserver at, if the cluster has a plan.
+        plan = netplan.load(layout.netplan_file)
+        self.node_address = plan.gateway if plan else None
         # The ports a cluster was started with are kept in its state, so
         # status and down find it whatever the environment says now.
         self.ports = ports = ports or self._recorded_ports() or Ports.from_env()
@@ -107,11 +113,15 @@ class ControlPlane:
         layout, p = self.layout, self.layout.pki
         ca = pki.ensure_ca(p)
         pki.ensure_service_account_keys(p)
-        names = LOCAL_NAMES + (
+        names: tuple[str, ...] = LOCAL_NAMES + (
             SERVICE_IP, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         )
+        if self.node_address:
+            names += (self.node_address,)
         pki.issue(ca, p, "apiserver", "kube-apiserver", server_names=names, client=False)
+        # The apiserver's identity towards kubelets (logs, exec, port-forward, proxy).
+        pki.issue(ca, p, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
         pki.issue(ca, p, "controller-manager-serving", "kube-controller-manager", server_names=LOCAL_NAMES, client=False)
         pki.issue(ca, p, "scheduler-serving", "kube-scheduler", server_names=LOCAL_NAMES, client=False)
         users = {
@@ -139,8 +149,11 @@ class ControlPlane:
                 f"--initial-cluster=multinet={peer}", "--log-level=warn",
             ]
         if name == "kube-apiserver":
+            # With nodes, it serves on every address (loopback for kubeconfigs,
+            # the underlay for kubelets) and advertises the underlay one.
+            advertise, bind = (self.node_address, "0.0.0.0") if self.node_address else ("127.0.0.1",) * 2
             return [
-                binary, "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1",
+                binary, f"--advertise-address={advertise}", f"--bind-address={bind}",
                 f"--secure-port={ports.apiserver}",
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
                 f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -151,9 +164,14 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC", "--allow-privileged=true",
                 # The `kubernetes` Service cannot point at a loopback address
-                # (EndpointSlice validation refuses it); nothing in this
-                # cluster reaches the apiserver through that Service.
-                "--endpoint-reconciler-type=none",
+                # (EndpointSlice validation refuses it): without an underlay
+                # address it has no endpoints.
+                f"--endpoint-reconciler-type={'lease' if self.node_address else 'none'}",
+                # Node names do not resolve here: kubelets are reached by InternalIP.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={p / 'ca.crt'}",
                 "--profiling=false",
             ]
         common = [
@@ -247,9 +265,10 @@ class ControlPlane:
     def down(self, progress: Progress, keep: bool = False, before_control_plane: Callable[[], None] | None = None) -> None:
         """Stop every process recorded under this cluster, newest layer first.
 
-        Processes other parts registered (controller, IPU targets, agents, node
-        emulators) depend on the apiserver and on each other in the order they
-        were started: they stop first, newest first. `before_control_plane`
+        Processes other parts registered (controller, IPU targets, agents;
+        nodes stop their kubelets and runtimes before) depend on the apiserver
+        and on each other in the order they were started: they stop first,
+        newest first. `before_control_plane`
         runs once they are gone (e.g. to remove node namespaces).
         """
         known = [c.name for c in self.components]

@@ -69,6 +69,10 @@ class Layout:
     def ports_file(self) -> Path:
         return self.root / "ports.json"
 
+    @property
+    def netplan_file(self) -> Path:
+        return self.root / "network.json"
+
     def pid_file(self, component: str) -> Path:
         return self.pids / f"{component}.json"
 

@@ -1,14 +1,15 @@
-"""The local cluster's nodes: network namespaces and the per-node processes.
+"""The local cluster's nodes: real kubelets and containerds in network namespaces.
 
 Each node is a "host" network namespace and an "ipu" namespace between its pods
 and the underlay (`multinet.cluster.topology`); nodes share an underlay
-bridge, and secondary networks span nodes by VXLAN. Per node run: the IPU
-target (P4Runtime server realizing the pipeline in the ipu namespace), the
-node agent (serves the CNI plugin, programs the target) and the node emulator
-(kubelet and runtime). The controller runs once for the cluster.
+bridge, which the machine's own namespace joins (see `hostnet`). Per node run,
+in its host namespace: containerd (its own dirs, sockets and cgroup subtree,
+the local images imported) and kubelet (its own root dir and cgroup root,
+`--node-ip` its underlay address). multinet itself is installed by `bare`.
 
-Everything started is recorded (pid files, the namespace list) so `down`
-removes exactly what `up` made.
+Everything made is recorded (pid files, topology.json) so `down` removes
+exactly what `up` made: kubelets, containers and shims, containerds, mounts,
+cgroups, namespaces, and the machine-wide sysctls kubelet changed.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
-import sys
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from multinet.cluster.control_plane import ControlPlane, port_taken
+from multinet.cluster import bare, cgroups, hostnet, kubelet, mounts, netplan, node_cni, sysctls
+from multinet.cluster.containerd import Containerd, ContainerdError
+from multinet.cluster.control_plane import SERVICE_IP, ControlPlane
+from multinet.cluster.images import ARCHIVES, find_image_dir
 from multinet.cluster.layout import default_state_dir
-from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn
+from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn, stop
 from podnetwork.names import NODE_PREFIX
 
 Progress = Callable[[str], None]
-POD_CIDR = "10.244.{index}.0/24"  # the default network's per-node range, served by the agent
-UNDERLAY_CIDR = "10.254.0.0/24"
 
 
 @dataclass(frozen=True)
@@ -39,22 +41,39 @@ class NodePlan:
     name: str
     host_ns: str
     ipu_ns: str
-    vtep: str
+    node_ip: str  # underlay address: InternalIP and VXLAN endpoint
     p4runtime: str
     pod_cidr: str
     root: Path
+    cgroup_root: str
 
     @property
     def socket(self) -> Path:
         return self.root / "agent.sock"
 
     @property
-    def conf_dir(self) -> Path:
-        return self.root / "net.d"
+    def cni_conf_dir(self) -> Path:
+        return self.root / "cni" / "net.d"
 
+    @property
+    def cni_bin_dir(self) -> Path:
+        return self.root / "cni" / "bin"
 
-def multinet(*args: str) -> list[str]:
-    return [sys.executable, "-m", "multinet.cli", *args]
+    @property
+    def containerd(self) -> Containerd:
+        return Containerd(self.root / "containerd", self.cni_bin_dir, self.cni_conf_dir)
+
+    @property
+    def kubelet(self) -> kubelet.Kubelet:
+        return kubelet.Kubelet(self.name, self.node_ip, self.root / "kubelet", self.cgroup_root,
+                               self.containerd.socket)
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, str]) -> NodePlan:
+        return cls(**{**doc, "root": Path(doc["root"])})  # type: ignore[arg-type]
 
 
 class Nodes:
@@ -62,94 +81,160 @@ class Nodes:
         self.plane = plane
         self.root = plane.layout.root / "nodes"
         self.topology_file = plane.layout.root / "topology.json"
-        self.cni_bin = self.root / "bin"
+        self.sysctl_file = plane.layout.root / "sysctls.json"
         # Node namespaces are machine-wide: a cluster in another state dir
         # gets its own prefix (at most 6 characters: link names are short).
         same = "MULTINET_STATE" not in os.environ and plane.layout.root == default_state_dir()
         self.prefix = NODE_PREFIX if same else f"mn{hashlib.sha256(str(plane.layout.root).encode()).hexdigest()[:3]}-"
+        self.machine_link = f"{self.prefix}gw"
+
+    # --- records -------------------------------------------------------------
+
+    def _topology(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.topology_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def plans(self) -> list[NodePlan]:
+        return [NodePlan.from_json(d) for d in self._topology().get("nodes", [])]
+
+    def _save(self, **fields: object) -> None:
+        doc = {**self._topology(), **fields}
+        tmp = self.topology_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(self.topology_file)
+
+    # --- up ------------------------------------------------------------------
 
     def start(self, count: int, progress: Progress) -> list[NodePlan]:
         if self.topology_file.exists():
             raise ComponentError("nodes: already made; run 'multinet cluster down' first")
-        from multinet.cluster.topology import Topology  # the node layout, shared with the datapath's tests
+        net = netplan.load(self.plane.layout.netplan_file)
+        if net is None or self.plane.node_address != net.gateway:
+            raise ComponentError("nodes: the control plane was started without an underlay address; "
+                                 "run 'multinet cluster down' and 'multinet cluster up --nodes N'")
+        self._refuse_clashes(net)
+        image_dir = find_image_dir(build=True)
+        self._save(namespaces=[], nodes=[], cgroups=[], machine_paths=kubelet.machine_paths_missing())
+        sysctls.record(self.sysctl_file)
+        plans = self._make_namespaces(count, net)
+        self._start_runtimes(plans, image_dir, progress)
+        names = bare.start(self.plane, plans, progress)  # multinet, until deploy/ installs it
+        self._start_kubelets(plans, progress)
+        self._wait_ready(plans, names, progress)
+        return plans
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._install_plugin()
-        self._start("controller", multinet(
-            "controller", "--kubeconfig", str(self.plane.layout.admin_kubeconfig),
-            "--cert-dir", str(self.plane.layout.root / "controller")), progress)
-        testbed = Topology(prefix=self.prefix, underlay_cidr=UNDERLAY_CIDR)
+    def _refuse_clashes(self, net: netplan.NetPlan) -> None:
+        taken = netplan.machine_ranges()
+        if any(r.overlaps(t) for r in net.ranges() for t in taken):
+            raise ComponentError(f"nodes: {net.underlay} or {net.cluster_cidr} is routed on this machine "
+                                 "already (another local cluster?)")
+        ours = [ns for ns in os.listdir("/var/run/netns") if ns.startswith(self.prefix)] \
+            if os.path.isdir("/var/run/netns") else []
+        if ours:
+            raise ComponentError(f"nodes: namespaces {', '.join(sorted(ours))} exist but this cluster "
+                                 f"did not make them (another cluster with prefix {self.prefix!r}?)")
+
+    def _make_namespaces(self, count: int, net: netplan.NetPlan) -> list[NodePlan]:
+        from multinet.cluster.topology import UNDERLAY_MTU, Topology  # the node layout, shared with the datapath tests
+
+        testbed = Topology(prefix=self.prefix, underlay_cidr=str(net.underlay))
         plans = []
         try:
             for index in range(1, count + 1):
                 node = testbed.add_node(f"node{index}")
-                plan = NodePlan(node.name, node.host_ns, node.ipu_ns, node.vtep,
-                                f"127.0.0.1:{self.plane.ports.p4runtime + index}", POD_CIDR.format(index=index),
-                                self.root / node.name)
-                plans.append(plan)
-        finally:  # record what exists even if a later node failed
-            self.topology_file.write_text(json.dumps({"namespaces": testbed.namespaces}))
+                assert node.vtep == net.node_ip(index), (node.vtep, net.node_ip(index))
+                plans.append(NodePlan(
+                    node.name, node.host_ns, node.ipu_ns, node.vtep,
+                    f"127.0.0.1:{self.plane.ports.p4runtime + index}", net.pod_cidr(index),
+                    self.root / node.name, f"{self.prefix}{node.name}"))
+            hostnet.attach_machine(testbed.underlay_ns, testbed.bridge, self.machine_link,
+                                   f"{net.gateway}/{net.underlay.prefixlen}", UNDERLAY_MTU)
+        finally:  # record what exists even if a later step failed
+            self._save(namespaces=testbed.namespaces, nodes=[p.to_json() for p in plans])
         for plan in plans:
-            self._start_node(plan, progress)
-        for plan in plans:
-            self._wait_ready(plan, progress)
+            hostnet.wire_node(plan.host_ns, plan.ipu_ns, plan.node_ip, plan.pod_cidr)
+            hostnet.route_peers(plan.ipu_ns, [(p.pod_cidr, p.node_ip) for p in plans if p != plan])
+            hostnet.kubernetes_service(plan.host_ns, SERVICE_IP, net.gateway, self.plane.ports.apiserver)
+        hostnet.route_machine(self.machine_link, [(p.pod_cidr, p.node_ip) for p in plans])
         return plans
 
-    def _wait_ready(self, plan: NodePlan, progress: Progress, timeout: float = 60.0) -> None:
-        """Wait until the node's IPU target listens and its agent serves the plugin.
+    def _start_runtimes(self, plans: list[NodePlan], image_dir: Path, progress: Progress) -> None:
+        for plan in plans:
+            node_cni.install_bin_dir(plan.cni_bin_dir)
+            node_cni.install_conf_dir(plan.cni_conf_dir, plan.pod_cidr, plan.root / "cni" / "ipam", plan.socket)
+            cgroups.create(plan.cgroup_root)
+            self._save(cgroups=[p.cgroup_root for p in plans[: plans.index(plan) + 1]])
+            plan.containerd.write_config()
+            record = self._spawn(f"containerd-{plan.name}", plan.containerd.argv(plan.host_ns), progress)
+            cgroups.join(plan.cgroup_root, record.pid)  # before any shim is forked
+        for plan in plans:
+            self._wait(f"containerd-{plan.name}", plan.containerd.serving, 30.0)
+
+        def load(plan: NodePlan) -> None:
+            for archive in ARCHIVES:
+                plan.containerd.import_image(image_dir / archive)
+
+        with ThreadPoolExecutor(len(plans)) as pool:
+            list(pool.map(load, plans))
+        progress(f"images imported into every node: {', '.join(ARCHIVES)} from {image_dir}")
+
+    def _start_kubelets(self, plans: list[NodePlan], progress: Progress) -> None:
+        from kube import pki
+
+        bin_dir = self.plane.bin_dir
+        assert bin_dir is not None, "bin_dir is needed to start kubelets"
+        ca = pki.KeyPair(self.plane.layout.pki / "ca.crt", self.plane.layout.pki / "ca.key")
+        server = f"https://{self.plane.node_address}:{self.plane.ports.apiserver}"
+        for plan in plans:
+            k = plan.kubelet
+            k.credentials(ca, server)
+            k.write_config(ca.cert)
+            record = self._spawn(f"kubelet-{plan.name}", k.argv(bin_dir / "kubelet", plan.host_ns), progress)
+            cgroups.join(plan.cgroup_root, record.pid)
+
+    def _wait_ready(self, plans: list[NodePlan], names: list[str], progress: Progress,
+                    timeout: float = 90.0) -> None:
+        """Every Node Ready (its pod range recorded), every IPU target and agent serving.
 
         A process that dies at start (a bad flag, a taken port) is reported now,
         with its log, rather than found later as a pod that never runs.
         """
-        names = ["controller", f"ipu-{plan.name}", f"agent-{plan.name}", f"node-{plan.name}"]
-        host, port = plan.p4runtime.rsplit(":", 1)
+        from multinet.cluster.nodeapi import NodeApi
+
+        api = NodeApi(self.plane.layout.admin_kubeconfig)
+        watched = names + [f"{kind}-{p.name}" for p in plans for kind in ("containerd", "kubelet")]
+        waiting = {p.name: p for p in plans}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check(names)
-            if _listening(host, int(port)) and plan.socket.exists():
-                progress(f"{plan.name}: IPU target and agent ready")
-                return
+        while waiting and time.monotonic() < deadline:
+            self.check(watched)
+            ready = api.ready()
+            for name, plan in list(waiting.items()):
+                if ready.get(name) and plan.socket.exists() and _listening(plan.p4runtime):
+                    api.set_pod_cidr(name, plan.pod_cidr)
+                    progress(f"{name}: Ready (kubelet, containerd, IPU target and agent)")
+                    del waiting[name]
             time.sleep(0.2)
-        raise ComponentError(f"{plan.name}: IPU target or agent not ready after {timeout:.0f}s "
-                             f"(logs in {self.plane.layout.logs})")
+        if waiting:
+            raise ComponentError(f"{', '.join(waiting)}: not Ready after {timeout:.0f}s "
+                                 f"(logs in {self.plane.layout.logs})")
 
-    def _install_plugin(self) -> None:
-        """The CNI bin dir holds the multinet plugin, as a runtime's /opt/cni/bin would."""
-        from cni.install import install
-
-        install(self.cni_bin)
-
-    def _start_node(self, plan: NodePlan, progress: Progress) -> None:
-        plan.root.mkdir(parents=True, exist_ok=True)
-        plan.conf_dir.mkdir(exist_ok=True)
-        (plan.conf_dir / "10-multinet.conflist").write_text(json.dumps({
-            "cniVersion": "1.1.0", "name": "multinet",
-            "plugins": [{"type": "multinet-cni", "socket": str(plan.socket)}],
-        }, indent=2))
-        from multinet.cluster.topology import UNDERLAY_LINK
-
-        kubeconfig = str(self.plane.layout.admin_kubeconfig)
-        port = int(plan.p4runtime.rsplit(":", 1)[1])
-        if port_taken(port):
-            raise ComponentError(f"ipu-{plan.name}: port {plan.p4runtime} is taken by another process")
-        self._start(f"ipu-{plan.name}", multinet(
-            "ipu", "--netns", plan.ipu_ns, "--port", plan.p4runtime.rsplit(":", 1)[1],
-            "--prefix", NODE_PREFIX, "--vtep", plan.vtep, "--underlay", UNDERLAY_LINK), progress)
-        self._start(f"agent-{plan.name}", multinet(
-            "agent", "--node", plan.name, "--kubeconfig", kubeconfig, "--socket", str(plan.socket),
-            "--state-dir", str(plan.root / "agent"), "--ipu-netns", plan.ipu_ns, "--host-netns", plan.host_ns,
-            "--pod-cidr", plan.pod_cidr, "--p4runtime", plan.p4runtime), progress)
-        self._start(f"node-{plan.name}", multinet(
-            "node", "--name", plan.name, "--kubeconfig", kubeconfig, "--host-netns", plan.host_ns,
-            "--internal-ip", plan.vtep, "--cni-conf-dir", str(plan.conf_dir), "--cni-bin-dir", str(self.cni_bin),
-            "--state-dir", str(plan.root / "emulator"), "--pod-cidr", plan.pod_cidr), progress)
-
-    def _start(self, name: str, argv: list[str], progress: Progress) -> ProcessRecord:
+    def _spawn(self, name: str, argv: list[str], progress: Progress) -> ProcessRecord:
         log = self.plane.layout.log(name)
         record = spawn(name, argv, log)
         record.save(self.plane.layout.pid_file(name))
         progress(f"{name}: started (pid {record.pid}, log {log})")
         return record
+
+    def _wait(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self.check([name])
+            if time.monotonic() > deadline:
+                raise ComponentError(f"{name}: not serving after {timeout:.0f}s\n"
+                                     f"{log_tail(self.plane.layout.log(name))}")
+            time.sleep(0.1)
 
     def check(self, names: list[str]) -> None:
         """Fail with the log tail of any recorded process that has exited."""
@@ -158,19 +243,91 @@ class Nodes:
             if record and not is_running(record):
                 raise ComponentError(f"{name}: exited\n{log_tail(Path(record.log))}")
 
-    def remove_namespaces(self, progress: Progress) -> None:
-        if not self.topology_file.exists():
+    # --- status --------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, int | None, str, str]]:
+        """(component, pid, port, state) of each node's containerd and kubelet."""
+        rows: list[tuple[str, int | None, str, str]] = []
+        for plan in self.plans():
+            for kind in ("containerd", "kubelet"):
+                name = f"{kind}-{plan.name}"
+                record = self.plane.record(name)
+                if not record or not is_running(record):
+                    rows.append((name, None, "-", "stopped"))
+                    continue
+                if kind == "containerd":
+                    ok, why = plan.containerd.serving(), f"ctr cannot reach {plan.containerd.socket}"
+                    port = "-"
+                else:
+                    ok, why = kubelet.healthz(plan.node_ip, self.plane.layout.pki)
+                    port = f"{plan.node_ip}:{kubelet.PORT}"
+                rows.append((name, record.pid, port, "healthy" if ok else f"unhealthy: {why}"))
+        return rows
+
+    # --- down ----------------------------------------------------------------
+
+    def stop_runtimes(self, progress: Progress) -> None:
+        """kubelets, then every container and shim, containerds, mounts and cgroups.
+
+        kubelet first, so it starts nothing while its pods go; tasks through
+        containerd, so the shims exit and remove their sockets; whatever is
+        left in a node's cgroup subtree is killed (it is the node's alone).
+        """
+        plans = self.plans()
+        for plan in plans:
+            self._stop(f"kubelet-{plan.name}", progress)
+        for plan in plans:
+            ids: list[str] = []
+            if plan.containerd.serving():
+                ids = plan.containerd.stop_tasks()
+            self._stop(f"containerd-{plan.name}", progress)
+            killed = cgroups.kill_all(plan.cgroup_root)
+            unmounted = mounts.unmount_all(plan.root)
+            for sock in plan.containerd.shim_sockets(ids):
+                sock.unlink(missing_ok=True)
+            progress(f"{plan.name}: {len(ids)} containers stopped, {killed} leftover processes killed, "
+                     f"{len(unmounted)} mounts removed")
+        for root in self._topology().get("cgroups", []):
+            cgroups.remove(str(root))
+
+    def _stop(self, name: str, progress: Progress) -> None:
+        record = self.plane.record(name)
+        if record is None:
             return
-        for ns in reversed(json.loads(self.topology_file.read_text())["namespaces"]):
+        if stop(record):
+            progress(f"{name}: stopped (pid {record.pid})")
+        self.plane.layout.pid_file(name).unlink(missing_ok=True)
+
+    def remove_namespaces(self, progress: Progress) -> None:
+        """The namespaces (with the machine's underlay link and routes), the
+        machine-wide paths kubelet wrote, and the sysctls kubelet changed."""
+        topology = self._topology()
+        if not topology:
+            return
+        for ns in reversed(topology.get("namespaces", [])):
             if Path("/var/run/netns", ns).exists():
-                subprocess.run(["ip", "netns", "delete", ns], check=False)
+                hostnet.run(["ip", "netns", "delete", ns])
+        removed = kubelet.clean_machine_paths([p.kubelet.pod_logs for p in self.plans()],
+                                              list(topology.get("machine_paths", [])))
+        for name, (was, now) in sysctls.restore(self.sysctl_file).items():
+            progress(f"sysctl {name.replace('/', '.')}: {was} -> {now} (as before the cluster)")
+        # The nodes' runtime state (containerd's, kubelet's, the agents', the
+        # address reservations) dies with them, even with `down --keep`: the
+        # next `up` makes fresh nodes, and kubelets recreate the pods bound to them.
+        shutil.rmtree(self.root, ignore_errors=True)
         self.topology_file.unlink()
-        progress("node namespaces removed")
+        progress(f"node namespaces removed ({len(removed)} machine-wide log links and dirs)")
 
 
-def _listening(host: str, port: int) -> bool:
+def _listening(address: str) -> bool:
+    import socket
+
+    host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, int(port)), timeout=0.5):
             return True
     except OSError:
         return False
+
+
+__all__ = ["ContainerdError", "NodePlan", "Nodes"]
