@@ -180,6 +180,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write(args: argparse.Namespace, chosen: list[str], runs: list[Run], clean_ok: bool,
+          started: float) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "faults": len(chosen), "ran": len(runs) - 1, "caught": sum(r.outcome == "caught" for r in runs[1:]),
+        "clean": runs[0].outcome, "cleanAccepted": clean_ok, "seconds": round(time.monotonic() - started, 1),
+        "firstCatch": args.first_catch, "suiteArgs": args.suite_args, "runs": [asdict(r) for r in runs]}
+    (args.output / "mutation.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"mutation: stopped by signal {signum}")
 
@@ -209,17 +219,15 @@ def main(argv: list[str]) -> int:
     clean = lane.one(CLEAN)
     lane.judge(clean, None)
     runs = [clean]
+    clean_ok = clean.outcome == "clean-pass" or (args.allow_partial and clean.outcome == "clean-partial")
+    doc = write(args, chosen, runs, clean_ok, started)
     for fault in chosen:
         run = lane.one(fault, clean)
         lane.judge(run, clean)
         runs.append(run)
         print(f"mutation: [{fault}] {run.outcome} in {run.seconds:.0f}s", file=sys.stderr, flush=True)
-    clean_ok = clean.outcome == "clean-pass" or (args.allow_partial and clean.outcome == "clean-partial")
-    caught = sum(r.outcome == "caught" for r in runs[1:])
-    doc = {"faults": len(chosen), "caught": caught, "clean": clean.outcome, "cleanAccepted": clean_ok,
-           "seconds": round(time.monotonic() - started, 1), "suiteArgs": args.suite_args,
-           "runs": [asdict(r) for r in runs]}
-    (args.output / "mutation.json").write_text(json.dumps(doc, indent=1) + "\n")
+        doc = write(args, chosen, runs, clean_ok, started)  # after each run: an interrupted lane keeps its results
+    caught = int(doc["caught"])
     print(table(runs))
     print(f"caught {caught} of {len(chosen)} faults; clean run: {clean.outcome}; "
           f"{doc['seconds']:.0f}s; JSON in {args.output / 'mutation.json'}")
