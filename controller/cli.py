@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resync-seconds", type=float, default=30.0, help="period of the full resync")
     parser.add_argument("--sweep-seconds", type=float, default=60.0,
                         help="period of the sweep freeing addresses of pods that are gone")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (off when omitted)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(func=_run)
 
@@ -31,4 +32,4 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(Options(kubeconfig=args.kubeconfig, workers=args.workers, webhook_port=args.webhook_port,
                        resync_seconds=args.resync_seconds, sweep_seconds=args.sweep_seconds,
-                       cert_dir=args.cert_dir))
+                       cert_dir=args.cert_dir, metrics_port=args.metrics_port))

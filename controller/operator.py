@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import keys
+from controller import keys, metrics
 from controller.access import AccessCache
 from controller.allocator import Allocator
 from controller.certs import serving_cert
@@ -27,13 +27,15 @@ from controller.install import install_crds
 from controller.kopf_wiring import WEBHOOK_HOST, build_registry, run_kopf
 from controller.leader import LeaderLease
 from controller.networks import NetworkReconciler
+from controller.notices import Notices
 from controller.pods import PodReconciler
+from controller.policies import PolicyReconciler
 from kube.kinds import NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from controller.services import ServiceReconciler
 from controller.workers import Reconcilers, Workers
 from controller.workqueue import WorkQueue
 from kube import Change, Conflict, EventWriter, Informer, Kube, KubeError, NotFound, Obj, Resource
-from kube.resources import PODS, SERVICES
+from kube.resources import NETWORK_POLICIES, PODS, SERVICES
 from podnetwork import names
 from podnetwork.networks import NetworksError, pod_networks
 
@@ -52,6 +54,7 @@ class Options:
     resync_seconds: float = 30.0
     sweep_seconds: float = 60.0
     cert_dir: str | None = None
+    metrics_port: int | None = None  # None: no /metrics
 
 
 class Controller:
@@ -65,10 +68,12 @@ class Controller:
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
         self.pods = PodReconciler(kube, self.index, self.allocator, EventWriter(kube, "multinet-controller"))
-        self.services = ServiceReconciler(kube, self.index, self.allocator)
+        notices = Notices(EventWriter(kube, "multinet-controller"))
+        self.services = ServiceReconciler(kube, self.index, self.allocator, notices)
+        self.policies = PolicyReconciler(kube, self.index, notices)
         self.fanout = FanOut(self.index, self.queue, self.allocator, self.networks)
         self.workers = Workers(kube, self.queue, Reconcilers(self.allocator, self.networks, self.pods,
-                                                             self.services))
+                                                             self.services, self.policies))
         self.access = AccessCache(kube)
         self.informers: list[Informer] = []
         self._stop = threading.Event()
@@ -86,6 +91,7 @@ class Controller:
             (POD_NETWORKS, fan.on_network, None),
             (POD_NETWORK_ATTACHMENTS, fan.on_attachment, None),
             (SERVICES, fan.on_service, None),
+            (NETWORK_POLICIES, fan.on_policy, None),
             (PODS, fan.on_pod, slim_pod),
         ):
             self._inform(resource, handler, transform)
@@ -184,12 +190,17 @@ def run(options: Options) -> int:
     kube = Kube.from_kubeconfig(options.kubeconfig)
     # Step 1: the API must exist before anything watches it.
     install_crds(kube)
+    if options.metrics_port is not None:
+        metrics.serve("0.0.0.0", options.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", options.metrics_port)
     # Step 2: only one replica is active; the others wait here.
     lease = LeaderLease(kube)
     lease.acquire()
     # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
     ctl.prime()
+    if options.metrics_port is not None:
+        metrics.watch_ipam(ctl.index, ctl.allocator)
     # Step 4: TLS for the webhooks, made here so it works on any cluster.
     cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
     cert = serving_cert(cert_dir, WEBHOOK_HOST)
