@@ -19,7 +19,7 @@ from controller.index import Index
 from kube.kinds import NETWORK_ID_CLAIMS, NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from kube import AlreadyExists, Conflict, Kube, NotFound, Obj, Resource
 from kube.clock import now_rfc3339
-from podnetwork import names
+from podnetwork import faults, names
 from podnetwork.conditions import (
     Condition,
     ParamsVerdict,
@@ -142,7 +142,8 @@ class NetworkReconciler:
         if not spec.get("parametersRefs") and name != names.DEFAULT_NETWORK:
             self._address_less_id(obj)
         verdict, _ = params_verdict(self.index, spec.get("parametersRefs"))
-        desired = pod_network_conditions(spec.get("enabled", True), verdict, obj["metadata"].get("generation", 0))
+        generation = 0 if faults.on("ready-without-observed-generation") else obj["metadata"].get("generation", 0)
+        desired = pod_network_conditions(spec.get("enabled", True), verdict, generation)
         merged = _conditions_patch(obj, desired)
         if merged is not None:
             self.kube.patch(POD_NETWORKS, name, {"status": {"conditions": merged}}, subresource="status")

@@ -18,7 +18,7 @@ from controller.index import Index, pod_record
 from controller.networks import Binding, params_verdict
 from kube import Conflict, EventWriter, Invalid, Kube, KubeError, NotFound, Obj, ObjectRef, PatchType
 from kube.resources import PODS
-from podnetwork import names
+from podnetwork import faults, names
 from podnetwork.allocations import Allocation, encode_allocations, resolve_interface_names
 from podnetwork.conditions import is_ready
 from podnetwork.ipam import Pool
@@ -88,7 +88,10 @@ class PodReconciler:
             ips = []
             for family in r.binding.params.families() if r.binding.params else ():
                 pool = Pool.from_family(family)
-                ips.append(pool.with_prefix(self.allocator.allocate(pod, r.network, pool)))
+                address = self.allocator.allocate(pod, r.network, pool)
+                if faults.on("duplicate-address"):  # every pod the pool's first address
+                    address = pool.first_free(()) or address
+                ips.append(pool.with_prefix(address))
             allocations.append(Allocation(
                 pod_network_name=r.network, interface_name=ifname, network_id=r.binding.network_id,
                 ips=tuple(ips), is_default_gw4=entry.is_default_gw4, is_default_gw6=entry.is_default_gw6,
@@ -167,6 +170,8 @@ class PodReconciler:
         return Binding(network, None, int(text))
 
     def _lift_gate(self, pod: Obj, allocations: tuple[Allocation, ...]) -> None:
+        if faults.on("gate-never-lifted"):
+            return
         meta, gates = pod["metadata"], pod["spec"].get("schedulingGates") or []
         remaining = [g for g in gates if g.get("name") != names.SCHEDULING_GATE]
         ops: list[Obj] = [{"op": "test", "path": "/spec/schedulingGates", "value": gates}]

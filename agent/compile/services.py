@@ -18,6 +18,7 @@ from typing import Any
 from agent.compile.objects import Obj, annotations_of, ip_version, labels, meta, network_of
 from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
 from datapath.pipeline import PROTOCOLS, family_table
+from podnetwork import faults
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice (discovery.k8s.io/v1)
@@ -74,6 +75,8 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
             for port in (svc.get("spec") or {}).get("ports") or ():
                 protocol = port.get("protocol", "TCP")
                 backends = _backends(own, port.get("name") or "", protocol, version)
+                if faults.on("service-single-backend"):
+                    backends = backends[:1]
                 if not backends or protocol not in PROTOCOLS:
                     continue
                 match: dict[str, Match] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
