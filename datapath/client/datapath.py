@@ -56,6 +56,7 @@ class P4RuntimeDatapath:
         self.state: list[Entry] = []  # compiled policy/service/remote routes
         self.installed: dict[Key, Entry] = {}
         self.connected = False
+        self.sessions = 0  # sessions opened (the first connect and each reconnect)
 
     # --- the Datapath protocol -------------------------------------------------
 
@@ -108,6 +109,7 @@ class P4RuntimeDatapath:
         # The target may have restarted (empty) or kept everything (agent restart).
         self.installed = {e.key: e for e in self.client.read()}
         self.connected = True
+        self.sessions += 1
 
     def _sync(self) -> int:
         if not self.connected or self.client.stream_closed.is_set():
