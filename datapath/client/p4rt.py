@@ -57,9 +57,10 @@ class WriteError(Exception):
         """The messages of the updates refused because their table is full (RESOURCE_EXHAUSTED)."""
         return [e.message for e in self.errors if e.code == rpc_code.RESOURCE_EXHAUSTED]
 
-    def refused(self, code: int = rpc_code.RESOURCE_EXHAUSTED) -> list[Entry]:
-        """The entries of the updates refused with `code` (a table full, by default)."""
-        return [self.updates[e.index][1] for e in self.errors if e.code == code and e.index < len(self.updates)]
+    def refused(self, code: int | None = rpc_code.RESOURCE_EXHAUSTED) -> list[Entry]:
+        """The entries of the updates refused with `code` (a table full, by default; None: any)."""
+        return [self.updates[e.index][1] for e in self.errors
+                if code in (None, e.code) and e.index < len(self.updates)]
 
 
 class ArbitrationError(Exception):
@@ -104,7 +105,14 @@ class P4RuntimeClient:
                    *RECONNECT_BACKOFF]
         self.channel = (grpc.secure_channel(self.address, self.credentials, options=options) if self.credentials
                         else grpc.insecure_channel(self.address, options=options))
-        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        ready = grpc.channel_ready_future(self.channel)
+        try:
+            ready.result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            # Else the future keeps watching the channel, and its thread dies
+            # with a traceback ("Channel closed!") once the next open() closes it.
+            ready.cancel()
+            raise
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
 
     def connect(self, timeout: float = 10) -> bool:
