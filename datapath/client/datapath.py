@@ -61,9 +61,19 @@ class P4RuntimeDatapath:
     # --- the Datapath protocol -------------------------------------------------
 
     def attach(self, port: PortAttachment) -> None:
+        """Program the port; raises WriteError when the target refused one of the port's own entries."""
         with self.lock:
             self.ports[port.representor] = port
-            self._sync()
+            try:
+                self._sync()
+            except WriteError as err:
+                own = {e.key for e in port_entries(port)}
+                if any(e.key in own for e in err.refused(code=None)):
+                    raise
+                # Only entries of the compiled state were refused again (the
+                # sync loop retries and reports them): the port is programmed.
+                log.warning("attach %s: the port is programmed; other entries are still refused: %s",
+                            port.representor, err)
 
     def detach(self, port: PortAttachment) -> None:
         with self.lock:

@@ -1,9 +1,10 @@
-"""The node's P4Runtime client against a target that goes away, as in
+"""The node's P4Runtime client when the target goes away or runs full, as in
 production: a real `multinet ipu` process, the agent's datapath client and
 sync loop, real gRPC over TCP.
 
-The loop's periodic resync is set far beyond the test, and nothing marks it
-dirty: what repairs the target is the client noticing its stream end."""
+The loop's periodic resync is set far beyond each test, and nothing marks it
+dirty but the test: what repairs a restarted target is the client noticing
+its stream end."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+import pytest
 from prometheus_client import REGISTRY
 
 from datapath.client.backoff import Backoff
 from datapath.client.datapath import Key, P4RuntimeDatapath, port_entries
 from datapath.client.full import TableFull
-from datapath.client.p4rt import P4RuntimeClient
+from datapath.client.p4rt import P4RuntimeClient, WriteError
 from datapath.client.sync import SyncLoop
 from datapath.entries import ActionCall, Entry, Exact, entry, prefix
 from datapath.pipeline import pipeline
@@ -154,3 +156,24 @@ def test_a_full_table_is_reported_once_and_the_same_state_is_not_retried_until_i
             target.address, P4RuntimeClient(target.address, pipeline=small)) == {e.key: e for e in wanted})
         wait_for("the loop to see the tables take everything", lambda: loop.full is None)
         assert loop.last_error is None and len(reports) == 1
+
+
+@netns
+def test_a_port_is_attached_while_other_entries_stay_refused_and_refused_when_its_own_are(env: Env) -> None:
+    env.sizes = {"route": 4, "port": 1}
+    node = env.node("n1")
+    small = pipeline(env.sizes)
+    dp = P4RuntimeDatapath(P4RuntimeClient(env.targets["n1"].address, pipeline=small))
+    env.datapaths["n1"] = dp
+    dp.reconnect()
+    with pytest.raises(WriteError):
+        dp.replace_state([route(i) for i in range(6)])  # the compiled state overflows the route table
+    # An address-less port needs only a port entry: its ADD must not fail for the routes.
+    first = env.testbed.add_pod(node, "l2a", 300, ())
+    dp.attach(first.attachment)
+    have = held(env.targets["n1"].address, P4RuntimeClient(env.targets["n1"].address, pipeline=small))
+    assert have is not None and all(e.key in have for e in port_entries(first.attachment))
+    second = env.testbed.add_pod(node, "l2b", 300, ())
+    with pytest.raises(WriteError) as refused:
+        dp.attach(second.attachment)  # the port table is full now: this one's own entry is refused
+    assert [e.table for e in refused.value.refused()] == ["port", "route", "route"]
