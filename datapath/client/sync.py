@@ -143,7 +143,7 @@ class SyncLoop:
         self.last_error, self._refused = err, None
         delay = self.retry.next()
         self._retry_at = time.monotonic() + delay
-        log.warning("datapath sync failed, retrying in %.1f s: %s", delay, err)
+        log.warning("datapath sync failed, retrying in %.1f s: %s: %s", delay, type(err).__name__, err)
 
     def _refused_write(self, err: WriteError, entries: list[Entry]) -> None:
         """The target took part of the batch: report a full table once, hold the same state back a while."""
