@@ -11,7 +11,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("controller", help="run the PodNetwork controller (KEP-3698)",
                                    description="Conditions, finalizers, admission webhooks, "
                                    "scheduling gates and cluster-wide IPAM for PodNetworks.")
-    parser.add_argument("--kubeconfig", help="admin kubeconfig (default: the pod's service account)")
+    parser.add_argument("--kubeconfig", help="admin kubeconfig (default: in a pod its service account, else "
+                        "$KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--workers", type=int, default=16, help="parallel reconcile workers (default 16)")
     parser.add_argument("--webhook-address", default="127.0.0.1",
                         help="address the admission webhook server and /healthz listen on (default 127.0.0.1)")

@@ -9,6 +9,7 @@ one key at a time and converge it from the full current state.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -199,8 +200,9 @@ def webhook_cert(kube: Kube, options: Options) -> ServingCert:
 
 def run(options: Options) -> int:
     """Entry point of `multinet controller`: wiring only."""
-    # A kubeconfig when given, else the pod's service account.
-    kube = Kube.connect(options.kubeconfig)
+    # A kubeconfig when given; in a pod its service account; else $KUBECONFIG or ~/.kube/config.
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    kube = Kube.connect(options.kubeconfig) if options.kubeconfig or in_pod else Kube.from_kubeconfig(None)
     # Step 0: /healthz answers from the start (a standby waits for the lease below for ever).
     health = Health(options.webhook_address, options.health_port) if options.health_port else None
     if health is not None:

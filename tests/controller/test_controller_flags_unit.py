@@ -72,3 +72,14 @@ def test_through_service_keeps_paths_and_ca() -> None:
                 "namespace": "multinet-system", "name": "multinet-webhook", "path": path, "port": 443}}
             assert {k: v for k, v in after.items() if k != "clientConfig"} == {
                 k: v for k, v in before.items() if k != "clientConfig"}
+
+
+def test_in_a_pod_without_kubeconfig_it_takes_the_service_account() -> None:
+    """No --kubeconfig in a pod: the in-cluster config (here without the token it needs),
+    not ~/.kube/config."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+           "KUBERNETES_SERVICE_PORT": "443"}
+    proc = subprocess.run([sys.executable, "-m", "multinet.cli", "controller"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Service token file does not exist" in proc.stderr, proc.stderr[-2000:]
