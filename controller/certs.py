@@ -52,9 +52,10 @@ def shared_cert(kube: Kube, secret: tuple[str, str], directory: Path, *hosts: st
     namespace, name = secret
     current = kube.find(SECRETS, name, namespace)
     if current is None or not _usable(current, hosts):
-        made = serving_cert(Path(tempfile.mkdtemp(prefix="multinet-webhook-")), *hosts)
-        data = {key: base64.b64encode(getattr(made, attr).read_bytes()).decode("ascii")
-                for key, attr in SECRET_KEYS.items()}
+        with tempfile.TemporaryDirectory(prefix="multinet-webhook-") as scratch:  # the CA key goes with it
+            made = serving_cert(Path(scratch), *hosts)
+            data = {key: base64.b64encode(getattr(made, attr).read_bytes()).decode("ascii")
+                    for key, attr in SECRET_KEYS.items()}
         body: Obj = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                      "metadata": {"name": name, "namespace": namespace}, "data": data}
         try:
