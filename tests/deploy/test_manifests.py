@@ -199,16 +199,11 @@ def test_node_flags_exist(rendered: dict[str, Objects], overlay: str) -> None:
     assert ipu[0] == "ipu" and _unknown(ipu) == []
 
 
-CONTROLLER_LACKS = ("--webhook-address", "--webhook-service", "--cert-secret", "--health-port")
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_controller_lacks_exactly_the_documented_flags(rendered: dict[str, Objects], overlay: str) -> None:
-    """The Deployment passes what an in-cluster controller needs; `multinet controller`
-    lacks these today (deploy/README.md). Once one exists, this fails: drop it here."""
+def test_controller_flags_exist(rendered: dict[str, Objects], overlay: str) -> None:
+    """Every flag the Deployment passes is one `multinet controller` takes."""
     args = container(pod_spec(rendered[overlay], "Deployment", "multinet-controller"), "controller")["args"]
     assert args[0] == "controller"
-    unknown = {a.split("=", 1)[0] for a in _unknown(args)}
-    assert unknown == set(CONTROLLER_LACKS)
-    readme = repo_path("deploy", "README.md").read_text()
-    assert all(flag in readme for flag in CONTROLLER_LACKS)
+    assert _unknown(args) == []
+    flags = {a.split("=", 1)[0] for a in args[1:]}
+    assert {"--webhook-address", "--webhook-service", "--cert-secret", "--health-port"} <= flags
