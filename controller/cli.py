@@ -24,6 +24,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cert-secret", metavar="NAMESPACE/NAME",
                         help="keep the webhook CA and serving certificate in this Secret, shared by every "
                         "replica (default: made by each run)")
+    parser.add_argument("--pod", metavar="NAMESPACE/NAME",
+                        help="this replica's own pod (in a cluster: from the downward API): labelled "
+                        "multinet.io/leader=true while it leads and serves admission, which the webhook "
+                        "Service selects (default: no label)")
     parser.add_argument("--cert-dir", help="where to keep the webhook CA and serving cert (default: a temp dir)")
     parser.add_argument("--health-port", type=int, default=0,
                         help="serve GET /healthz on this port of --webhook-address (default: none)")
@@ -50,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
                        cert_dir=args.cert_dir, webhook_address=args.webhook_address,
                        webhook_service=object_name("--webhook-service", args.webhook_service),
                        cert_secret=object_name("--cert-secret", args.cert_secret),
-                       health_port=args.health_port))
+                       health_port=args.health_port, pod=object_name("--pod", args.pod)))
 
 
 def object_name(flag: str, value: str | None) -> tuple[str, str] | None:

@@ -120,8 +120,10 @@ class Health:
         self.server.server_close()
 
 
-def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = None) -> kopf.OperatorRegistry:
-    """kopf handlers, in a fresh registry (no global state at import time)."""
+def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = None,
+                   on_serving: Callable[[], None] | None = None) -> kopf.OperatorRegistry:
+    """kopf handlers, in a fresh registry (no global state at import time); `on_serving`
+    runs each time admission answers at the registered address."""
     registry = kopf.OperatorRegistry()
     options = ctl.options
     port = options.webhook_port or free_port(options.webhook_address)
@@ -139,7 +141,7 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
             kube=ctl.kube, cert=cert, addr=options.webhook_address, host=host, port=port,
             service=options.webhook_service,
             # Workers start once admission answers at the registered address.
-            on_registered=ctl.start)
+            on_registered=lambda: _serving(ctl, on_serving))
 
     @kopf.on.startup(registry=registry)
     async def heartbeat(**_: Any) -> None:
@@ -182,6 +184,12 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
             ctl.hold_references(_plain(body))
 
     return registry
+
+
+def _serving(ctl: Controller, on_serving: Callable[[], None] | None) -> None:
+    ctl.start()
+    if on_serving is not None:
+        on_serving()
 
 
 async def _beat(health: Health) -> None:

@@ -27,6 +27,7 @@ from controller.index import Index, slim_pod
 from controller.install import install_crds
 from controller.kopf_wiring import WEBHOOK_HOST, Health, build_registry, run_kopf
 from controller.leader import LeaderLease
+from controller.leader_pod import LeaderPod
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
 from kube.kinds import NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
@@ -57,6 +58,7 @@ class Options:
     webhook_service: tuple[str, str] | None = None  # (namespace, name): register the webhooks through it
     cert_secret: tuple[str, str] | None = None  # (namespace, name): the serving certificate all replicas share
     health_port: int = 0  # 0: no /healthz
+    pod: tuple[str, str] | None = None  # (namespace, name): this replica's pod, labelled while it leads
 
 
 class Controller:
@@ -213,6 +215,10 @@ def run(options: Options) -> int:
     # validation holds a pod's networks in use in this process's index until the pod's
     # watch event, and a standby's hold would be unknown to the leader's reconcilers.
     lease = LeaderLease(kube)
+    # The webhook Service selects the leader's pod by a label; a restarted replica's pod keeps it.
+    leader_pod = LeaderPod(kube, options.pod) if options.pod else None
+    if leader_pod is not None:
+        leader_pod.clear()
     lease.acquire()
     # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
@@ -221,8 +227,10 @@ def run(options: Options) -> int:
     cert = webhook_cert(kube, options)
     # Step 5: kopf serves admission and runs until signalled.
     try:
-        run_kopf(build_registry(ctl, cert, health))
+        run_kopf(build_registry(ctl, cert, health, on_serving=leader_pod.mark if leader_pod else None))
     finally:
+        if leader_pod is not None:
+            leader_pod.clear_quietly()
         lease.release()
         if health is not None:
             health.stop()

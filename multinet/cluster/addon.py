@@ -250,15 +250,20 @@ def pod_problems(pods: list[Obj]) -> Iterator[str]:
         yield f"{pod['metadata']['name']} on {node}: " + "; ".join(reasons)
 
 
+def workloads(kubeconfig: Path, kubectl: str = "kubectl") -> list[Readiness]:
+    """The readiness of each workload of WORKLOADS that exists."""
+    listed = json.loads(_kubectl(kubectl, kubeconfig, "get", "-n", NAMESPACE, "-o", "json", "--ignore-not-found",
+                                 *(f"{kind}/{name}" for kind, name in WORKLOADS)) or '{"items": []}')
+    return [readiness(item) for item in listed["items"]]
+
+
 def wait_ready(kubeconfig: Path, progress: Progress, kubectl: str = "kubectl", timeout: float = 300.0,
                interval: float = 1.0) -> list[Readiness]:
     """Until every workload of WORKLOADS is Ready; AddonError naming what is not, at `timeout`."""
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        listed = json.loads(_kubectl(kubectl, kubeconfig, "get", "-n", NAMESPACE, "-o", "json",
-                                     *(f"{kind}/{name}" for kind, name in WORKLOADS)))
-        states = [readiness(item) for item in listed["items"]]
+        states = workloads(kubeconfig, kubectl)
         line = "multinet: " + ", ".join(str(s) for s in states) + " ready"
         if line != last:
             progress(line)

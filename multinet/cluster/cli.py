@@ -118,9 +118,9 @@ def _status(args: argparse.Namespace) -> int:
 
     plane = _plane(args)
     rows = [(h.name, h.pid, str(h.port), h.state) for h in plane.status()] + Nodes(plane).status()
-    print(f"{'COMPONENT':<26}{'PID':<9}{'PORT':<19}STATE")
+    print(f"{'COMPONENT':<32}{'PID':<9}{'PORT':<19}STATE")
     for name, pid, port, state in rows:
-        print(f"{name:<26}{pid or '-':<9}{port:<19}{state}")
+        print(f"{name:<32}{pid or '-':<9}{port:<19}{state}")
     return 0 if all(row[3] == "healthy" for row in rows) else 3
 
 
