@@ -67,6 +67,7 @@ def _progress(line: str) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from multinet.cluster import netplan
+    from multinet.cluster.addon import AddonError
     from multinet.cluster.images import ImagesError
     from multinet.cluster.nodes import Nodes
 
@@ -88,7 +89,7 @@ def _up(args: argparse.Namespace) -> int:
         plane.up(_progress, timeout=args.timeout)  # a no-op for what already runs
         if args.nodes and not nodes_made:
             Nodes(plane).start(args.nodes, _progress)
-    except (BinariesError, ComponentError, ImagesError, netplan.NetPlanError) as err:
+    except (AddonError, BinariesError, ComponentError, ImagesError, netplan.NetPlanError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)
         return 1
     layout = plane.layout

@@ -142,11 +142,8 @@ class Nodes:
         local = addon.LocalCluster(node_root=self.root, apiserver_host=net.gateway,
                                    apiserver_port=self.plane.ports.apiserver, netns_prefix=self.prefix)
         start = time.monotonic()
-        try:
-            addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
-                          progress=progress, kubectl=str(self._kubectl()))
-        except addon.AddonError as err:
-            raise ComponentError(str(err)) from None
+        addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
+                      progress=progress, kubectl=str(self._kubectl()))
         progress(f"multinet: Ready on every node {time.monotonic() - start:.1f}s after the apply began")
 
     def _kubectl(self) -> Path:
