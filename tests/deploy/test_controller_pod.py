@@ -88,12 +88,15 @@ def _handshake(port: int, ca_pem: bytes) -> str:
 
 
 def _registered(admission_api: Any) -> Any:
+    """The configuration once registered through the Service; one an earlier test's controller
+    left at its own URL (stopped before its cleanup, as on a loaded machine) does not count."""
     try:
-        return admission_api.read_validating_webhook_configuration(admission.CONFIGURATION_NAME)
+        found = admission_api.read_validating_webhook_configuration(admission.CONFIGURATION_NAME)
     except ApiException as err:
         if err.status != 404:
             raise
         return None
+    return found if all(h.client_config.service is not None for h in found.webhooks) else None
 
 
 def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any, kubeconfig: Path,
