@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from podnetwork import faults
 from podnetwork.allocations import Allocation
 from podnetwork.params import MTU_DEFAULT, FamilyParams, NetworkParams
 
@@ -116,7 +117,7 @@ def _plan_one(
             continue
         routes.extend(_family_routes(ips, family, p, default))
     return InterfacePlan(
-        name=a.interface_name,
+        name=a.interface_name[:13] + "_x" if faults.on("wrong-interface-name") else a.interface_name,
         network=a.pod_network_name,
         attachment=a.pod_network_attachment_name or None,
         network_id=a.network_id,

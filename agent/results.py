@@ -13,6 +13,7 @@ from typing import Any
 from agent.plan import InterfacePlan
 from agent.record import AttachmentRecord, PodRef
 from datapath.ports import NetworkId, PortAttachment
+from podnetwork import faults
 from podnetwork.names import DEFAULT_NETWORK
 from podnetwork.status import InterfaceStatus
 
@@ -71,7 +72,7 @@ def network_status(record: AttachmentRecord) -> tuple[InterfaceStatus, ...]:
     out += [InterfaceStatus(
         pod_network_name=p.network, interface_name=p.name, ips=p.ips, mac=p.mac,
         gateways=p.gateways, default=p.default, pod_network_attachment_name=p.attachment or "",
-    ) for p in record.plans]
+    ) for p in (record.plans[:-1] if faults.on("network-status-omits-attachment") else record.plans)]
     return tuple(out)
 
 

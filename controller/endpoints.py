@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from podnetwork import names
+from podnetwork import faults, names
 from podnetwork.allocations import AllocationsError, parse_allocations
 
 Obj = dict[str, Any]
@@ -67,7 +67,7 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 def _endpoint(pod: Mapping[str, Any], address: str) -> Obj:
     meta = pod["metadata"]
     terminating = bool(meta.get("deletionTimestamp"))
-    ready = _ready(pod)
+    ready = _ready(pod) or faults.on("endpointslice-keeps-unready")
     ep: Obj = {
         "addresses": [address],
         "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},

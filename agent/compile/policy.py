@@ -22,6 +22,7 @@ from agent.compile.objects import (Obj, container_ports, labels, meta, network_o
                                  selector_matches)
 from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS, family_table
+from podnetwork import faults
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
@@ -59,6 +60,8 @@ def _pods_on(pods: Iterable[Obj], network: str) -> list[PodView]:
 def _ipblock(block: Mapping[str, Any]) -> list[IPNetwork]:
     net = ipaddress.ip_network(block["cidr"], strict=False)
     nets: list[IPNetwork] = [net]
+    if faults.on("policy-ignores-ipblock-except"):
+        return nets
     for text in block.get("except") or ():
         hole = ipaddress.ip_network(text, strict=False)
         if hole.version != net.version:
@@ -80,6 +83,8 @@ def _peer_pods(peer: Mapping[str, Any], policy_ns: str, pods: list[PodView],
                ns_labels: Mapping[str, Mapping[str, str]]) -> list[PodView]:
     if "namespaceSelector" in peer:
         allowed = {ns for ns, lbl in ns_labels.items() if selector_matches(peer["namespaceSelector"], lbl)}
+        if faults.on("policy-ignores-namespace-selector"):
+            allowed = set(ns_labels)
     else:
         allowed = {policy_ns}
     return [p for p in pods if p.namespace in allowed and selector_matches(peer.get("podSelector"), p.labels)]
@@ -227,6 +232,8 @@ def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: I
                              and selector_matches((p.get("spec") or {}).get("podSelector") or {}, pod.labels)]
                 if not selecting:
                     continue  # not isolated in this direction
+                if direction == DIRECTION_EGRESS and faults.on("egress-policy-ignored"):
+                    continue
                 rules: set[Rule] = set()
                 for pol in selecting:
                     for rule in (pol.get("spec") or {}).get(key) or ():

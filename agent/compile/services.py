@@ -5,8 +5,8 @@ comma-separated list with at most one address per family (as
 `spec.clusterIPs`), else `spec.clusterIPs`/`spec.clusterIP`. Which families
 it serves follows `ipFamilyPolicy` and `ipFamilies` (core/v1 Service):
 SingleStack serves the first family only (the first of `ipFamilies`, else
-the first VIP's); PreferDualStack and RequireDualStack serve each family of
-`ipFamilies` (every VIP's when unset) that has a VIP. Each family's VIP
+the first VIP's); PreferDualStack and RequireDualStack serve each family
+that has a VIP, `ipFamilies`' first. Each family's VIP
 balances over the endpoints of that family's EndpointSlices.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 from agent.compile.objects import Obj, annotations_of, ip_version, labels, meta, network_of
 from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
 from datapath.pipeline import PROTOCOLS, family_table
+from podnetwork import faults
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice (discovery.k8s.io/v1)
@@ -34,7 +35,10 @@ def service_vips(service: Obj) -> dict[int, str]:
         v = ip_version(address or "")
         if v and v not in by_family:
             by_family[v] = str(address)
-    families = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY] or list(by_family)
+    # ipFamilies orders the families; one it leaves out still counts: the apiserver
+    # defaults it from the cluster's service ranges, not from the secondary network's.
+    listed = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY and _FAMILY[f] in by_family]
+    families = listed + [v for v in by_family if v not in listed]
     if spec.get("ipFamilyPolicy", "SingleStack") == "SingleStack":
         families = families[:1]
     return {v: by_family[v] for v in families if v in by_family}
@@ -71,6 +75,8 @@ def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: M
             for port in (svc.get("spec") or {}).get("ports") or ():
                 protocol = port.get("protocol", "TCP")
                 backends = _backends(own, port.get("name") or "", protocol, version)
+                if faults.on("service-single-backend"):
+                    backends = backends[:1]
                 if not backends or protocol not in PROTOCOLS:
                     continue
                 match: dict[str, Match] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),

@@ -1,10 +1,13 @@
 """Datapath benchmark: programming scale, policy cost and flood resilience.
 
 Runs inside its own network namespaces (prefix mndb) and writes JSON.
-  1. time to program N services x M endpoints on a secondary network, and to
-     apply one endpoint change (one diffed batch);
+  1. time to program N services x M endpoints on a secondary network, beside
+     `nft -f` of the same table into a fresh namespace, and one endpoint
+     change step by step (compile, diff, Write, the target's share);
+     one Write of many host routes beside `ip -batch` of the same routes;
   2. iperf3 TCP throughput between two pods on a secondary network (across
-     two nodes, over VXLAN) with no policy and with a 10,000-peer policy;
+     two nodes, over VXLAN) beside a bare VXLAN path between pods built
+     alike, and with no policy and with a 10,000-peer policy;
   3. that throughput while a third pod floods connections the policy denies,
      and that the target's denied counter saw exactly those attempts;
   4. the time to read every counter at N services: the service table's direct
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import socket
 import urllib.request
 import statistics
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
+import datapath_floors as floors  # noqa: E402
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
 from datapath.netns import popen_in, run_in  # noqa: E402
@@ -70,25 +75,28 @@ def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[
         "spec": {"nodeName": node}, "status": {"phase": "Running"}}
 
 
-def bench_programming(dp: P4RuntimeDatapath, count: int, endpoints: int, metrics_url: str | None) -> dict[str, Any]:
+def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: int, endpoints: int,
+                      metrics_url: str | None) -> dict[str, Any]:
     svcs, slices = services(count, endpoints)
     start = time.monotonic()
     entries = compile_services(svcs, slices, {NET: NET_ID})
     compiled = time.monotonic()
     written = dp.replace_state(entries)
     programmed = time.monotonic()
-    # One endpoint of one service changes.
+    # The kernel's own time to load the same table, in this run.
+    floor = floors.nft_floor(ipu_ns, prefix)
+    # One endpoint of one service changes: the agent's whole path, step by step.
     slices[count // 2]["endpoints"][0]["addresses"] = ["10.201.0.1"]
-    entries = compile_services(svcs, slices, {NET: NET_ID})
-    change_start = time.monotonic()
-    changed = dp.replace_state(entries)
-    change_end = time.monotonic()
+    change = floors.endpoint_change(dp, lambda: compile_services(svcs, slices, {NET: NET_ID}), metrics_url)
     counters = bench_counters(dp, metrics_url)
     dp.replace_state([])  # clear before the throughput runs
+    total = programmed - start
     return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
             "compile_seconds": round(compiled - start, 3), "program_seconds": round(programmed - compiled, 3),
-            "endpoint_change_updates": changed, "endpoint_change_seconds": round(change_end - change_start, 4),
-            "counters": counters}
+            "total_seconds": round(total, 3), "kernel_floor": floor,
+            "ratio_program_to_nft_load": round((programmed - compiled) / floor["nft_load_seconds"], 3),
+            "ratio_total_to_nft_load": round(total / floor["nft_load_seconds"], 3),
+            "endpoint_change": change, "counters": counters}
 
 
 def bench_counters(dp: P4RuntimeDatapath, metrics_url: str | None, rounds: int = 3) -> dict[str, Any]:
@@ -177,6 +185,7 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--peers", type=int, default=10000)
+    parser.add_argument("--routes", type=int, default=100000, help="host routes in the one-Write route benchmark")
     parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
@@ -186,8 +195,10 @@ def main() -> int:
     args = parser.parse_args()
     prefix = args.prefix
 
-    result: dict[str, Any] = {"prefix": prefix}
+    result: dict[str, Any] = {"prefix": prefix, "load_average_at_start": list(os.getloadavg()),
+                              "cpus": os.cpu_count()}
     tb = Testbed(prefix)
+    bare_tb: Testbed | None = None
     targets: list[Target] = []
     logs = Path("/tmp") / f"{prefix}-bench"
     logs.mkdir(exist_ok=True)
@@ -197,7 +208,8 @@ def main() -> int:
         features = subprocess.run([sys.executable, "-m", "multinet.cli", "ipu", "--netns", n1.ipu_ns, "--prefix",
                                    prefix, "--features"], capture_output=True, text=True, check=True, cwd=ROOT)
         result["kernel_features"] = json.loads(features.stdout)
-        sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2)}
+        sizes = {"service": max(16384, args.services), "policy_rule": max(262144, args.peers * 2),
+                 "route": max(65536, args.routes + 1024)}
         # A tree without --metrics-port (measuring an older revision) runs without it.
         metrics = "metrics_port" in inspect.signature(start_target).parameters
         for node in (n1, n2):
@@ -212,8 +224,12 @@ def main() -> int:
             dps[t.node.name] = dp = P4RuntimeDatapath(P4RuntimeClient(t.address, pipeline=pipeline(sizes)))
             dp.reconnect()
 
-        result["programming"] = bench_programming(dps["n1"], args.services, args.endpoints,
+        result["programming"] = bench_programming(dps["n1"], n1.ipu_ns, prefix, args.services, args.endpoints,
                                                   getattr(targets[0], "metrics_url", None))
+        router = tb.add_pod(n1, "router", NET_ID, "10.50.0.9/16")
+        dps["n1"].attach(router.attachment)
+        result["routes"] = floors.routes(dps["n1"], router, NET_ID, args.routes, prefix)
+        dps["n1"].detach(router.attachment)
         if args.skip_traffic:
             return finish(result, args.out)
 
@@ -244,11 +260,15 @@ def main() -> int:
         written = dps["n2"].replace_state(routes["n2"] + entries)
         policy_program = time.monotonic() - start
 
-        samples: dict[str, list[float]] = {"open": [], "guarded": [], "guarded_under_flood": []}
+        # The same two-node path without the pipeline: a bare VXLAN between pod namespaces built alike.
+        bare_tb = Testbed(f"{prefix}b")
+        bare_client, bare_srv = floors.bare_vxlan(bare_tb, NET_ID)
+        samples: dict[str, list[float]] = {"open": [], "bare_vxlan": [], "guarded": [], "guarded_under_flood": []}
         attempts = dropped = 0
         flood_seconds = 0.0
         for _ in range(args.rounds):
             samples["open"].append(iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds))
+            samples["bare_vxlan"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
             samples["guarded"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
             # The attacker floods connections to a port the policy denies.
             flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, guarded.ip, "5202",
@@ -267,7 +287,11 @@ def main() -> int:
             "throughput_no_policy_gbps": round(median["open"] / 1e9, 3),
             "throughput_with_policy_gbps": round(median["guarded"] / 1e9, 3),
             "ratio_with_policy": round(median["guarded"] / median["open"], 3),
+            "throughput_bare_vxlan_gbps": round(median["bare_vxlan"] / 1e9, 3),
+            "ratio_pipeline_to_bare_vxlan": round(median["open"] / median["bare_vxlan"], 3),
             "samples_gbps": {k: [round(x / 1e9, 3) for x in v] for k, v in samples.items()},
+            "spread_gbps": {k: [round(min(v) / 1e9, 3), round(statistics.median(v) / 1e9, 3), round(max(v) / 1e9, 3)]
+                            for k, v in samples.items()},
         }
         result["flood"] = {
             "denied_connection_attempts": attempts, "flood_seconds": round(flood_seconds, 2),
@@ -283,10 +307,13 @@ def main() -> int:
         for t in targets:
             t.stop()
         tb.close()
+        if bare_tb is not None:
+            bare_tb.close()
     return finish(result, args.out)
 
 
 def finish(result: dict[str, Any], out: str) -> int:
+    result["load_average_at_end"] = list(os.getloadavg())
     text = json.dumps(result, indent=2)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

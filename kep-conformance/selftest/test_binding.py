@@ -26,6 +26,19 @@ def test_multinet_options() -> None:
     assert {s.version for s in b.templates["dualStack"][0].subnets} == {4, 6}
     assert impossible_features(b) == {}
     assert set(b.supported_features) <= set(FEATURES)
+    assert b.params_not_ready == "delete" and "notReady" not in b.templates
+
+
+def test_not_ready_is_a_deletion_unless_a_template_replaces_the_spec() -> None:
+    data = good()
+    del data["parameters"]["notReady"]
+    assert parse(data).params_not_ready == "delete"  # what every API admits for a referenced object
+    replacement = {"plural": "networkparams", "object": {"apiVersion": "example.io/v1", "kind": "Params",
+                                                         "spec": {"vlan": 4095}}}
+    data["parameters"]["notReady"] = [replacement]
+    b = parse(data)
+    found = b.template("notReady")
+    assert b.params_not_ready == "replace" and found is not None and found.object == replacement["object"]
 
 
 def test_kubernetes_sigs_multi_network_options() -> None:
@@ -53,6 +66,8 @@ def good() -> dict[str, Any]:
     ("pods.networks", {}, "pods.networks: exactly one of annotation or resourceClaim"),
     ("parameters.distinct", [], "parameters.distinct: at least two"),
     ("policy.unbound", "some", "policy.unbound: one of default, all, none"),
+    ("parameters.notReady", "corrupt", "parameters.notReady: 'delete' or a template"),
+    ("parameters.invalid", [{"plural": "networkparams"}], "parameters.invalid: renamed parameters.notReady"),
 ])
 def test_bad_field_is_named(path: str, value: Any, error: str) -> None:
     data = good()

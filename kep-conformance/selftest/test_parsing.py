@@ -187,3 +187,27 @@ def test_preflight_checks_it_reached_this_very_pod(hostname: str, passes: bool) 
     else:
         with pytest.raises(pytest.skip.Exception, match=f"reached a pod named '{hostname}'"):
             probes.preflight(pod)
+
+
+class ShellTransport(FakeTransport):
+    """Answers every command with `output`, counting the commands it was given."""
+
+    def __init__(self, name: str, output: str) -> None:
+        super().__init__(output)
+        self.name = name
+        self.commands: list[str] = []
+
+    def shell(self, namespace: str, pod: str, command: str) -> str:
+        self.commands.append(command)
+        return str(self.answer)
+
+
+def test_routes_inside_go_over_the_inside_transport_only() -> None:
+    """A pod whose default route the test moved is read over pods/exec, never the proxy."""
+    proxy, inside = ShellTransport("proxy", "[]"), ShellTransport("exec", ROUTES)
+    probes = ProbePods(None, MULTINET, proxy, "agnhost", 1.0, inside=inside)  # type: ignore[arg-type]
+    pod = ProbePod("ns", "gw", "n1", ())
+    route = default_route(probes.routes(pod, 4, inside=True))
+    assert route is not None and route.device == "net1"
+    assert proxy.commands == [] and inside.commands == ["ip -4 -j route show"]
+    assert probes.routes(pod, 4) == [] and proxy.commands == ["ip -4 -j route show"]

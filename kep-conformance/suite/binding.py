@@ -23,6 +23,7 @@ from suite.report import IMPLEMENTATION_FIELDS
 
 PARAMETER_MODES = ("refs", "inline", "none")
 UNBOUND_POLICY = ("default", "all", "none")
+NOT_READY_DELETE = "delete"
 POLICY_FEATURES = ("NetworkPolicyIngress", "NetworkPolicyPerNetwork", "NetworkPolicyNamedPorts",
                    "NetworkPolicyEgress", "NetworkPolicyIPBlock", "NetworkPolicyUnbound")
 SERVICE_FEATURES = ("ServiceEndpointSlices", "ServiceLoadBalancing", "ServiceNetworkIsolation",
@@ -60,6 +61,7 @@ class Binding:
     status_annotation: str | None            # per-network status: JSON list in this annotation
     scheduling_gate: str | None              # how a held pod shows when the cluster has no nodes
     templates: dict[str, tuple[ParamsTemplate, ...]]
+    params_not_ready: str                    # "delete", or "replace" by the notReady template's spec
     policy_annotation: str | None
     policy_unbound: str
     service_annotation: str | None
@@ -139,12 +141,15 @@ def _templates(data: dict[str, Any], mode: str, errors: list[str]) -> dict[str, 
     if mode == "none":
         return {}
     if not isinstance(raw, dict):
-        errors.append("parameters: must be a mapping of distinct, overlapping, dualStack, invalid")
+        errors.append("parameters: must be a mapping of distinct, overlapping, dualStack, notReady")
         return {}
+    if "invalid" in raw:
+        errors.append("parameters.invalid: renamed parameters.notReady (a change the apiserver admits that makes "
+                      "the network not Ready: `delete`, or a template whose spec replaces the referenced one's)")
     out: dict[str, tuple[ParamsTemplate, ...]] = {}
-    for kind in ("distinct", "overlapping", "dualStack", "invalid"):
+    for kind in ("distinct", "overlapping", "dualStack", "notReady"):
         items = raw.get(kind)
-        if items is None:
+        if items is None or (kind == "notReady" and isinstance(items, str)):
             continue
         items = items if isinstance(items, list) else [items]
         made = [_template(t, f"parameters.{kind}[{i}]", mode, errors) for i, t in enumerate(items)]
@@ -191,7 +196,7 @@ def parse(data: Any, path: str = "options") -> Binding:
         networks_annotation=networks_annotation, resource_claim=claim if isinstance(claim, dict) else None,
         status_annotation=status_annotation,
         scheduling_gate=_str(data, "pods.activeValidation.schedulingGate", errors, required=False),
-        templates=_templates(data, mode, errors),
+        templates=_templates(data, mode, errors), params_not_ready=_not_ready(data, errors),
         policy_annotation=_str(data, "policy.annotation", errors, required=False), policy_unbound=unbound,
         service_annotation=_str(data, "services.annotation", errors, required=False),
         service_address_annotation=_str(data, "services.address.annotation", errors, required=False),
@@ -210,6 +215,19 @@ def load(path: Path) -> Binding:
     except (OSError, yaml.YAMLError) as err:
         raise BindingError(str(path), [str(err)]) from err
     return parse(data, str(path))
+
+
+def _not_ready(data: dict[str, Any], errors: list[str]) -> str:
+    """How the suite makes a Ready network's referenced parameters not Ready with a change
+    the apiserver admits (static mistakes are refused at admission by a validating API).
+    `delete` (the default) deletes the referenced object and makes it again to recover; a
+    template replaces the object's spec, and the network's own template's spec recovers it."""
+    raw = _get(data, "parameters.notReady")
+    if raw is None or raw == NOT_READY_DELETE:
+        return NOT_READY_DELETE
+    if isinstance(raw, str):
+        errors.append(f"parameters.notReady: {NOT_READY_DELETE!r} or a template, got {raw!r}")
+    return "replace"
 
 
 def impossible_features(binding: Binding) -> dict[str, str]:

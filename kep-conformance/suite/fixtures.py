@@ -148,7 +148,7 @@ def two_nodes(api: client.ApiClient) -> list[str]:
 def make_probes(api: client.ApiClient, new_api: Callable[[], client.ApiClient], binding: Binding,
                 options: RunOptions) -> ProbePods:
     return ProbePods(api, binding, make_transport(options.transport, api, new_api), options.probe_image,
-                     options.pod_ready_timeout)
+                     options.pod_ready_timeout, inside=make_transport("exec", api, new_api))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 from kubernetes import client
 
-from suite.binding import Binding, ParamsTemplate
+from suite.binding import NOT_READY_DELETE, Binding, ParamsTemplate
 from suite.kube import as_dict, condition, ignore_missing, unique, wait_for
 
 NETWORKS = "podnetworks"
@@ -28,7 +28,7 @@ class Networks:
         self.keep = not cleanup
         self.params_namespace = params_namespace
         self.made: list[Made] = []
-        self.params_of: dict[str, Made] = {}  # network -> the parameters object made for it
+        self.params_of: dict[str, tuple[Made, ParamsTemplate]] = {}  # network -> its parameters, made from
 
     @property
     def group(self) -> str:
@@ -70,7 +70,7 @@ class Networks:
         elif self.binding.parameters_mode == "refs":
             ref, made = self._params_object(self.template(kind, index))
             spec["parametersRefs"] = [ref]
-            self.params_of[name] = made
+            self.params_of[name] = made, self.template(kind, index)
         elif self.binding.parameters_mode == "inline":
             spec["parameters"] = copy.deepcopy(self.template(kind, index).inline)
         if enabled is not None:
@@ -115,12 +115,52 @@ class Networks:
         if self.binding.parameters_mode == "inline":
             self.patch(network, {"parameters": copy.deepcopy(template.inline)})
             return
-        group, version, plural, name, namespace = self.params_of[network]
+        (group, version, plural, name, namespace), _ = self.params_of[network]
         body = {"spec": copy.deepcopy((template.object or {}).get("spec"))}
         if namespace:
             self.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, body)
         else:
             self.custom.patch_cluster_custom_object(group, version, plural, name, body)
+
+    def unready_params(self, network: str) -> str:
+        """Make the referenced parameters not Ready as the options file says (parameters.notReady):
+        delete the object, or replace its spec. Says what it did."""
+        (group, version, plural, name, namespace), _ = self.params_of[network]
+        if self.binding.params_not_ready != NOT_READY_DELETE:
+            self.set_params(network, self.template("notReady"))
+            return f"{plural} {name}: spec replaced by parameters.notReady"
+        if namespace:
+            self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+        else:
+            self.custom.delete_cluster_custom_object(group, version, plural, name)
+        wait_for(lambda: self._params_gone(network), self.timeout, f"{plural} {name} deleted")
+        return f"{plural} {name} deleted"
+
+    def restore_params(self, network: str) -> None:
+        """Undo `unready_params`: the object made again from the network's template, or its spec put back."""
+        (group, version, plural, name, namespace), template = self.params_of[network]
+        if self.binding.params_not_ready != NOT_READY_DELETE:
+            self.set_params(network, template)
+            return
+        body = copy.deepcopy(template.object or {})
+        body["metadata"] = {"name": name, **({"namespace": namespace} if namespace else {})}
+        if namespace:
+            self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+        else:
+            self.custom.create_cluster_custom_object(group, version, plural, body)
+
+    def _params_gone(self, network: str) -> bool:
+        (group, version, plural, name, namespace), _ = self.params_of[network]
+        try:
+            if namespace:
+                self.custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+            else:
+                self.custom.get_cluster_custom_object(group, version, plural, name)
+        except client.ApiException as err:
+            if err.status == 404:
+                return True
+            raise
+        return False
 
     # --- attachments ---------------------------------------------------------------
 

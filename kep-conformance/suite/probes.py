@@ -57,6 +57,10 @@ class ProbePods:
     image: str
     ready_timeout: float
     made: list[ProbePod] = field(default_factory=list)
+    # pods/exec (through the kubelet, not the pod's network): for reading a pod
+    # whose routes the test itself moved off the default network, which may cut
+    # the apiserver's way back from the pod proxy. None: the transport above.
+    inside: Transport | None = None
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -157,16 +161,18 @@ class ProbePods:
     def interfaces(self, pod: ProbePod) -> dict[str, Interface]:
         return self._netinfo(pod, ("ip -j addr show", parse_addr), ("ip addr show", parse_addr_text))
 
-    def routes(self, pod: ProbePod, version: int = 4) -> list[Route]:
+    def routes(self, pod: ProbePod, version: int = 4, inside: bool = False) -> list[Route]:
+        """The pod's routes; `inside`: over pods/exec whatever --probe-transport is."""
         return self._netinfo(pod, (f"ip -{version} -j route show", parse_routes),
-                             (f"ip -{version} route show", parse_routes_text))
+                             (f"ip -{version} route show", parse_routes_text),
+                             transport=(self.inside or self.transport) if inside else self.transport)
 
-    def _netinfo(self, pod: ProbePod, *ways: tuple[str, Callable[[str], T]]) -> T:
+    def _netinfo(self, pod: ProbePod, *ways: tuple[str, Callable[[str], T]], transport: Transport | None = None) -> T:
         """The first way that works: iproute2's JSON, then the text any `ip` prints."""
-        problems = []
+        problems, transport = [], transport or self.transport
         for command, parse in ways:
             try:
-                return parse(self.transport.shell(pod.namespace, pod.name, command))
+                return parse(transport.shell(pod.namespace, pod.name, command))
             except (CommandError, NetInfoError) as err:
                 problems.append(f"{command!r}: {err}")
             except TransportError as err:

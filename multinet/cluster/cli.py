@@ -79,6 +79,10 @@ def _up(args: argparse.Namespace) -> int:
     if not 0 <= args.nodes <= netplan.MAX_NODES:
         print(f"multinet cluster up: --nodes must be 0 to {netplan.MAX_NODES}", file=sys.stderr)
         return 2
+    refused = _check_faults()
+    if refused:
+        print(f"multinet cluster up: {refused}", file=sys.stderr)
+        return 2
     if args.nodes and os.geteuid() != 0:
         print("multinet cluster up: --nodes needs root (it creates network namespaces)", file=sys.stderr)
         return 2
@@ -101,6 +105,19 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  logs:       {layout.logs}")
     print(f"  state:      {layout.root}")
     return 0
+
+
+def _check_faults() -> str | None:
+    """Refuse a bad MULTINET_FAULTS before anything starts. Nothing else to do:
+    every process is spawned with this environment, so the test-only switches
+    (podnetwork.faults) reach the controller, the agents and the IPU targets."""
+    try:
+        from podnetwork import faults
+    except ValueError as err:  # faults.FaultError, raised as the module reads the variable
+        return str(err)
+    if faults.ACTIVE:
+        _progress(f"test-only faults switched on: {', '.join(sorted(faults.ACTIVE))}")
+    return None
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services, pod_addresses
-from datapath.entries import Exact, Range, Ternary, ip
+from datapath.entries import Exact, Lpm, Range, Ternary, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS
 from podnetwork.allocations import Allocation, encode_allocations
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL, NETWORK_STATUS_ANNOTATION,
@@ -154,6 +154,23 @@ def test_remote_routes_point_at_the_pods_node() -> None:
             pod("gone", "10.1.0.4", node="n2", phase="Succeeded")]
     (e,) = compile_remote_routes(pods, "n1", {"n1": "10.254.0.1", "n2": "10.254.0.2"}, NETWORKS)
     assert e.actions[0].params == (ip("10.254.0.2"),)
+
+
+def test_a_dual_stack_pod_on_another_node_gets_a_host_route_per_family_into_the_tunnel() -> None:
+    """The pod as the agent annotates it on a real node (network-status, both families): an
+    IPv4 /32 in `route` and an IPv6 /128 in `route6`, both toward the node's IPv4 VTEP. With
+    no route6 entry the local IPU neither routes the address nor answers the local pods'
+    neighbour solicitations for it, and they read "no route to host" (the real-node
+    conformance run before IPv6 reached the pipeline)."""
+    remote = pod("d1", "10.235.0.3", node="n2")
+    remote["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] = json.dumps(
+        [{"podNetworkName": "blue", "interfaceName": "net1", "ips": ["10.235.0.3/24", "fd00:235::3/64"]}])
+    found = {(e.table, str(e.get("dst"))): e.actions for e in
+             compile_remote_routes([remote], "n1", {"n1": "10.254.0.1", "n2": "10.254.0.2"}, NETWORKS)}
+    want = {("route", str(Lpm(ip("10.235.0.3"), 32))), ("route6", str(Lpm(ip("fd00:235::3"), 128)))}
+    assert set(found) == want, found
+    for actions in found.values():
+        assert [(a.name, a.params) for a in actions] == [("to_tunnel", (ip("10.254.0.2"),))]
 
 
 def test_compile_node_combines_routes_services_and_policy() -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.compile import compile_remote_routes
-from datapath.entries import ActionCall, Exact, entry, ip
+from datapath.client.p4rt import WriteError
+from datapath.entries import ActionCall, Exact, entry, ip, prefix
+from datapath.netns import run_in
+from datapath.target.kernel.context import TABLE_BASE
 from tests.datapath.conftest import PREFIX, Env, netns
 from tests.support.testbed_traffic import TcpServer, talk, tcp_ask, tcp_connect
 
@@ -101,3 +106,26 @@ def test_ipu_features_are_detected_and_printed(env: Env) -> None:
     tables = subprocess.run(["ip", "netns", "exec", node.ipu_ns, "nft", "list", "tables"],
                             capture_output=True, text=True, check=True).stdout
     assert "probe" not in tables
+
+
+@netns
+def test_an_entry_naming_a_link_the_ipu_lacks_is_refused_by_name_and_the_rest_applies(two_nodes: Env) -> None:
+    env = two_nodes
+    a = env.pod("n1", "a", 100, "10.1.0.1/24")
+    rep, gone = a.attachment.representor, f"{PREFIX}gone"
+    good = entry("route", {"network_id": Exact(100), "dst": prefix("10.1.0.77/32")}, ActionCall("to_port", (rep,)))
+    bad_route = entry("route", {"network_id": Exact(100), "dst": prefix("10.1.0.78/32")},
+                      ActionCall("to_port", (gone,)))
+    bad_neighbor = entry("neighbor", {"port": Exact(gone), "ip": Exact(ip("10.1.0.78"))},
+                         ActionCall("set_dmac", (0x0A0000000001,)))
+    dp = env.datapaths["n1"]
+    with pytest.raises(WriteError) as caught:
+        dp.replace_state([good, bad_route, bad_neighbor])
+    refused = caught.value.errors
+    assert [e.code_name for e in refused] == ["FAILED_PRECONDITION"] * 2
+    assert all(f"port {gone!r}: no such link" in e.message for e in refused)
+    # CONTINUE_ON_ERROR: the good route reached the kernel, the refused ones are not held.
+    routes = run_in(a.node.ipu_ns, ["ip", "route", "show", "table", str(TABLE_BASE + 100)]).stdout
+    assert f"10.1.0.77 dev {rep}" in routes and "10.1.0.78" not in routes
+    held = {e.key for e in dp.client.read()}
+    assert good.key in held and bad_route.key not in held and bad_neighbor.key not in held

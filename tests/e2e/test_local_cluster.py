@@ -93,11 +93,6 @@ PROFILES = {"MULTINETWORK-API", "MULTINETWORK-ATTACHMENT", "MULTINETWORK-ACCESS"
 
 
 @pytest.mark.timeout(3600)  # truth tables with confirming re-probes: many minutes on a loaded 2-core machine
-@pytest.mark.xfail(strict=False, reason=(
-    "known failures on real nodes (open, issue 9): MULTINETWORK-API test_ready_follows_a_change_of_the_parameters "
-    "(its invalid-parameters template is now refused by the CRD's CEL rules before the controller sees it) and "
-    "MULTINETWORK-ATTACHMENT test_every_pod_reaches_every_other_over_each_family (IPv6 across nodes: no route "
-    "to host)"))
 def test_kep_conformance_passes_every_profile(demo: Cluster, tmp_path: Path) -> None:
     """The suite as a reviewer runs it, every feature declared: on real nodes every
     profile's core and extended tests pass, the data plane's included."""

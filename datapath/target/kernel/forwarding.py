@@ -21,6 +21,7 @@ from datapath.target.kernel.guard import guard_port
 from datapath.target.kernel.ndproxy import NdProxy
 from datapath.target.kernel.networks import Network, Networks
 from datapath.target.kernel.segments import Segments
+from podnetwork import faults
 
 # Per-port knobs: forwarding, proxy ARP/NDP, no reverse-path filter, and no
 # IPv4 redirects (a hairpin leaves by the port it came in; the pod must not
@@ -154,6 +155,8 @@ class RouteRealizer(KernelRealizer):
             ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, oif=vx)
             ctx.ipr.neigh("replace", family=f.af, dst=f.text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
                           state=NUD_PERMANENT)
+            if faults.on("cross-node-drop"):
+                ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, type="blackhole")
             ctx.part(Tunnels).acquire(n, vtep)  # last: nothing after it can fail and leave the count up
 
     def _release(self, old: Entry, removed: bool) -> None:
