@@ -88,8 +88,7 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = node_config(args)
     try:
-        client_tls = tls.client_from_args(args)
-        credentials = client_tls.credentials() if client_tls else None
+        credentials = tls.client_credentials(args)
     except tls.TlsConfigError as err:
         raise SystemExit(f"multinet agent: {err}") from None
     kube = Kube.connect(str(args.kubeconfig) if args.kubeconfig else None)

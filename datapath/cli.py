@@ -102,8 +102,7 @@ def run_ipu(args: argparse.Namespace) -> int:
         print(f"--netns: no network namespace {args.netns!r}", file=sys.stderr)
         return 2
     try:
-        server_tls = tls.server_from_args(args)
-        credentials = server_tls.credentials() if server_tls else None
+        credentials = tls.server_credentials(args)
     except tls.TlsConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -175,8 +174,7 @@ def run_trace(args: argparse.Namespace) -> int:
         print(f"--src, --dst: {err}", file=sys.stderr)
         return 2
     try:
-        client_tls = tls.client_from_args(args)
-        credentials = client_tls.credentials() if client_tls else None
+        credentials = tls.client_credentials(args)
     except tls.TlsConfigError as err:
         print(err, file=sys.stderr)
         return 2

@@ -94,3 +94,15 @@ def client_from_args(args: argparse.Namespace) -> ClientTls | None:
             raise TlsConfigError("--p4runtime-tls-cert needs --p4runtime-tls-ca")
         return None
     return ClientTls(args.p4runtime_tls_ca, args.p4runtime_tls_cert, args.p4runtime_tls_key)
+
+
+def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    """The target's credentials from its flags (None: plaintext); TlsConfigError names the flag."""
+    server = server_from_args(args)
+    return server.credentials() if server else None
+
+
+def client_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """A client's credentials from its flags (None: plaintext); TlsConfigError names the flag."""
+    client = client_from_args(args)
+    return client.credentials() if client else None

@@ -116,6 +116,8 @@ class Lane:
                              "--implementation", str(ROOT / "kep-conformance/implementations/multinet.yaml"),
                              "--all-features", "--allow-disruptive", "--report-output", str(report),
                              "--pod-ready-timeout", str(self.args.pod_ready_timeout),
+                             # as tests/e2e: multinet's in-use finalizer may take a hold plus a resync
+                             "--converge-timeout", "120",
                              "-p", "no:cacheprovider", *self.first_catch(clean), *self.args.suite_args],
                             log, env, self.args.run_timeout)
             junit = report.with_suffix(".xml")

@@ -31,19 +31,23 @@ def pods(real_nodes: Cluster) -> Iterator[Cluster]:
     c.apply(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
-         "metadata": {"name": "fronthaul"}, "spec": {"enabled": True, "provider": names.PROVIDER}},
+         "metadata": {"name": "l2-bare"}, "spec": {"enabled": True, "provider": names.PROVIDER}},
         {"apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
          "metadata": {"name": "jumbo-l2"}, "spec": {"topology": "L2", "mtu": 8000}},
         {"apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_KIND,
-         "metadata": {"name": "jumbo"}, "spec": {"enabled": True, "provider": names.PROVIDER, "parametersRefs": [
+         "metadata": {"name": "l2-jumbo"}, "spec": {"enabled": True, "provider": names.PROVIDER, "parametersRefs": [
              {"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": "jumbo-l2"}]}},
     )
-    networks = json.dumps([{"podNetworkName": "default"}, {"podNetworkName": "fronthaul", "interfaceName": "fh0"},
-                           {"podNetworkName": "jumbo", "interfaceName": "j0"}])
+    networks = json.dumps([{"podNetworkName": "default"}, {"podNetworkName": "l2-bare", "interfaceName": "fh0"},
+                           {"podNetworkName": "l2-jumbo", "interfaceName": "j0"}])
     c.apply(*(netexec_pod(name, node, NAMESPACE, networks) for name, node in (("du1", "node1"), ("du2", "node2"))))
     for name in ("du1", "du2"):
         c.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
     yield c
+    # The cluster is the session's: later tests (the demo) bring networks of their own.
+    c.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found")
+    c.kubectl("delete", "podnetworks", "l2-bare", "l2-jumbo", "--wait=false", "--ignore-not-found")
+    c.kubectl("delete", f"{names.PARAMS_PLURAL}.{names.PARAMS_GROUP}", "jumbo-l2", "--wait=false", "--ignore-not-found")
 
 
 def link(c: Cluster, pod: str, ifname: str) -> dict[str, object]:
@@ -64,7 +68,7 @@ def test_pods_attach_with_mtu_and_mac_and_no_address(pods: Cluster) -> None:
     for pod in ("du1", "du2"):
         status = {s["interfaceName"]: s for s in json.loads(pods.kubectl("get", "pod", "-n", NAMESPACE, pod,
                                                                          "-o", STATUS))}
-        for ifname, network, mtu in (("fh0", "fronthaul", 1450), ("j0", "jumbo", 8000)):
+        for ifname, network, mtu in (("fh0", "l2-bare", 1450), ("j0", "l2-jumbo", 8000)):
             assert (status[ifname]["podNetworkName"], status[ifname]["ips"]) == (network, [])
             shown = link(pods, pod, ifname)
             assert shown["mtu"] == mtu and "UP" in shown["flags"], shown  # type: ignore[operator]
@@ -91,7 +95,7 @@ def test_pods_on_two_nodes_reach_each_other_at_layer_2(pods: Cluster, ifname: st
 
 def test_a_service_on_it_is_refused_with_an_event(pods: Cluster) -> None:
     pods.apply({"apiVersion": "v1", "kind": "Service", "metadata": {
-        "name": "fh", "namespace": NAMESPACE, "annotations": {names.POD_NETWORK_ANNOTATION: "fronthaul"}},
+        "name": "fh", "namespace": NAMESPACE, "annotations": {names.POD_NETWORK_ANNOTATION: "l2-bare"}},
         "spec": {"selector": {"app": "du1"}, "ports": [{"port": 8080}]}})
 
     def refused() -> list[str]:
@@ -99,4 +103,4 @@ def test_a_service_on_it_is_refused_with_an_event(pods: Cluster) -> None:
         return [e["message"] for e in events["items"] if e["reason"] == "AddressLessNetwork"]
 
     (message, *_) = wait_for("the AddressLessNetwork Event", refused)
-    assert re.search(r"PodNetwork 'fronthaul' has no addresses", message), message
+    assert re.search(r"PodNetwork 'l2-bare' has no addresses", message), message

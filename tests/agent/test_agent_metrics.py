@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import secrets
 import socket
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.conftest import emulated_node
 from tests.support.cni import TEST_PREFIX as PREFIX
 from tests.support.cni import Node, alloc
+from tests.support.metrics import scrape, value
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def free_port() -> int:
@@ -36,15 +34,8 @@ def measured_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
         yield n, f"http://127.0.0.1:{port}/metrics"
 
 
-def scrape(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return sum(v for (n, lbl), v in samples.items() if n == name and labels.items() <= dict(lbl).items())
 
 
 def test_cni_verbs_are_counted_and_timed_as_they_are_served(measured_node: tuple[Node, str]) -> None:

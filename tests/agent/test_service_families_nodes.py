@@ -48,6 +48,11 @@ def service(real_nodes: Cluster) -> Iterator[Cluster]:
     for name in ("upf-0", "upf-1", "upf-2"):
         c.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
     yield c
+    # The cluster is the session's: what this module made goes.
+    c.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found")
+    c.kubectl("delete", "podnetworks", "userplane-ds", "--wait=false", "--ignore-not-found")
+    c.kubectl("delete", f"{names.PARAMS_PLURAL}.{names.PARAMS_GROUP}", "userplane-ds", "--wait=false",
+              "--ignore-not-found")
 
 
 def vips(c: Cluster) -> list[str]:

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-import urllib.request
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.controller.controller_support import ControllerProcess, Kube, Networks, pod_gated
 from tests.support.wait import wait_for
+from tests.support.metrics import scrape, value
 
 pytestmark = pytest.mark.cluster
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return sum(v for (n, lbl), v in samples.items() if n == name and labels.items() <= dict(lbl).items())
 
 
 def test_reconciles_and_pool_usage_show_as_pods_are_allocated(

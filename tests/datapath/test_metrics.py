@@ -6,16 +6,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services
 from datapath.netns import call_in
 from tests.datapath.conftest import Env, free_port, netns
 from tests.datapath.test_dualstack import pod_obj
 from tests.support.testbed_traffic import TcpServer, tcp_ask
+from tests.support.metrics import scrape, value
 
 NET, NET_ID = "blue", 100
 VIP = "10.96.5.30"
@@ -25,15 +24,8 @@ GUARD = {"metadata": {"name": "db-guard", "namespace": "prod", "annotations": {
              "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "api"}}}], "ports": [{"port": 8080}]}]}}
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return sum(v for (n, lbl), v in samples.items() if n == name and labels.items() <= dict(lbl).items())
 
 
 def flood(netns: str, dst: str, port: int, count: int) -> None:

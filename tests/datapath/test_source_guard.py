@@ -14,7 +14,7 @@ from datapath.netns import call_in
 from multinet.cluster.topology import sh
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_dualstack import dual, pod_obj, routes
-from tests.datapath.test_metrics import scrape, value
+from tests.support.metrics import scrape, value
 from tests.support.testbed import Pod
 from tests.support.testbed_traffic import UdpServer, udp_ask
 from tests.support.wait import wait_for

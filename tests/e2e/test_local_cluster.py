@@ -103,7 +103,10 @@ def test_kep_conformance_passes_every_profile(demo: Cluster, tmp_path: Path) -> 
     run = subprocess.run(
         [sys.executable, str(ROOT / "kep-conformance" / "kep-conformance"), "-q", "--kubeconfig", str(demo.kubeconfig),
          "--implementation", str(ROOT / "kep-conformance" / "implementations" / "multinet.yaml"),
-         "--all-features", "--allow-disruptive", "--report-output", str(report)],
+         "--all-features", "--allow-disruptive", "--report-output", str(report),
+         # multinet releases a network's in-use finalizer within its admission
+         # hold (30 s) plus one resync (30 s): the suite's 60 s default is the edge.
+         "--converge-timeout", "120"],
         capture_output=True, text=True, timeout=3600, cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout[-6000:]  # nothing failed
