@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cni.shim import DEFAULT_SOCKET
+from datapath import tls
 from podnetwork.names import NODE_PREFIX
 
 
@@ -29,6 +30,7 @@ def register(commands: Any) -> None:
     agent.add_argument("--p4runtime", metavar="HOST:PORT",
                        help="the node's IPU target; without it no datapath is programmed and pods turn "
                        "ready once their interfaces exist")
+    tls.add_client_args(agent)
     agent.add_argument("--log-level", default="INFO")
     agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see agent.faults
     agent.set_defaults(func=run_agent)
@@ -80,13 +82,18 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = node_config(args)
+    try:
+        client_tls = tls.client_from_args(args)
+        credentials = client_tls.credentials() if client_tls else None
+    except tls.TlsConfigError as err:
+        raise SystemExit(f"multinet agent: {err}") from None
     kube = Kube.connect(str(args.kubeconfig) if args.kubeconfig else None)
     pods = KubePods(kube, config.node)
     pods.start()
     reporter = KubeReporter(kube, config.node)
     stop = threading.Event()
     if datapath is None and args.p4runtime:
-        datapath, sync = _p4runtime_datapath(kube, args.p4runtime, config.node, stop)
+        datapath, sync = _p4runtime_datapath(kube, args.p4runtime, config.node, stop, credentials)
     else:
         sync = None
     agent = Agent(config, pods, reporter, datapath, Faults(crash_at=args.crash_at))
@@ -109,7 +116,8 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     return 0
 
 
-def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Event) -> tuple[Any, Any]:
+def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Event,
+                        credentials: Any = None) -> tuple[Any, Any]:
     """The P4Runtime datapath and the loop that keeps policy, Services and
     remote routes programmed. The first sync waits until every cache has
     listed once: an empty view would remove a running node's entries."""
@@ -120,7 +128,7 @@ def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Even
     from datapath.client.p4rt import P4RuntimeClient
     from datapath.client.sync import SyncLoop
 
-    datapath = P4RuntimeDatapath(P4RuntimeClient(address, election_id=1))
+    datapath = P4RuntimeDatapath(P4RuntimeClient(address, election_id=1, credentials=credentials))
     view = ClusterView(kube)
     view.start()
     while not view.synced() and not stop.is_set():

@@ -176,6 +176,10 @@ class KubeReporter:
         about = ObjectRef(kind="Pod", name=pod.name, namespace=pod.namespace, uid=pod.uid or None)
         self._queue.put(lambda: self.events.post(about, "NetworkAttachFailed", message))
 
+    def table_full(self, network: str, message: str) -> None:
+        about = ObjectRef(kind=POD_NETWORKS.kind, name=network, api_version=POD_NETWORKS.api_version)
+        self._queue.put(lambda: self.events.post(about, "DatapathTableFull", message))
+
     def flush(self) -> None:
         done = threading.Event()
         self._queue.put(done.set)

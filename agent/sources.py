@@ -35,3 +35,6 @@ class Reporter(Protocol):
 
     def failed(self, pod: PodRef, message: str) -> None:
         """An ADD failed: tell the pod's owner (an Event)."""
+
+    def table_full(self, network: str, message: str) -> None:
+        """The datapath refused a port of `network` for a full table: tell the network's owner (an Event)."""

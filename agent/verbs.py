@@ -37,6 +37,7 @@ from agent.sweep import sweep_unowned_links
 from cni import spec
 from cni.result import render_result
 from cni.spec import Code, CniError
+from datapath.client.p4rt import WriteError
 from datapath.ports import Datapath, PortAttachment
 from podnetwork.names import NODE_PREFIX
 
@@ -67,7 +68,7 @@ class Agent:
         self.store = StateStore(config.state_dir)
         # Striped per-container locks: bounded memory however many pods come and go.
         self._locks = tuple(threading.Lock() for _ in range(256))
-        records = self.store.all()
+        records = self._at_start = self.store.all()  # read once: recover() and recorded_ports() use them too
         self.routed = (RoutedEth0(config.pod_cidr, config.host_netns, config.link_prefix, config.default_mtu,
                                   records) if config.pod_cidr is not None and config.conf_dir is None else None)
         self.delegated = (DelegatedEth0(config.conf_dir, config.host_netns, config.bin_dirs)
@@ -98,7 +99,7 @@ class Agent:
         """At start: undo every ADD that a previous run left half-made."""
         self.store.sweep_temp()
         undone = 0
-        for record in self.store.all():
+        for record in self._at_start:
             if record.phase == Phase.ADDING:
                 log.warning("undoing interrupted ADD of %s/%s", record.container_id, record.ifname)
                 self._remove(record)
@@ -108,7 +109,7 @@ class Agent:
     def recorded_ports(self) -> list[PortAttachment]:
         """Every port of a completed ADD, for a datapath that (re)starts: it must
         know them before it reconciles, or it would remove their entries."""
-        return [p for r in self.store.all() if r.phase != Phase.ADDING for p in r.ports]
+        return [p for r in self._at_start if r.phase != Phase.ADDING for p in r.ports]
 
     def handle(self, env: Mapping[str, str], stdin: bytes | str) -> tuple[int, Any]:
         """One CNI invocation -> (exit code, stdout document or None)."""
@@ -286,9 +287,10 @@ class Agent:
             try:
                 self.datapath.attach(port)
             except Exception as err:  # a plug-in: any failure is reported, never a traceback
-                raise CniError(
-                    Code.TRY_AGAIN_LATER, f"datapath could not attach {port.interface} ({port.representor}): {err}"
-                ) from err
+                message = f"datapath could not attach {port.interface} ({port.representor}): {err}"
+                if isinstance(err, WriteError) and err.full_tables and self.reporter is not None:
+                    self.reporter.table_full(port.network, f"{port.namespace}/{port.pod_name}: {message}")
+                raise CniError(Code.TRY_AGAIN_LATER, message) from err
 
     # --- DEL / GC ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from typing import TYPE_CHECKING
 
+from datapath import tls
 from podnetwork.names import NODE_PREFIX
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ipu.add_argument("--size", action="append", default=[], metavar="TABLE=N", help="table size override")
     ipu.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus /metrics on this port of --address (off when omitted)")
+    tls.add_server_args(ipu)
     ipu.add_argument("--features", action="store_true", help="print detected kernel features as JSON and exit")
     ipu.add_argument("--p4info-out", metavar="FILE",
                      help="write the pipeline's P4Info (protobuf text format, with the --size overrides) and exit")
@@ -53,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     trace.add_argument("--proto", default="tcp", choices=["tcp", "udp", "sctp", "icmp"])
     trace.add_argument("--dport", type=int, default=0)
     trace.add_argument("--json", action="store_true")
+    tls.add_client_args(trace)
     trace.set_defaults(func=run_trace)
 
     top = subparsers.add_parser("top", help="per-network and per-Service counters of IPU targets, refreshed")
@@ -96,15 +99,21 @@ def run_ipu(args: argparse.Namespace) -> int:
     if not netns.exists(args.netns):
         print(f"--netns: no network namespace {args.netns!r}", file=sys.stderr)
         return 2
+    try:
+        server_tls = tls.server_from_args(args)
+        credentials = server_tls.credentials() if server_tls else None
+    except tls.TlsConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
     kernel = Kernel(args.netns, args.prefix, vtep=args.vtep, underlay=args.underlay, pipeline=description)
     if args.features:
         print(json.dumps({"detected": kernel.features.as_dict(), "used": kernel.features.used()}, indent=2))
         kernel.close()
         return 0
     if args.metrics_port is None:
-        server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, description)
+        server, _ = serve(kernel, f"{args.address}:{args.port}", args.device_id, description, credentials=credentials)
     else:
-        server = _serve_with_metrics(kernel, args, description)
+        server = _serve_with_metrics(kernel, args, description, credentials)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -114,7 +123,8 @@ def run_ipu(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_with_metrics(kernel: Kernel, args: argparse.Namespace, description: Pipeline) -> grpc.Server:
+def _serve_with_metrics(kernel: Kernel, args: argparse.Namespace, description: Pipeline,
+                        credentials: grpc.ServerCredentials | None) -> grpc.Server:
     from prometheus_client import CollectorRegistry
 
     from datapath.target.metrics import KernelCollector, P4RuntimeMetrics, serve_metrics
@@ -122,7 +132,7 @@ def _serve_with_metrics(kernel: Kernel, args: argparse.Namespace, description: P
 
     registry = CollectorRegistry()
     server, servicer = serve(kernel, f"{args.address}:{args.port}", args.device_id, description,
-                             P4RuntimeMetrics(registry))
+                             P4RuntimeMetrics(registry), credentials)
 
     def policy_pods() -> list[Entry]:
         with servicer.lock:  # between two Write batches
@@ -161,6 +171,12 @@ def run_trace(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"--src, --dst: {err}", file=sys.stderr)
         return 2
+    try:
+        client_tls = tls.client_from_args(args)
+        credentials = client_tls.credentials() if client_tls else None
+    except tls.TlsConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
     tables: list[list[Entry]] = []
     vteps: list[int | None] = []
     for given in args.target:
@@ -171,7 +187,7 @@ def run_trace(args: argparse.Namespace) -> int:
             print(f"--target {given!r}: {vtep!r} is not an address", file=sys.stderr)
             return 2
         # Reading needs no arbitration: trace never disturbs the agent's session.
-        client = P4RuntimeClient(address, args.device_id)
+        client = P4RuntimeClient(address, args.device_id, credentials=credentials)
         client.open()
         tables.append(client.read())
         client.close()

@@ -133,6 +133,9 @@ _ACTIONS = (
     # replicated to each remote VTEP of the segment (head-end replication).
     Action("set_bridge", _ACTION_PREFIX | 11, (Param("network_id", 1, _NET),)),
     Action("replicate", _ACTION_PREFIX | 12),
+    # Source guard: a routed port's packets are admitted only from an
+    # address the port holds, with that address's MAC.
+    Action("allow_source", _ACTION_PREFIX | 13, (Param("mac", 1, 48),)),
 )
 
 DEFAULT_SIZES: Mapping[str, int] = {
@@ -148,10 +151,12 @@ DEFAULT_SIZES: Mapping[str, int] = {
     "policy_pod6": 16384,
     "policy_rule6": 262144,
     "flood": 65536,
+    "source": 65536,
+    "source6": 65536,
 }
 
 # The tables of each family: the IPv6 table of an IPv4 one is named with a "6".
-FAMILY_TABLES = ("route", "neighbor", "service", "policy_pod", "policy_rule")
+FAMILY_TABLES = ("route", "neighbor", "service", "policy_pod", "policy_rule", "source")
 ADDRESS_WIDTH = {4: 32, 6: 128}
 
 
@@ -178,9 +183,9 @@ def pipeline(sizes: Mapping[str, int] | None = None, max_group_size: int = 256) 
     flood = Table("flood", t | 12, (Field("network_id", 1, _NET, "exact"), Field("vtep", 2, 32, "exact")),
                   ("replicate",), s["flood"])
     v4 = _family_tables(4, s, max_group_size, {"route": 2, "neighbor": 3, "service": 4, "policy_pod": 5,
-                                               "policy_rule": 6})
+                                               "policy_rule": 6, "source": 13})
     v6 = _family_tables(6, s, max_group_size, {"route": 7, "neighbor": 8, "service": 9, "policy_pod": 10,
-                                               "policy_rule": 11})
+                                               "policy_rule": 11, "source": 14})
     tables = (port, *v4, *v6, flood)
     return Pipeline("multinet_ipu", tables, _ACTIONS)
 
@@ -223,6 +228,15 @@ def _family_tables(version: int, s: Mapping[str, int], max_group_size: int,
               (Field("direction", 1, 1, "exact"), Field("group", 2, 32, "exact"), Field("peer", 3, w, "ternary"),
                Field("proto", 4, 8, "ternary"), Field("port", 5, 16, "range")),
               ("allow",), s[name("policy_rule")]),
+        # Source guard (anti-spoofing): the addresses a routed port may send
+        # from, each with its MAC. A packet from a routed port whose source
+        # misses here, or whose source MAC differs, is dropped at the port;
+        # IPv6 link-local and unspecified sources (neighbour discovery, DAD)
+        # pass with the MAC of any of the port's entries. A port without
+        # entries sends nothing.
+        Table(name("source"), t | ids["source"],
+              (Field("port", 1, 32, "exact", string=True), Field("ip", 2, w, "exact")),
+              ("allow_source",), s[name("source")]),
     )
 
 

@@ -1,7 +1,7 @@
 """The pipeline model: what the tables do to a described packet.
 
 Evaluates entries read from targets in the order the IPU applies them: the
-source's port, service DNAT, egress policy at the source, route (and, through
+source's port and its source guard, service DNAT, egress policy at the source, route (and, through
 a tunnel, the route at the node whose VTEP the tunnel names), ingress policy
 at the destination's node, the neighbour entry of the port it leaves by.
 Each node's entries stay its own: a tunnel is followed to the one node it
@@ -129,6 +129,25 @@ def _port(w: Walk) -> None:
         w.steps.append(f"port: {w.pkt.text(w.pkt.src)} is behind no port of this node; network {w.pkt.network} as given")
     else:
         w.steps.append(f"port: hit {describe(entry)}")
+
+
+@step("source", "source6")
+def _source(w: Walk) -> None:
+    """The source guard at the port the source is behind (packets are
+    described without MACs: the pod's own is assumed)."""
+    src = w.lookup("route", {"network_id": w.pkt.network, "dst": w.pkt.src})
+    if src is None or src.actions[0].name != "to_port":
+        return  # from another node or outside: guarded where it entered
+    port = str(src.actions[0].params[0])
+    joined = w.lookup("port", {"port": port})
+    if joined is None or joined.actions[0].name != "set_port":
+        return  # only a port routed into its network is guarded
+    found = w.lookup("source", {"port": port, "ip": w.pkt.src})
+    if found is None:
+        w.steps.append(f"source: miss -> {w.pkt.text(w.pkt.src)} is not an address {port} may send from -> dropped")
+        w.verdict = DENY
+    else:
+        w.steps.append(f"source: hit {describe(found)}")
 
 
 @step("service", "service6")
@@ -268,6 +287,9 @@ def trace(pkt: Packet, local: Sequence[Entry], remotes: Sequence[Sequence[Entry]
              f"port {pkt.dport}"]
     entry = Walk(pkt, local, nodes, steps)
     STEPS["port"](entry)
+    STEPS["source"](entry)
+    if entry.verdict is not None:
+        return TraceResult(entry.verdict, tuple(steps))
     STEPS["service"](entry)
     if not entry.backends:
         return TraceResult(_deliver(pkt, local, nodes, steps), tuple(steps))

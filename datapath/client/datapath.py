@@ -23,11 +23,12 @@ Key = tuple[object, ...]
 
 
 def port_entries(port: PortAttachment) -> list[Entry]:
-    """Entries for one attachment: port -> network, host routes and neighbours
-    per address (of either family), and for each IPv6 gateway a host route
-    that drops, so the IPU answers neighbour discovery for it (IPv4 gateways
-    are answered by proxy ARP) and packets to the gateway itself die, as
-    IPv4 ones do in the network's tunnel."""
+    """Entries for one attachment: port -> network, host routes, neighbours
+    and the source guard's (address, MAC) per address (of either family),
+    and for each IPv6 gateway a host route that drops, so the IPU answers
+    neighbour discovery for it (IPv4 gateways are answered by proxy ARP) and
+    packets to the gateway itself die, as IPv4 ones do in the network's
+    tunnel."""
     net = int(port.network_id)
     # A port without addresses is on a layer 2 (address-less) network: bridged, not routed.
     join = "set_port" if port.ips else "set_bridge"
@@ -39,6 +40,8 @@ def port_entries(port: PortAttachment) -> list[Entry]:
                          ActionCall("to_port", (port.representor,))))
         out.append(entry(family_table("neighbor", v), {"port": Exact(port.representor), "ip": Exact(ip(address))},
                          ActionCall("set_dmac", (mac(port.mac),))))
+        out.append(entry(family_table("source", v), {"port": Exact(port.representor), "ip": Exact(ip(address))},
+                         ActionCall("allow_source", (mac(port.mac),))))
     for gateway in port.gateways:
         if version_of(gateway) == 6:
             out.append(entry("route6", {"network_id": Exact(net), "dst": prefix(gateway)}, ActionCall("drop")))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from finsy.proto import p4r, p4r_grpc, rpc_code
+from finsy.proto import p4i, p4r, p4r_grpc, rpc_code
 from grpc_status import rpc_status as grpc_rpc_status
 
 from datapath.client import metrics
@@ -45,6 +45,11 @@ class WriteError(Exception):
                          + "; ".join(f"#{e.index} {e.code_name}: {e.message}" for e in errors[:5]))
         self.errors = errors
 
+    @property
+    def full_tables(self) -> list[str]:
+        """The messages of the updates refused because their table is full (RESOURCE_EXHAUSTED)."""
+        return [e.message for e in self.errors if e.code == rpc_code.RESOURCE_EXHAUSTED]
+
 
 class ArbitrationError(Exception):
     """The target refused this client's arbitration request (e.g. a duplicate election id)."""
@@ -60,8 +65,9 @@ def _uint128(value: int) -> p4r.Uint128:
 
 class P4RuntimeClient:
     def __init__(self, address: str, device_id: int = 1, election_id: int = 1,
-                 pipeline: Pipeline = PIPELINE) -> None:
+                 pipeline: Pipeline = PIPELINE, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.address, self.device_id, self.election_id = address, device_id, election_id
+        self.credentials = credentials  # TLS (datapath/tls.py); plaintext when None
         self.pipeline = pipeline
         self.channel: grpc.Channel | None = None
         self.stub: p4r_grpc.P4RuntimeStub | None = None
@@ -78,8 +84,9 @@ class P4RuntimeClient:
         """Open the channel only: enough for Read, Capabilities and GetForwardingPipelineConfig."""
         if self.channel is not None:
             self.close()
-        self.channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
+        options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+        self.channel = (grpc.secure_channel(self.address, self.credentials, options=options) if self.credentials
+                        else grpc.insecure_channel(self.address, options=options))
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
 
@@ -174,7 +181,15 @@ class P4RuntimeClient:
     # --- pipeline ---------------------------------------------------------------
 
     def set_pipeline(self, reconcile: bool = True) -> None:
-        """Push the pipeline; RECONCILE_AND_COMMIT keeps the target's entries when it already runs it."""
+        """Push the pipeline; RECONCILE_AND_COMMIT keeps the target's entries when it already runs it.
+
+        With `reconcile`, a target that already runs the multinet pipeline
+        with table sizes of its own (a device loads its pipeline at boot, as
+        infrap4d does) is used as it is: its sizes are the device's, not ours."""
+        if reconcile and self.primary:  # a backup's request is refused by the target, as it should be
+            running = self.get_pipeline()
+            if running.HasField("p4info") and _sized_alike(running.p4info, p4info(self.pipeline)):
+                return
         A = p4r.SetForwardingPipelineConfigRequest
         req = A(device_id=self.device_id, election_id=_uint128(self.election_id),
                 action=A.RECONCILE_AND_COMMIT if reconcile else A.VERIFY_AND_COMMIT)
@@ -303,3 +318,16 @@ def wait_for(address: str, timeout: float = 30) -> None:
             except grpc.FutureTimeoutError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no P4Runtime target at {address}") from None
+
+
+def _sized_alike(running: p4i.P4Info, ours: p4i.P4Info) -> bool:
+    """The same pipeline but for table and action profile sizes."""
+    def shape(info: p4i.P4Info) -> p4i.P4Info:
+        copy = p4i.P4Info()
+        copy.CopyFrom(info)
+        for table in copy.tables:
+            table.size = 0
+        for profile in copy.action_profiles:
+            profile.size = 0
+        return copy
+    return shape(running) == shape(ours)

@@ -22,7 +22,10 @@ from datapath.entries import Entry
 
 log = logging.getLogger(__name__)
 # What a failed round may raise; the next round retries (temporary by nature).
-RETRYABLE = (grpc.RpcError, WriteError, NotPrimaryError, ArbitrationError, TimeoutError, ConnectionError)
+# grpc.FutureTimeoutError (the channel not ready in time: the target is down
+# or restarting) is no RpcError; missing here it ended the loop's thread.
+RETRYABLE = (grpc.RpcError, grpc.FutureTimeoutError, WriteError, NotPrimaryError, ArbitrationError, TimeoutError,
+             ConnectionError)
 
 
 class SyncLoop:

@@ -15,6 +15,7 @@ the selecting NetworkPolicies). Series:
   multinet_ipu_service_backend_connections_total{network, vip, protocol, port, backend}
   multinet_ipu_p4runtime_updates_total{type, table}, _write_errors_total{code},
   multinet_ipu_p4runtime_{write,read}_seconds (histograms)
+  multinet_ipu_spoofed_{packets,bytes}_total (what the source guard dropped, kernel/guard.py)
   multinet_ipu_counters_read_seconds (how long the last kernel read took)
 """
 
@@ -32,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from datapath.entries import Entry, Exact
+from datapath.target.kernel.guard import SPOOFED_COUNTER
 from datapath.target.kernel.stats import KernelStats
 from datapath.target.realizer import Counts
 
@@ -70,6 +72,15 @@ class KernelCollector(Collector):
         self.read_time.set(time.monotonic() - start)
         yield from _verdicts(stats, _group_policies(self.policy_pods()))
         yield from _services(stats)
+        yield from _spoofed(stats)
+
+
+def _spoofed(stats: KernelStats) -> Iterable[CounterMetricFamily]:
+    """What the source guard dropped (packets from a port with a source that is not its own)."""
+    packets, octets = stats.counters.get(SPOOFED_COUNTER, (0, 0))
+    text = "Packets the source guard dropped: sent from a port with an address or MAC not its own"
+    return [CounterMetricFamily("multinet_ipu_spoofed_packets", f"{text} (packets)", value=packets),
+            CounterMetricFamily("multinet_ipu_spoofed_bytes", f"{text} (bytes)", value=octets)]
 
 
 def _family(name: str, text: str, labels: list[str]) -> tuple[CounterMetricFamily, CounterMetricFamily]:

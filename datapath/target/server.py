@@ -216,8 +216,9 @@ def batch_status(errors: list[P4Error | None], what: str) -> grpc.Status:
 
 
 def serve(dataplane: Dataplane, address: str, device_id: int = 1, pipeline: Pipeline = PIPELINE,
-          metrics: P4RuntimeMetrics | None = None) -> tuple[grpc.Server, IpuServicer]:
-    """Start the P4Runtime server; the caller waits on and stops it."""
+          metrics: P4RuntimeMetrics | None = None,
+          credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, IpuServicer]:
+    """Start the P4Runtime server (over TLS when given credentials); the caller waits on and stops it."""
     dataplane.reset()
     servicer = IpuServicer(dataplane, device_id, pipeline, metrics)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
@@ -227,8 +228,9 @@ def serve(dataplane: Dataplane, address: str, device_id: int = 1, pipeline: Pipe
                                   # target (or anything) on the port shares it.
                                   ("grpc.so_reuseport", 0)])
     p4r_grpc.add_P4RuntimeServicer_to_server(servicer, server)
-    if server.add_insecure_port(address) == 0:
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"--port: cannot listen on {address}")
     server.start()
-    log.info("P4Runtime target for device %d listening on %s", device_id, address)
+    log.info("P4Runtime target for device %d listening on %s%s", device_id, address, " (TLS)" if credentials else "")
     return server, servicer

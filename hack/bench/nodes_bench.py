@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench_common import write_report
 from kubernetes import client, config, watch
 
 from cni.install import CONFLIST_NAME
@@ -277,9 +278,7 @@ def main() -> int:
         except BaseException:
             multinet(env, "cluster", "down")
             raise
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
     return 0
 
 

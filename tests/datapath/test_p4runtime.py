@@ -19,6 +19,7 @@ from tests.datapath.conftest import NFT_TABLE, PREFIX, Env, netns
 from tests.datapath.test_policy import NAMESPACES, POLICIES, pod_dict
 from tests.datapath.test_services import _service, _slice
 from tests.support.testbed import start_target
+from tests.support.wait import wait_for as poll
 
 
 def route(n: int, net: int = 100) -> Entry:
@@ -308,6 +309,28 @@ def test_sync_loop_applies_marked_changes_and_survives_a_target_restart(env: Env
         env.targets["n1"] = start_target(node, int(port), PREFIX, str(env.logs / "n1-again.log"), sys.executable)
         wait_for(env.targets["n1"].address)
         assert _eventually(lambda: _count(dp) == 4, timeout=15)
+    finally:
+        loop.stop()
+
+
+@netns
+def test_sync_loop_outlives_a_target_that_is_not_there_yet(env: Env) -> None:
+    """The channel not getting ready in time (grpc.FutureTimeoutError, no
+    RpcError) is a failed round like any other, not the end of the loop."""
+    from datapath.client.sync import SyncLoop
+    from tests.datapath.conftest import free_port
+
+    node = env.testbed.add_node("n1")
+    port = free_port()
+    dp = P4RuntimeDatapath(P4RuntimeClient(f"127.0.0.1:{port}"))
+    loop = SyncLoop(dp, lambda: [route(i) for i in range(3)], min_interval=0.05, resync_interval=0.2)
+    loop.start()
+    try:
+        poll("a round that timed out connecting",
+                 lambda: isinstance(loop.last_error, grpc.FutureTimeoutError), timeout=60)
+        assert loop._thread.is_alive()
+        env.targets["n1"] = start_target(node, port, PREFIX, str(env.logs / "n1.log"), sys.executable)
+        assert _eventually(lambda: _count(dp) == 3, timeout=60)
     finally:
         loop.stop()
 

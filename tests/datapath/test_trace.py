@@ -80,3 +80,13 @@ def test_ipv6_packets_walk_the_ipv6_tables() -> None:
     isolated = routes6 + [entry("policy_pod6", {"network_id": Exact(1), "direction": Exact(DIRECTION_INGRESS),
                                                 "pod_ip": Exact(ip("fd00::2"))}, ActionCall("set_group", (5,)))]
     assert trace(Packet(1, ip("fd00::1"), ip("fd00::2"), 6, 80, version=6), isolated).verdict == "deny"
+
+
+def test_a_routed_port_sends_only_from_its_source_entries() -> None:
+    port = entry("port", {"port": Exact("mndr1")}, ActionCall("set_port", (1,)))
+    source = entry("source", {"port": Exact("mndr1"), "ip": Exact(ip("10.0.0.1"))},
+                   ActionCall("allow_source", (0x020000000001,)))
+    unguarded = trace(Packet(1, ip("10.0.0.1"), ip("10.0.0.2"), 6, 80), ROUTES + [port])
+    assert unguarded.verdict == "deny" and any(s.startswith("source: miss") for s in unguarded.steps)
+    guarded = trace(Packet(1, ip("10.0.0.1"), ip("10.0.0.2"), 6, 80), ROUTES + [port, source])
+    assert guarded.verdict == "allow" and any(s.startswith("source: hit") for s in guarded.steps)

@@ -181,12 +181,16 @@ def check_answer(code: int, out: Any, command: str) -> list[str]:
 
 
 def check_result(env: Mapping[str, str], out: Mapping[str, Any]) -> list[str]:
-    """An ADD's result names CNI_IFNAME in CNI_NETNS, with an address (spec 5)."""
-    sandboxed = [i for i in out.get("interfaces", []) if i.get("name") == env.get("CNI_IFNAME")]
-    if not sandboxed or sandboxed[0].get("sandbox") != env.get("CNI_NETNS"):
+    """An ADD's result names CNI_IFNAME in CNI_NETNS, with an address on it
+    (spec 5). A chain's prevResult may name a host-side link of the same
+    name (no sandbox); that entry is kept as given and does not count."""
+    interfaces = out.get("interfaces", [])
+    pod_side = {n for n, i in enumerate(interfaces)
+                if i.get("name") == env.get("CNI_IFNAME") and i.get("sandbox") == env.get("CNI_NETNS")}
+    if not pod_side:
         return [f"ADD result does not name {env.get('CNI_IFNAME')} in {env.get('CNI_NETNS')}: {out!r}"]
-    if not out.get("ips"):
-        return [f"ADD result without addresses: {out!r}"]
+    if not any(ip.get("interface") in pod_side for ip in out.get("ips", [])):
+        return [f"ADD result without an address on {env.get('CNI_IFNAME')}: {out!r}"]
     return []
 
 

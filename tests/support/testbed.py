@@ -96,7 +96,8 @@ class Target:
 
 
 def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
-                 sizes: dict[str, int] | None = None, metrics_port: int | None = None) -> Target:
+                 sizes: dict[str, int] | None = None, metrics_port: int | None = None,
+                 extra: tuple[str, ...] = ()) -> Target:
     """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace,
     and serving /metrics on metrics_port when given)."""
     argv = [python, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
@@ -105,6 +106,7 @@ def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
         argv += ["--metrics-port", str(metrics_port)]
     for table, size in (sizes or {}).items():
         argv += ["--size", f"{table}={size}"]
+    argv += extra
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port is not None else None

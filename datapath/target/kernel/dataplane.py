@@ -21,7 +21,7 @@ from datapath import netns as ns
 from datapath.entries import Entry, P4Error
 from datapath.pipeline import PIPELINE, Pipeline
 from datapath.target import features as feat
-from datapath.target.kernel import forwarding, policy, segments, services  # noqa: F401  (each registers its realizers)
+from datapath.target.kernel import forwarding, guard, policy, segments, services  # noqa: F401  (each registers its realizers)
 from datapath.target.kernel.context import (FAMILIES, REALIZERS, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
                                             KernelRealizer, Pending, nft, nft_table)
 from datapath.target.kernel.ruleset import empty_pipeline

@@ -17,6 +17,7 @@ from finsy.proto import rpc_code
 from datapath.entries import ActionCall, Entry, Lpm, P4Error, ip_text, mac_text
 from datapath.target.kernel.context import (NUD_PERMANENT, TABLE_BASE, V6, Family, KernelContext, KernelRealizer,
                                             dst_of, exact, family, network_of, param, realizes, tunnel_mac)
+from datapath.target.kernel.guard import guard_port
 from datapath.target.kernel.ndproxy import NdProxy
 from datapath.target.kernel.networks import Network, Networks
 from datapath.target.kernel.segments import Segments
@@ -58,6 +59,7 @@ class PortRealizer(KernelRealizer):
         if old is not None:
             self._teardown(old)
         networks.join(link, n)
+        guard_port(self.ctx, link, add=True)
         self.ctx.part(NdProxy).add_port(net, link)
 
     def _teardown(self, old: Entry) -> None:
@@ -66,6 +68,7 @@ class PortRealizer(KernelRealizer):
             self.ctx.part(Segments).leave(net, link)
             return
         self.ctx.part(NdProxy).remove_port(net, link)
+        guard_port(self.ctx, link, add=False)
         networks.leave(link, net)
         networks.release(net)
 

@@ -4,7 +4,9 @@ serves both families; each address-holding map exists per family (`svc`,
 `svc6`, ...).
 
   prerouting (raw):    port -> network mark and conntrack zone (port table;
-                       one zone per network for both families)
+                       one zone per network for both families); the source
+                       guard drops what a routed port sends from an address
+                       or MAC that is not its own (source tables, guard.py)
   prerouting (dstnat): service counters, then (network, VIP, proto, port) -> lb chain (service tables)
   forward:             established flows pass; egress policy of the source,
                        ingress policy of the destination (policy tables)
@@ -21,6 +23,9 @@ from __future__ import annotations
 
 from datapath.target.features import Features
 from datapath.target.kernel.context import FAMILIES, Family
+from datapath.target.kernel.guard import SPOOFED_COUNTER
+
+LINK_LOCAL6 = "fe80::/10, ::"  # sources a pod uses before (or without) its own addresses
 
 
 def _family_maps(f: Family, counters: bool) -> str:
@@ -32,7 +37,8 @@ def _family_maps(f: Family, counters: bool) -> str:
   map backends{s} {{ type mark . {a} . inet_proto . inet_service . mark : {a} . inet_service; counter; }}
   map egress{s} {{ type mark . {a} : verdict; counter; }}
   map ingress{s} {{ type mark . {a} : verdict; counter; }}
-  set hairpin{s} {{ type mark . {a} . {a}; }}"""
+  set hairpin{s} {{ type mark . {a} . {a}; }}
+  set source{s} {{ type ifname . {a} . ether_addr; }}"""
 
 
 def _nat_rules(f: Family, counters: bool) -> str:
@@ -61,14 +67,25 @@ def empty_pipeline(table: str, f: Features) -> str:
     hairpin = "".join(f"""
     ct status dnat meta mark . {fam.nft} saddr . {fam.nft} daddr @hairpin{fam.suffix} snat {fam.nft} to ct original {fam.nft} daddr"""
                       for fam in FAMILIES)
+    # Source guard, before conntrack sees the packet: a guarded (routed) port
+    # sends only from its own (address, MAC) pairs; IPv6 neighbour discovery
+    # and DAD (link-local or unspecified source) only with one of its MACs.
+    guard = f"""
+    iifname @guarded iifname . ip saddr . ether saddr != @source counter name {SPOOFED_COUNTER} drop
+    iifname @guarded ip6 saddr {{ {LINK_LOCAL6} }} iifname . ether saddr != @source_mac counter name {SPOOFED_COUNTER} drop
+    iifname @guarded ip6 saddr != {{ {LINK_LOCAL6} }} iifname . ip6 saddr . ether saddr != @source6 counter name {SPOOFED_COUNTER} drop"""
     return f"""
 table inet {table} {{
   map port_net {{ type ifname : mark; }}
+  set guarded {{ type ifname; }}
+  set source_mac {{ type ifname . ether_addr; }}
+  counter {SPOOFED_COUNTER} {{ }}
   {zone_map}
   {maps}
   chain pre_raw {{
     type filter hook prerouting priority raw; policy accept;
     meta mark set iifname map @port_net
+    {guard}
     {zone}
   }}
   chain pre_nat {{

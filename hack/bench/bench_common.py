@@ -1,0 +1,38 @@
+"""What the benchmark scripts share: the local control plane they run
+against, and how a report is written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from multinet.cluster.binaries import find_bin_dir
+from multinet.cluster.control_plane import ControlPlane
+from multinet.cluster.layout import Layout, default_state_dir
+
+
+@contextmanager
+def control_plane(log: Callable[[str], None]) -> Iterator[Path]:
+    """The local control plane's admin kubeconfig: the running one, or one
+    started here and stopped again at exit."""
+    plane = ControlPlane(Layout(default_state_dir()))
+    if plane.is_up():
+        yield plane.layout.admin_kubeconfig
+        return
+    log("starting the local control plane")
+    plane = ControlPlane(plane.layout, find_bin_dir(None, build=True))
+    plane.up(log)
+    try:
+        yield plane.layout.admin_kubeconfig
+    finally:
+        plane.down(log)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """The JSON report to `out` and to stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
