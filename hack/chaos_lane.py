@@ -68,6 +68,7 @@ class Lane:
         self.networks: list[str] = args.networks.split(",")
         self.flows: list[Flow] = []
         self.churn = Churn()
+        self.allowed = 0  # pods the churn may have made by now: a share per fault, so each lands amid churn
         self.paused = threading.Event()
         self.idle = threading.Event()
         self.stop = threading.Event()
@@ -75,6 +76,11 @@ class Lane:
     # --- setup ---------------------------------------------------------------------
 
     def setup(self) -> None:
+        def not_terminating() -> bool:  # a namespace of an earlier run may still be going
+            ns = self.kube.find(NAMESPACES, NAMESPACE)
+            return ns is None or not ns["metadata"].get("deletionTimestamp")
+
+        wait_until(f"namespace {NAMESPACE} of an earlier run gone", not_terminating, 180)
         self._ensure(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for i, network in enumerate(self.networks):
             self._ensure(NETWORK_PARAMS, {
@@ -132,7 +138,7 @@ class Lane:
     def churn_loop(self) -> None:
         batch = 0
         while not self.stop.is_set():
-            if self.paused.is_set() or self.churn.created >= self.args.pods:
+            if self.paused.is_set() or self.churn.created >= min(self.allowed, self.args.pods):
                 self.idle.set()
                 time.sleep(0.2)
                 continue
@@ -142,7 +148,7 @@ class Lane:
 
     def _batch(self, batch: int) -> None:
         made = []
-        for i in range(min(self.args.batch, self.args.pods - self.churn.created)):
+        for i in range(min(self.args.batch, min(self.allowed, self.args.pods) - self.churn.created)):
             name = f"churn-{batch}-{i}"
             node = self.plans[i % len(self.plans)].name
             try:
@@ -189,7 +195,8 @@ class Lane:
         return chaos_checks.converge(self.kube, self.plans, self.interfaces, NAMESPACE, self.args.settle,
                                      self.args.sweep)
 
-    def run_fault(self, fault: Fault) -> dict[str, Any]:
+    def run_fault(self, fault: Fault, share: int) -> dict[str, Any]:
+        self.allowed += share
         self.paused.clear()
         time.sleep(self.args.churn_before)  # the fault lands while pods come and go
         start = time.time()
@@ -223,7 +230,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--networks", default="chaos-a,chaos-b,chaos-c",
                    help="secondary networks to make and use, comma-separated (default: %(default)s)")
     p.add_argument("--pods", type=int, help="pods to churn over the run (default 240, --short 12)")
-    p.add_argument("--batch", type=int, default=6, help="pods created, then deleted, at a time (default 6)")
+    p.add_argument("--batch", type=int, default=4, help="pods created, then deleted, at a time (default 4)")
     p.add_argument("--pod-timeout", type=float, default=90.0, help="seconds a pod may take to run or go")
     p.add_argument("--fault-timeout", type=float, default=180.0, help="seconds a killed part may take to be back")
     p.add_argument("--settle", type=float, default=60.0, help="seconds the checks wait for the parts to catch up")
@@ -233,7 +240,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, help="seconds the whole run may take (default 3600, --short 900)")
     p.add_argument("--output", type=Path, default=Path("build/chaos/chaos.json"))
     args = p.parse_args(argv)
-    for name, full, short in (("pods", 240, 12), ("churn_before", 20.0, 5.0), ("deadline", 3600.0, 900.0)):
+    for name, full, short in (("pods", 240, 14), ("churn_before", 20.0, 5.0), ("deadline", 3600.0, 900.0)):
         if getattr(args, name) is None:
             setattr(args, name, short if args.short else full)
     if len([n for n in args.networks.split(",") if n]) < 1:
@@ -259,13 +266,17 @@ def main(argv: list[str]) -> int:
             if time.monotonic() - t0 > args.deadline:
                 report["stopped_early"] = f"deadline of {args.deadline:.0f}s reached before {fault.name}"
                 break
-            report["faults"].append(lane.run_fault(fault))
+            report["faults"].append(lane.run_fault(fault, -(-args.pods // len(faults))))
+        lane.allowed = args.pods
         lane.paused.clear()
         wait_until("the churn's pod count", lambda: lane.churn.created >= args.pods,
                    max(0.0, args.deadline - (time.monotonic() - t0)), 2.0)
         lane.pause()
         report["final"] = lane.check()
         report["flows"] = [f.summary() for f in lane.flows]
+    except (FaultError, KubeError, StopIteration, AssertionError) as err:
+        report["error"] = f"{type(err).__name__}: {err}"
+        log(f"stopped: {report['error']}")
     finally:
         lane.stop.set()
         for f in lane.flows:
@@ -285,7 +296,15 @@ def cleanup(lane: Lane) -> dict[str, Any]:
     """Delete every pod of the lane, then check the nodes keep nothing of them."""
     for p in lane.kube.list(PODS, NAMESPACE):
         lane._delete(p["metadata"]["name"])
-    return lane.check()
+    result = lane.check()
+    for network in lane.networks:  # what setup made, so the cluster is as before
+        for resource in (POD_NETWORKS, NETWORK_PARAMS):
+            try:
+                lane.kube.delete(resource, network)
+            except NotFound:
+                pass
+    lane.kube.delete(NAMESPACES, NAMESPACE)
+    return result
 
 
 def invariants(report: dict[str, Any]) -> dict[str, int]:
@@ -298,6 +317,7 @@ def invariants(report: dict[str, Any]) -> dict[str, int]:
     out["untouched_flows_stalled"] = sum(len(f["untouched_flows_stalled"]) for f in report["faults"])
     out["churn_missing_interfaces"] = len(report["pods"]["missing_interfaces"])
     out["flows_not_running"] = sum(1 for f in report.get("flows", []) if not f["running"])
+    out["lane_errors"] = int("error" in report)
     return out
 
 
