@@ -22,6 +22,7 @@ from typing import Any
 
 from agent.compile.node import compile_node
 from agent.compile.objects import network_ids
+from agent.plan import is_link_name
 from agent.store import StateStore
 from datapath.client.datapath import port_entries
 from datapath.entries import Entry, decode, describe
@@ -30,6 +31,7 @@ from kube.kinds import IP_ALLOCATIONS
 from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
 from multinet.cluster.nodes import NodePlan
 from podnetwork import names
+from podnetwork.names import NODE_PREFIX
 
 TARGET = "127.0.0.1:9559"  # where deploy/overlays/local's IPU target listens, in the node's namespace
 
@@ -65,11 +67,11 @@ def orphan_allocations(kube: Kube, pods: list[Obj]) -> list[str]:
     return sorted(a["metadata"]["name"] for a in kube.list(IP_ALLOCATIONS) if a["spec"]["podUID"] not in live)
 
 
-def ipu_links(plan: NodePlan) -> dict[str, str]:
-    """name -> kind of the veth links in the node's IPU namespace (the pods' representors)."""
+def ipu_links(plan: NodePlan) -> set[str]:
+    """The pods' representors in the node's IPU namespace: veths named as the agent names them."""
     out = subprocess.run(["ip", "-n", plan.ipu_ns, "-j", "-d", "link"], capture_output=True, text=True, check=True)
-    return {link["ifname"]: link.get("linkinfo", {}).get("info_kind", "")
-            for link in json.loads(out.stdout) if link.get("linkinfo", {}).get("info_kind") == "veth"}
+    return {link["ifname"] for link in json.loads(out.stdout)
+            if link.get("linkinfo", {}).get("info_kind") == "veth" and is_link_name(NODE_PREFIX, link["ifname"])}
 
 
 def nft_ruleset(ns: str) -> str:
@@ -88,7 +90,7 @@ def node_leaks(plan: NodePlan, pods: list[Obj]) -> dict[str, list[str]]:
     links = ipu_links(plan)
     # Representors of pods seen during the run (and of records kept) whose link is gone:
     # nftables must name none of them (nft prints interface names quoted).
-    gone = (_seen_representors | {port.representor for r in records for port in r.ports}) - set(links)
+    gone = (_seen_representors | {port.representor for r in records for port in r.ports}) - links
     ruleset = nft_ruleset(plan.ipu_ns)
     return {
         "records": sorted(f"{r.pod.namespace}/{r.pod.name}:{r.ifname}" for r in records if r.pod.uid not in live),

@@ -55,6 +55,18 @@ class Churn:
     missing_interfaces: dict[str, list[str]] = field(default_factory=dict)
 
 
+def refuse_foreign_routes(machine_link: str, plans: list[NodePlan]) -> None:
+    """The machine must route each node's pod range over this cluster's own link, or
+    pods' replies from the apiserver go elsewhere (another local cluster on the same ranges)."""
+    for plan in plans:
+        first = plan.pod_cidr.split("/")[0].rsplit(".", 1)[0] + ".1"
+        route = subprocess.run(["ip", "-j", "route", "get", first], capture_output=True, text=True, check=True)
+        dev = json.loads(route.stdout)[0].get("dev")
+        if dev != machine_link:
+            raise SystemExit(f"chaos: {plan.name}'s pod range {plan.pod_cidr} is routed over {dev}, not this "
+                             f"cluster's {machine_link}: another local cluster took the same ranges")
+
+
 class Lane:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -62,6 +74,7 @@ class Lane:
         self.plans: list[NodePlan] = Nodes(self.plane).plans()
         if not self.plane.is_up() or len(self.plans) < 2:
             raise SystemExit("chaos: needs the local cluster with 2 or more nodes: multinet cluster up --nodes 2")
+        refuse_foreign_routes(Nodes(self.plane).machine_link, self.plans)
         self.env = dict(os.environ)
         self.kube = Kube.from_kubeconfig(str(self.plane.layout.admin_kubeconfig))
         self.injector = Injector(self.kube, self.plane, self.plans, self.env)
@@ -81,6 +94,8 @@ class Lane:
             return ns is None or not ns["metadata"].get("deletionTimestamp")
 
         wait_until(f"namespace {NAMESPACE} of an earlier run gone", not_terminating, 180)
+        wait_until("the default PodNetwork (the controller at work)",
+                   lambda: self.kube.find(POD_NETWORKS, "default") is not None, 120)
         self._ensure(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for i, network in enumerate(self.networks):
             self._ensure(NETWORK_PARAMS, {
