@@ -79,6 +79,24 @@ class NodePlan:
         return cls(**{**doc, "root": Path(doc["root"])})  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class NodeImages:
+    """The archives every node's containerd imports: pause and agnhost, and multinet's."""
+
+    archives: tuple[Path, ...]
+    multinet: Path
+
+    @classmethod
+    def find(cls, progress: Progress) -> NodeImages:
+        """Built where missing or stale, else the cached ones."""
+        image_dir = find_image_dir(build=True)
+        return cls(tuple(image_dir / a for a in ARCHIVES), addon.build_image(progress))
+
+    @property
+    def all(self) -> list[Path]:
+        return [*self.archives, self.multinet]
+
+
 class Nodes:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
@@ -109,7 +127,7 @@ class Nodes:
 
     # --- up ------------------------------------------------------------------
 
-    def start(self, count: int, progress: Progress) -> list[NodePlan]:
+    def start(self, count: int, images: NodeImages, progress: Progress) -> list[NodePlan]:
         if self.topology_file.exists():
             raise ComponentError("nodes: already made; run 'multinet cluster down' first")
         net = netplan.load(self.plane.layout.netplan_file)
@@ -117,16 +135,14 @@ class Nodes:
             raise ComponentError("nodes: the control plane was started without an underlay address; "
                                  "run 'multinet cluster down' and 'multinet cluster up --nodes N'")
         self._refuse_clashes(net)
-        image_dir = find_image_dir(build=True)
-        multinet_image = addon.build_image(progress)  # before anything is made: a failed build leaves nothing
         self._save(namespaces=[], nodes=[], cgroups=[], machine_paths=kubelet.machine_paths_missing())
         self._share_root()
         sysctls.acquire(self.topology_file)  # before the first kubelet
         plans = self._make_namespaces(count, net)
-        self._start_runtimes(plans, [image_dir / a for a in ARCHIVES] + [multinet_image], progress)
+        self._start_runtimes(plans, images.all, progress)
         self._start_kubelets(plans, progress)
         self._wait_ready(plans, progress)
-        self._install_multinet(net, multinet_image, progress)
+        self._install_multinet(net, images.multinet, progress)
         return plans
 
     def _share_root(self) -> None:
@@ -142,11 +158,8 @@ class Nodes:
         local = addon.LocalCluster(node_root=self.root, apiserver_host=net.gateway,
                                    apiserver_port=self.plane.ports.apiserver, netns_prefix=self.prefix)
         start = time.monotonic()
-        try:
-            addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
-                          progress=progress, kubectl=str(self._kubectl()))
-        except addon.AddonError as err:
-            raise ComponentError(str(err)) from None
+        addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
+                      progress=progress, kubectl=str(self._kubectl()))
         progress(f"multinet: Ready on every node {time.monotonic() - start:.1f}s after the apply began")
 
     def _kubectl(self) -> Path:

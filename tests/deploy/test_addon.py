@@ -51,7 +51,10 @@ def test_render_gives_the_local_values_to_the_overlay(local: list[dict[str, Any]
     refs = {e["valueFrom"]["configMapKeyRef"]["name"] for e in agent["env"] if "configMapKeyRef" in e.get("valueFrom", {})}
     assert refs == {config["metadata"]["name"]}
     controller = container(pod_spec(local, "Deployment", "multinet-controller"), "controller")
-    assert {e["name"] for e in controller["env"]} == {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    from_config = {e["name"] for e in controller["env"] if "configMapKeyRef" in e.get("valueFrom", {})}
+    assert from_config == {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    assert {e["valueFrom"]["configMapKeyRef"]["name"] for e in controller["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})} == {config["metadata"]["name"]}
 
 
 def test_local_cluster_values_are_checked_by_field() -> None:

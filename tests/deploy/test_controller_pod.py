@@ -1,6 +1,7 @@
 """`multinet controller` as deploy/base's Deployment runs it: its flags, a ServiceAccount
 token (as a pod's), the webhooks registered through the Service, one serving certificate
-shared by the replicas through a Secret, and /healthz on the standby too.
+shared by the replicas through a Secret, /healthz on the standby too, and the leader's
+own pod labelled for the Service while it serves admission (never the standby's).
 
 The apiserver here has no route to a Service's ClusterIP (no kube-proxy), so admission
 through the Service is not exercised; the certificate the Service's DNS name needs is,
@@ -24,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller import admission
+from controller.leader_pod import LEADER_LABEL
 from tests.deploy.conftest import core_api
 from tests.deploy.test_apiserver import _free_port, _kubeconfig_with_token, _stop
 from tests.support.wait import wait_for
@@ -36,14 +38,34 @@ SERVICE_HOST = f"{SERVICE}.{NAMESPACE}.svc"
 
 
 def _start(kubeconfig: Path, directory: Path, webhook_port: int, health_port: int) -> subprocess.Popen[bytes]:
+    """A replica whose pod (`--pod`) is named as its directory is."""
     directory.mkdir()
     with (directory / "log").open("wb") as out:
         return subprocess.Popen([
             sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", str(kubeconfig),
             "--webhook-address=127.0.0.1", f"--webhook-port={webhook_port}",
             f"--webhook-service={NAMESPACE}/{SERVICE}", f"--cert-secret={NAMESPACE}/{SECRET}",
-            f"--cert-dir={directory / 'certs'}", f"--health-port={health_port}"],
+            f"--cert-dir={directory / 'certs'}", f"--health-port={health_port}",
+            f"--pod={NAMESPACE}/{_pod_name(directory)}"],
             stdout=out, stderr=subprocess.STDOUT)
+
+
+def _pod_name(directory: Path) -> str:
+    return f"controller-test-{directory.name}"
+
+
+def _pod(core: Any, name: str, labels: dict[str, str]) -> None:
+    """The replica's pod, as an API object only (no node runs it here)."""
+    wait_for("multinet-system's default service account", lambda: core.list_namespaced_service_account(
+        NAMESPACE, field_selector="metadata.name=default").items)
+    core.create_namespaced_pod(NAMESPACE, {"metadata": {"name": name, "labels": labels}, "spec": {
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.1"}]}})
+
+
+def _leader_label(core: Any, name: str) -> str | None:
+    labels = core.read_namespaced_pod(name, NAMESPACE).metadata.labels or {}
+    value: str | None = labels.get(LEADER_LABEL)
+    return value
 
 
 def _healthz(port: int) -> int | None:
@@ -82,6 +104,10 @@ def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any,
     config = _kubeconfig_with_token(tmp_path / "kubeconfig", kubeconfig, token)
     admission_api: Any = client.AdmissionregistrationV1Api(admin)
     ports = [_free_port() for _ in range(4)]
+    first_pod, second_pod = _pod_name(tmp_path / "first"), _pod_name(tmp_path / "second")
+    _pod(core, first_pod, {})
+    # As a restarted leader's container finds its pod: still labelled.
+    _pod(core, second_pod, {LEADER_LABEL: "true"})
     first = _start(config, tmp_path / "first", ports[0], ports[1])
     second: subprocess.Popen[bytes] | None = None
     try:
@@ -98,6 +124,7 @@ def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any,
             assert base64.b64decode(cfg.ca_bundle) == ca_pem
         assert _handshake(ports[0], ca_pem).startswith("TLS")
         assert _healthz(ports[1]) == 200
+        wait_for("the leader's pod labelled", lambda: _leader_label(core, first_pod) == "true", 30)
 
         # A second replica waits for the lease, alive all the while; it takes over on a
         # clean stop of the first and serves with the certificate from the Secret.
@@ -105,6 +132,7 @@ def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any,
         wait_for("the standby waits for the lease", lambda: second.poll() is not None or "another replica holds lease"
                  in (tmp_path / "second" / "log").read_text(), timeout=60)
         assert _healthz(ports[3]) == 200
+        assert _leader_label(core, second_pod) is None  # removed before it waits: admission goes to the leader only
         _stop(first)
         # It registers the same configurations (an unchanged object: no new resourceVersion).
         wait_for("the standby takes over", lambda: second.poll() is not None or "registered ValidatingWebhook"
@@ -114,6 +142,8 @@ def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any,
         assert base64.b64decode(_registered(admission_api).webhooks[0].client_config.ca_bundle) == ca_pem
         assert _handshake(ports[2], ca_pem).startswith("TLS")
         assert _healthz(ports[3]) == 200
+        assert _leader_label(core, first_pod) is None  # removed on its way out
+        wait_for("the new leader's pod labelled", lambda: _leader_label(core, second_pod) == "true", 30)
     finally:
         for proc in (first, second):
             if proc is not None:
@@ -126,11 +156,13 @@ def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any,
             except ApiException as err:
                 if err.status != 404:
                     raise
-        try:
-            core.delete_namespaced_secret(SECRET, NAMESPACE)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        for delete, name in ((core.delete_namespaced_secret, SECRET), (core.delete_namespaced_pod, first_pod),
+                             (core.delete_namespaced_pod, second_pod)):
+            try:
+                delete(name, NAMESPACE)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
     for name in ("first", "second"):
         text = (tmp_path / name / "log").read_text()
         assert "anonymous" not in text and "Forbidden" not in text and " 403" not in text, text[-3000:]

@@ -206,4 +206,21 @@ def test_controller_flags_exist(rendered: dict[str, Objects], overlay: str) -> N
     assert args[0] == "controller"
     assert _unknown(args) == []
     flags = {a.split("=", 1)[0] for a in args[1:]}
-    assert {"--webhook-address", "--webhook-service", "--cert-secret", "--health-port"} <= flags
+    assert {"--webhook-address", "--webhook-service", "--cert-secret", "--health-port", "--pod"} <= flags
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_admission_goes_to_the_leader_and_a_standby_is_ready(rendered: dict[str, Objects], overlay: str) -> None:
+    """The webhook Service selects the pod the leader labels (`--pod` from the downward
+    API); readiness is /healthz, which a standby answers while it waits for the lease."""
+    from controller.leader_pod import LEADER_LABEL
+
+    spec = pod_spec(rendered[overlay], "Deployment", "multinet-controller")
+    controller = container(spec, "controller")
+    assert "--pod=$(POD_NAMESPACE)/$(POD_NAME)" in controller["args"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in controller["env"] if "valueFrom" in e
+              and "fieldRef" in e["valueFrom"]}
+    assert (fields.get("POD_NAME"), fields.get("POD_NAMESPACE")) == ("metadata.name", "metadata.namespace")
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    service = find(rendered[overlay], "Service", "multinet-webhook")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "multinet-controller", LEADER_LABEL: "true"}
