@@ -30,6 +30,9 @@ def register(commands: Any) -> None:
     agent.add_argument("--p4runtime", metavar="HOST:PORT",
                        help="the node's IPU target; without it no datapath is programmed and pods turn "
                        "ready once their interfaces exist")
+    agent.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve Prometheus /metrics (CNI verbs, P4Runtime writes) on this port (off when omitted)")
+    agent.add_argument("--metrics-address", default="0.0.0.0", help="address of --metrics-port (default all)")
     tls.add_client_args(agent)
     agent.add_argument("--log-level", default="INFO")
     agent.add_argument("--crash-at", default="", help=argparse.SUPPRESS)  # test hook, see agent.faults
@@ -61,6 +64,8 @@ def node_config(args: argparse.Namespace) -> Any:
         problems.append("--pod-cidr and --cni-conf-dir exclude each other (eth0 is served or delegated)")
     if args.cni_conf_dir and not args.cni_conf_dir.is_dir():
         problems.append(f"--cni-conf-dir {args.cni_conf_dir} is not a directory")
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        problems.append(f"--metrics-port {args.metrics_port}: must be a port number in 1..65535")
     if not 1 <= len(args.link_prefix) <= 6:
         problems.append("--link-prefix must have 1 to 6 characters (link names are at most 15)")
     if problems:
@@ -104,6 +109,11 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
         sync.start()
     server = AgentServer(agent, args.socket)
     server.start()
+    if args.metrics_port is not None:
+        from agent import metrics
+
+        metrics.serve(args.metrics_address, args.metrics_port)
+        logging.info("metrics on http://%s:%d/metrics", args.metrics_address, args.metrics_port)
     logging.info("serving %s for node %s", args.socket, config.node)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,7 +29,6 @@ from cni import spec
 from cni.result import normalise_result
 from cni.spec import Code, CniError
 
-OWN_NETNS = "/proc/self/ns/net"
 
 
 class Eth0(Protocol):
@@ -39,7 +37,7 @@ class Eth0(Protocol):
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         """The record with what this strategy will own (written before creating)."""
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.PodNetns,
                default_route: bool, result: Result) -> AttachmentRecord:
         """Make eth0; append it to `result`; return the record with what was learnt."""
 
@@ -59,7 +57,7 @@ class NoEth0:
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         return record
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.PodNetns,
                default_route: bool, result: Result) -> AttachmentRecord:
         return record
 
@@ -77,8 +75,9 @@ class RoutedEth0(NoEth0):
     mode = Eth0Mode.ROUTED
 
     def __init__(self, pod_cidr: ipaddress.IPv4Network, host_netns: str | None, link_prefix: str,
-                 mtu: int, recorded: Iterable[AttachmentRecord]) -> None:
+                 mtu: int, recorded: Iterable[AttachmentRecord], sessions: links.Sessions) -> None:
         self.pod_cidr = pod_cidr
+        self.sessions = sessions
         self.gateway = next(pod_cidr.hosts())  # on every host-side veth
         self.host_netns = host_netns
         self.link_prefix = link_prefix
@@ -113,28 +112,36 @@ class RoutedEth0(NoEth0):
     def _host_veth(self, req: spec.Request) -> str:
         return link_name(self.link_prefix, req.container_id, req.ifname)
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.PodNetns,
                default_route: bool, result: Result) -> AttachmentRecord:
         ip = ipaddress.ip_interface(f"{record.default_ip}/32")
+        gateway = ipaddress.ip_interface(f"{self.gateway}/32")
         host_name, mac = self._host_veth(req), stable_mac(req.container_id, req.ifname)
-        host_fd = links.open_netns(self.host_netns or OWN_NETNS)
-        try:
-            index = links.create_veth(pod, req.ifname, mac, self.mtu, host_name, host_fd, record.group)
-        finally:
-            os.close(host_fd)
-        with links.rtnl(self.host_netns) as host:
-            host_index = links.set_up(host, host_name)
-            links.add_addresses(host, host_index, [ipaddress.ip_interface(f"{self.gateway}/32")])
-            links.add_route(host, host_index, Route(ip.network, None))
-            host_state = links.link_state(host, host_name)
-        links.set_up(pod, req.ifname, index)
-        links.add_addresses(pod, index, [ip])
-        links.add_route(pod, index, Route(ipaddress.ip_network(f"{self.gateway}/32"), None))
+        # The host side's MAC is chosen too, so the result needs no read back.
+        host_mac = stable_mac(req.container_id, f"{req.ifname}/host")
+        # Made from the host side: the pod end is born in the pod, down, and
+        # comes up with its address (see agent.netlink.Batch.new_veth).
+        with self.sessions.of(self.host_netns) as host:
+            made = host.batch()
+            made.new_veth(host_name, req.ifname, pod.fd, self.mtu, mac=host_mac, peer_mac=mac,
+                          peer_group=record.group)
+            veth = made.get_link(host_name)  # and, as its peer, the pod end's index
+            made.commit()
+            routed = host.batch()
+            links.add_addresses(routed, veth.index, [gateway])
+            links.add_route(routed, veth.index, Route(ip.network, None))
+            routed.commit()
+        configured = pod.session.batch()
+        configured.set_up(veth.peer_index)
+        links.add_addresses(configured, veth.peer_index, [ip])
+        links.add_route(configured, veth.peer_index, Route(gateway.network, None))
         if default_route:
-            links.add_route(pod, index, Route(ipaddress.ip_network("0.0.0.0/0"), self.gateway), onlink=True)
+            links.add_route(configured, veth.peer_index, Route(ipaddress.ip_network("0.0.0.0/0"), self.gateway),
+                            onlink=True)
+        configured.commit()
         at = len(result["interfaces"])
         result["interfaces"] += [
-            {"name": host_name, "mac": host_state.mac if host_state else ""},
+            {"name": host_name, "mac": host_mac},
             {"name": req.ifname, "mac": mac, "mtu": self.mtu, "sandbox": req.netns},
         ]
         result["ips"].append({"address": str(ip), "gateway": str(self.gateway), "interface": at + 1})
@@ -160,7 +167,7 @@ class DelegatedEth0(NoEth0):
     def journal(self, req: spec.Request, record: AttachmentRecord) -> AttachmentRecord:
         return dataclasses.replace(record, delegate=self.primary().path)
 
-    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.IPRoute,
+    def create(self, req: spec.Request, record: AttachmentRecord, pod: links.PodNetns,
                default_route: bool, result: Result) -> AttachmentRecord:
         out = delegate.run_chain("ADD", self.primary(), self.invocation(record), None)
         merge(result, normalise_result(out or {}))

@@ -85,10 +85,12 @@ class KubePods:
             allocations = parse_allocations(raw)
         except ValueError as err:  # AllocationsError: names each bad field
             raise CniError(Code.INVALID_CONFIG, f"pod {pod.namespace}/{pod.name}: {err}") from None
-        params = {params_key(a): self._params_for(pod, a) for a in allocations}
+        found = {params_key(a): self._params_for(pod, a) for a in allocations}
+        # None: a PodNetwork without parameters, an address-less network (agent/plan.py).
+        params = {key: p for key, p in found.items() if p is not None}
         return PodNetworking(pod, allocations, params)
 
-    def _params_for(self, pod: PodRef, a: Allocation) -> NetworkParams:
+    def _params_for(self, pod: PodRef, a: Allocation) -> NetworkParams | None:
         """An attachment's own parametersRefs win over its PodNetwork's."""
         attachment = a.pod_network_attachment_name
         if attachment:
@@ -104,6 +106,8 @@ class KubePods:
     def _pod(self, pod: PodRef) -> dict[str, Any]:
         obj = self.pods.get(pod.namespace, pod.name)
         if obj is None or (pod.uid and obj["metadata"].get("uid") != pod.uid):
+            # A round trip inside ADD: the watch has not brought the pod yet.
+            log.debug("pod %s/%s not (yet) in the cache: one GET", pod.namespace, pod.name)
             obj = self._get(PODS, pod.name, pod.namespace)
             if obj is not None:
                 self.pods.put(obj)
@@ -113,10 +117,12 @@ class KubePods:
             raise CniError(Code.TRY_AGAIN_LATER, f"pod {pod.namespace}/{pod.name} has uid {obj['metadata'].get('uid')}, not K8S_POD_UID {pod.uid}")
         return obj
 
-    def _params_of(self, network: str) -> NetworkParams:
+    def _params_of(self, network: str) -> NetworkParams | None:
         pn = self.networks.get("", network) or self._get(POD_NETWORKS, network)
         if pn is None:
             raise CniError(Code.TRY_AGAIN_LATER, f"PodNetwork {network} not found")
+        if not pn.get("spec", {}).get("parametersRefs"):
+            return None  # address-less: the allocation carries no addresses to plan
         name = _params_ref(pn)
         if name is None:
             raise CniError(Code.INVALID_CONFIG, f"PodNetwork {network}: spec.parametersRefs names no {PARAMS_KIND}")

@@ -1,7 +1,9 @@
-"""The agent's one facade to netlink: netns, link, address and route helpers over pyroute2.
+"""The agent's one facade to netlink: netns, link, address and route helpers.
 
-The rest of the agent imports pyroute2's handle and error types from here
-(`IPRoute`, `NetlinkError`), never pyroute2 itself.
+ADD and DEL write through sessions (agent.netlink: each namespace's
+requests in one datagram); reads, CHECK and GC's sweep use pyroute2. The rest
+of the agent imports the handle and error types from here (`IPRoute`,
+`NetlinkError`, `Session`, `NetlinkBatchError`), never pyroute2 itself.
 
 A netlink socket for another namespace is made by a short-lived thread inside
 it (datapath.netns, the one setns of the project); the socket stays bound to
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,24 +27,91 @@ from typing import Any
 from pyroute2 import IPRoute as IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as NetlinkError
 
+from agent.netlink import Batch as Batch
+from agent.netlink import LinkReply as LinkReply
+from agent.netlink import NetlinkBatchError as NetlinkBatchError
+from agent.netlink import Session as Session
 from agent.plan import IPInterface, Route
+from agent.record import OwnedLink
 from datapath.netns import NetnsGone as NetnsGone
-from datapath.netns import socket_in
+from datapath.netns import enter, socket_in
 from datapath.netns import netns_path as netns_path
 from datapath.netns import open_netns as open_netns
 
-_IFA_F_NODAD = 0x02
-_RTNH_F_ONLINK = 0x04
+
+def _netlink_socket(netns: str | None) -> socket.socket:
+    if netns is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    return socket_in(netns, socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
 
 
 @contextmanager
 def rtnl(netns: str | None) -> Iterator[IPRoute]:
     """An IPRoute in `netns` (None: the agent's own namespace)."""
-    ipr = IPRoute() if netns is None else IPRoute(fileno=socket_in(netns, socket.AF_NETLINK, socket.SOCK_DGRAM).detach())
+    ipr = IPRoute() if netns is None else IPRoute(fileno=_netlink_socket(netns).detach())
     try:
         yield ipr
     finally:
         ipr.close()
+
+
+@dataclass(frozen=True)
+class PodNetns:
+    """A pod's namespace as an ADD writes to it: its session, and the
+    descriptor that links made from another namespace are born into."""
+
+    session: Session
+    fd: int
+
+
+def _netlink_socket_here(netns: str) -> socket.socket:
+    """A netlink socket in `netns`, made by this thread entering it and coming
+    straight back: the thread of socket_in costs a start and a hand-over of
+    the interpreter lock, the largest part of a DEL's own time in the agent."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        enter(netns)
+        try:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        finally:
+            enter(home)  # never returns in the pod: a delegate exec'd later would run there
+    finally:
+        os.close(home)
+
+
+class Sessions:
+    """Netlink sessions: one kept open for each of the node's own namespaces
+    (the agent's, the IPU's, the host's: they live as long as the agent), a
+    fresh one for any other (a pod's), closed after use. A kept socket stays
+    bound to the namespace it was made in: one deleted and made again under
+    the same name is not followed until the agent restarts."""
+
+    def __init__(self, keep: Iterable[str | None]) -> None:
+        self._keep = {None, *keep}
+        self._open: dict[str | None, Session] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def of(self, netns: str | None) -> Iterator[Session]:
+        if netns not in self._keep:
+            assert netns is not None  # the agent's own is always kept
+            session = Session(_netlink_socket_here(netns))
+            try:
+                yield session
+            finally:
+                session.close()
+            return
+        with self._lock:
+            if netns not in self._open:
+                self._open[netns] = Session(_netlink_socket(netns))
+            session = self._open[netns]
+        yield session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._open.values():
+                session.close()
+            self._open.clear()
 
 
 def index_of(ipr: IPRoute, name: str) -> int | None:
@@ -95,87 +166,14 @@ def veth_names(ipr: IPRoute) -> list[str]:
     return out
 
 
-def create_veth(
-    ipr: IPRoute, name: str, mac: str, mtu: int, peer: str, peer_netns_fd: int, group: int = 0
-) -> int:
-    """A veth `name` here (in link group `group`) whose peer `peer` is created
-    directly in another namespace."""
-    ipr.link(
-        "add",
-        ifname=name,
-        kind="veth",
-        address=mac,
-        mtu=mtu,
-        group=group,
-        peer={"ifname": peer, "mtu": mtu, "net_ns_fd": peer_netns_fd},
-    )
-    index = index_of(ipr, name)
-    assert index is not None
-    return index
-
-
-def create_macvlan(
-    uplink_ipr: IPRoute, uplink: str, name: str, mac: str, mtu: int, target_netns_fd: int, group: int = 0
-) -> None:
-    """A macvlan (bridge mode) on `uplink`, born directly in the target namespace."""
-    parent = index_of(uplink_ipr, uplink)
-    if parent is None:
-        raise LookupError(f"uplink {uplink} does not exist")
-    uplink_ipr.link(
-        "add",
-        ifname=name,
-        kind="macvlan",
-        link=parent,
-        macvlan_mode="bridge",
-        address=mac,
-        mtu=mtu,
-        group=group,
-        net_ns_fd=target_netns_fd,
-    )
-
-
-def set_up(ipr: IPRoute, name: str, index: int | None = None) -> int:
-    """Bring a link up; returns its index."""
-    if index is None:
-        index = index_of(ipr, name)
-    if index is None:
-        raise LookupError(f"link {name} does not exist")
-    ipr.link("set", index=index, state="up")
-    return index
-
-
-def add_addresses(ipr: IPRoute, index: int, ips: Iterable[IPInterface]) -> None:
+def add_addresses(batch: Batch, index: int, ips: Iterable[IPInterface]) -> None:
     for ip in ips:
-        try:
-            ipr.addr(
-                "add",
-                index=index,
-                address=str(ip.ip),
-                prefixlen=ip.network.prefixlen,
-                # No duplicate address detection: the controller's IPAM
-                # guarantees uniqueness, and DAD would delay IPv6 by ~1s.
-                flags=_IFA_F_NODAD if ip.version == 6 else 0,
-            )
-        except NetlinkError as err:
-            if err.code != errno.EEXIST:
-                raise
+        batch.add_address(index, str(ip.ip), ip.network.prefixlen)
 
 
-def add_route(ipr: IPRoute, index: int, route: Route, onlink: bool = False, replace: bool = False) -> None:
-    kwargs: dict[str, Any] = {"dst": str(route.dst), "oif": index}
-    if route.dst.version == 6:
-        kwargs["family"] = socket.AF_INET6
-    if route.gateway is not None:
-        kwargs["gateway"] = str(route.gateway)
-        if onlink:
-            kwargs["flags"] = _RTNH_F_ONLINK
-    else:
-        kwargs["scope"] = 253  # link
-    try:
-        ipr.route("replace" if replace else "add", **kwargs)
-    except NetlinkError as err:
-        if err.code != errno.EEXIST:
-            raise
+def add_route(batch: Batch, index: int, route: Route, onlink: bool = False, replace: bool = False) -> None:
+    gateway = str(route.gateway) if route.gateway is not None else None
+    batch.add_route(index, str(route.dst.network_address), route.dst.prefixlen, gateway, onlink, replace)
 
 
 def routes_via(ipr: IPRoute, index: int) -> set[str]:
@@ -232,3 +230,23 @@ def kernel_has_link_kind(kind: str, prefix: str) -> bool:
             return bool(err.code != errno.EOPNOTSUPP)
         delete_link(ipr, name)
         return True
+
+
+def delete_owned(sessions: Sessions, netns: str | None, group: int, owned: Iterable[OwnedLink]) -> None:
+    """One namespace's links of an attachment, in one batch: the pod side as
+    its link group (`group`, 0 elsewhere; one kernel batch, veth peers go with
+    it), the others by name, a missing link being fine. A link that marks its
+    owner by MAC outside a group (records of earlier versions) is checked first."""
+    with sessions.of(netns) as session:
+        batch = session.batch()
+        if group:
+            batch.delete_group(group)
+        for link in owned:
+            if link.mac is None:
+                batch.delete_link(link.name)
+        batch.commit()
+    checked = [link for link in owned if link.mac is not None and not group]
+    if checked:
+        with rtnl(netns) as ipr:
+            for link in checked:
+                delete_link(ipr, link.name, link.mac)

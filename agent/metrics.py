@@ -8,19 +8,17 @@ Service and backend counters are the IPU target's own `/metrics`
 (`multinet ipu --metrics-port`), read from the pipeline's counters where
 they are kept.
 
-Wiring (agent/cli.py, agent/verbs.py): `serve(address, port)` once at
-start, and each CNI invocation measured by `cni_request(verb)` or by
-wrapping the handler with `measured(handle)`.
+Wiring: agent/cli.py calls `serve(address, port)` once at start
+(`multinet agent --metrics-port`); agent/server.py measures each CNI
+invocation with `cni_request(verb)`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 
 from datapath.client import metrics as _p4runtime  # noqa: F401  (registers the client's series)
@@ -29,9 +27,6 @@ REQUESTS = Counter("multinet_cni_requests", "CNI invocations served, by verb and
 SECONDS = Histogram("multinet_cni_request_seconds", "Time to serve one CNI invocation", ["verb"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
-
-Handle = Callable[[Mapping[str, str], bytes | str], tuple[int, Any]]
-
 
 @dataclass
 class Request:
@@ -52,16 +47,6 @@ def cni_request(verb: str) -> Iterator[Request]:
     finally:
         SECONDS.labels(verb=request.verb).observe(time.monotonic() - start)
         REQUESTS.labels(verb=request.verb, result=request.result).inc()
-
-
-def measured(handle: Handle) -> Handle:
-    """`Agent.handle` measured: the verb from CNI_COMMAND, the result from the exit code."""
-    def wrapper(env: Mapping[str, str], stdin: bytes | str) -> tuple[int, Any]:
-        with cni_request(env.get("CNI_COMMAND", "")) as request:
-            code, document = handle(env, stdin)
-            request.done(code)
-            return code, document
-    return wrapper
 
 
 def serve(address: str, port: int) -> None:

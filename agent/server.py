@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cni import spec
+from agent import metrics
 from agent.verbs import Agent
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,15 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             env, stdin = decode_request(raw)
         except spec.CniError as err:
             return 1, err.to_result()
-        try:
-            return self.agent.handle(env, stdin)
-        except Exception as err:  # the edge: a bug must still answer in the spec's shape
-            log.exception("request failed")
-            failure = spec.CniError(spec.Code.INTERFACE_FAILURE, f"internal error in the multinet agent: {err!r}")
-            return 1, failure.to_result(spec.reply_version(env, stdin))
+        with metrics.cni_request(env.get("CNI_COMMAND", "")) as request:
+            try:
+                code, out = self.agent.handle(env, stdin)
+            except Exception as err:  # the edge: a bug must still answer in the spec's shape
+                log.exception("request failed")
+                failure = spec.CniError(spec.Code.INTERFACE_FAILURE, f"internal error in the multinet agent: {err!r}")
+                return 1, failure.to_result(spec.reply_version(env, stdin))
+            request.done(code)
+            return code, out
 
 
 def decode_request(raw: bytes) -> tuple[dict[str, str], str]:

@@ -69,8 +69,10 @@ class Agent:
         # Striped per-container locks: bounded memory however many pods come and go.
         self._locks = tuple(threading.Lock() for _ in range(256))
         records = self._at_start = self.store.all()  # read once: recover() and recorded_ports() use them too
+        self.sessions = links.Sessions((None, config.ipu_netns, config.host_netns))
         self.routed = (RoutedEth0(config.pod_cidr, config.host_netns, config.link_prefix, config.default_mtu,
-                                  records) if config.pod_cidr is not None and config.conf_dir is None else None)
+                                  records, self.sessions)
+                       if config.pod_cidr is not None and config.conf_dir is None else None)
         self.delegated = (DelegatedEth0(config.conf_dir, config.host_netns, config.bin_dirs)
                           if config.conf_dir is not None else None)
         self._eth0: dict[Eth0Mode, Eth0] = {mode: NoEth0() for mode in Eth0Mode}
@@ -264,14 +266,16 @@ class Agent:
         except links.NetnsGone as err:
             raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_NETNS {req.netns}: {err}") from None
         try:
-            with links.rtnl(req.netns) as pod:
+            with self.sessions.of(req.netns) as session:
+                pod = links.PodNetns(session, pod_fd)
                 made = self._eth0[record.mode].create(req, record, pod, not any(p.default_gw4 for p in plans),
                                                       result)
                 if made != record:  # e.g. a delegate's result, which its DEL needs after a crash
                     self.store.write(record := made)
                 self.faults.crash_point("eth0")
+                secondary.create(plans, pod, record.group, self.sessions, self.config.ipu_netns,
+                                 self.config.host_netns)
                 for plan in plans:
-                    secondary.create(plan, pod, pod_fd, record.group, self.config.ipu_netns, self.config.host_netns)
                     add_secondary(result, plan, req.netns)
                 self.faults.crash_point("links")
         finally:
@@ -350,11 +354,7 @@ class Agent:
             by_netns.setdefault(link.netns, []).append(link)
         for netns, owned in by_netns.items():
             try:
-                with links.rtnl(netns) as ipr:
-                    if netns == record.netns and record.group:
-                        links.delete_group(ipr, record.group)  # the pod side in one batch; veth peers go with it
-                    for link in owned:
-                        links.delete_link(ipr, link.name, link.mac)
+                links.delete_owned(self.sessions, netns, record.group if netns == record.netns else 0, owned)
             except links.NetnsGone:
                 continue  # the namespace took its links with it
             except (OSError, links.NetlinkError) as err:

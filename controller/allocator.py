@@ -69,6 +69,11 @@ class Allocator:
         if not self._by_pod[held.pod_uid]:
             del self._by_pod[held.pod_uid]
 
+    def used(self, network: str) -> frozenset[IPAddress]:
+        """The addresses held on a network (pods' and Services'), from memory."""
+        with self._lock:
+            return frozenset(self._used.get(network, ()))
+
     def held_by(self, pod_uid: str) -> list[Held]:
         with self._lock:
             return list(self._by_pod.get(pod_uid, {}).values())

@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resync-seconds", type=float, default=30.0, help="period of the full resync")
     parser.add_argument("--sweep-seconds", type=float, default=60.0,
                         help="period of the sweep freeing addresses of pods that are gone")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (off when omitted)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(func=_run)
 
@@ -54,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
                        cert_dir=args.cert_dir, webhook_address=args.webhook_address,
                        webhook_service=object_name("--webhook-service", args.webhook_service),
                        cert_secret=object_name("--cert-secret", args.cert_secret),
-                       health_port=args.health_port, pod=object_name("--pod", args.pod)))
+                       health_port=args.health_port, pod=object_name("--pod", args.pod),
+                       metrics_port=args.metrics_port))
 
 
 def object_name(flag: str, value: str | None) -> tuple[str, str] | None:

@@ -78,6 +78,15 @@ class FanOut:
         if annotated or known:
             self.queue.add(keys.Service(*key))
 
+    def on_policy(self, policy: Obj, deleted: bool) -> None:
+        meta = policy["metadata"]
+        key = (meta["namespace"], meta["name"])
+        annotated = names.POD_NETWORK_ANNOTATION in (meta.get("annotations") or {})
+        # Only the key is kept: the reconciler reads the policy itself.
+        self.index.put("policy", key, {"metadata": {"name": meta["name"]}} if annotated and not deleted else None)
+        if annotated and not deleted:
+            self.queue.add(keys.Policy(*key))
+
     def _touch_services(self, record: PodRecord, old: PodRecord | None) -> None:
         """Services on a secondary network selecting the pod (before or after) need new slices."""
         for ns, name in self.index.keys("service"):
@@ -117,4 +126,6 @@ class FanOut:
         yield from (keys.Attachment(ns, name) for ns, name in attachments)
         services: list[Any] = self.index.keys("service")
         yield from (keys.Service(ns, name) for ns, name in services)
+        policies: list[Any] = self.index.keys("policy")
+        yield from (keys.Policy(ns, name) for ns, name in policies)
         yield keys.Network(names.DEFAULT_NETWORK)

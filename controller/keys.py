@@ -54,4 +54,12 @@ class Service:
     name: str
 
 
-WorkKey = Pod | Release | Network | Attachment | Params | Service
+@dataclass(frozen=True)
+class Policy:
+    """A NetworkPolicy on a secondary network: refused (an Event) where it cannot apply."""
+
+    namespace: str
+    name: str
+
+
+WorkKey = Pod | Release | Network | Attachment | Params | Service | Policy

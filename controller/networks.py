@@ -2,7 +2,7 @@
 
 Each takes the full current state of one object and converges it: conditions
 (KEP-3698 "Status Conditions"), the in-use finalizer, the `default` network,
-and the network id (VNI) of NetworkParams.
+and the network id (VNI) of NetworkParams (or of a PodNetwork without them).
 """
 
 from __future__ import annotations
@@ -40,11 +40,16 @@ Enqueue = Callable[[keys.WorkKey], None]
 
 @dataclass(frozen=True)
 class Binding:
-    """What attaching a pod to a network needs: its parameters and effective network id."""
+    """What attaching a pod to a network needs: its parameters (None: a PodNetwork
+    without any, an address-less network) and effective network id."""
 
     network: str
-    params: NetworkParams
+    params: NetworkParams | None
     network_id: int
+
+    @property
+    def addressless(self) -> bool:
+        return self.params is None or self.params.addressless
 
 
 def default_pod_network() -> Obj:
@@ -90,6 +95,20 @@ def params_verdict(index: Index, refs: list[Mapping[str, Any]] | None) -> tuple[
             Binding("", params, int(status["networkId"])))
 
 
+def address_less(index: Index, network: str) -> bool:
+    """Whether a (known) PodNetwork is address-less: no parameters at all (and not the
+    cluster default, which the primary CNI serves), or NetworkParams without ipv4/ipv6.
+    Such a network cannot carry Services or NetworkPolicy: both need addresses."""
+    obj = index.get("network", network)
+    if obj is None or network == names.DEFAULT_NETWORK:
+        return False
+    refs = (obj.get("spec") or {}).get("parametersRefs")
+    if not refs:
+        return True
+    _, binding = params_verdict(index, refs)
+    return binding is not None and binding.addressless
+
+
 def _conditions_patch(obj: Obj, desired: list[Condition]) -> list[dict[str, Any]] | None:
     """The new conditions list, or None when nothing would change."""
     current = (obj.get("status") or {}).get("conditions") or []
@@ -120,12 +139,31 @@ class NetworkReconciler:
         if self._converge_finalizer(obj, users, POD_NETWORKS):
             return  # deleted; the DELETED event brings us back (and recreates `default`)
         spec = obj.get("spec") or {}
+        if not spec.get("parametersRefs") and name != names.DEFAULT_NETWORK:
+            self._address_less_id(obj)
         verdict, _ = params_verdict(self.index, spec.get("parametersRefs"))
         desired = pod_network_conditions(spec.get("enabled", True), verdict, obj["metadata"].get("generation", 0))
         merged = _conditions_patch(obj, desired)
         if merged is not None:
             self.kube.patch(POD_NETWORKS, name, {"status": {"conditions": merged}}, subresource="status")
             self.notify_dependents(name)
+
+    def _address_less_id(self, obj: Obj) -> None:
+        """A PodNetwork without parameters is an address-less (layer 2) network: it
+        still needs a network id (its VXLAN segment), claimed as NetworkParams claim
+        theirs and kept in the network's own annotation for the pod reconciler."""
+        meta = obj["metadata"]
+        annotations = meta.get("annotations") or {}
+        current = _int_or_none(annotations.get(names.NETWORK_ID_ANNOTATION))
+        if current is not None:  # the usual case on a resync: one GET, not a list of every claim
+            claim = self.kube.find(NETWORK_ID_CLAIMS, f"vni-{current}")
+            if claim is not None and _owner_uid(claim) == meta["uid"]:
+                return
+        wanted = self._ensure_network_id(obj, None, current)
+        if wanted != current:
+            self.kube.patch(POD_NETWORKS, meta["name"], {"metadata": {
+                "annotations": {names.NETWORK_ID_ANNOTATION: str(wanted)}}})
+            self.notify_dependents(meta["name"])
 
     def _create_default(self) -> None:
         try:
@@ -198,7 +236,8 @@ class NetworkReconciler:
         status: dict[str, Any] = {}
         try:
             params = parse_params(obj.get("spec") or {})
-            status["networkId"] = self._ensure_network_id(obj, params)
+            status["networkId"] = self._ensure_network_id(obj, params.network_id,
+                                                          (obj.get("status") or {}).get("networkId"))
             ready = Condition("Ready", "True", "Valid", "parameters are valid; network id assigned", generation)
         except ParamsError as exc:
             ready = Condition("Ready", "False", "InvalidParameters", str(exc), generation)
@@ -226,20 +265,20 @@ class NetworkReconciler:
             if uses("attachment", (ns, att)):
                 self.enqueue(keys.Attachment(ns, att))
 
-    def _ensure_network_id(self, obj: Obj, params: NetworkParams) -> int:
-        """Claim the network id (the spec's, the one held already, or a free one) and
-        release any other id this NetworkParams held. The apiserver arbitrates: one
-        NetworkIdClaim object per id."""
+    def _ensure_network_id(self, obj: Obj, pinned: int | None, current: int | None) -> int:
+        """Claim the network id (the pinned one, the one held already, or a free one) and
+        release any other id this NetworkParams (or PodNetwork) held. The apiserver
+        arbitrates: one NetworkIdClaim object per id."""
         meta = obj["metadata"]
         claims = self.kube.list(NETWORK_ID_CLAIMS)
         mine = [c for c in claims if _owner_uid(c) == meta["uid"]]
         held = {c["spec"]["networkId"] for c in mine}
-        if params.network_id is not None:
-            wanted = params.network_id
+        if pinned is not None:
+            wanted = pinned
             if wanted not in held:
                 self._claim(obj, wanted)
-        elif (obj.get("status") or {}).get("networkId") in held:
-            wanted = obj["status"]["networkId"]
+        elif current is not None and current in held:
+            wanted = current
         elif held:
             wanted = min(held)
         else:
@@ -265,12 +304,14 @@ class NetworkReconciler:
 
     def _claim(self, obj: Obj, network_id: int) -> None:
         meta = obj["metadata"]
+        kind = obj.get("kind") or names.PARAMS_KIND
+        holder = "networkParams" if kind == names.PARAMS_KIND else "podNetwork"
         body = {
             "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.NETWORK_ID_CLAIM_KIND,
             "metadata": {"name": f"vni-{network_id}", "ownerReferences": [{
-                "apiVersion": obj["apiVersion"], "kind": names.PARAMS_KIND, "name": meta["name"],
+                "apiVersion": obj["apiVersion"], "kind": kind, "name": meta["name"],
                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False}]},
-            "spec": {"networkId": network_id, "networkParams": meta["name"]},
+            "spec": {"networkId": network_id, holder: meta["name"]},
         }
         try:
             self.kube.create(NETWORK_ID_CLAIMS, body)
@@ -279,12 +320,25 @@ class NetworkReconciler:
             if other is None:
                 raise TemporaryError(f"network id {network_id} is being released", delay=1.0) from None
             if _owner_uid(other) != meta["uid"]:
-                raise NetworkIdConflict(f"spec.networkId {network_id} is already used by "
-                                        f"{names.PARAMS_KIND} {other['spec']['networkParams']!r}") from None
+                raise NetworkIdConflict(f"spec.networkId {network_id} is already used by {_holder(other)}") from None
 
 
 class NetworkIdConflict(Exception):
     pass
+
+
+def _holder(claim: Obj) -> str:
+    spec = claim.get("spec") or {}
+    if spec.get("podNetwork"):
+        return f"{names.POD_NETWORK_KIND} {spec['podNetwork']!r}"
+    return f"{names.PARAMS_KIND} {spec.get('networkParams')!r}"
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None  # not ours (a user's edit): the held claim wins
 
 
 def _owner_uid(obj: Obj) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import keys
+from controller import keys, metrics
 from controller.access import AccessCache
 from controller.allocator import Allocator
 from controller.certs import ServingCert, serving_cert, shared_cert
@@ -29,13 +29,15 @@ from controller.kopf_wiring import WEBHOOK_HOST, Health, build_registry, run_kop
 from controller.leader import LeaderLease
 from controller.leader_pod import LeaderPod
 from controller.networks import NetworkReconciler
+from controller.notices import Notices
 from controller.pods import PodReconciler
+from controller.policies import PolicyReconciler
 from kube.kinds import NETWORK_PARAMS, POD_NETWORK_ATTACHMENTS, POD_NETWORKS
 from controller.services import ServiceReconciler
 from controller.workers import Reconcilers, Workers
 from controller.workqueue import WorkQueue
 from kube import Change, Conflict, EventWriter, Informer, Kube, KubeError, NotFound, Obj, Resource
-from kube.resources import PODS, SERVICES
+from kube.resources import NETWORK_POLICIES, PODS, SERVICES
 from podnetwork import names
 from podnetwork.networks import NetworksError, pod_networks
 
@@ -59,6 +61,7 @@ class Options:
     cert_secret: tuple[str, str] | None = None  # (namespace, name): the serving certificate all replicas share
     health_port: int = 0  # 0: no /healthz
     pod: tuple[str, str] | None = None  # (namespace, name): this replica's pod, labelled while it leads
+    metrics_port: int | None = None  # None: no /metrics
 
 
 class Controller:
@@ -72,10 +75,12 @@ class Controller:
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
         self.pods = PodReconciler(kube, self.index, self.allocator, EventWriter(kube, "multinet-controller"))
-        self.services = ServiceReconciler(kube, self.index, self.allocator)
+        notices = Notices(EventWriter(kube, "multinet-controller"))
+        self.services = ServiceReconciler(kube, self.index, self.allocator, notices)
+        self.policies = PolicyReconciler(kube, self.index, notices)
         self.fanout = FanOut(self.index, self.queue, self.allocator, self.networks)
         self.workers = Workers(kube, self.queue, Reconcilers(self.allocator, self.networks, self.pods,
-                                                             self.services))
+                                                             self.services, self.policies))
         self.access = AccessCache(kube)
         self.informers: list[Informer] = []
         self._stop = threading.Event()
@@ -93,6 +98,7 @@ class Controller:
             (POD_NETWORKS, fan.on_network, None),
             (POD_NETWORK_ATTACHMENTS, fan.on_attachment, None),
             (SERVICES, fan.on_service, None),
+            (NETWORK_POLICIES, fan.on_policy, None),
             (PODS, fan.on_pod, slim_pod),
         ):
             self._inform(resource, handler, transform)
@@ -211,6 +217,9 @@ def run(options: Options) -> int:
         health.serve()
     # Step 1: the API must exist before anything watches it.
     install_crds(kube)
+    if options.metrics_port is not None:
+        metrics.serve("0.0.0.0", options.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", options.metrics_port)
     # Step 2: only one replica is active; the others wait here. Admission too: the CREATE
     # validation holds a pod's networks in use in this process's index until the pod's
     # watch event, and a standby's hold would be unknown to the leader's reconcilers.
@@ -223,6 +232,8 @@ def run(options: Options) -> int:
     # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
     ctl.prime()
+    if options.metrics_port is not None:
+        metrics.watch_ipam(ctl.index, ctl.allocator)
     # Step 4: TLS for the webhooks, made here (or shared through a Secret) so it works on any cluster.
     cert = webhook_cert(kube, options)
     # Step 5: kopf serves admission and runs until signalled.

@@ -86,7 +86,7 @@ class PodReconciler:
             if r is None:
                 continue  # the cluster default network: nothing to allocate
             ips = []
-            for family in r.binding.params.families():
+            for family in r.binding.params.families() if r.binding.params else ():
                 pool = Pool.from_family(family)
                 ips.append(pool.with_prefix(self.allocator.allocate(pod, r.network, pool)))
             allocations.append(Allocation(
@@ -147,12 +147,24 @@ class PodReconciler:
         obj = self._ready(network, problems)
         if obj is None:
             return None
-        _, binding = params_verdict(self.index, (obj.get("spec") or {}).get("parametersRefs"))
-        if binding is None:
-            problems.append(f"PodNetwork {network!r} has no {names.PARAMS_KIND}: {names.PROVIDER} cannot "
-                            "attach pods to it")
+        refs = (obj.get("spec") or {}).get("parametersRefs")
+        if not refs:
+            return self._address_less(network, obj, problems)
+        _, binding = params_verdict(self.index, refs)
+        if binding is None:  # Ready says the parameters are fine: the index is a moment behind
+            problems.append(f"PodNetwork {network!r}: its {names.PARAMS_KIND} is not usable yet")
             return None
         return Binding(network, binding.params, binding.network_id)
+
+    @staticmethod
+    def _address_less(network: str, obj: Obj, problems: list[str]) -> Binding | None:
+        """A PodNetwork without parameters: pods attach at layer 2, with no address,
+        on the network id the network reconciler claimed for it."""
+        text = (obj["metadata"].get("annotations") or {}).get(names.NETWORK_ID_ANNOTATION, "")
+        if not text.isdigit():
+            problems.append(f"PodNetwork {network!r} has no network id yet")
+            return None
+        return Binding(network, None, int(text))
 
     def _lift_gate(self, pod: Obj, allocations: tuple[Allocation, ...]) -> None:
         meta, gates = pod["metadata"], pod["spec"].get("schedulingGates") or []

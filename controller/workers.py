@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import assert_never
 
-from controller import keys
+from controller import keys, metrics
 from controller.allocator import Allocator
 from controller.errors import PermanentError, TemporaryError
 from controller.networks import NetworkReconciler
 from controller.pods import PodReconciler
+from controller.policies import PolicyReconciler
 from controller.services import ServiceReconciler
 from controller.workqueue import WorkQueue
 from kube import Kube
@@ -33,6 +34,7 @@ class Reconcilers:
     networks: NetworkReconciler
     pods: PodReconciler
     services: ServiceReconciler
+    policies: PolicyReconciler
 
 
 class Workers:
@@ -58,26 +60,34 @@ class Workers:
                 self.r.networks.params(name)
             case keys.Service(namespace, name):
                 self.r.services.reconcile(namespace, name)
+            case keys.Policy(namespace, name):
+                self.r.policies.reconcile(namespace, name)
             case _:
                 assert_never(key)
 
     def work(self) -> None:
         """One worker thread's loop, until the queue closes."""
         while (key := self.queue.get()) is not None:
+            kind, result, start = type(key).__name__, "error", time.monotonic()
             try:
                 self.dispatch(key)
+                result = "ok"
                 with self._failures_lock:
                     self._failures.pop(key, None)
             except TemporaryError as exc:
+                result = "retry"
                 log.debug("%s: %s", key, exc)
                 self.queue.add_after(key, self._backoff(key, exc.delay))
             except PermanentError as exc:
+                result = "failed"
                 log.info("%s: %s", key, exc)
             except Exception:  # the edge of the worker: log it, retry with backoff, keep the thread
                 log.exception("reconciling %s failed", key)
                 self.queue.add_after(key, self._backoff(key, 1.0))
             finally:
                 self.queue.done(key)
+                metrics.SECONDS.labels(kind=kind).observe(time.monotonic() - start)
+                metrics.RECONCILES.labels(kind=kind, result=result).inc()
 
     def _backoff(self, key: keys.WorkKey, base: float) -> float:
         with self._failures_lock:

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ipu.add_argument("--underlay", help="the underlay link inside the IPU namespace")
     ipu.add_argument("--size", action="append", default=[], metavar="TABLE=N", help="table size override")
     ipu.add_argument("--metrics-port", type=int, metavar="PORT",
-                     help="serve Prometheus /metrics on this port of --address (off when omitted)")
+                     help="serve Prometheus /metrics on this port of --metrics-address (off when omitted)")
+    ipu.add_argument("--metrics-address", help="address of --metrics-port (default: --address); P4Runtime "
+                     "may stay on the loopback while a scraper reaches /metrics")
     tls.add_server_args(ipu)
     ipu.add_argument("--features", action="store_true", help="print detected kernel features as JSON and exit")
     ipu.add_argument("--p4info-out", metavar="FILE",
@@ -139,8 +141,9 @@ def _serve_with_metrics(kernel: Kernel, args: argparse.Namespace, description: P
             return [e for t in ("policy_pod", "policy_pod6") for e in servicer.store.entries(t)]
 
     KernelCollector(kernel.stats, policy_pods, registry)
-    serve_metrics(args.address, args.metrics_port, registry)
-    logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", args.address, args.metrics_port)
+    address = args.metrics_address or args.address
+    serve_metrics(address, args.metrics_port, registry)
+    logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", address, args.metrics_port)
     return server
 
 

@@ -203,7 +203,11 @@ NETWORK_PARAMS_SPEC: Schema = {
                          "items": _cidr("Service range of this network.")},
     },
     "x-kubernetes-validations": [
-        {"rule": "has(self.ipv4) || has(self.ipv6)", "message": "at least one of ipv4 or ipv6 is required"},
+        # Neither family is an address-less (layer 2) network: no routing, no Services.
+        {"rule": "!has(self.topology) || self.topology != 'L3' || has(self.ipv4) || has(self.ipv6)",
+         "message": "L3 routes addresses; a network without ipv4 or ipv6 is L2", "fieldPath": ".topology"},
+        {"rule": "has(self.ipv4) || has(self.ipv6) || !has(self.serviceCIDRs) || size(self.serviceCIDRs) == 0",
+         "message": "a network without ipv4 or ipv6 has no Services", "fieldPath": ".serviceCIDRs"},
         {"rule": "!has(self.interfaceKind) || self.interfaceKind != 'macvlan' || has(self.uplink)",
          "message": "uplink is required when interfaceKind is macvlan", "fieldPath": ".uplink",
          "reason": "FieldValueRequired"},
@@ -234,12 +238,16 @@ IP_ALLOCATION_SPEC: Schema = {
 
 NETWORK_ID_CLAIM_SPEC: Schema = {
     "type": "object",
-    "required": ["networkId", "networkParams"],
+    "required": ["networkId"],
     "properties": {
         "networkId": {"type": "integer", "minimum": params.NETWORK_ID_MIN, "maximum": params.NETWORK_ID_MAX},
         "networkParams": _str("The NetworkParams holding this id."),
+        "podNetwork": _str("The PodNetwork without parameters (an address-less network) holding this id."),
     },
-    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "spec is immutable"}],
+    "x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": "spec is immutable"},
+        {"rule": "has(self.networkParams) != has(self.podNetwork)",
+         "message": "exactly one of networkParams or podNetwork holds the id"}],
 }
 
 READY_COLUMNS = [
@@ -303,8 +311,9 @@ def all_crds() -> dict[str, Schema]:
         "networkidclaims.yaml": crd(
             group=names.PARAMS_GROUP, kind=names.NETWORK_ID_CLAIM_KIND, plural=names.NETWORK_ID_CLAIM_PLURAL,
             scope="Cluster", short=["vni"], spec=NETWORK_ID_CLAIM_SPEC, status=None,
-            columns=[{"name": "Params", "type": "string", "jsonPath": ".spec.networkParams"}],
-            description="One network id (VNI) held by one NetworkParams; the name makes it unique."),
+            columns=[{"name": "Params", "type": "string", "jsonPath": ".spec.networkParams"},
+                     {"name": "PodNetwork", "type": "string", "jsonPath": ".spec.podNetwork"}],
+            description="One network id (VNI) held by one NetworkParams or PodNetwork; the name makes it unique."),
     }
 
 

@@ -37,6 +37,11 @@ NETWORK_STATUS_ANNOTATION: Final = f"{GROUP}/network-status"
 # The Network Plumbing WG format, for tools that read it.
 NPWG_NETWORK_STATUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/network-status"
 
+# The network id (VNI) the controller gave a PodNetwork without parameters (an
+# address-less network): the provider's own annotation, since the KEP's status
+# holds conditions only. The NetworkIdClaim it names is what holds the id.
+NETWORK_ID_ANNOTATION: Final = f"{PARAMS_GROUP}/network-id"
+
 # Services and NetworkPolicies that apply on a secondary network carry this.
 POD_NETWORK_ANNOTATION: Final = f"{GROUP}/pod-network"
 # A Service's virtual IP on its secondary network (from the network's service
@@ -74,7 +79,8 @@ REASON_POD_NETWORK_NOT_READY: Final = "PodNetworkNotReady"
 # network and address, so the apiserver refuses a second claim of the same address.
 IP_ALLOCATION_KIND: Final = "IPAllocation"
 IP_ALLOCATION_PLURAL: Final = "ipallocations"
-# One cluster-scoped object per allocated network id (VNI), owned by its NetworkParams.
+# One cluster-scoped object per allocated network id (VNI), owned by its NetworkParams
+# (or by a PodNetwork without parameters: an address-less network).
 NETWORK_ID_CLAIM_KIND: Final = "NetworkIdClaim"
 NETWORK_ID_CLAIM_PLURAL: Final = "networkidclaims"
 # Labels on IPAllocation objects, for listing a pod's or a network's allocations.

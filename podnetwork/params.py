@@ -51,6 +51,11 @@ class NetworkParams:
     def families(self) -> tuple[FamilyParams, ...]:
         return tuple(f for f in (self.ipv4, self.ipv6) if f is not None)
 
+    @property
+    def addressless(self) -> bool:
+        """Neither IPv4 nor IPv6: pods attach at layer 2 only (no IPAM, policy or Services)."""
+        return self.ipv4 is None and self.ipv6 is None
+
 
 class ParamsError(ValueError):
     """Invalid NetworkParams; `errors` holds one message per bad field."""
@@ -206,13 +211,18 @@ def parse_params(spec: Mapping[str, Any]) -> NetworkParams:
     topology = _choice(spec, "topology", TOPOLOGIES, None, errors)
     ipv4 = _family(spec["ipv4"], "spec.ipv4", 4, errors) if "ipv4" in spec else None
     ipv6 = _family(spec["ipv6"], "spec.ipv6", 6, errors) if "ipv6" in spec else None
-    if "ipv4" not in spec and "ipv6" not in spec:
-        errors.append("spec: at least one of ipv4 or ipv6 is required")
+    # Neither family: an address-less (layer 2) network. Nothing of it can be
+    # routed or load-balanced, so L3 and a service range make no sense there.
+    addressless = "ipv4" not in spec and "ipv6" not in spec
+    if addressless and topology == "L3":
+        errors.append("spec.topology: L3 routes addresses; a network without ipv4 or ipv6 is L2")
     mtu = _int_in(spec, "mtu", MTU_MIN, MTU_MAX, MTU_DEFAULT, errors)
     network_id = _int_in(spec, "networkId", NETWORK_ID_MIN, NETWORK_ID_MAX, None, errors)
     kind = _choice(spec, "interfaceKind", INTERFACE_KINDS, "veth", errors)
     uplink = _uplink(spec.get("uplink"), kind, errors)
     services = _service_cidrs(spec.get("serviceCIDRs", []), errors)
+    if addressless and spec.get("serviceCIDRs"):
+        errors.append("spec.serviceCIDRs: a network without ipv4 or ipv6 has no Services")
     if errors:
         raise ParamsError(errors)
     return NetworkParams(

@@ -5,8 +5,8 @@ comma-separated list with at most one address per family (as
 `spec.clusterIPs`), else `spec.clusterIPs`/`spec.clusterIP`. Which families
 it serves follows `ipFamilyPolicy` and `ipFamilies` (core/v1 Service):
 SingleStack serves the first family only (the first of `ipFamilies`, else
-the first VIP's); PreferDualStack and RequireDualStack serve each family of
-`ipFamilies` (every VIP's when unset) that has a VIP. Each family's VIP
+the first VIP's); PreferDualStack and RequireDualStack serve each family
+that has a VIP, `ipFamilies`' first. Each family's VIP
 balances over the endpoints of that family's EndpointSlices.
 """
 
@@ -34,7 +34,10 @@ def service_vips(service: Obj) -> dict[int, str]:
         v = ip_version(address or "")
         if v and v not in by_family:
             by_family[v] = str(address)
-    families = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY] or list(by_family)
+    # ipFamilies orders the families; one it leaves out still counts: the apiserver
+    # defaults it from the cluster's service ranges, not from the secondary network's.
+    listed = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY and _FAMILY[f] in by_family]
+    families = listed + [v for v in by_family if v not in listed]
     if spec.get("ipFamilyPolicy", "SingleStack") == "SingleStack":
         families = families[:1]
     return {v: by_family[v] for v in families if v in by_family}

@@ -1,4 +1,11 @@
-"""The CNI benchmark behind hack/bench/cni (see there)."""
+"""The CNI benchmark behind hack/bench/cni (see there).
+
+ADD and DEL of multinet, the reference plugins (the floor) and the peer
+(Multus + Whereabouts + bridge), interleaved pod by pod on one apiserver:
+in each round every system adds pod i, in an order that rotates with i,
+before any adds pod i+1; then the same for DEL. A round's ratios compare
+figures of the same round; the report gives min/median/max over rounds.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,26 +32,31 @@ from kubernetes import config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import HTTPError  # noqa: E402
 
+from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, ShimStart, System, run_plugin  # noqa: E402
 from tests.support import cni as testing  # noqa: E402
-from cni.install import install  # noqa: E402
-from datapath import netns  # noqa: E402
+from cni.install import plugin_script  # noqa: E402
 from multinet.cluster.binaries import find_bin_dir  # noqa: E402
 from multinet.cluster.control_plane import ControlPlane  # noqa: E402
 from multinet.cluster.layout import Layout, default_state_dir  # noqa: E402
-
-PREFIX = "mnc"
-REFERENCE_BIN = "/usr/lib/cni"
 
 
 def log(msg: str) -> None:
     print(f"bench-cni: {msg}", file=sys.stderr, flush=True)
 
 
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
+def percentile(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2),
-            "n": len(ordered)}
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(percentile(ordered, 0.99) * 1000, 2), "n": len(ordered)}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3)}
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -52,110 +65,108 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def in_netns(path: str) -> Callable[[], None]:
-    """preexec: run a child inside a namespace, as a runtime living there would."""
-    def enter() -> None:
-        try:
-            netns.enter(path)  # the project's one setns; in the forked child, before exec
-        except OSError:
-            os._exit(126)
-    return enter
+def run_round(systems: Sequence[System], tag: str, pods: int) -> dict[str, dict[str, list[float]]]:
+    """One round: every system's pods added, interleaved pod by pod, then deleted the same way."""
+    for system in systems:
+        system.prepare(tag, pods)
+    time.sleep(2)  # the agent's pod cache sees the pods: the common case is a cache hit
+    samples: dict[str, dict[str, list[float]]] = {s.name: {"add": [], "del": []} for s in systems}
+    for verb in ("add", "del"):
+        for i in range(pods):
+            shift = i % len(systems)
+            for system in (*systems[shift:], *systems[:shift]):
+                call = system.add if verb == "add" else system.delete
+                samples[system.name][verb].append(call(i))
+        if verb == "add":  # what each showed it made, outside the timed calls
+            for system in systems:
+                for i in range(pods):
+                    system.check(i)
+    for system in systems:
+        system.finish()
+    return samples
 
 
-def run_plugin(binary: str, env: dict[str, str], conf: dict[str, Any], preexec: Callable[[], None] | None = None) -> dict[str, Any]:
-    proc = subprocess.run([binary], input=json.dumps(conf), env={"PATH": os.environ["PATH"], **env},
-                          capture_output=True, text=True, preexec_fn=preexec)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{binary} {env['CNI_COMMAND']} failed: {proc.stdout} {proc.stderr}")
-    return json.loads(proc.stdout) if proc.stdout.strip() else {}
+def ratios(rounds: list[dict[str, dict[str, list[float]]]], names: Sequence[str]) -> dict[str, Any]:
+    """Per-round ratios of multinet (and of a baseline multinet, keys prefixed
+    baseline_) to each other system, p50 and p99, and multinet's own tail."""
+    out: dict[str, Any] = {}
+    for ours, key in (("multinet", ""), ("multinet_baseline", "baseline_")):
+        if ours not in names:
+            continue
+        for verb in ("add", "del"):
+            mine = [summary(r[ours][verb]) for r in rounds]
+            out[f"{key}multinet_{verb}_p99_over_p50"] = spread([o["p99_ms"] / o["p50_ms"] for o in mine])
+            for other in names:
+                if other.startswith("multinet"):
+                    continue
+                theirs = [summary(r[other][verb]) for r in rounds]
+                for q in ("p50", "p99"):
+                    out[f"{key}{verb}_{q}_vs_{other}"] = spread(
+                        [o[f"{q}_ms"] / t[f"{q}_ms"] for o, t in zip(mine, theirs)])
+    return out
+
+
+def report_of(rounds: list[dict[str, dict[str, list[float]]]], names: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        out[name] = {}
+        for verb in ("add", "del"):
+            per_round = [summary(r[name][verb]) for r in rounds]
+            out[name][verb] = {
+                "p50_ms": spread([s["p50_ms"] for s in per_round]),
+                "p99_ms": spread([s["p99_ms"] for s in per_round]),
+                "pooled": summary([x for r in rounds for x in r[name][verb]]),
+            }
+    out["ratios"] = ratios(rounds, names)
+    return out
 
 
 def shim_start(installed: str, runs: int) -> dict[str, Any]:
-    """VERSION round trips: the installed plugin (python -SE), the console
-    script pip makes (full `site`), the reference bridge, and bare interpreters."""
+    """VERSION round trips: the installed plugin (python -SE), the reference
+    bridge, and bare interpreters (what any Python plugin pays at least)."""
     env = {"CNI_COMMAND": "VERSION"}
     version = {"cniVersion": "1.1.0"}
-    samples: dict[str, list[float]] = {k: [] for k in ("installed", "console", "bridge", "bare", "bare_S")}
-    for _ in range(runs):  # interleaved, so load changes hit every series alike
-        samples["installed"].append(timed(lambda: run_plugin(installed, env, version)))
-        samples["console"].append(timed(lambda: run_plugin(testing.plugin_binary(), env, version)))
-        samples["bridge"].append(timed(lambda: run_plugin(f"{REFERENCE_BIN}/bridge", env, version)))
-        samples["bare"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)))
-        samples["bare_S"].append(timed(lambda: subprocess.run([sys.executable, "-SE", "-c", "pass"], check=True)))
-    return {
-        "multinet_cni_installed": percentiles(samples["installed"]),
-        "multinet_cni_console_script": percentiles(samples["console"]),
-        "reference_bridge": percentiles(samples["bridge"]),
-        "python_bare_start": percentiles(samples["bare"]),
-        "python_bare_start_no_site": percentiles(samples["bare_S"]),
+    series: dict[str, Callable[[], Any]] = {
+        "multinet_cni_installed": lambda: run_plugin(installed, env, version),
+        "reference_bridge": lambda: run_plugin(f"{REFERENCE_BIN}/bridge", env, version),
+        "python_bare_start_no_site": lambda: subprocess.run([sys.executable, "-SE", "-c", "pass"], check=True),
+        "python_no_site_import_json": lambda: subprocess.run([sys.executable, "-SE", "-c", "import json"], check=True),
     }
+    samples: dict[str, list[float]] = {k: [] for k in series}
+    for _ in range(runs):  # interleaved, so load changes hit every series alike
+        for name, fn in series.items():
+            samples[name].append(timed(fn))
+    return {name: summary(values) for name, values in samples.items()}
 
 
-def multinet_run(node: testing.Node, networks: list[str], pods: int, secondaries: int) -> dict[str, Any]:
-    spaces = [node.netns.new("b") for _ in range(pods)]
-    identities = []
-    for i in range(pods):
-        allocations = [testing.alloc(networks[n], f"net{n + 1}", [f"10.{50 + n}.{i // 250}.{i % 250 + 2}/16"])
-                       for n in range(secondaries)]
-        identities.append(node.pod(f"bench{secondaries}-{i}", allocations))
-    time.sleep(2)  # let the agent's pod cache see them: the common case is a cache hit
-    containers = [f"b{secrets.token_hex(6)}" for _ in range(pods)]
-    add, delete = [], []
-    for i in range(pods):
-        add.append(timed(lambda: _ok(node.cni("ADD", spaces[i], identities[i], containers[i]))))
-    for i in range(pods):
-        delete.append(timed(lambda: _ok(node.cni("DEL", spaces[i], identities[i], containers[i]))))
-    for space in spaces:
-        testing.run("ip", "netns", "del", space)
-        node.netns.made.remove(space)
-    return {"add": percentiles(add), "del": percentiles(delete)}
+def machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version(), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def _ok(result: testing.PluginResult) -> None:
-    if result.exit != 0:
-        raise RuntimeError(f"multinet-cni failed: {result.out}")
-
-
-def reference_run(host: str, work: Path, pods: int, secondaries: int, netns: testing.Namespaces) -> dict[str, Any]:
-    """bridge + host-local, once per interface (eth0 + each secondary), as a
-    runtime (or Multus) would call them for the same interfaces."""
-    confs: list[dict[str, Any]] = []
-    for n in range(secondaries + 1):
-        confs.append({
-            "cniVersion": "1.0.0", "name": f"{PREFIX}ref{n}", "type": "bridge",
-            "bridge": f"{PREFIX}rb{n}{secrets.token_hex(2)}", "isGateway": n == 0, "mtu": 1400,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": f"10.{60 + n}.0.0/16"}]],
-                     "dataDir": str(work / "ipam")},
-        })
-    spaces = [netns.new("r") for _ in range(pods)]
-    enter = in_netns(f"/var/run/netns/{host}")
-    bridge = f"{REFERENCE_BIN}/bridge"
-    add, delete = [], []
-    containers = [f"r{secrets.token_hex(6)}" for _ in range(pods)]
-
-    def invoke_all(command: str, i: int) -> None:
-        order = range(len(confs)) if command == "ADD" else reversed(range(len(confs)))
-        for n in order:
-            env = testing.cni_env(command, containers[i], spaces[i], ifname="eth0" if n == 0 else f"net{n}",
-                                  path=REFERENCE_BIN)
-            run_plugin(bridge, env, confs[n], enter)
-
-    for i in range(pods):
-        add.append(timed(lambda: invoke_all("ADD", i)))
-    for i in range(pods):
-        delete.append(timed(lambda: invoke_all("DEL", i)))
-    for space in spaces:
-        testing.run("ip", "netns", "del", space)
-        netns.made.remove(space)
-    for conf in confs:
-        testing.run("ip", "-n", host, "link", "del", conf["bridge"], check=False)
-    return {"add": percentiles(add), "del": percentiles(delete)}
+def commit_of(tree: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or f"not a git tree: {tree.name}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pods", type=int, default=200)
-    parser.add_argument("--shim-runs", type=int, default=50)
+    parser.add_argument("--pods", type=int, default=40, help="pods per round and system")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--secondaries", default="1,3", help="secondary networks per pod, one run each")
+    parser.add_argument("--shim-runs", type=int, default=40)
+    parser.add_argument("--peer", choices=("auto", "build", "off"), default="auto",
+                        help="the Multus + Whereabouts peer: when built (auto), build it first, or not at all")
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="the multinet source tree to measure (another commit's, for a before/after table)")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also measure the multinet of this source tree in the same rounds (before/after)")
+    parser.add_argument("--prefix", default=os.environ.get("MULTINET_TEST_PREFIX") or "mnb",
+                        help="prefix of the namespaces, links and objects made (distinct from a test run's)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also write py-spy's samples of the agent (folded stacks) and the shim's -X importtime here")
     parser.add_argument("--out", type=Path, default=Path("build/bench/cni.json"))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -168,7 +179,7 @@ def main() -> int:
         plane.up(log)
         started = True
     try:
-        report = bench(plane.layout.admin_kubeconfig, args.pods, args.shim_runs)
+        report = bench(plane.layout.admin_kubeconfig, args)
     finally:
         if started:
             plane.down(log)
@@ -178,41 +189,125 @@ def main() -> int:
     return 0
 
 
-def bench(kubeconfig: Path, pods: int, shim_runs: int) -> dict[str, Any]:
+def peer_dir(mode: str) -> Path | None:
+    script = ROOT / "hack" / "bench" / "cni-peer"
+    if mode == "off":
+        return None
+    if mode == "build":
+        return Path(subprocess.run([str(script)], check=True, capture_output=True, text=True).stdout.strip()).parent
+    bin_dir = Path(subprocess.run([str(script), "--print"], check=True, capture_output=True, text=True).stdout.strip())
+    if all((bin_dir / name).exists() for name in ("multus", "whereabouts")):
+        return bin_dir.parent
+    log("peer not built (hack/bench/cni-peer builds it): measuring without it")
+    return None
+
+
+def profile(out: Path, agent: testing.AgentProcess, plugin: Path) -> Callable[[], None]:
+    """py-spy (from PyPI) sampling the agent for the whole run, every thread,
+    idle ones too (a wait on the kernel or the apiserver is time spent); and
+    what the shim imports, by -X importtime. Returns what stops the sampler."""
+    out.mkdir(parents=True, exist_ok=True)
+    shim = subprocess.run([sys.executable, "-SE", "-X", "importtime", str(plugin)], env={"CNI_COMMAND": "VERSION"},
+                          input='{"cniVersion": "1.1.0"}', capture_output=True, text=True)
+    (out / "shim-importtime.txt").write_text(shim.stderr)
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if spy is None or agent.proc is None:
+        log("py-spy not installed (pip install py-spy): no agent profile")
+        return lambda: None
+    sampler = subprocess.Popen([spy, "record", "--pid", str(agent.proc.pid), "--idle", "--nonblocking", "--rate", "100",
+                                "--format", "raw", "--output", str(out / "agent.folded")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop() -> None:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        sampler.wait(60)
+    return stop
+
+
+def start_multinet(tree: Path, work: Path, objects: testing.ClusterObjects, netns: testing.Namespaces,
+                   kubeconfig: Path, prefix: str, tag: str) -> tuple[testing.Node, Path]:
+    """A node (its namespaces, Node object, agent process) and the installed
+    plugin, both running the multinet of `tree`."""
+    work.mkdir()
+    plugin = work / "bin" / "multinet-cni"
+    plugin.parent.mkdir()
+    plugin.write_text(plugin_script().replace(repr(str(ROOT)), repr(str(tree))))
+    plugin.chmod(0o755)
+    namespace, node_name = objects.namespace(), objects.node()
+    host, ipu = netns.new(f"{tag}bhost"), netns.new(f"{tag}bipu")
+    agent = testing.AgentProcess(work, node_name, kubeconfig, [
+        "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", prefix + tag, "--pod-cidr", "10.244.0.0/20",
+        "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
+    # The agent process imports the tree: `python -m` puts its working
+    # directory first on the path, before PYTHONPATH.
+    os.environ["PYTHONPATH"] = str(tree)
+    home = os.getcwd()
+    os.chdir(tree)
+    try:
+        agent.start()
+    finally:
+        os.chdir(home)
+        del os.environ["PYTHONPATH"]
+    return testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, str(plugin)), plugin
+
+
+def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
+    prefix, tree = args.prefix, args.tree.resolve()
     api = config.new_client_from_config(config_file=str(kubeconfig))
     testing.ensure_crds(api)
-    objects = testing.ClusterObjects(api, PREFIX)
-    netns = testing.Namespaces(PREFIX)
-    agent = None
-    work = Path(tempfile.mkdtemp(prefix="mnc-bench-"))
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "pods": pods}
+    objects = testing.ClusterObjects(api, prefix)
+    netns = testing.Namespaces(prefix)
+    agents: list[testing.AgentProcess] = []
+    closers: list[Callable[[], None]] = []
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix}-bench-"))
+    built = peer_dir(args.peer)
+    report: dict[str, Any] = {
+        "machine": machine(), "multinet_commit": commit_of(tree),
+        "config": {"pods_per_round": args.pods, "rounds": args.rounds,
+                   "peer": "Multus v4.3.0 (thin) + Whereabouts v0.9.4 + bridge" if built else None,
+                   "reference": "bridge + host-local, once per interface"},
+    }
     try:
-        plugin = str(install(work / "bin"))
-        log(f"shim start time over {shim_runs} runs")
-        report["version_start"] = shim_start(plugin, shim_runs)
-        namespace, node_name = objects.namespace(), objects.node()
-        host, ipu = netns.new("bhost"), netns.new("bipu")
-        agent = testing.AgentProcess(work, node_name, kubeconfig, [
-            "--ipu-netns", ipu, "--host-netns", host, "--link-prefix", PREFIX, "--pod-cidr", "10.244.0.0/20",
-            "--log-level", os.environ.get("BENCH_AGENT_LOG", "WARNING")])
-        agent.start()
-        node = testing.Node(node_name, namespace, host, ipu, "", agent, objects, netns, kubeconfig, plugin)
-        networks = [objects.network(f"{PREFIX}-bench{n}-{secrets.token_hex(2)}", {
-            "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"}, "mtu": 1400})
-            for n in range(3)]
-        for secondaries in (1, 3):
-            log(f"multinet: {pods} pods with {secondaries} secondary network(s)")
-            ours = multinet_run(node, networks, pods, secondaries)
-            log(f"reference bridge+host-local: {pods} pods, {secondaries + 1} interfaces each")
-            ref = reference_run(host, work, pods, secondaries, netns)
-            report[f"secondaries_{secondaries}"] = {
-                "multinet": ours, "reference_bridge_host_local": ref,
-                "ratio_add_p50": round(ours["add"]["p50_ms"] / ref["add"]["p50_ms"], 3),
-                "ratio_del_p50": round(ours["del"]["p50_ms"] / ref["del"]["p50_ms"], 3),
-                "ratio_add_p99": round(ours["add"]["p99_ms"] / ref["add"]["p99_ms"], 3),
-            }
+        node, plugin = start_multinet(tree, work / "multinet", objects, netns, kubeconfig, prefix, "")
+        agents.append(node.agent)
+        log(f"shim start time over {args.shim_runs} runs")
+        report["version_start"] = shim_start(str(plugin), args.shim_runs)
+        if args.profile is not None:
+            closers.append(profile(args.profile, node.agent, plugin))
+        baseline = None
+        if args.baseline is not None:
+            baseline, _ = start_multinet(args.baseline.resolve(), work / "baseline", objects, netns, kubeconfig,
+                                         prefix, "o")
+            agents.append(baseline.agent)
+            report["baseline_commit"] = commit_of(args.baseline.resolve())
+        networks = [objects.network(f"{prefix}-bench{n}-{secrets.token_hex(2)}", {
+            "topology": "L2", "ipv4": {"subnet": f"10.{50 + n}.0.0/16", "gateway": f"10.{50 + n}.255.254"},
+            "mtu": 1400}) for n in range(3)]
+        install = PeerInstall(built, work) if built else None
+        if install is not None:
+            created = install.install_crds(api)
+            closers.append(lambda: install.remove_crds(api, created))
+        for secondaries in (int(s) for s in args.secondaries.split(",")):
+            systems: list[System] = [Multinet(node, networks, secondaries),
+                                     Reference(node.host, work, prefix, secondaries, netns),
+                                     MultinetAgent(node, networks, secondaries), ShimStart(plugin)]
+            if baseline is not None:
+                systems.append(Multinet(baseline, networks, secondaries, "multinet_baseline"))
+            if install is not None:
+                systems.append(Peer(api, objects, node.namespace, work, prefix, secondaries, kubeconfig,
+                                    install, netns))
+            closers += [getattr(s, "close") for s in systems if hasattr(s, "close")]
+            rounds = []
+            for r in range(args.rounds):
+                log(f"{secondaries} secondary network(s), round {r + 1}/{args.rounds}: "
+                    f"{args.pods} pods each of {', '.join(s.name for s in systems)}")
+                rounds.append(run_round(systems, f"s{secondaries}r{r}", args.pods))
+            report[f"secondaries_{secondaries}"] = report_of(rounds, [s.name for s in systems])
+        report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
-        if agent is not None:
+        for close in closers:  # the profiler first, while the agent still runs
+            close()
+        for agent in agents:
             agent.stop()
         netns.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -72,3 +72,18 @@ def test_store_skips_foreign_files_and_round_trips(tmp_path: Path) -> None:
     assert store.read("n", "c", "eth0") == record
     store.delete("n", "c", "eth0")
     assert store.read("n", "c", "eth0") is None
+
+
+def test_a_record_torn_by_a_machine_crash_reads_as_absent(tmp_path: Path) -> None:
+    """Records are not fsynced: a kernel crash may leave one empty or cut short
+    under its own name (with the namespaces it guarded gone); DEL and ADD then
+    see no record instead of failing on it."""
+    store = StateStore(tmp_path)
+    record = AttachmentRecord("n", "c", "eth0", "/proc/1/ns/net", PodRef("a", "b"), Eth0Mode.ROUTED, 7)
+    store.write(record)
+    (path,) = tmp_path.glob("*.json")
+    whole = path.read_text()
+    for torn in ("", whole[:20], whole[:-1]):
+        path.write_text(torn)
+        assert store.read("n", "c", "eth0") is None
+        assert store.all() == []

@@ -51,7 +51,9 @@ def full_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
 
 def load_pipeline(address: str, sizes: dict[str, int]) -> None:
     """Load the pipeline with these sizes, as a device's operator does before any controller connects."""
-    loader = P4RuntimeClient(address, election_id=1, pipeline=pipeline(sizes))
+    # Above the agent's election id: the agent may have connected first; it
+    # is primary again once the loader leaves (P4Runtime arbitration).
+    loader = P4RuntimeClient(address, election_id=1 << 20, pipeline=pipeline(sizes))
     wait_for(f"the target at {address}", lambda: _connects(loader), timeout=60)
     try:
         loader.set_pipeline(reconcile=False)

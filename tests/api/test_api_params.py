@@ -43,9 +43,14 @@ def test_invalid(over: dict[str, Any], needle: str) -> None:
     assert needle in str(exc.value)
 
 
-def test_at_least_one_family() -> None:
-    with pytest.raises(ParamsError, match="at least one of ipv4 or ipv6"):
+def test_neither_family_is_an_address_less_l2_network() -> None:
+    params = parse_params({"topology": "L2", "mtu": 9000})
+    assert params.addressless and params.families() == () and params.mtu == 9000
+    assert not parse_params(spec()).addressless
+    with pytest.raises(ParamsError, match="spec.topology: L3 routes addresses"):
         parse_params({"topology": "L3"})
+    with pytest.raises(ParamsError, match="spec.serviceCIDRs: a network without ipv4 or ipv6 has no Services"):
+        parse_params({"topology": "L2", "serviceCIDRs": ["10.96.0.0/24"]})
 
 
 def test_all_errors_reported() -> None:

@@ -75,6 +75,10 @@ ACCEPTED = [
     case("nulls-are-absent", spec(mtu=None, networkId=None, interfaceKind=None, uplink=None,
                                   serviceCIDRs=None, ipv6=None)),
     case("null-family-fields", v4(gateway=None, excludes=None)),
+    # neither family: an address-less (layer 2) network
+    case("address-less", spec(ipv4=...)),
+    case("address-less-nulls", spec(ipv4=None, ipv6=None, mtu=9000)),
+    case("address-less-empty-service-cidrs", spec(ipv4=..., serviceCIDRs=[])),
 ]
 
 REFUSED = [
@@ -85,8 +89,8 @@ REFUSED = [
     case("topology-null", spec(topology=None), "spec.topology"),
     case("topology-number", spec(topology=2), "spec.topology"),
     # families
-    case("no-family", spec(ipv4=...), "spec"),
-    case("no-family-nulls", spec(ipv4=None, ipv6=None), "spec"),
+    case("address-less-l3", spec(topology="L3", ipv4=...), "spec.topology"),
+    case("address-less-with-service-cidrs", spec(ipv4=..., serviceCIDRs=["10.96.0.0/12"]), "spec.serviceCIDRs"),
     case("family-string", spec(ipv4="10.10.0.0/24"), "spec.ipv4"),
     case("family-list", spec(ipv4=[]), "spec.ipv4"),
     case("subnet-missing", v4(subnet=..., gateway=..., excludes=...), "spec.ipv4.subnet"),

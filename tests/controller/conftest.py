@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +21,11 @@ def kube(kubeconfig: Any) -> Kube:
 @pytest.fixture(scope="session")
 def controller(kubeconfig: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     log = tmp_path_factory.mktemp("controller") / "controller.log"
-    proc = ControllerProcess(str(kubeconfig), log)
+    with socket.socket() as s:  # a free port for its /metrics
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = ControllerProcess(str(kubeconfig), log, "--metrics-port", str(port))
+    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"
     proc.start()
     try:
         yield proc

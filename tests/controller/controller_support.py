@@ -149,6 +149,7 @@ class ControllerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kube = Kube.from_kubeconfig(kubeconfig)
         self.external: str | None = None
+        self.metrics_url = ""  # where its /metrics is, when started with --metrics-port
         self._started = False
 
     def start(self) -> None:

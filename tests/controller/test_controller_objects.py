@@ -33,7 +33,8 @@ def refused(fn: Any) -> str:
     ({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24", "gateway": "10.9.9.9"}}, "gateway must be an IP"),
     ({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24"}, "mtu": 100}, "spec.mtu"),
     ({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24"}, "networkId": 0}, "spec.networkId"),
-    ({"topology": "L2"}, "at least one of ipv4 or ipv6 is required"),
+    ({"topology": "L3"}, "L3 routes addresses; a network without ipv4 or ipv6 is L2"),
+    ({"topology": "L2", "serviceCIDRs": ["10.96.0.0/24"]}, "a network without ipv4 or ipv6 has no Services"),
     ({"topology": "L2", "ipv4": {"subnet": "10.1.0.0/24"}, "interfaceKind": "macvlan"}, "uplink is required"),
 ])
 def test_bad_params_refused(networks: Networks, spec: dict[str, Any], needle: str) -> None:

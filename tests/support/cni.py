@@ -36,7 +36,10 @@ from podnetwork.names import (
     VERSION,
 )
 
-TEST_PREFIX = "mnc"  # the prefix of everything the CNI tests create on this machine
+# The prefix of everything the CNI tests create on this machine (namespaces,
+# links, cluster objects); $MULTINET_TEST_PREFIX sets another, so two runs on
+# one machine never share names.
+TEST_PREFIX = os.environ.get("MULTINET_TEST_PREFIX") or "mnc"
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -264,6 +267,14 @@ class ClusterObjects:
         self._undo.append(lambda: self.custom.delete_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, name))
         return name
 
+    def bare_network(self, name: str) -> str:
+        """A PodNetwork without parameters: an address-less network."""
+        network = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PodNetwork", "metadata": {"name": name},
+                   "spec": {"enabled": True, "provider": "multinet.io"}}
+        self.custom.create_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, network)
+        self._undo.append(lambda: self.custom.delete_cluster_custom_object(GROUP, VERSION, POD_NETWORK_PLURAL, name))
+        return name
+
     def pod(self, namespace: str, name: str, node: str, allocations: list[dict[str, Any]] | None) -> str:
         """A pod given the allocations the controller would write, then bound to
         `node`, in that order as in the real flow (the agent never sees a bound
@@ -290,6 +301,10 @@ class ClusterObjects:
         # Raw response: the client's Binding model fails to read the empty reply.
         _retrying(lambda: self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False))  # type: ignore[arg-type, call-arg]  # kubernetes-stubs: a body may be a plain dict, and _preload_content is a real keyword of every call
         return str(pod.metadata.uid)
+
+    def on_close(self, undo: Any) -> None:
+        """Also undo `undo()` at close() (for objects made by other means)."""
+        self._undo.append(undo)
 
     def close(self) -> None:
         for undo in reversed(self._undo):
