@@ -35,7 +35,8 @@ def test_short_fault_lane_keeps_every_invariant(real_nodes: Cluster, tmp_path: P
     assert held["leaks"] == 0, report["after_cleanup"].get("leaked")
     assert held["missing_interfaces"] == 0 and held["churn_missing_interfaces"] == 0, report["pods"]
     assert held["pods_without_datapath_entries"] == 0 and held["datapath_mismatches"] == 0, report["final"]
-    assert held["untouched_flows_stalled"] == 0, [f["flow_stalls_s"] for f in report["faults"]]
+    # every flow kept its one connection through every fault (stalls are reported, not judged)
+    assert held["flows_reconnected"] == 0, report["flows"]
     assert all(v == 0 for v in held.values()), held
     # the lane did its work: pods came and went over every network, flows carried lines throughout
     assert report["pods"]["running"] >= 10 and report["pods"]["deleted"] >= report["pods"]["running"], report["pods"]
