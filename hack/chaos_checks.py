@@ -29,6 +29,7 @@ from datapath.entries import Entry, decode, describe
 from kube import Kube, KubeError, Obj
 from kube.kinds import IP_ALLOCATIONS
 from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
+from multinet.cluster.containerd import ContainerdError
 from multinet.cluster.nodes import NodePlan
 from podnetwork import names
 from podnetwork.names import NODE_PREFIX
@@ -113,7 +114,10 @@ def _stale_netns(plan: NodePlan, recorded: set[str]) -> list[str]:
     """Pod network namespaces (containerd's mounts under the node's root) no sandbox uses."""
     used = set()
     for cid in plan.containerd.ctr("containers", "list", "--quiet", 'labels."io.cri-containerd.kind"==sandbox').split():
-        spec = json.loads(plan.containerd.ctr("containers", "info", cid)).get("Spec") or {}
+        try:
+            spec = json.loads(plan.containerd.ctr("containers", "info", cid)).get("Spec") or {}
+        except ContainerdError:
+            continue  # removed since the listing
         used |= {ns.get("path") for ns in spec.get("linux", {}).get("namespaces", []) if ns.get("type") == "network"}
     mounted = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                if "/netns/cni-" in line.split()[4] and line.split()[4].startswith(str(plan.root))]
@@ -216,7 +220,7 @@ def converge(kube: Kube, plans: list[NodePlan], interfaces: Callable[[Obj], list
     while True:
         try:
             result = check(kube, plans, interfaces, namespace)
-        except (KubeError, OSError, subprocess.SubprocessError) as err:
+        except (KubeError, OSError, subprocess.SubprocessError, ContainerdError) as err:
             result = {"error": str(err)[:500]}
         elapsed = time.monotonic() - start
         others_hold = "error" not in result and not any(result[k] for k in COUNTS if k != "orphan_allocations")

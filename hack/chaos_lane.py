@@ -25,6 +25,7 @@ from kube.resources import NAMESPACES, PODS
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
 from multinet.cluster.nodes import NodePlan, Nodes
+from multinet.cluster.processes import ComponentError
 from podnetwork import names
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.56"
@@ -255,6 +256,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="seconds more for orphaned allocations (the controller sweeps every 60 s)")
     p.add_argument("--churn-before", type=float, help="seconds of churn before each fault (default 20, --short 5)")
     p.add_argument("--deadline", type=float, help="seconds the whole run may take (default 3600, --short 900)")
+    p.add_argument("--faults", help="only these faults, comma-separated names as the report gives them "
+                   "(e.g. ipu@node1,controller@replica0)")
     p.add_argument("--output", type=Path, default=Path("build/chaos/chaos.json"))
     args = p.parse_args(argv)
     for name, full, short in (("pods", 240, 14), ("churn_before", 20.0, 5.0), ("deadline", 3600.0, 900.0)):
@@ -271,6 +274,8 @@ def main(argv: list[str]) -> int:
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     controllers = len(lane.kube.list(PODS, SYSTEM, label_selector="app.kubernetes.io/name=multinet-controller"))
     faults = plan_faults([p.name for p in lane.plans], controllers, args.short)
+    if args.faults:
+        faults = [f for f in faults if f.name in args.faults.split(",")]
     report: dict[str, Any] = {"mode": "short" if args.short else "full", "started": started,
                               "nodes": [p.name for p in lane.plans], "networks": lane.networks,
                               "stall_ok_s": STALL_OK_S, "faults": []}
@@ -291,7 +296,8 @@ def main(argv: list[str]) -> int:
         lane.pause()
         report["final"] = lane.check()
         report["flows"] = [f.summary() for f in lane.flows]
-    except (FaultError, KubeError, StopIteration, AssertionError) as err:
+    except (FaultError, KubeError, ComponentError, OSError, subprocess.SubprocessError, StopIteration,
+            AssertionError) as err:
         report["error"] = f"{type(err).__name__}: {err}"
         log(f"stopped: {report['error']}")
     finally:
