@@ -186,13 +186,20 @@ class Lane:
                 self.churn.missing_interfaces[name] = missing
         for plan in self.plans:
             chaos_checks.remember_representors(plan)
+        for name in made:  # all at once, then each waited for
+            try:
+                self.kube.delete(PODS, name, NAMESPACE)
+            except KubeError:
+                pass  # gone already, or the apiserver is down: _delete tries again
         for name in made:
             self._delete(name)
 
     def _delete(self, name: str) -> None:
         def gone() -> bool:
             try:
-                self.kube.delete(PODS, name, NAMESPACE, grace_period_seconds=0)
+                # Not forced (grace 0 would remove the object before kubelet tears the sandbox
+                # down): the object goes once kubelet is done, so "gone" means gone from the node.
+                self.kube.delete(PODS, name, NAMESPACE)
             except NotFound:
                 return True
             return self.kube.find(PODS, name, NAMESPACE) is None
