@@ -34,6 +34,7 @@ from multinet.cluster.control_plane import SERVICE_IP, ControlPlane
 from multinet.cluster.images import ARCHIVES, find_image_dir
 from multinet.cluster.layout import default_state_dir
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn, stop
+from podnetwork import faults
 from podnetwork.names import NODE_PREFIX
 
 Progress = Callable[[str], None]
@@ -156,7 +157,8 @@ class Nodes:
 
     def _install_multinet(self, net: netplan.NetPlan, archive: Path, progress: Progress) -> None:
         local = addon.LocalCluster(node_root=self.root, apiserver_host=net.gateway,
-                                   apiserver_port=self.plane.ports.apiserver, netns_prefix=self.prefix)
+                                   apiserver_port=self.plane.ports.apiserver, netns_prefix=self.prefix,
+                                   faults=faults.ACTIVE)
         start = time.monotonic()
         addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
                       progress=progress, kubectl=str(self._kubectl()))
