@@ -145,13 +145,20 @@ class Lane:
 
     # --- churn ---------------------------------------------------------------------
 
-    def interfaces(self, p: Obj) -> list[str]:
+    def interfaces(self, p: Obj, timeout: float = 90.0) -> list[str]:
+        """What the pod lacks of its interfaces. `cluster exec` finds the pod through the
+        apiserver, which a control-plane fault may have down for a while: tried again
+        until `timeout`, so only a failure that outlasts it counts."""
         ref = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-        out = subprocess.run([sys.executable, "-m", "multinet.cli", "cluster", "exec", ref, "--", "ip", "-j", "addr"],
-                             env=self.env, capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            return [f"exec failed: {out.stderr.strip()[-200:]}"]
-        return chaos_checks.missing_interfaces(p, out.stdout)
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run([sys.executable, "-m", "multinet.cli", "cluster", "exec", ref, "--", "ip", "-j",
+                                  "addr"], env=self.env, capture_output=True, text=True, timeout=60)
+            if out.returncode == 0:
+                return chaos_checks.missing_interfaces(p, out.stdout)
+            if time.monotonic() > deadline or self.stop.is_set():
+                return [f"exec failed: {out.stderr.strip()[-200:]}"]
+            time.sleep(1.0)
 
     def churn_loop(self) -> None:
         batch = 0
