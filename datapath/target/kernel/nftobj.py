@@ -52,7 +52,7 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def _dump(message: int, attrs: bytes) -> Iterator[bytes]:
+def dump(message: int, attrs: bytes) -> Iterator[bytes]:
     """The payloads (after nfgenmsg) of one dump's answers."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
         s.bind((0, 0))
@@ -82,11 +82,20 @@ def _counter(data: bytes) -> Counts:
     return int(packets), int(octets)
 
 
+def counters_request(table: str) -> bytes:
+    """The attributes of a dump of an `inet` table's counter objects (NFT_MSG_GETOBJ)."""
+    return _attr(OBJ_TABLE, table.encode() + b"\0") + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
+
+
+def elements_request(table: str, set_name: str) -> bytes:
+    """The attributes of a dump of one set's elements (NFT_MSG_GETSETELEM)."""
+    return _attr(ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(ELEM_LIST_SET, set_name.encode() + b"\0")
+
+
 def counters(table: str) -> dict[str, Counts]:
     """Every named counter of an `inet` table: name -> (packets, bytes)."""
-    request = _attr(OBJ_TABLE, table.encode() + b"\0") + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
     out: dict[str, Counts] = {}
-    for payload in _dump(NFT_MSG_GETOBJ, request):
+    for payload in dump(NFT_MSG_GETOBJ, counters_request(table)):
         found = dict(_attrs(payload))
         if OBJ_NAME in found and OBJ_DATA in found:
             out[found[OBJ_NAME].rstrip(b"\0").decode()] = _counter(found[OBJ_DATA])
@@ -96,8 +105,7 @@ def counters(table: str) -> dict[str, Counts]:
 def element_counters(table: str, set_name: str) -> Iterator[tuple[bytes, bytes, Counts]]:
     """Each element of a set or map with a counter: (key bytes, data bytes, counts).
     Keys and data are the kernel's registers: concatenated fields, each padded to 4 bytes."""
-    request = _attr(ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(ELEM_LIST_SET, set_name.encode() + b"\0")
-    for payload in _dump(NFT_MSG_GETSETELEM, request):
+    for payload in dump(NFT_MSG_GETSETELEM, elements_request(table, set_name)):
         for kind, elements in _attrs(payload):
             if kind == ELEM_LIST_ELEMENTS:
                 yield from _elements(elements)
