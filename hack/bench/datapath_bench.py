@@ -79,7 +79,7 @@ def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[
 
 
 def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: int, endpoints: int,
-                      metrics_url: str | None) -> dict[str, Any]:
+                      metrics_url: str | None, target_pid: int) -> dict[str, Any]:
     svcs, slices = services(count, endpoints)
     start = time.monotonic()
     entries = compile_services(svcs, slices, {NET: NET_ID})
@@ -91,7 +91,7 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
     # One endpoint of one service changes: the agent's whole path, step by step.
     slices[count // 2]["endpoints"][0]["addresses"] = ["10.201.0.1"]
     change = floors.endpoint_change(dp, lambda: compile_services(svcs, slices, {NET: NET_ID}), metrics_url)
-    counters = bench_counters(dp, ipu_ns, prefix, metrics_url)
+    counters = bench_counters(dp, ipu_ns, prefix, metrics_url, target_pid)
     dp.replace_state([])  # clear before the throughput runs
     total = programmed - start
     return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
@@ -197,7 +197,7 @@ def main() -> int:
             dp.reconnect()
 
         result["programming"] = bench_programming(dps["n1"], n1.ipu_ns, prefix, args.services, args.endpoints,
-                                                  getattr(targets[0], "metrics_url", None))
+                                                  getattr(targets[0], "metrics_url", None), targets[0].process.pid)
         router = tb.add_pod(n1, "router", NET_ID, "10.50.0.9/16")
         dps["n1"].attach(router.attachment)
         result["routes"] = floors.routes(dps["n1"], router, NET_ID, args.routes, prefix)

@@ -1,11 +1,13 @@
 """The datapath benchmark's counter reads at N Services (datapath_bench.py),
-each beside its floor measured in the same run, medians of a few rounds:
+each beside its floor measured in the same run, medians of a few rounds,
+wall time and CPU time (the CPU a step took, less sensitive than wall time
+to other work on the machine):
 
   - the service table's direct counters over P4Runtime: entries with
     counter_data, and DirectCounterEntry reads (keys and counts only);
-  - one scrape of the target's /metrics, with the target's own time in the
-    kernel read (its multinet_ipu_counters_read_seconds), the series and
-    bytes served;
+  - one scrape of the target's /metrics (and the target process's CPU time
+    for it), with the target's own time in the kernel read (its
+    multinet_ipu_counters_read_seconds), the series and bytes served;
 floors:
   - nft: `nft -j list counters` and `nft -j list map` of the backends maps
     (reading through nft: it loads the whole table first);
@@ -17,10 +19,13 @@ floors:
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Metric, generate_latest
@@ -35,14 +40,26 @@ from datapath.target.kernel.context import FAMILIES, nft_table
 READ_GAUGE = "multinet_ipu_counters_read_seconds"
 
 
-def _median(samples: list[float]) -> dict[str, Any]:
-    return {"seconds": round(statistics.median(samples), 3), "samples": [round(x, 3) for x in samples]}
+def _median(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    walls, cpus = [w for w, _ in samples], [c for _, c in samples]
+    return {"seconds": round(statistics.median(walls), 3), "cpu_seconds": round(statistics.median(cpus), 3),
+            "samples": [round(x, 3) for x in walls], "cpu_samples": [round(x, 3) for x in cpus]}
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.monotonic()
+def _cpu(pid: int | None) -> float:
+    """CPU seconds so far: of process `pid`, or of this process and its waited-for children."""
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _timed(fn: Callable[[], Any], pid: int | None = None) -> tuple[tuple[float, float], Any]:
+    """(wall, CPU) seconds of fn(), and its result; the CPU of process `pid` when given."""
+    wall, cpu = time.monotonic(), _cpu(pid)
     result = fn()
-    return time.monotonic() - start, result
+    return (time.monotonic() - wall, _cpu(pid) - cpu), result
 
 
 def scrape(url: str) -> str:
@@ -89,30 +106,32 @@ def rendering(text: str) -> Callable[[], bytes]:
 
 
 def bench_counters(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, metrics_url: str | None,
-                   rounds: int = 3) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {k: [] for k in ("p4runtime_read", "direct_counter_read", "metrics_scrape",
-                                                       "target_kernel_read", "floor_netlink_dumps", "floor_nft_json",
-                                                       "floor_prometheus_rendering")}
+                   target_pid: int | None = None, rounds: int = 3) -> dict[str, Any]:
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in (
+        "p4runtime_read", "direct_counter_read", "metrics_scrape", "floor_netlink_dumps", "floor_nft_json",
+        "floor_prometheus_rendering")}
+    kernel_read: list[float] = []
     out: dict[str, Any] = {}
     text = ""
     for _ in range(rounds):
-        seconds, entries = _timed(lambda: dp.client.read_with_counters("service"))
-        samples["p4runtime_read"].append(seconds)
+        took, entries = _timed(lambda: dp.client.read_with_counters("service"), target_pid)
+        samples["p4runtime_read"].append(took)
         out["entries_read"] = len(entries)
-        seconds, counted = _timed(lambda: dp.client.read_counters("service"))
-        samples["direct_counter_read"].append(seconds)
+        took, counted = _timed(lambda: dp.client.read_counters("service"), target_pid)
+        samples["direct_counter_read"].append(took)
         assert len(counted) == len(entries)
-        seconds, out["netlink_bytes"] = _timed(lambda: netlink_dumps(ipu_ns, prefix))
-        samples["floor_netlink_dumps"].append(seconds)
-        seconds, out["nft_json_bytes"] = _timed(lambda: nft_lists(ipu_ns, prefix))
-        samples["floor_nft_json"].append(seconds)
+        took, out["netlink_bytes"] = _timed(lambda: netlink_dumps(ipu_ns, prefix))
+        samples["floor_netlink_dumps"].append(took)
+        took, out["nft_json_bytes"] = _timed(lambda: nft_lists(ipu_ns, prefix))
+        samples["floor_nft_json"].append(took)
         if metrics_url:
-            seconds, text = _timed(lambda: scrape(metrics_url))
-            samples["metrics_scrape"].append(seconds)
-            samples["target_kernel_read"].append(_gauge(text, READ_GAUGE))
+            took, text = _timed(lambda: scrape(metrics_url), target_pid)
+            samples["metrics_scrape"].append(took)
+            kernel_read.append(_gauge(text, READ_GAUGE))
     if text:
         out["metrics_bytes"] = len(text)
         out["metrics_series"] = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        out["target_kernel_read_seconds"] = round(statistics.median(kernel_read), 3)
         render = rendering(text)
         for _ in range(rounds):
             samples["floor_prometheus_rendering"].append(_timed(render)[0])
