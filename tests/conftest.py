@@ -22,7 +22,7 @@ from hypothesis import settings
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
-from tests.support.nodes import Cluster, real_cluster
+from tests.support.nodes import UP_TIMEOUT, Cluster, real_cluster
 
 
 # Tests never assert on wall time: hypothesis' per-example deadline would
@@ -63,6 +63,14 @@ def require_root() -> None:
     """Skip the calling test unless it runs as root (network namespaces, nftables)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates network namespaces and nftables tables")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whichever test on real nodes runs first makes the cluster (`real_nodes`) in its
+    own time: it may take more than the per-test timeout. A test's own mark stands."""
+    for item in items:
+        if "real_nodes" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(UP_TIMEOUT + 600), append=True)
 
 
 @pytest.fixture(scope="session")

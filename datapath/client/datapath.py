@@ -56,13 +56,24 @@ class P4RuntimeDatapath:
         self.state: list[Entry] = []  # compiled policy/service/remote routes
         self.installed: dict[Key, Entry] = {}
         self.connected = False
+        self.sessions = 0  # sessions opened (the first connect and each reconnect)
 
     # --- the Datapath protocol -------------------------------------------------
 
     def attach(self, port: PortAttachment) -> None:
+        """Program the port; raises WriteError when the target refused one of the port's own entries."""
         with self.lock:
             self.ports[port.representor] = port
-            self._sync()
+            try:
+                self._sync()
+            except WriteError as err:
+                own = {e.key for e in port_entries(port)}
+                if any(e.key in own for e in err.refused(code=None)):
+                    raise
+                # Only entries of the compiled state were refused again (the
+                # sync loop retries and reports them): the port is programmed.
+                log.warning("attach %s: the port is programmed; other entries are still refused: %s",
+                            port.representor, err)
 
     def detach(self, port: PortAttachment) -> None:
         with self.lock:
@@ -108,6 +119,7 @@ class P4RuntimeDatapath:
         # The target may have restarted (empty) or kept everything (agent restart).
         self.installed = {e.key: e for e in self.client.read()}
         self.connected = True
+        self.sessions += 1
 
     def _sync(self) -> int:
         if not self.connected or self.client.stream_closed.is_set():
