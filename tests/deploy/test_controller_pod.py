@@ -18,6 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller import admission
 from controller.leader_pod import LEADER_LABEL
+from tests.controller.controller_support import ControllerProcess
 from tests.deploy.conftest import core_api
 from tests.deploy.test_apiserver import _free_port, _kubeconfig_with_token, _stop
 from tests.support.wait import wait_for
@@ -99,8 +101,21 @@ def _registered(admission_api: Any) -> Any:
     return found if all(h.client_config.service is not None for h in found.webhooks) else None
 
 
-def test_controller_runs_as_its_deployment_runs_it(identities: None, admin: Any, kubeconfig: Path,
-                                                   tmp_path: Path) -> None:
+@pytest.fixture
+def sole_controller(controller: ControllerProcess) -> Iterator[None]:
+    """The replicas here must win the cluster's one leader lease: the session's controller,
+    which other modules' tests share, steps down for the test and comes back after it
+    (with it serving, these replicas waited for the lease and never registered)."""
+    controller.require_own()  # a running cluster's own controller is not this test's to stop
+    controller.stop()
+    try:
+        yield
+    finally:
+        controller.start()
+
+
+def test_controller_runs_as_its_deployment_runs_it(sole_controller: None, identities: None, admin: Any,
+                                                   kubeconfig: Path, tmp_path: Path) -> None:
     core = core_api(admin)
     token = core.create_namespaced_service_account_token(
         "multinet-controller", NAMESPACE, {"spec": {"expirationSeconds": 600}}).status.token
