@@ -265,7 +265,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4, help="pods created, then deleted, at a time (default 4)")
     p.add_argument("--pod-timeout", type=float, default=90.0, help="seconds a pod may take to run or go")
     p.add_argument("--fault-timeout", type=float, default=180.0, help="seconds a killed part may take to be back")
-    p.add_argument("--settle", type=float, default=60.0, help="seconds the checks wait for the parts to catch up")
+    # A sandbox whose teardown a kubelet kill interrupted is torn down by kubelet's
+    # container garbage collection, which runs once a minute: the checks outwait one.
+    p.add_argument("--settle", type=float, default=90.0, help="seconds the checks wait for the parts to catch up")
     p.add_argument("--sweep", type=float, default=75.0,
                    help="seconds more for orphaned allocations (the controller sweeps every 60 s)")
     p.add_argument("--churn-before", type=float, help="seconds of churn before each fault (default 20, --short 5)")
