@@ -74,6 +74,9 @@ def test_pod_deleted_while_reconciled_stays_out_of_the_index(
     network = f"blue-{suffix()}"
     body = pod_manifest("racer", [{"podNetworkName": network}], {})
     body["spec"]["schedulingGates"] = [{"name": names.SCHEDULING_GATE}]
+    # A pod is refused until the controller-manager has made the namespace's service account.
+    wait_for("the default service account", lambda: kube.core.list_namespaced_service_account(
+        namespace, field_selector="metadata.name=default").items, 30)
     kube.core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a plain dict body
     wait_for("the watch to deliver the pod", lambda: index.pod((namespace, "racer")), 30)
     assert index.network_in_use(network, time.monotonic()) == [f"pod {namespace}/racer"]
