@@ -2,8 +2,8 @@
 
 Watch handlers never touch the datapath: they call `mark_dirty()`. The loop
 then asks `desired()` for the whole state (the agent compiles it from its
-caches) and hands it to `P4RuntimeDatapath.replace_state`, which writes one
-diffed batch. A periodic resync repairs drift and reconnects after a target
+caches, incrementally: a `CompiledState` names the keys that changed) and
+hands it to `P4RuntimeDatapath.replace_state`, which writes one diffed batch. A periodic resync repairs drift and reconnects after a target
 restart.
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 import grpc
 
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import ArbitrationError, NotPrimaryError, WriteError
 from datapath.entries import Entry
+from datapath.state import CompiledState
 
 log = logging.getLogger(__name__)
 # What a failed round may raise; the next round retries (temporary by nature).
@@ -29,7 +30,7 @@ RETRYABLE = (grpc.RpcError, grpc.FutureTimeoutError, WriteError, NotPrimaryError
 
 
 class SyncLoop:
-    def __init__(self, datapath: P4RuntimeDatapath, desired: Callable[[], Sequence[Entry]],
+    def __init__(self, datapath: P4RuntimeDatapath, desired: Callable[[], Iterable[Entry] | CompiledState],
                  min_interval: float = 0.2, resync_interval: float = 60.0) -> None:
         self.datapath = datapath
         self.desired = desired
