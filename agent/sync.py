@@ -1,9 +1,10 @@
 """What the node agent keeps programmed in its IPU beyond its own ports.
 
 Cluster-wide caches (all pods, namespaces, nodes, Services, EndpointSlices,
-NetworkPolicies) feed `agent.compile.compile_node`; watch events only mark the
-`SyncLoop` dirty, and the loop writes the whole desired state as one diffed
-P4Runtime batch (STYLE.md: decide, then program).
+NetworkPolicies) feed `agent.compile.NodeCompiler` (`compile_node`, kept
+incrementally); watch events only mark the `SyncLoop` dirty, and the loop
+writes the desired state as one P4Runtime batch, diffed over the keys the
+change touched (STYLE.md: decide, then program).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from agent.compile.node import compile_node
-from agent.compile.objects import network_ids
-from datapath.entries import Entry
+from agent.compile.incremental import NodeCompiler
+from datapath.state import CompiledState
 from kube import Change, Informer, Kube
 from kube.informer import Informers
 from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
@@ -32,6 +32,7 @@ class ClusterView:
         self.slices = Informer(kube, ENDPOINT_SLICES)
         self.policies = Informer(kube, NETWORK_POLICIES)
         self._listeners: list[Callable[[], None]] = []
+        self._compilers: dict[str, NodeCompiler] = {}
         self._caches = Informers(self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies)
         for cache in self._caches.all:
             cache.add_handler(self._notify)
@@ -53,10 +54,10 @@ class ClusterView:
     def synced(self) -> bool:
         return self._caches.synced
 
-    def desired(self, node: str) -> list[Entry]:
-        pods = self.pods.items()
-        return compile_node(
-            node, pods=pods, namespaces=self.namespaces.items(), nodes=self.nodes.items(),
+    def desired(self, node: str) -> CompiledState:
+        """The node's entries; one caller at a time (the sync loop)."""
+        compiler = self._compilers.setdefault(node, NodeCompiler(node))
+        return compiler.compile(
+            pods=self.pods.items(), namespaces=self.namespaces.items(), nodes=self.nodes.items(),
             services=self.services.items(), slices=self.slices.items(), policies=self.policies.items(),
-            networks=network_ids(pods),
         )
