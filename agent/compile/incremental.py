@@ -1,8 +1,8 @@
 """`compile_node`, kept incrementally: a change recompiles only what it touches.
 
 `NodeCompiler.compile` takes the same listings as `compile_node` (the agent's
-caches, whole) and returns the same entries, but keeps what it compiled per
-object: a pod's remote routes, a Service's entries, a pod's policy (see
+caches, whole) and returns the same entries (`apply` takes only what changed,
+as the caches' events tell it), but keeps what it compiled per object: a pod's remote routes, a Service's entries, a pod's policy (see
 agent.compile.policy_cache), and the floods. Objects that changed are found
 by identity (agent.compile.tracker); a changed object marks dirty what reads
 it (a pod: its routes, the floods, policy; an EndpointSlice: its Service; a
@@ -14,7 +14,7 @@ changed, so the datapath diffs only those. Pure: no I/O, one caller at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from agent.compile.assembly import Assembly
@@ -38,6 +38,7 @@ class NodeCompiler:
 
     def _reset(self) -> None:
         self.trackers = {kind: Tracker() for kind in KINDS}
+        self._tracking = True
         self.assembly = Assembly()
         self.policy = PolicyCache(self.node_name, self.assembly)
         self.version: int | None = None
@@ -59,28 +60,45 @@ class NodeCompiler:
 
     def compile(self, *, pods: Iterable[Obj], namespaces: Iterable[Obj], nodes: Iterable[Obj],
                 services: Iterable[Obj], slices: Iterable[Obj], policies: Iterable[Obj]) -> CompiledState:
-        """`compile_node(networks=network_ids(pods), ...)`'s entries by key, and the keys changed since the last call."""
+        """`compile_node(networks=network_ids(pods), ...)`'s entries by key, and the keys changed
+        since the last call. The listings are whole; what changed is found by identity."""
+        if not self._tracking:
+            self._reset()  # fed changes meanwhile: the trackers know nothing of them
+        listings = dict(zip(KINDS, (pods, namespaces, nodes, services, slices, policies)))
+        return self._guarded(lambda: {kind: self.trackers[kind].changes(listings[kind]) for kind in KINDS})
+
+    def apply(self, changes: Mapping[str, Mapping[ObjKey, Obj | None]]) -> CompiledState:
+        """The same, fed the changes alone: kind -> (namespace, name) -> the object now, None
+        when deleted (as a cache's events tell them; a change repeated is harmless). Starts
+        from the state of the previous call: the first call, and the first after an error,
+        wants `compile` of the whole listings (`version` is None then)."""
+        self._tracking = False
+        return self._guarded(lambda: changes)
+
+    def _guarded(self, changes: Callable[[], Mapping[str, Mapping[ObjKey, Obj | None]]]) -> CompiledState:
         try:
-            return self._compile(dict(zip(KINDS, (pods, namespaces, nodes, services, slices, policies))))
+            return self._apply(changes())
         except BaseException:
-            self._reset()  # half-applied changes: start over from the next listing
+            self._reset()  # half-applied changes: start over from the next whole listing
             raise
 
-    def _compile(self, listings: Mapping[str, Iterable[Obj]]) -> CompiledState:
-        changes = {kind: self.trackers[kind].changes(listings[kind]) for kind in KINDS}
+    def _apply(self, changes: Mapping[str, Mapping[ObjKey, Obj | None]]) -> CompiledState:
+        def of(kind: str) -> Iterable[tuple[ObjKey, Obj | None]]:
+            return (changes.get(kind) or {}).items()
+
         touched: set[str] = set()
-        for key, obj in changes["pods"].items():
+        for key, obj in of("pods"):
             touched |= self._pod(key, pod_facts(obj) if obj is not None else None)
         self._networks(touched)
-        for key, obj in changes["nodes"].items():
+        for key, obj in of("nodes"):
             self._node(key[1], obj)
-        for key, obj in changes["namespaces"].items():
+        for key, obj in of("namespaces"):
             self.policy.namespace(key[1], obj)
-        for key, obj in changes["slices"].items():
+        for key, obj in of("slices"):
             self._slice(key, obj)
-        for key, obj in changes["services"].items():
+        for key, obj in of("services"):
             self._service(key, obj)
-        for key, obj in changes["policies"].items():
+        for key, obj in of("policies"):
             self.policy.policy(key, obj)
         self._refresh()
         state = CompiledState(self.assembly.entries, next_version(), self.version, self.assembly.take_changed())

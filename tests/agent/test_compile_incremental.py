@@ -6,8 +6,9 @@ allocations, networks and their ids) drawn from small pools, so objects
 collide: two pods on one address, two Services on one VIP, a network whose
 pods disagree on its id, policies reading peers across namespaces. After
 every step `NodeCompiler.compile` of the listings (shuffled, as caches list
-them in any order) equals `compile_node` of the same listings, key by key,
-and the keys it reports changed carry its previous state to the new one.
+them in any order), and `NodeCompiler.apply` of the changes alone, equal
+`compile_node` of the same listings, key by key, and the keys they report
+changed carry their previous state to the new one.
 """
 
 from __future__ import annotations
@@ -173,33 +174,42 @@ class Equivalence(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
-        self.compiler = NodeCompiler(NODE)
-        self.shown: dict[Key, Entry] = {}
+        self.compiler = NodeCompiler(NODE)  # fed the whole listings
+        self.fed = NodeCompiler(NODE)  # fed the changes alone, as the agent's caches tell them
+        self.pending: dict[str, dict[tuple[str, str], Obj | None]] = {kind: {} for kind in KINDS}
+        self.shown: dict[str, dict[Key, Entry]] = {"listings": {}, "changes": {}}
         self.order = random.Random(0)
+
+    def record(self, kind: str, k: tuple[str, str], obj: Obj | None) -> None:
+        if obj is None:
+            del self.objects[kind][k]
+        else:
+            self.objects[kind][k] = obj
+        self.pending[kind][k] = obj
 
     @initialize(data=st.data())
     def populate(self, data: st.DataObject) -> None:
         """A few of every kind to start from, so most steps change something that has entries."""
         for kind, strategy in KINDS.items():
             for obj in data.draw(st.lists(strategy, min_size=2, max_size=5)):
-                self.objects[kind][key(obj)] = obj
+                self.record(kind, key(obj), obj)
 
     @rule(data=st.data(), kind=st.sampled_from(sorted(KINDS)))
     def put(self, data: st.DataObject, kind: str) -> None:
         obj = data.draw(KINDS[kind])
-        self.objects[kind][key(obj)] = obj
+        self.record(kind, key(obj), obj)
 
     @rule(data=st.data(), kind=st.sampled_from(sorted(KINDS)))
     def delete(self, data: st.DataObject, kind: str) -> None:
         if self.objects[kind]:
-            del self.objects[kind][data.draw(st.sampled_from(sorted(self.objects[kind])))]
+            self.record(kind, data.draw(st.sampled_from(sorted(self.objects[kind]))), None)
 
     @rule(data=st.data(), kind=st.sampled_from(sorted(KINDS)))
     def relist(self, data: st.DataObject, kind: str) -> None:
         """An equal object under a new dict, as a relist or a status-only update hands over."""
         if self.objects[kind]:
             k = data.draw(st.sampled_from(sorted(self.objects[kind])))
-            self.objects[kind][k] = copy.deepcopy(self.objects[kind][k])
+            self.record(kind, k, copy.deepcopy(self.objects[kind][k]))
 
     def listings(self) -> dict[str, list[Obj]]:
         out = {}
@@ -212,17 +222,20 @@ class Equivalence(RuleBasedStateMachine):
     @invariant()
     def equals_a_from_scratch_compile(self) -> None:
         listings = self.listings()
-        state = self.compiler.compile(**listings)
         expected = by_key(compile_node(NODE, networks=network_ids(listings["pods"]), **listings))
-        assert dict(state.entries) == expected
-        carried = dict(self.shown)  # the previous state, carried forward by the changed keys alone
-        for k in state.changed:
-            if k in state.entries:
-                carried[k] = state.entries[k]
-            else:
-                carried.pop(k, None)
-        assert carried == expected
-        self.shown = dict(state.entries)
+        pending, self.pending = self.pending, {kind: {} for kind in KINDS}
+        states = {"listings": self.compiler.compile(**listings),
+                  "changes": self.fed.apply(pending) if self.fed.version is not None else self.fed.compile(**listings)}
+        for how, state in states.items():
+            assert dict(state.entries) == expected, how
+            carried = dict(self.shown[how])  # the previous state, carried forward by the changed keys alone
+            for k in state.changed:
+                if k in state.entries:
+                    carried[k] = state.entries[k]
+                else:
+                    carried.pop(k, None)
+            assert carried == expected, how
+            self.shown[how] = dict(state.entries)
         SEEN.update(e.table for e in expected.values())
 
 
