@@ -3,8 +3,9 @@
   - from scratch (the peer: what the agent did before it compiled
     incrementally): `compile_node` of every object, the whole desired state
     diffed against what the target holds, the Write;
-  - incremental (what the agent does): `NodeCompiler.compile` of the same
-    listings, `P4RuntimeDatapath.replace_state` of its CompiledState (the
+  - incremental (what the agent does): `NodeCompiler.apply` of the changes
+    the caches' events reported since its last round (the peer's change and
+    its own), `P4RuntimeDatapath.replace_state` of its CompiledState (the
     diff over the changed keys), the Write.
 
 Rounds alternate, each changing one endpoint of another Service (the slice's
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.compile import NodeCompiler, compile_node, network_ids
+from agent.compile.objects import key_of
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import diff
 from datapath_floors import write_seconds
@@ -37,12 +39,14 @@ def endpoint_changes(dp: P4RuntimeDatapath, node: str, listings: dict[str, list[
     dp.replace_state(compiler.compile(**listings))  # the incremental side's starting point
     samples: dict[str, list[dict[str, float]]] = {"from_scratch": [], "incremental": []}
     slices = listings["slices"]
+    events: dict[tuple[str, str], Obj] = {}  # the changes the agent's caches reported since the compiler's last round
     for i in range(rounds):
         for way, step in (("from_scratch", _from_scratch), ("incremental", _incremental)):
             at = (len(slices) // 2 + 7919 * (2 * i + (way == "incremental"))) % len(slices)
             slices[at] = _moved(slices[at], i)
+            events[key_of(slices[at])] = slices[at]
             before = write_seconds(metrics_url)
-            timing = step(dp, node, listings, compiler)
+            timing = step(dp, node, listings, compiler, events)
             after = write_seconds(metrics_url)
             if before is not None and after is not None:
                 timing["target_write_seconds"] = after - before
@@ -62,7 +66,7 @@ def _moved(endpoint_slice: Obj, i: int) -> Obj:
 
 
 def _from_scratch(dp: P4RuntimeDatapath, node: str, listings: dict[str, list[Obj]],
-                  compiler: NodeCompiler) -> dict[str, float]:
+                  compiler: NodeCompiler, events: dict[tuple[str, str], Obj]) -> dict[str, float]:
     t0 = time.monotonic()
     entries = compile_node(node, networks=network_ids(listings["pods"]), **listings)
     t1 = time.monotonic()
@@ -79,13 +83,14 @@ def _from_scratch(dp: P4RuntimeDatapath, node: str, listings: dict[str, list[Obj
 
 
 def _incremental(dp: P4RuntimeDatapath, node: str, listings: dict[str, list[Obj]],
-                 compiler: NodeCompiler) -> dict[str, float]:
+                 compiler: NodeCompiler, events: dict[tuple[str, str], Obj]) -> dict[str, float]:
     written: list[float] = []
     write = dp.client.write
     dp.client.write = _timed(write, written)  # type: ignore[method-assign]
     try:
         t0 = time.monotonic()
-        state = compiler.compile(**listings)
+        state = compiler.apply({"slices": dict(events)})
+        events.clear()
         t1 = time.monotonic()
         updates = dp.replace_state(state)
         t2 = time.monotonic()
