@@ -97,7 +97,7 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     reporter = KubeReporter(kube, config.node)
     stop = threading.Event()
     if datapath is None and args.p4runtime:
-        datapath, sync = _p4runtime_datapath(kube, args.p4runtime, config.node, stop, credentials)
+        datapath, sync = _p4runtime_datapath(kube, args.p4runtime, config.node, stop, reporter, credentials)
     else:
         sync = None
     agent = Agent(config, pods, reporter, datapath, Faults(crash_at=args.crash_at))
@@ -125,14 +125,14 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
     return 0
 
 
-def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Event,
+def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Event, reporter: Any,
                         credentials: Any = None) -> tuple[Any, Any]:
     """The P4Runtime datapath and the loop that keeps policy, Services and
     remote routes programmed. The first sync waits until every cache has
     listed once: an empty view would remove a running node's entries."""
     import time
 
-    from agent.sync import ClusterView
+    from agent.sync import ClusterView, full_table_reporter
     from datapath.client.datapath import P4RuntimeDatapath
     from datapath.client.p4rt import P4RuntimeClient
     from datapath.client.sync import SyncLoop
@@ -143,7 +143,7 @@ def _p4runtime_datapath(kube: Any, address: str, node: str, stop: threading.Even
     while not view.synced() and not stop.is_set():
         time.sleep(0.1)
     datapath.state = view.desired(node)
-    sync = SyncLoop(datapath, lambda: view.desired(node))
+    sync = SyncLoop(datapath, lambda: view.desired(node), on_full=full_table_reporter(reporter, view, node))
     view.subscribe(sync.mark_dirty)
     logging.info("datapath: P4Runtime target %s", address)
     return datapath, sync

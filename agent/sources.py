@@ -37,4 +37,5 @@ class Reporter(Protocol):
         """An ADD failed: tell the pod's owner (an Event)."""
 
     def table_full(self, network: str, message: str) -> None:
-        """The datapath refused a port of `network` for a full table: tell the network's owner (an Event)."""
+        """The datapath left entries of `network` out for a full table (a port's
+        attach, or the sync loop's state): tell the network's owner (an Event)."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from agent.compile.incremental import KINDS, NodeCompiler
-from agent.compile.objects import Obj
+from agent.compile.objects import Obj, network_ids
+from agent.sources import Reporter
+from datapath.client.full import TableFull
 from datapath.state import CompiledState
 from kube import Change, Informer, Kube
 from kube.informer import Informers, key_of
@@ -82,3 +84,24 @@ class ClusterView:
 
 def _empty() -> Pending:
     return {kind: {} for kind in KINDS}
+
+
+def full_table_reporter(reporter: Reporter, view: ClusterView, node: str) -> Callable[[TableFull], None]:
+    """What the sync loop calls when the target leaves entries out for a full
+    table: the report the attach path makes (`Reporter.table_full`, an Event
+    on the PodNetwork), for each network whose entries were left out."""
+    def report(full: TableFull) -> None:
+        names = {net_id: name for name, net_id in network_ids(view.pods.items()).items()}
+        for network, message in full_table_reports(full, names, node):
+            reporter.table_full(network, message)
+    return report
+
+
+def full_table_reports(full: TableFull, names: Mapping[int, str], node: str) -> list[tuple[str, str]]:
+    """(PodNetwork name, message) per network of the report; networks no pod
+    names (no object to tell) are only logged."""
+    message = f"node {node}: {full.message}"
+    unnamed = [net for net in full.networks if net not in names]
+    if unnamed or not full.networks:
+        log.warning("datapath: %s (networks without a name here: %s)", message, unnamed or "none known")
+    return [(names[net], message) for net in full.networks if net in names]

@@ -2,14 +2,18 @@
 
 kopf watches nothing here (the informers do); it answers admission, posts
 no Events of its own, and calls back into the `Controller` at startup and
-cleanup. Converting our errors into kopf's happens here, at the edge.
+cleanup. Converting our errors into kopf's happens here, at the edge, as does
+`/healthz` (`Health`), which answers while a replica waits for the lease too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import logging
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,22 +27,30 @@ if TYPE_CHECKING:
     from controller.operator import Controller
 
 WEBHOOK_HOST = "127.0.0.1"
+SERVICE_PORT = 443  # the Service's port in front of the replicas' webhook port
+HEARTBEAT_SECONDS = 5.0
+STALE_SECONDS = 30.0  # /healthz fails once kopf's event loop has not beaten for this long
 
 
 class RegisteringWebhookServer(kopf.WebhookServer):
     """kopf's server, which also registers our own webhook configurations once it listens
-    (kopf's managed configurations cannot express matchConditions)."""
+    (kopf's managed configurations cannot express matchConditions): at its own URL, or
+    through the Service `service` (namespace, name) when replicas sit behind one."""
 
-    def __init__(self, *, kube: Kube, cert: ServingCert, on_registered: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *, kube: Kube, cert: ServingCert, on_registered: Callable[[], None],
+                 service: tuple[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(certfile=str(cert.cert), pkeyfile=str(cert.key), cafile=str(cert.ca), **kwargs)
         self._kube = kube
         self._cert = cert
+        self._service = service
         self._on_registered = on_registered
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         async for client_config in super().__call__(fn):
             url = f"https://{WEBHOOK_HOST}:{self._port_of(client_config.get('url') or '')}"
             mutating, validating = admission.webhook_configurations(url, self._cert.ca_bundle())
+            if self._service is not None:
+                mutating, validating = (through_service(c, self._service) for c in (mutating, validating))
             await asyncio.to_thread(install.apply_webhooks, self._kube, mutating, validating)
             self._on_registered()
             yield client_config
@@ -48,17 +60,76 @@ class RegisteringWebhookServer(kopf.WebhookServer):
         return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
-def free_port() -> int:
+def through_service(configuration: Obj, service: tuple[str, str]) -> Obj:
+    """`configuration` with each webhook's URL replaced by the same path on the Service."""
+    namespace, name = service
+    hooks = []
+    for hook in configuration["webhooks"]:
+        path = "/" + hook["clientConfig"]["url"].split("://", 1)[1].split("/", 1)[1]
+        hooks.append({**hook, "clientConfig": {
+            "service": {"namespace": namespace, "name": name, "path": path, "port": SERVICE_PORT},
+            "caBundle": hook["clientConfig"]["caBundle"]}})
+    return {**configuration, "webhooks": hooks}
+
+
+def free_port(address: str = WEBHOOK_HOST) -> int:
     with socket.socket() as s:
-        s.bind((WEBHOOK_HOST, 0))
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
-    """kopf handlers, in a fresh registry (no global state at import time)."""
+class Health:
+    """`GET /healthz` on its own port: 200 while the process waits (for the lease, for its
+    informers) and, once kopf runs, while kopf's event loop beats; 503 when it stalls."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self._last: float | None = None  # monotonic time of kopf's last beat; None before kopf runs
+        health = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if self.path.split("?", 1)[0] != "/healthz":
+                    self.send_error(404)
+                    return
+                ok, why = health.status()
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(why.encode() + b"\n")
+
+            def log_message(self, *_: Any) -> None:
+                pass  # one line per probe is noise
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+
+    def serve(self) -> None:
+        threading.Thread(target=self.server.serve_forever, name="healthz", daemon=True).start()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def status(self) -> tuple[bool, str]:
+        if self._last is None:
+            return True, "ok: starting"
+        age = time.monotonic() - self._last
+        return (True, "ok") if age < STALE_SECONDS else (False, f"kopf's event loop silent for {age:.0f}s")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = None,
+                   on_serving: Callable[[], None] | None = None) -> kopf.OperatorRegistry:
+    """kopf handlers, in a fresh registry (no global state at import time); `on_serving`
+    runs each time admission answers at the registered address."""
     registry = kopf.OperatorRegistry()
-    port = ctl.options.webhook_port or free_port()
+    options = ctl.options
+    port = options.webhook_port or free_port(options.webhook_address)
+    # kopf reports its own address in the client config; only the port is used from it.
+    host = WEBHOOK_HOST if options.webhook_address in ("0.0.0.0", "::") else options.webhook_address
+    beats: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -67,9 +138,15 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300  # kopf's own watches (resource discovery)
         settings.execution.max_workers = 16
         settings.admission.server = RegisteringWebhookServer(
-            kube=ctl.kube, cert=cert, addr=WEBHOOK_HOST, host=WEBHOOK_HOST, port=port,
+            kube=ctl.kube, cert=cert, addr=options.webhook_address, host=host, port=port,
+            service=options.webhook_service,
             # Workers start once admission answers at the registered address.
-            on_registered=ctl.start)
+            on_registered=lambda: _serving(ctl, on_serving))
+
+    @kopf.on.startup(registry=registry)
+    async def heartbeat(**_: Any) -> None:
+        if health is not None:
+            beats.append(asyncio.get_running_loop().create_task(_beat(health)))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -79,8 +156,12 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     def cleanup(**_: Any) -> None:
+        for task in beats:
+            task.cancel()
         ctl.stop()
-        install.remove_webhooks(ctl.kube, admission.CONFIGURATION_NAME)
+        if options.webhook_service is None:
+            install.remove_webhooks(ctl.kube, admission.CONFIGURATION_NAME)
+        # Behind a Service the configurations stay: the next leader serves them (same CA, same Service).
 
     @kopf.on.mutate("", "v1", "pods", id=admission.MUTATE_ID, operations=["CREATE"], registry=registry)
     def mutate_pod(body: Any, patch: Any, **_: Any) -> None:
@@ -105,10 +186,30 @@ def build_registry(ctl: Controller, cert: ServingCert) -> kopf.OperatorRegistry:
     return registry
 
 
+def _serving(ctl: Controller, on_serving: Callable[[], None] | None) -> None:
+    ctl.start()
+    if on_serving is not None:
+        on_serving()
+
+
+async def _beat(health: Health) -> None:
+    while True:
+        health.beat()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials from a loaded kubernetes client Configuration."""
-    auth = (cfg.api_key or {}).get("authorization", "")
+    """kopf's credentials from a loaded kubernetes client Configuration.
+
+    The client keeps a token under `api_key["BearerToken"]` (older ones under
+    "authorization"), with its scheme as a prefix or already in the value; reading
+    it runs an in-cluster config's refresh hook (the projected token rotates), and
+    kopf's re-login after a 401 calls this again.
+    """
+    auth = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
     scheme, _, token = auth.partition(" ")
+    if not token:  # a bare token without a scheme
+        scheme, token = ("Bearer", scheme) if scheme else ("", "")
     return kopf.ConnectionInfo(
         server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
         certificate_path=cfg.cert_file, private_key_path=cfg.key_file,

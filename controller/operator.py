@@ -9,6 +9,7 @@ one key at a time and converge it from the full current state.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -20,12 +21,13 @@ from typing import Any
 from controller import keys, metrics
 from controller.access import AccessCache
 from controller.allocator import Allocator
-from controller.certs import serving_cert
+from controller.certs import ServingCert, serving_cert, shared_cert
 from controller.fanout import FanOut
 from controller.index import Index, slim_pod
 from controller.install import install_crds
-from controller.kopf_wiring import WEBHOOK_HOST, build_registry, run_kopf
+from controller.kopf_wiring import WEBHOOK_HOST, Health, build_registry, run_kopf
 from controller.leader import LeaderLease
+from controller.leader_pod import LeaderPod
 from controller.networks import NetworkReconciler
 from controller.notices import Notices
 from controller.pods import PodReconciler
@@ -54,6 +56,11 @@ class Options:
     resync_seconds: float = 30.0
     sweep_seconds: float = 60.0
     cert_dir: str | None = None
+    webhook_address: str = WEBHOOK_HOST  # where the webhook server (and /healthz) listens
+    webhook_service: tuple[str, str] | None = None  # (namespace, name): register the webhooks through it
+    cert_secret: tuple[str, str] | None = None  # (namespace, name): the serving certificate all replicas share
+    health_port: int = 0  # 0: no /healthz
+    pod: tuple[str, str] | None = None  # (namespace, name): this replica's pod, labelled while it leads
     metrics_port: int | None = None  # None: no /metrics
 
 
@@ -185,28 +192,57 @@ class Controller:
         return self.index.attachment_network((namespace, name))
 
 
+def webhook_cert(kube: Kube, options: Options) -> ServingCert:
+    """The serving certificate, for the Service's DNS name when there is one."""
+    hosts = [WEBHOOK_HOST]
+    if options.webhook_address not in (WEBHOOK_HOST, "0.0.0.0", "::"):
+        hosts.append(options.webhook_address)
+    if options.webhook_service is not None:
+        namespace, name = options.webhook_service
+        hosts += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+    cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
+    if options.cert_secret is not None:
+        return shared_cert(kube, options.cert_secret, cert_dir, *hosts)
+    return serving_cert(cert_dir, *hosts)
+
+
 def run(options: Options) -> int:
     """Entry point of `multinet controller`: wiring only."""
-    kube = Kube.from_kubeconfig(options.kubeconfig)
+    # A kubeconfig when given; in a pod its service account; else $KUBECONFIG or ~/.kube/config.
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    kube = Kube.connect(options.kubeconfig) if options.kubeconfig or in_pod else Kube.from_kubeconfig(None)
+    # Step 0: /healthz answers from the start (a standby waits for the lease below for ever).
+    health = Health(options.webhook_address, options.health_port) if options.health_port else None
+    if health is not None:
+        health.serve()
     # Step 1: the API must exist before anything watches it.
     install_crds(kube)
     if options.metrics_port is not None:
         metrics.serve("0.0.0.0", options.metrics_port)
         log.info("metrics on http://0.0.0.0:%d/metrics", options.metrics_port)
-    # Step 2: only one replica is active; the others wait here.
+    # Step 2: only one replica is active; the others wait here. Admission too: the CREATE
+    # validation holds a pod's networks in use in this process's index until the pod's
+    # watch event, and a standby's hold would be unknown to the leader's reconcilers.
     lease = LeaderLease(kube)
+    # The webhook Service selects the leader's pod by a label; a restarted replica's pod keeps it.
+    leader_pod = LeaderPod(kube, options.pod) if options.pod else None
+    if leader_pod is not None:
+        leader_pod.clear()
     lease.acquire()
     # Step 3: index every object and every address claim before a worker starts.
     ctl = Controller(kube, options)
     ctl.prime()
     if options.metrics_port is not None:
         metrics.watch_ipam(ctl.index, ctl.allocator)
-    # Step 4: TLS for the webhooks, made here so it works on any cluster.
-    cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
-    cert = serving_cert(cert_dir, WEBHOOK_HOST)
+    # Step 4: TLS for the webhooks, made here (or shared through a Secret) so it works on any cluster.
+    cert = webhook_cert(kube, options)
     # Step 5: kopf serves admission and runs until signalled.
     try:
-        run_kopf(build_registry(ctl, cert))
+        run_kopf(build_registry(ctl, cert, health, on_serving=leader_pod.mark if leader_pod else None))
     finally:
+        if leader_pod is not None:
+            leader_pod.clear_quietly()
         lease.release()
+        if health is not None:
+            health.stop()
     return 0

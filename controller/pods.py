@@ -123,6 +123,8 @@ class PodReconciler:
                                     "is not Ready")
                     continue
             binding = self._binding(network, problems)
+            if binding is not None and entry.pod_network_attachment_name:
+                binding = self._attachment_binding(namespace, entry.pod_network_attachment_name, binding, problems)
             if binding is not None:
                 out[entry] = Resolved(entry, network, binding)
         duplicate = attachment_network_errors(networks, attachment_networks)
@@ -158,6 +160,21 @@ class PodReconciler:
             problems.append(f"PodNetwork {network!r}: its {names.PARAMS_KIND} is not usable yet")
             return None
         return Binding(network, binding.params, binding.network_id)
+
+    def _attachment_binding(self, namespace: str, attachment: str, binding: Binding,
+                            problems: list[str]) -> Binding | None:
+        """An attachment's own parametersRefs win over its PodNetwork's (the agent plans
+        the interface by the same rule, agent/kube.py): its addresses come from them;
+        the network id stays the PodNetwork's, whose segment the attachment is on."""
+        att = self.index.get("attachment", (namespace, attachment)) or {}
+        refs = (att.get("spec") or {}).get("parametersRefs")
+        if not refs:
+            return binding
+        _, own = params_verdict(self.index, refs)
+        if own is None:  # Ready says they are fine: the index is a moment behind
+            problems.append(f"PodNetworkAttachment {namespace}/{attachment}: its {names.PARAMS_KIND} is not usable yet")
+            return None
+        return Binding(binding.network, own.params, binding.network_id)
 
     @staticmethod
     def _address_less(network: str, obj: Obj, problems: list[str]) -> Binding | None:

@@ -6,6 +6,8 @@ RequireDualStack cannot be met."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from controller.allocator import Allocator
 from controller.endpoints import HASH_ANNOTATION, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_slices
 from controller.index import Index
@@ -31,29 +33,38 @@ class ServiceReconciler:
         self.notices = notices
 
     def _ensure_vips(self, svc: Obj, network: str) -> bool:
-        """Give the Service a VIP per family from its network's service ranges, once;
+        """Give the Service a VIP per family from its network's service ranges;
         False when its ipFamilyPolicy cannot be met on the network (an Event says why).
 
-        A VIP the user wrote is kept. Each address is claimed like a pod's (one
-        IPAllocation, owned by the Service's uid), so it is never handed out
+        VIPs it has (the controller's, or one the user wrote) are kept, in order, so
+        the primary never changes; a family its policy asks for and it lacks is
+        added, as the apiserver adds a secondary clusterIP when a Service moves
+        from SingleStack to dual stack (a move back leaves the second VIP unused:
+        the agent serves the first only). Each address is claimed like a pod's
+        (one IPAllocation, owned by the Service's uid), so it is never handed out
         twice; the controller's sweep frees it when the Service is gone.
         """
-        if names.SERVICE_VIP_ANNOTATION in (svc["metadata"].get("annotations") or {}):
-            return True
+        text = (svc["metadata"].get("annotations") or {}).get(names.SERVICE_VIP_ANNOTATION)
+        given = [a.strip() for a in text.split(",") if a.strip()] if text is not None else []
         obj = self.index.get("network", network)
         _, binding = params_verdict(self.index, ((obj or {}).get("spec") or {}).get("parametersRefs"))
         ranges = _service_ranges(binding.params) if binding and binding.params else {}
         spec = svc.get("spec") or {}
         families, refusal = vip_families(spec.get("ipFamilyPolicy"), spec.get("ipFamilies"), tuple(ranges))
-        if refusal:
+        if text is not None:
+            have = {v for v in map(_version, given) if v}
+            families = [v for v in families if v not in have] if not refusal else []
+            if not families:
+                return True
+        elif refusal:
             self.notices.tell(svc, "Service", REASON_FAMILIES, f"PodNetwork {network!r}: {refusal}")
             return False
         if not families:
             return True  # no service range on this network: the datapath uses spec.clusterIP
-        vips = [self.allocator.allocate(svc, network, Pool.from_family(
-            FamilyParams(subnet=ranges[v], gateway=None, excludes=()))) for v in families]
+        vips = [str(self.allocator.allocate(svc, network, Pool.from_family(
+            FamilyParams(subnet=ranges[v], gateway=None, excludes=())))) for v in families]
         self.kube.patch(SERVICES, svc["metadata"]["name"], {"metadata": {"annotations": {
-            names.SERVICE_VIP_ANNOTATION: ",".join(map(str, vips))}}}, svc["metadata"]["namespace"])
+            names.SERVICE_VIP_ANNOTATION: ",".join(given + vips)}}}, svc["metadata"]["namespace"])
         return True
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -114,6 +125,13 @@ def vip_families(policy: str | None, ip_families: list[str] | None,
         return [], (f"ipFamilyPolicy RequireDualStack needs an IPv4 and an IPv6 service range; the network has "
                     f"IPv{available[0]} only: no virtual IP and no endpoints are made")
     return (order[:1] if policy == "SingleStack" else order), None
+
+
+def _version(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None  # not an address: the agent passes it over too
 
 
 def _digest(endpoint_slice: Obj) -> str | None:

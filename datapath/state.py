@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from datapath.entries import Entry
 
@@ -31,3 +31,11 @@ class CompiledState:
     version: int
     base: int | None = None  # the version `changed` is relative to; None: unknown, take everything
     changed: frozenset[Key] = frozenset()  # keys whose entry may differ from the one in `base`
+
+
+def chain(older: CompiledState, newer: CompiledState) -> CompiledState:
+    """`newer` relative to what `older` was relative to, with both their changes:
+    the state to hand over when `older` never was. Unrelated: relative to nothing."""
+    if older.base is None or newer.base != older.version:
+        return replace(newer, base=None, changed=frozenset())
+    return replace(newer, base=older.base, changed=older.changed | newer.changed)

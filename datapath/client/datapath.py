@@ -17,7 +17,8 @@ from datapath.client.p4rt import NotPrimaryError, P4RuntimeClient, WriteError, d
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, mac, prefix, version_of
 from datapath.pipeline import family_table
 from datapath.ports import PortAttachment
-from datapath.state import CompiledState, Key
+from datapath.state import CompiledState
+from datapath.state import Key as Key  # re-exported: callers name entry keys by it
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class P4RuntimeDatapath:
         self._port_entries: dict[Key, Entry] = {}
         self._port_entries_for: dict[str, PortAttachment] | None = None
         self.connected = False
+        self.sessions = 0  # sessions opened (the first connect and each reconnect)
 
     @property
     def state(self) -> list[Entry]:
@@ -75,8 +77,19 @@ class P4RuntimeDatapath:
     # --- the Datapath protocol -------------------------------------------------
 
     def attach(self, port: PortAttachment) -> None:
+        """Program the port; raises WriteError when the target refused one of the port's own entries."""
         with self.lock:
-            self._port_change(port, self.ports.get(port.representor), port)
+            try:
+                self._port_change(port, self.ports.get(port.representor), port)
+            except WriteError as err:
+                own = {e.key for e in port_entries(port)}
+                if any(e.key in own for e in err.refused(code=None)):
+                    raise
+                # Only entries of the compiled state were refused again (a whole
+                # diff after a refused round; the sync loop retries and reports
+                # them): the port is programmed.
+                log.warning("attach %s: the port is programmed; other entries are still refused: %s",
+                            port.representor, err)
 
     def detach(self, port: PortAttachment) -> None:
         with self.lock:
@@ -156,6 +169,7 @@ class P4RuntimeDatapath:
         # The target may have restarted (empty) or kept everything (agent restart).
         self.installed = {e.key: e for e in self.client.read()}
         self.connected = True
+        self.sessions += 1
 
     def _sync(self, changed: Collection[Key] | None = None) -> int:
         """Write the difference between the target and the desired state: over

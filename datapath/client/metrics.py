@@ -12,3 +12,5 @@ ERRORS = Counter("multinet_p4runtime_write_errors", "P4Runtime updates the targe
                  ["code"])
 SECONDS = Histogram("multinet_p4runtime_write_seconds", "Time of one P4Runtime Write batch, as the client saw it",
                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30))
+STREAM_LOST = Counter("multinet_p4runtime_stream_lost", "P4Runtime StreamChannel sessions that ended without the "
+                      "client closing them (the target restarted or the connection broke)")

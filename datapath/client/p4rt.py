@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,11 @@ from datapath.pipeline import PIPELINE, Pipeline, p4info
 log = logging.getLogger(__name__)
 INSERT, MODIFY, DELETE = "INSERT", "MODIFY", "DELETE"
 K = TypeVar("K")  # an entry key
+# gRPC's own reconnect backoff starts at 1 s and grows by 1.6 up to 120 s:
+# a channel waiting for a restarting target would find it seconds late. A
+# controller wants it back as soon as it answers: 0.1 s doubling to 1 s.
+RECONNECT_BACKOFF = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                     ("grpc.max_reconnect_backoff_ms", 1000)]
 _TYPES = {INSERT: p4r.Update.INSERT, MODIFY: p4r.Update.MODIFY, DELETE: p4r.Update.DELETE}
 
 
@@ -40,15 +45,22 @@ class UpdateError:
 class WriteError(Exception):
     """A Write batch where some updates failed; the others were applied."""
 
-    def __init__(self, errors: list[UpdateError], total: int) -> None:
+    def __init__(self, errors: list[UpdateError], total: int,
+                 updates: Sequence[tuple[str, Entry]] = ()) -> None:
         super().__init__(f"{len(errors)} of {total} updates failed: "
                          + "; ".join(f"#{e.index} {e.code_name}: {e.message}" for e in errors[:5]))
         self.errors = errors
+        self.updates = updates  # the batch the indices refer to, when known
 
     @property
     def full_tables(self) -> list[str]:
         """The messages of the updates refused because their table is full (RESOURCE_EXHAUSTED)."""
         return [e.message for e in self.errors if e.code == rpc_code.RESOURCE_EXHAUSTED]
+
+    def refused(self, code: int | None = rpc_code.RESOURCE_EXHAUSTED) -> list[Entry]:
+        """The entries of the updates refused with `code` (a table full, by default; None: any)."""
+        return [self.updates[e.index][1] for e in self.errors
+                if code in (None, e.code) and e.index < len(self.updates)]
 
 
 class ArbitrationError(Exception):
@@ -77,6 +89,11 @@ class P4RuntimeClient:
         self.last_arbitration: p4r.MasterArbitrationUpdate | None = None  # the latest notice heard
         self._stream_thread: threading.Thread | None = None
         self.stream_closed = threading.Event()
+        # Called (from the stream's thread) when the stream ends without
+        # close(): the target went away or the connection broke. They must
+        # only mark work; the owner reconnects (datapath/client/sync.py).
+        self.stream_listeners: list[Callable[[], None]] = []
+        self._session = 0  # which connect() a stream belongs to; close() ends the current one
 
     # --- session ----------------------------------------------------------------
 
@@ -84,10 +101,18 @@ class P4RuntimeClient:
         """Open the channel only: enough for Read, Capabilities and GetForwardingPipelineConfig."""
         if self.channel is not None:
             self.close()
-        options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+        options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
+                   *RECONNECT_BACKOFF]
         self.channel = (grpc.secure_channel(self.address, self.credentials, options=options) if self.credentials
                         else grpc.insecure_channel(self.address, options=options))
-        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        ready = grpc.channel_ready_future(self.channel)
+        try:
+            ready.result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            # Else the future keeps watching the channel, and its thread dies
+            # with a traceback ("Channel closed!") once the next open() closes it.
+            ready.cancel()
+            raise
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
 
     def connect(self, timeout: float = 10) -> bool:
@@ -96,7 +121,7 @@ class P4RuntimeClient:
         self._outbox = queue.Queue()
         self.stream_closed.clear()
         responses = self._stub().StreamChannel(self._requests())
-        self._stream_thread = threading.Thread(target=self._listen, args=(responses,), daemon=True,
+        self._stream_thread = threading.Thread(target=self._listen, args=(responses, self._session), daemon=True,
                                                name="p4rt-client-stream")
         self._stream_thread.start()
         update = self._arbitration_round(timeout)
@@ -144,7 +169,7 @@ class P4RuntimeClient:
                 return
             yield msg
 
-    def _listen(self, responses: Iterator[p4r.StreamMessageResponse]) -> None:
+    def _listen(self, responses: Iterator[p4r.StreamMessageResponse], session: int) -> None:
         try:
             for msg in responses:
                 if msg.WhichOneof("update") == "arbitration":
@@ -163,8 +188,13 @@ class P4RuntimeClient:
         finally:
             self.primary = False
             self.stream_closed.set()
+            if session == self._session:  # not ended by close(): lost
+                metrics.STREAM_LOST.inc()
+                for listener in self.stream_listeners:
+                    listener()
 
     def close(self) -> None:
+        self._session += 1
         self._outbox.put(None)
         if self.channel is not None:
             self.channel.close()
@@ -215,7 +245,7 @@ class P4RuntimeClient:
             except WriteError as err:
                 failures += [UpdateError(e.index + start, e.code, e.message) for e in err.errors]
         if failures:
-            raise WriteError(failures, len(updates))
+            raise WriteError(failures, len(updates), updates)
 
     def _write(self, updates: Sequence[tuple[str, Entry]]) -> None:
         req = p4r.WriteRequest(device_id=self.device_id, election_id=_uint128(self.election_id))

@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from datapath.entries import Entry, Exact
@@ -62,14 +62,14 @@ class KernelCollector(Collector):
     def __init__(self, stats: Callable[[], KernelStats], policy_pods: Callable[[], Iterable[Entry]],
                  registry: CollectorRegistry) -> None:
         self.stats, self.policy_pods = stats, policy_pods
-        self.read_time = Gauge("multinet_ipu_counters_read_seconds", "How long the last read of the kernel's "
-                               "counters took", registry=registry)
         registry.register(self)
 
     def collect(self) -> Iterable[Any]:
         start = time.monotonic()
         stats = self.stats()
-        self.read_time.set(time.monotonic() - start)
+        # This scrape's own read (a Gauge collected beside us would show the previous one's).
+        yield GaugeMetricFamily("multinet_ipu_counters_read_seconds", "How long the last read of the kernel's "
+                                "counters took", value=time.monotonic() - start)
         yield from _verdicts(stats, _group_policies(self.policy_pods()))
         yield from _services(stats)
         yield from _spoofed(stats)
@@ -139,9 +139,10 @@ def _services(stats: KernelStats) -> Iterable[CounterMetricFamily]:
             svc[1].add_metric(where, octets)
     backends = CounterMetricFamily("multinet_ipu_service_backend_connections",
                                    "New connections sent to one backend of a Service", labels=[*labels, "backend"])
-    for key, (connections, _) in sorted(stats.backends.items()):
-        _, bnet, bvip, bproto, bport, backend = key
-        backends.add_metric([str(bnet), bvip, _PROTOCOL_NAMES.get(bproto, str(bproto)), str(bport), backend],
+    # In the kernel's order, unsorted: 100,000 of them at 10,000 Services, and
+    # sorting them took a third of building the scrape.
+    for (_, bnet, bvip, bproto, bport, backend), (connections, _) in stats.backends.items():
+        backends.add_metric([str(bnet), bvip, _PROTOCOL_NAMES.get(bproto) or str(bproto), str(bport), backend],
                             connections)
     return [*svc, backends]
 

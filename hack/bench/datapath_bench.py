@@ -12,7 +12,9 @@ Runs inside its own network namespaces (prefix mndb) and writes JSON.
   3. that throughput while a third pod floods connections the policy denies,
      and that the target's denied counter saw exactly those attempts;
   4. the time to read every counter at N services: the service table's direct
-     counters over P4Runtime, and one scrape of the target's /metrics.
+     counters over P4Runtime, and one scrape of the target's /metrics, beside
+     the netlink dumps it makes, nft's JSON listing of the same counters and
+     prometheus_client's rendering of the same series (datapath_counters.py).
 Throughput runs alternate round by round; medians are reported with samples.
 """
 
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
 import datapath_floors as floors  # noqa: E402
 from datapath_change import endpoint_changes  # noqa: E402
+from datapath_counters import bench_counters  # noqa: E402
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
 from datapath.netns import popen_in, run_in  # noqa: E402
@@ -78,7 +81,7 @@ def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[
 
 
 def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: int, endpoints: int,
-                      metrics_url: str | None, rounds: int) -> dict[str, Any]:
+                      metrics_url: str | None, target_pid: int, rounds: int) -> dict[str, Any]:
     svcs, slices = services(count, endpoints)
     start = time.monotonic()
     entries = compile_services(svcs, slices, {NET: NET_ID})
@@ -92,7 +95,7 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
     listings = {"pods": [pod_obj("anchor", "n1", "10.50.0.99", {})], "namespaces": [], "nodes": [],
                 "services": svcs, "slices": slices, "policies": []}
     change = endpoint_changes(dp, "n1", listings, rounds, metrics_url)
-    counters = bench_counters(dp, metrics_url)
+    counters = bench_counters(dp, ipu_ns, prefix, metrics_url, target_pid)
     dp.replace_state([])  # clear before the throughput runs
     total = programmed - start
     return {"services": count, "endpoints_per_service": endpoints, "updates_written": written,
@@ -101,37 +104,6 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
             "ratio_program_to_nft_load": round((programmed - compiled) / floor["nft_load_seconds"], 3),
             "ratio_total_to_nft_load": round(total / floor["nft_load_seconds"], 3),
             "endpoint_change": change, "counters": counters}
-
-
-def bench_counters(dp: P4RuntimeDatapath, metrics_url: str | None, rounds: int = 3) -> dict[str, Any]:
-    """Reading all counters at this scale, median of `rounds`: the service
-    table's entries with their direct counters over P4Runtime (a wildcard read
-    with counter_data), its DirectCounterEntry read (keys and counts only),
-    and one scrape of /metrics (every verdict, service and backend counter)."""
-    reads, direct, scrapes, entries = [], [], [], 0
-    counters_only = getattr(dp.client, "read_counters", None)  # absent in older trees
-    for _ in range(rounds):
-        start = time.monotonic()
-        entries = len(dp.client.read_with_counters("service"))
-        reads.append(time.monotonic() - start)
-        if counters_only is not None:
-            start = time.monotonic()
-            assert len(counters_only("service")) == entries
-            direct.append(time.monotonic() - start)
-        if metrics_url:
-            start = time.monotonic()
-            with urllib.request.urlopen(metrics_url, timeout=300) as response:
-                response.read()
-            scrapes.append(time.monotonic() - start)
-    out: dict[str, Any] = {"entries_read": entries, "p4runtime_read_seconds": round(statistics.median(reads), 3),
-                           "p4runtime_read_samples": [round(x, 3) for x in reads]}
-    if direct:
-        out["direct_counter_read_seconds"] = round(statistics.median(direct), 3)
-        out["direct_counter_read_samples"] = [round(x, 3) for x in direct]
-    if scrapes:
-        out["metrics_scrape_seconds"] = round(statistics.median(scrapes), 3)
-        out["metrics_scrape_samples"] = [round(x, 3) for x in scrapes]
-    return out
 
 
 def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
@@ -231,7 +203,8 @@ def main() -> int:
             dp.reconnect()
 
         result["programming"] = bench_programming(dps["n1"], n1.ipu_ns, prefix, args.services, args.endpoints,
-                                                  getattr(targets[0], "metrics_url", None), args.change_rounds)
+                                                  getattr(targets[0], "metrics_url", None), targets[0].process.pid,
+                                                  args.change_rounds)
         router = tb.add_pod(n1, "router", NET_ID, "10.50.0.9/16")
         dps["n1"].attach(router.attachment)
         result["routes"] = floors.routes(dps["n1"], router, NET_ID, args.routes, prefix)

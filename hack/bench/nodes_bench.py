@@ -29,6 +29,7 @@ from multinet.cluster.processes import ProcessRecord
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.56"
 NETWORKS = ("bench-a", "bench-b", "bench-c")
 NAMESPACE = "bench"
+ADDON_NAMESPACE = "multinet-system"  # deploy/'s namespace: multinet's own pods
 
 
 def log(msg: str) -> None:
@@ -131,11 +132,12 @@ def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict
 
 def clear(core: client.CoreV1Api, plans: list[NodePlan]) -> None:
     """Delete the pods and wait until the nodes have torn every one down (no
-    container left in any containerd), so no teardown overlaps the next run."""
+    container of theirs left in any containerd; multinet's own pods stay), so
+    no teardown overlaps the next run."""
     core.delete_collection_namespaced_pod(NAMESPACE, label_selector="app=bench", grace_period_seconds=0)
     deadline = time.monotonic() + 600
     while core.list_namespaced_pod(NAMESPACE, label_selector="app=bench").items or \
-            any(plan.containerd.containers() for plan in plans):
+            any(plan.containerd.containers(NAMESPACE) for plan in plans):
         if time.monotonic() > deadline:
             raise SystemExit("bench-nodes: pods not torn down after 600s")
         time.sleep(0.5)
@@ -170,6 +172,22 @@ def memory(plane: ControlPlane, plans: list[NodePlan]) -> dict[str, Any]:
         out[f"shims-{plan.name}"] = {"count": len(shims), "total_mib": round(sum(shims), 1),
                                      "per_shim_mib": round(sum(shims) / len(shims), 1) if shims else 0}
         out[f"containers-{plan.name}"] = {"processes": len(containers), "total_mib": round(sum(containers), 1)}
+        out.update(multinet_parts(plan))
+    return out
+
+
+def multinet_parts(plan: NodePlan) -> dict[str, float]:
+    """RSS of each multinet container on the node (its main process), by pod and
+    container name: the add-on's controller, agent and IPU target run in pods."""
+    tasks = {f[0]: int(f[1]) for line in plan.containerd.ctr("tasks", "list").splitlines()[1:]
+             if len(f := line.split()) >= 2 and f[1].isdigit()}
+    out: dict[str, float] = {}
+    for cid in plan.containerd.containers(ADDON_NAMESPACE):
+        labels = json.loads(plan.containerd.ctr("containers", "info", cid)).get("Labels") or {}
+        if labels.get("io.cri-containerd.kind") != "container" or cid not in tasks:
+            continue  # a sandbox (pause), or a container that ended (the init containers)
+        pod, name = labels.get("io.kubernetes.pod.name", "?"), labels.get("io.kubernetes.container.name", "?")
+        out[f"{pod}/{name}"] = rss_mib(tasks[cid])
     return out
 
 

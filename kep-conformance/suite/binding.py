@@ -25,7 +25,8 @@ PARAMETER_MODES = ("refs", "inline", "none")
 UNBOUND_POLICY = ("default", "all", "none")
 NOT_READY_DELETE = "delete"
 POLICY_FEATURES = ("NetworkPolicyIngress", "NetworkPolicyPerNetwork", "NetworkPolicyNamedPorts",
-                   "NetworkPolicyEgress", "NetworkPolicyIPBlock", "NetworkPolicyUnbound")
+                   "NetworkPolicyEgress", "NetworkPolicyIPBlock", "NetworkPolicyUnbound",
+                   "NetworkPolicyOverlappingNetworks")
 SERVICE_FEATURES = ("ServiceEndpointSlices", "ServiceLoadBalancing", "ServiceNetworkIsolation",
                     "ServiceNamedTargetPort")
 

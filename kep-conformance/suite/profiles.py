@@ -91,6 +91,8 @@ FEATURES: Final = {f.name: f for f in (
     Feature("NetworkPolicyNamedPorts", POLICY, E, "named container ports in policy rules"),
     Feature("NetworkPolicyEgress", POLICY, E, "egress rules on a secondary network"),
     Feature("NetworkPolicyIPBlock", POLICY, E, "ipBlock peers with except on a secondary network"),
+    Feature("NetworkPolicyOverlappingNetworks", POLICY, E,
+            "a policy on one of two overlapping networks holds against the same connection opened on the other"),
     Feature("NetworkPolicyUnbound", POLICY, E,
             "a policy without a network binding applies where the implementation declares"),
 

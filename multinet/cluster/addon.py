@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from podnetwork.crds import CRD_DIR
+from podnetwork.faults import ENV as FAULTS_ENV
 
 Progress = Callable[[str], None]
 Obj = dict[str, Any]
@@ -60,6 +61,9 @@ class LocalCluster:
     apiserver_host: str  # reachable from the nodes and their pods (there is no kube-proxy)
     apiserver_port: int
     netns_prefix: str  # node namespaces are <prefix><node>-ipu
+    # Test-only fault switches (podnetwork.faults) for every multinet container: the
+    # mutation lane sets them on `cluster up`, whose parts now run in pods.
+    faults: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         problems = []
@@ -157,7 +161,19 @@ def render(overlay: Path, image: str, kubectl: str = "kubectl", local: LocalClus
     objects = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
     if local is not None:
         objects = [_rebase(obj, LOCAL_NODE_ROOT, str(local.node_root)) for obj in objects]
+        if local.faults:
+            objects = [_with_faults(obj, local.faults) for obj in objects]
     return objects
+
+
+def _with_faults(obj: Obj, names: frozenset[str]) -> Obj:
+    """A workload whose containers all run with MULTINET_FAULTS=names (other objects as they are)."""
+    if obj.get("kind") not in ("Deployment", "DaemonSet"):
+        return obj
+    for container in obj["spec"]["template"]["spec"].get("containers") or []:
+        env = [e for e in container.get("env") or [] if e.get("name") != FAULTS_ENV]
+        container["env"] = env + [{"name": FAULTS_ENV, "value": ",".join(sorted(names))}]
+    return obj
 
 
 def _rebase(obj: Any, old: str, new: str) -> Any:
@@ -250,15 +266,20 @@ def pod_problems(pods: list[Obj]) -> Iterator[str]:
         yield f"{pod['metadata']['name']} on {node}: " + "; ".join(reasons)
 
 
+def workloads(kubeconfig: Path, kubectl: str = "kubectl") -> list[Readiness]:
+    """The readiness of each workload of WORKLOADS that exists."""
+    listed = json.loads(_kubectl(kubectl, kubeconfig, "get", "-n", NAMESPACE, "-o", "json", "--ignore-not-found",
+                                 *(f"{kind}/{name}" for kind, name in WORKLOADS)) or '{"items": []}')
+    return [readiness(item) for item in listed["items"]]
+
+
 def wait_ready(kubeconfig: Path, progress: Progress, kubectl: str = "kubectl", timeout: float = 300.0,
                interval: float = 1.0) -> list[Readiness]:
     """Until every workload of WORKLOADS is Ready; AddonError naming what is not, at `timeout`."""
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        listed = json.loads(_kubectl(kubectl, kubeconfig, "get", "-n", NAMESPACE, "-o", "json",
-                                     *(f"{kind}/{name}" for kind, name in WORKLOADS)))
-        states = [readiness(item) for item in listed["items"]]
+        states = workloads(kubeconfig, kubectl)
         line = "multinet: " + ", ".join(str(s) for s in states) + " ready"
         if line != last:
             progress(line)

@@ -67,8 +67,9 @@ def _progress(line: str) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from multinet.cluster import netplan
+    from multinet.cluster.addon import AddonError
     from multinet.cluster.images import ImagesError
-    from multinet.cluster.nodes import Nodes
+    from multinet.cluster.nodes import NodeImages, Nodes
 
     plane = _plane(args)
     nodes_made = Nodes(plane).topology_file.exists()
@@ -86,13 +87,16 @@ def _up(args: argparse.Namespace) -> int:
         print("multinet cluster up: --nodes needs root (it creates network namespaces)", file=sys.stderr)
         return 2
     try:
+        # Images first (a build takes minutes): the address slot is free when chosen,
+        # and taken (by the underlay link) moments later, not after a build.
+        images = NodeImages.find(_progress) if args.nodes and not nodes_made else None
         if args.nodes and not plane.is_up():  # nodes reach the apiserver on the cluster's underlay
             netplan.load_or_choose(plane.layout.netplan_file)
         plane = _plane(args, find_bin_dir(args.bin_dir, build=True))
         plane.up(_progress, timeout=args.timeout)  # a no-op for what already runs
-        if args.nodes and not nodes_made:
-            Nodes(plane).start(args.nodes, _progress)
-    except (BinariesError, ComponentError, ImagesError, netplan.NetPlanError) as err:
+        if images is not None:
+            Nodes(plane).start(args.nodes, images, _progress)
+    except (AddonError, BinariesError, ComponentError, ImagesError, netplan.NetPlanError) as err:
         print(f"multinet cluster up: {err}", file=sys.stderr)
         return 1
     layout = plane.layout
@@ -135,9 +139,9 @@ def _status(args: argparse.Namespace) -> int:
 
     plane = _plane(args)
     rows = [(h.name, h.pid, str(h.port), h.state) for h in plane.status()] + Nodes(plane).status()
-    print(f"{'COMPONENT':<26}{'PID':<9}{'PORT':<19}STATE")
+    print(f"{'COMPONENT':<32}{'PID':<9}{'PORT':<19}STATE")
     for name, pid, port, state in rows:
-        print(f"{name:<26}{pid or '-':<9}{port:<19}{state}")
+        print(f"{name:<32}{pid or '-':<9}{port:<19}{state}")
     return 0 if all(row[3] == "healthy" for row in rows) else 3
 
 

@@ -128,8 +128,10 @@ disabled_plugins = {q(list(DISABLED))}
     def import_image(self, archive: Path) -> None:
         self.ctr("images", "import", str(archive), timeout=300)
 
-    def containers(self) -> list[str]:
-        return self.ctr("containers", "list", "--quiet").split()
+    def containers(self, namespace: str | None = None) -> list[str]:
+        """The ids of the node's containers (sandboxes included), or of one Kubernetes namespace's pods'."""
+        where = [f'labels."io.kubernetes.pod.namespace"=={namespace}'] if namespace else []
+        return self.ctr("containers", "list", "--quiet", *where).split()
 
     def sandbox_netns(self, pod_uid: str) -> str | None:
         """The network namespace path of the pod's sandbox (its pause container)."""

@@ -172,6 +172,11 @@ class ControlPlane:
                 f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
                 f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={p / 'ca.crt'}",
+                # No kube-proxy: a ClusterIP leads nowhere from here. Webhooks (and
+                # aggregated APIs) behind a Service are dialled at its ready
+                # endpoints instead (the flag switches the service resolver the
+                # admission plugins use, cmd/kube-apiserver/app/server.go).
+                "--enable-aggregator-routing=true",
                 "--profiling=false",
             ]
         common = [

@@ -21,7 +21,6 @@ class Ports:
     apiserver: int = 6443
     controller_manager: int = 10257
     scheduler: int = 10259
-    p4runtime: int = 9560  # the IPU target of node N listens on this + N
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`, so several local clusters can run side by side."""

@@ -1,11 +1,12 @@
-"""A node's CNI dirs, as a real node's /opt/cni/bin and /etc/cni/net.d.
+"""A node's CNI dirs, as a real node's /opt/cni/bin and /etc/cni/net.d before
+any add-on: the reference plugins (links to Debian's) and the primary
+network's conflist (the reference bridge plugin with host-local addresses
+from the node's pod range, the cluster's default network, as kindnet sets up
+on kind).
 
-The bin dir holds the reference plugins (links to Debian's) and
-`multinet-cni`; the conf dir the primary network's conflist (the reference
-bridge plugin with host-local addresses from the node's pod range, the
-cluster's default network, as kindnet sets up on kind) and multinet's, which
-sorts first so the runtime calls multinet, which delegates eth0 to the
-primary list.
+multinet's own plugin and conflist are the add-on's to install (the
+`install-cni` init container of deploy/'s node DaemonSet); its conflist sorts
+first, so the runtime calls multinet, which delegates eth0 to the primary list.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cni.install import install, install_conflist
 
 REFERENCE_PLUGINS = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 PRIMARY_CONFLIST = "10-bridge.conflist"
@@ -29,7 +29,6 @@ def install_bin_dir(bin_dir: Path) -> None:
         link = bin_dir / plugin.name
         if not link.exists():
             link.symlink_to(plugin)
-    install(bin_dir)
 
 
 def primary_conflist(pod_cidr: str, ipam_dir: Path) -> dict[str, object]:
@@ -44,11 +43,9 @@ def primary_conflist(pod_cidr: str, ipam_dir: Path) -> dict[str, object]:
     }
 
 
-def install_conf_dir(conf_dir: Path, pod_cidr: str, ipam_dir: Path, agent_socket: Path | None) -> None:
-    """The primary conflist, and multinet's when `agent_socket` is given."""
+def install_conf_dir(conf_dir: Path, pod_cidr: str, ipam_dir: Path) -> None:
+    """The primary conflist."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     tmp = conf_dir / f".{PRIMARY_CONFLIST}.tmp"
     tmp.write_text(json.dumps(primary_conflist(pod_cidr, ipam_dir), indent=2) + "\n")
     tmp.replace(conf_dir / PRIMARY_CONFLIST)
-    if agent_socket is not None:
-        install_conflist(conf_dir, agent_socket)

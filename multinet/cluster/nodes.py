@@ -5,7 +5,9 @@ and the underlay (`multinet.cluster.topology`); nodes share an underlay
 bridge, which the machine's own namespace joins (see `hostnet`). Per node run,
 in its host namespace: containerd (its own dirs, sockets and cgroup subtree,
 the local images imported) and kubelet (its own root dir and cgroup root,
-`--node-ip` its underlay address). multinet itself is installed by `bare`.
+`--node-ip` its underlay address). multinet itself is then installed as on
+any cluster: its image imported into every node's containerd, deploy/ applied
+(`addon.install` of overlays/local), its Deployment and DaemonSets waited for.
 
 Everything made is recorded (pid files, topology.json) so `down` removes
 exactly what `up` made: kubelets, containers and shims, containerds, mounts,
@@ -25,12 +27,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from multinet.cluster import bare, cgroups, hostnet, kubelet, mounts, netplan, node_cni, sysctls
+from multinet.cluster import addon, cgroups, hostnet, kubelet, mounts, netplan, node_cni, sysctls
+from multinet.cluster.binaries import BinariesError, find_bin_dir
 from multinet.cluster.containerd import Containerd, ContainerdError
 from multinet.cluster.control_plane import SERVICE_IP, ControlPlane
 from multinet.cluster.images import ARCHIVES, find_image_dir
 from multinet.cluster.layout import default_state_dir
 from multinet.cluster.processes import ComponentError, ProcessRecord, is_running, log_tail, spawn, stop
+from podnetwork import faults
 from podnetwork.names import NODE_PREFIX
 
 Progress = Callable[[str], None]
@@ -42,13 +46,13 @@ class NodePlan:
     host_ns: str
     ipu_ns: str
     node_ip: str  # underlay address: InternalIP and VXLAN endpoint
-    p4runtime: str
     pod_cidr: str
     root: Path
     cgroup_root: str
 
     @property
     def socket(self) -> Path:
+        """The node agent's socket (where deploy/overlays/local puts it)."""
         return self.root / "agent.sock"
 
     @property
@@ -74,6 +78,24 @@ class NodePlan:
     @classmethod
     def from_json(cls, doc: dict[str, str]) -> NodePlan:
         return cls(**{**doc, "root": Path(doc["root"])})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class NodeImages:
+    """The archives every node's containerd imports: pause and agnhost, and multinet's."""
+
+    archives: tuple[Path, ...]
+    multinet: Path
+
+    @classmethod
+    def find(cls, progress: Progress) -> NodeImages:
+        """Built where missing or stale, else the cached ones."""
+        image_dir = find_image_dir(build=True)
+        return cls(tuple(image_dir / a for a in ARCHIVES), addon.build_image(progress))
+
+    @property
+    def all(self) -> list[Path]:
+        return [*self.archives, self.multinet]
 
 
 class Nodes:
@@ -106,7 +128,7 @@ class Nodes:
 
     # --- up ------------------------------------------------------------------
 
-    def start(self, count: int, progress: Progress) -> list[NodePlan]:
+    def start(self, count: int, images: NodeImages, progress: Progress) -> list[NodePlan]:
         if self.topology_file.exists():
             raise ComponentError("nodes: already made; run 'multinet cluster down' first")
         net = netplan.load(self.plane.layout.netplan_file)
@@ -114,15 +136,36 @@ class Nodes:
             raise ComponentError("nodes: the control plane was started without an underlay address; "
                                  "run 'multinet cluster down' and 'multinet cluster up --nodes N'")
         self._refuse_clashes(net)
-        image_dir = find_image_dir(build=True)
         self._save(namespaces=[], nodes=[], cgroups=[], machine_paths=kubelet.machine_paths_missing())
+        self._share_root()
         sysctls.acquire(self.topology_file)  # before the first kubelet
         plans = self._make_namespaces(count, net)
-        self._start_runtimes(plans, image_dir, progress)
-        names = bare.start(self.plane, plans, progress)  # multinet, until deploy/ installs it
+        self._start_runtimes(plans, images.all, progress)
         self._start_kubelets(plans, progress)
-        self._wait_ready(plans, names, progress)
+        self._wait_ready(plans, progress)
+        self._install_multinet(net, images.multinet, progress)
         return plans
+
+    def _share_root(self) -> None:
+        """The nodes' root as a shared mount of its own: the pods' network namespaces,
+        mounted under each containerd's state after the agent's pod started, must
+        propagate into its HostToContainer mount (a private parent mount would not)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not mounts.under(self.root):
+            hostnet.run(["mount", "--bind", str(self.root), str(self.root)])
+        hostnet.run(["mount", "--make-shared", str(self.root)])
+
+    def _install_multinet(self, net: netplan.NetPlan, archive: Path, progress: Progress) -> None:
+        local = addon.LocalCluster(node_root=self.root, apiserver_host=net.gateway,
+                                   apiserver_port=self.plane.ports.apiserver, netns_prefix=self.prefix,
+                                   faults=faults.ACTIVE)
+        start = time.monotonic()
+        addon.install(self.plane.layout.admin_kubeconfig, addon.image_ref(archive), local=local,
+                      progress=progress, kubectl=str(self._kubectl()))
+        progress(f"multinet: Ready on every node {time.monotonic() - start:.1f}s after the apply began")
+
+    def _kubectl(self) -> Path:
+        return (self.plane.bin_dir or find_bin_dir(None, build=False)) / "kubectl"
 
     def _refuse_clashes(self, net: netplan.NetPlan) -> None:
         taken = netplan.machine_ranges()
@@ -145,8 +188,7 @@ class Nodes:
                 node = testbed.add_node(f"node{index}")
                 assert node.vtep == net.node_ip(index), (node.vtep, net.node_ip(index))
                 plans.append(NodePlan(
-                    node.name, node.host_ns, node.ipu_ns, node.vtep,
-                    f"127.0.0.1:{self.plane.ports.p4runtime + index}", net.pod_cidr(index),
+                    node.name, node.host_ns, node.ipu_ns, node.vtep, net.pod_cidr(index),
                     self.root / node.name, f"{self.prefix}{node.name}"))
             hostnet.attach_machine(testbed.underlay_ns, testbed.bridge, self.machine_link,
                                    f"{net.gateway}/{net.underlay.prefixlen}", UNDERLAY_MTU)
@@ -159,10 +201,10 @@ class Nodes:
         hostnet.route_machine(self.machine_link, [(p.pod_cidr, p.node_ip) for p in plans])
         return plans
 
-    def _start_runtimes(self, plans: list[NodePlan], image_dir: Path, progress: Progress) -> None:
+    def _start_runtimes(self, plans: list[NodePlan], images: list[Path], progress: Progress) -> None:
         for plan in plans:
             node_cni.install_bin_dir(plan.cni_bin_dir)
-            node_cni.install_conf_dir(plan.cni_conf_dir, plan.pod_cidr, plan.root / "cni" / "ipam", plan.socket)
+            node_cni.install_conf_dir(plan.cni_conf_dir, plan.pod_cidr, plan.root / "cni" / "ipam")
             cgroups.create(plan.cgroup_root)
             self._save(cgroups=[p.cgroup_root for p in plans[: plans.index(plan) + 1]])
             plan.containerd.write_config()
@@ -172,12 +214,14 @@ class Nodes:
             self._wait(f"containerd-{plan.name}", plan.containerd.serving, 30.0)
 
         def load(plan: NodePlan) -> None:
-            for archive in ARCHIVES:
-                plan.containerd.import_image(image_dir / archive)
+            for archive in images:
+                plan.containerd.import_image(archive)
 
+        progress(f"images: importing {', '.join(a.name for a in images)} into every node's containerd")
+        start = time.monotonic()
         with ThreadPoolExecutor(len(plans)) as pool:
             list(pool.map(load, plans))
-        progress(f"images imported into every node: {', '.join(ARCHIVES)} from {image_dir}")
+        progress(f"images: imported into {len(plans)} nodes in {time.monotonic() - start:.1f}s")
 
     def _start_kubelets(self, plans: list[NodePlan], progress: Progress) -> None:
         from kube import pki
@@ -193,9 +237,8 @@ class Nodes:
             record = self._spawn(f"kubelet-{plan.name}", k.argv(bin_dir / "kubelet", plan.host_ns), progress)
             cgroups.join(plan.cgroup_root, record.pid)
 
-    def _wait_ready(self, plans: list[NodePlan], names: list[str], progress: Progress,
-                    timeout: float = 90.0) -> None:
-        """Every Node Ready (its pod range recorded), every IPU target and agent serving.
+    def _wait_ready(self, plans: list[NodePlan], progress: Progress, timeout: float = 90.0) -> None:
+        """Every Node Ready (its pod range recorded).
 
         A process that dies at start (a bad flag, a taken port) is reported now,
         with its log, rather than found later as a pod that never runs.
@@ -203,16 +246,16 @@ class Nodes:
         from multinet.cluster.nodeapi import NodeApi
 
         api = NodeApi(self.plane.layout.admin_kubeconfig)
-        watched = names + [f"{kind}-{p.name}" for p in plans for kind in ("containerd", "kubelet")]
+        watched = [f"{kind}-{p.name}" for p in plans for kind in ("containerd", "kubelet")]
         waiting = {p.name: p for p in plans}
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
             self.check(watched)
             ready = api.ready()
             for name, plan in list(waiting.items()):
-                if ready.get(name) and plan.socket.exists() and _listening(plan.p4runtime):
+                if ready.get(name):
                     api.set_pod_cidr(name, plan.pod_cidr)
-                    progress(f"{name}: Ready (kubelet, containerd, IPU target and agent)")
+                    progress(f"{name}: Ready (kubelet and containerd)")
                     del waiting[name]
             time.sleep(0.2)
         if waiting:
@@ -245,9 +288,11 @@ class Nodes:
     # --- status --------------------------------------------------------------
 
     def status(self) -> list[tuple[str, int | None, str, str]]:
-        """(component, pid, port, state) of each node's containerd and kubelet."""
+        """(component, pid, port, state) of each node's containerd and kubelet, then of
+        multinet's Deployment and DaemonSets (the add-on)."""
         rows: list[tuple[str, int | None, str, str]] = []
-        for plan in self.plans():
+        plans = self.plans()
+        for plan in plans:
             for kind in ("containerd", "kubelet"):
                 name = f"{kind}-{plan.name}"
                 record = self.plane.record(name)
@@ -261,6 +306,22 @@ class Nodes:
                     ok, why = kubelet.healthz(plan.node_ip, self.plane.layout.pki)
                     port = f"{plan.node_ip}:{kubelet.PORT}"
                 rows.append((name, record.pid, port, "healthy" if ok else f"unhealthy: {why}"))
+        if plans:
+            rows += self._addon_status()
+        return rows
+
+    def _addon_status(self) -> list[tuple[str, int | None, str, str]]:
+        try:
+            states = {(s.kind.lower(), s.name): s
+                      for s in addon.workloads(self.plane.layout.admin_kubeconfig, str(self._kubectl()))}
+        except (addon.AddonError, BinariesError) as err:
+            return [("multinet", None, "-", f"unknown: {err}")]
+        rows: list[tuple[str, int | None, str, str]] = []
+        for kind, name in addon.WORKLOADS:
+            s = states.get((kind, name))
+            state = "unhealthy: not installed" if s is None else \
+                "healthy" if s.done else f"unhealthy: {s} ready"
+            rows.append((f"{kind}/{name}", None, "-", state))
         return rows
 
     # --- down ----------------------------------------------------------------
@@ -288,6 +349,8 @@ class Nodes:
                      f"{len(unmounted)} mounts removed")
         for root in self._topology().get("cgroups", []):
             cgroups.remove(str(root))
+        if self.root.exists():
+            mounts.unmount_all(self.root)  # the shared bind mount of `_share_root`, last
 
     def _stop(self, name: str, progress: Progress) -> None:
         record = self.plane.record(name)
@@ -316,17 +379,6 @@ class Nodes:
         shutil.rmtree(self.root, ignore_errors=True)
         self.topology_file.unlink()
         progress(f"node namespaces removed ({len(removed)} machine-wide log links and dirs)")
-
-
-def _listening(address: str) -> bool:
-    import socket
-
-    host, port = address.rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 __all__ = ["ContainerdError", "NodePlan", "Nodes"]

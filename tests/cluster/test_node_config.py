@@ -88,7 +88,7 @@ def test_kubelet_configuration(tmp_path: Path) -> None:
 
 def test_conflists(tmp_path: Path) -> None:
     install_conflist(tmp_path, Path("/run/agent.sock"))
-    node_cni.install_conf_dir(tmp_path, "10.244.1.0/24", tmp_path / "ipam", agent_socket=None)
+    node_cni.install_conf_dir(tmp_path, "10.244.1.0/24", tmp_path / "ipam")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [CONFLIST_NAME, node_cni.PRIMARY_CONFLIST]  # multinet's first: the runtime calls it
     multinet = json.loads((tmp_path / CONFLIST_NAME).read_text())

@@ -41,7 +41,7 @@ def test_port_offset_moves_every_port(monkeypatch) -> None:  # type: ignore[no-u
     from multinet.cluster.layout import Ports
 
     monkeypatch.setenv("MULTINET_PORT_OFFSET", "1000")
-    assert Ports.from_env() == Ports(3379, 3380, 7443, 11257, 11259, 10560)
+    assert Ports.from_env() == Ports(3379, 3380, 7443, 11257, 11259)
     monkeypatch.setenv("MULTINET_PORT_OFFSET", "lots")
     with pytest.raises(ValueError, match="MULTINET_PORT_OFFSET"):
         Ports.from_env()

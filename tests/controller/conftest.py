@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,21 +15,6 @@ from tests.controller.controller_support import ControllerProcess, FakeNodes, Ne
 @pytest.fixture(scope="session")
 def kube(kubeconfig: Any) -> Kube:
     return Kube.from_kubeconfig(str(kubeconfig))
-
-
-@pytest.fixture(scope="session")
-def controller(kubeconfig: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
-    log = tmp_path_factory.mktemp("controller") / "controller.log"
-    with socket.socket() as s:  # a free port for its /metrics
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = ControllerProcess(str(kubeconfig), log, "--metrics-port", str(port))
-    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -393,8 +393,11 @@ def events_of(kube: Kube, namespace: str, name: str) -> list[str]:
     return [f"{e.reason}: {e.message}" for e in items]
 
 
-def make_attachment(kube: Kube, namespace: str, name: str, network: str) -> None:
+def make_attachment(kube: Kube, namespace: str, name: str, network: str, params: str | None = None) -> None:
+    spec: dict[str, Any] = {"podNetworkName": network}
+    if params is not None:
+        spec["parametersRefs"] = [{"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": params}]
     kube.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace,
                                                 names.POD_NETWORK_ATTACHMENT_PLURAL, {
         "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POD_NETWORK_ATTACHMENT_KIND,
-        "metadata": {"name": name}, "spec": {"podNetworkName": network}})
+        "metadata": {"name": name}, "spec": spec})

@@ -136,6 +136,11 @@ def test_a_service_on_a_dual_stack_network_gets_a_vip_per_family(
     # The apiserver defaults ipFamilies from the cluster's ranges (IPv4 here): SingleStack takes the first.
     one = wait_for("one VIP", functools.partial(vip_of, kube, namespace, "one"))
     assert "," not in one and ipaddress.ip_address(one) in ipaddress.ip_network("10.194.0.0/28"), one
+    # Moved to dual stack, it gains the other family's VIP; the first one stays its primary.
+    kube.core.patch_namespaced_service("one", namespace, {"spec": {"ipFamilyPolicy": "PreferDualStack"}})
+    upgraded = wait_for("a second VIP after the move to PreferDualStack", lambda: (
+        lambda v: v if v and "," in v else None)(vip_of(kube, namespace, "one"))).split(",")
+    assert upgraded[0] == one and ipaddress.ip_address(upgraded[1]) in ipaddress.ip_network("fd00:194::/120"), upgraded
     prefer = wait_for("one VIP on the single-stack network", functools.partial(vip_of, kube, namespace, "prefer"))
     assert ipaddress.ip_address(prefer) in ipaddress.ip_network("10.195.0.0/28"), prefer
     # RequireDualStack: this cluster's own service range is IPv4 only, so the apiserver refuses

@@ -92,6 +92,21 @@ def test_attachment_reference(kube: Kube, namespace: str, networks: Networks, ma
         (net, "fast", "fast0")]
 
 
+def test_an_attachment_with_parameters_of_its_own_allocates_from_them(
+        kube: Kube, namespace: str, networks: Networks, make_pod: Any) -> None:
+    """The attachment's parametersRefs win over its PodNetwork's, as the agent plans the interface."""
+    net = networks.ready_network("10.76.0.0/24")
+    own = networks.params({"topology": "L2", "ipv4": {"subnet": "10.78.0.0/24"}})
+    make_attachment(kube, namespace, "own", net, params=own)
+    wait_for("attachment Ready", lambda: condition(kube, "own", "Ready", names.POD_NETWORK_ATTACHMENT_PLURAL,
+                                                   namespace) == "True")
+    make_pod("p", [{"podNetworkAttachmentName": "own", "interfaceName": "own0"}, {"podNetworkName": "default"}])
+    wait_for("gate lifted", lambda: not pod_gated(kube, namespace, "p"))
+    allocs = allocations_of(kube, namespace, "p")
+    assert allocs is not None and len(allocs) == 1, allocs
+    assert allocs[0]["podNetworkName"] == net and allocs[0]["ips"][0].startswith("10.78.0."), allocs
+
+
 def test_exhausted_network_keeps_gate(kube: Kube, namespace: str, networks: Networks, make_pod: Any) -> None:
     net = networks.ready_network("10.74.0.0/30", gateway="10.74.0.1")  # one assignable address
     make_pod("first", [{"podNetworkName": net}])

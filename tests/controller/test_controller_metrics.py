@@ -33,11 +33,13 @@ def test_reconciles_and_pool_usage_show_as_pods_are_allocated(
         make_pod(pod, [{"podNetworkName": net}])
     for pod in ("a", "b", "c"):
         wait_for(f"{pod} ungated", lambda p=pod: not pod_gated(kube, namespace, p))  # type: ignore[misc]
-    after = scrape(controller.metrics_url)
+    # A worker counts its reconcile when the reconcile returns, a moment after the
+    # gate it lifted is seen here: wait for the count rather than read it once.
+    ok_before = value(before, "multinet_controller_reconciles_total", kind="Pod", result="ok")
+    after = wait_for("three ok Pod reconciles counted", lambda: (lambda m: m if value(
+        m, "multinet_controller_reconciles_total", kind="Pod", result="ok") - ok_before >= 3 else None)(
+        scrape(controller.metrics_url)))
     assert value(after, "multinet_ipam_pool_allocated", **pool) == 3
-    grew = value(after, "multinet_controller_reconciles_total", kind="Pod", result="ok") - \
-        value(before, "multinet_controller_reconciles_total", kind="Pod", result="ok")
-    assert grew >= 3
     assert value(after, "multinet_controller_reconcile_seconds_count", kind="Network") > \
         value(before, "multinet_controller_reconcile_seconds_count", kind="Network")
     kube.core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)

@@ -18,6 +18,7 @@ from podnetwork.allocations import Allocation, encode_allocations
 from podnetwork.names import (ALLOCATIONS_ANNOTATION, ENDPOINTSLICE_NETWORK_LABEL, POD_NETWORK_ANNOTATION,
                               SERVICE_VIP_ANNOTATION)
 from tests.datapath.conftest import Env, netns
+from tests.support.metrics import scrape, value
 from tests.support.testbed import Pod
 from tests.support.testbed_traffic import TcpServer, talk, tcp_ask, tcp_connect
 
@@ -119,6 +120,11 @@ def test_ipv6_service_spreads_over_backends_on_both_nodes_beside_its_ipv4_vip(tw
         assert tcp_ask(client.netns, VIP4, 80) in {"be1", "be2", "be3"}
         counted = {e.table: packets for e, (packets, _) in n1.client.read_with_counters("service6")}
         assert counted["service6"] >= 46
+        # /metrics credits each IPv6 backend with exactly the connections it served.
+        samples = scrape(env.targets["n1"].metrics_url or "")
+        for p in backends:
+            got = value(samples, "multinet_ipu_service_backend_connections_total", vip=VIP6, backend=f"[{p.ip6}]:8080")
+            assert got == seen[p.name] + (first == p.name), (p.name, got, seen)
     finally:
         for s in servers:
             s.close()

@@ -8,15 +8,20 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from multinet.cluster import addon
 from multinet.cluster.binaries import find_bin_dir
 
 OVERLAYS = ("base", "overlays/kind", "overlays/local")
+IDENTITY_KINDS = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                  "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+TEST_NS = "deploy-test"
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +143,28 @@ def in_image(root: Path, argv: list[str], binds: tuple[Path, ...] = (), env: dic
         shlex.quote(f"{k}={v}") for k, v in variables.items()) + " " + shlex.join(argv)
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", command],
                           input=stdin, capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def admin(kubeconfig: Path) -> Any:
+    return api_client(str(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def identities(kubeconfig: Path, kubectl: str, rendered: dict[str, list[dict[str, Any]]],
+               admin: Any) -> Iterator[None]:
+    """The namespace, CRDs, ServiceAccounts, RBAC and admission policy of deploy/base,
+    applied for real (the workloads are not: these tests run the parts themselves);
+    once a session, as a namespace being deleted cannot be applied again at once."""
+    objects = [o for o in rendered["base"] if o["kind"] in IDENTITY_KINDS]
+    addon.apply(objects, kubeconfig, kubectl)
+    core = core_api(admin)
+    core.create_namespace({"metadata": {"name": TEST_NS}})
+    try:
+        yield
+    finally:
+        core.delete_namespace(TEST_NS)
+        # Everything but the CRDs (other tests of the session use them) and the namespace's contents.
+        made = [o for o in objects if o["kind"] not in ("CustomResourceDefinition",)]
+        subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "delete", "--ignore-not-found", "--wait=false",
+                        "-f", "-"], input=yaml.safe_dump_all(made), capture_output=True, text=True, check=True)

@@ -51,7 +51,26 @@ def test_render_gives_the_local_values_to_the_overlay(local: list[dict[str, Any]
     refs = {e["valueFrom"]["configMapKeyRef"]["name"] for e in agent["env"] if "configMapKeyRef" in e.get("valueFrom", {})}
     assert refs == {config["metadata"]["name"]}
     controller = container(pod_spec(local, "Deployment", "multinet-controller"), "controller")
-    assert {e["name"] for e in controller["env"]} == {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    from_config = {e["name"] for e in controller["env"] if "configMapKeyRef" in e.get("valueFrom", {})}
+    assert from_config == {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    assert {e["valueFrom"]["configMapKeyRef"]["name"] for e in controller["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})} == {config["metadata"]["name"]}
+
+
+def test_render_hands_test_faults_to_every_multinet_container(kubectl: str) -> None:
+    faulty = addon.LocalCluster(LOCAL.node_root, LOCAL.apiserver_host, LOCAL.apiserver_port, LOCAL.netns_prefix,
+                                faults=frozenset({"duplicate-address", "cross-node-drop"}))
+    objects = addon.render(addon.DEPLOY / "overlays" / "local", "localhost/multinet:0.1.0-dev", kubectl, faulty)
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "DaemonSet")]
+    assert {o["metadata"]["name"] for o in workloads} == {name for _, name in addon.WORKLOADS}
+    for obj in workloads:
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            values = [e.get("value") for e in c.get("env") or [] if e["name"] == "MULTINET_FAULTS"]
+            assert values == ["cross-node-drop,duplicate-address"], (obj["metadata"]["name"], c["name"])
+
+
+def test_render_without_faults_sets_no_fault_variable(local: list[dict[str, Any]]) -> None:
+    assert "MULTINET_FAULTS" not in json.dumps(local)
 
 
 def test_local_cluster_values_are_checked_by_field() -> None:

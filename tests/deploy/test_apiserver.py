@@ -30,38 +30,11 @@ from multinet.cluster import addon
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.kubeconfig import write_kubeconfig
 from tests.conftest import require_root
-from tests.deploy.conftest import OVERLAYS, api_client, core_api
+from tests.deploy.conftest import OVERLAYS, TEST_NS, api_client, core_api
 
 pytestmark = pytest.mark.cluster
 
-IDENTITY_KINDS = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                  "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 STATUS_KEY = "multinetwork.networking.x-k8s.io/network-status"
-TEST_NS = "deploy-test"
-
-
-@pytest.fixture(scope="module")
-def admin(kubeconfig: Path) -> Any:
-    return api_client(str(kubeconfig))
-
-
-@pytest.fixture(scope="module")
-def identities(kubeconfig: Path, kubectl: str, rendered: dict[str, list[dict[str, Any]]],
-               admin: Any) -> Iterator[None]:
-    """The namespace, CRDs, ServiceAccounts, RBAC and admission policy of deploy/base,
-    applied for real (the workloads are not: these tests run the parts themselves)."""
-    objects = [o for o in rendered["base"] if o["kind"] in IDENTITY_KINDS]
-    addon.apply(objects, kubeconfig, kubectl)
-    core = core_api(admin)
-    core.create_namespace({"metadata": {"name": TEST_NS}})
-    try:
-        yield
-    finally:
-        core.delete_namespace(TEST_NS)
-        # Everything but the CRDs (other tests of the session use them) and the namespace's contents.
-        made = [o for o in objects if o["kind"] not in ("CustomResourceDefinition",)]
-        subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "delete", "--ignore-not-found", "--wait=false",
-                        "-f", "-"], input=yaml.safe_dump_all(made), capture_output=True, text=True, check=True)
 
 
 # --- server-side dry runs ----------------------------------------------------------------
@@ -286,8 +259,7 @@ def _free_port() -> int:
 def test_controller_runs_under_its_rbac(identities: None, control_plane: ControlPlane, admin: Any,
                                         tmp_path: Path) -> None:
     """The real controller as the multinet-controller ServiceAccount user (a client
-    certificate naming it: controller/operator.py hands kopf no bearer token, see
-    deploy/README.md): it takes the Lease, registers its webhooks, creates `default`,
+    certificate naming it; tests/deploy/test_controller_pod.py runs it with a token): it takes the Lease, registers its webhooks, creates `default`,
     admits a pod with a secondary network, allocates its address and lifts its gate."""
     ca = pki.ensure_ca(control_plane.layout.pki)
     user = "system:serviceaccount:multinet-system:multinet-controller"

@@ -199,16 +199,28 @@ def test_node_flags_exist(rendered: dict[str, Objects], overlay: str) -> None:
     assert ipu[0] == "ipu" and _unknown(ipu) == []
 
 
-CONTROLLER_LACKS = ("--webhook-address", "--webhook-service", "--cert-secret", "--health-port")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_controller_flags_exist(rendered: dict[str, Objects], overlay: str) -> None:
+    """Every flag the Deployment passes is one `multinet controller` takes."""
+    args = container(pod_spec(rendered[overlay], "Deployment", "multinet-controller"), "controller")["args"]
+    assert args[0] == "controller"
+    assert _unknown(args) == []
+    flags = {a.split("=", 1)[0] for a in args[1:]}
+    assert {"--webhook-address", "--webhook-service", "--cert-secret", "--health-port", "--pod"} <= flags
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_controller_lacks_exactly_the_documented_flags(rendered: dict[str, Objects], overlay: str) -> None:
-    """The Deployment passes what an in-cluster controller needs; `multinet controller`
-    lacks these today (deploy/README.md). Once one exists, this fails: drop it here."""
-    args = container(pod_spec(rendered[overlay], "Deployment", "multinet-controller"), "controller")["args"]
-    assert args[0] == "controller"
-    unknown = {a.split("=", 1)[0] for a in _unknown(args)}
-    assert unknown == set(CONTROLLER_LACKS)
-    readme = repo_path("deploy", "README.md").read_text()
-    assert all(flag in readme for flag in CONTROLLER_LACKS)
+def test_admission_goes_to_the_leader_and_a_standby_is_ready(rendered: dict[str, Objects], overlay: str) -> None:
+    """The webhook Service selects the pod the leader labels (`--pod` from the downward
+    API); readiness is /healthz, which a standby answers while it waits for the lease."""
+    from controller.leader_pod import LEADER_LABEL
+
+    spec = pod_spec(rendered[overlay], "Deployment", "multinet-controller")
+    controller = container(spec, "controller")
+    assert "--pod=$(POD_NAMESPACE)/$(POD_NAME)" in controller["args"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in controller["env"] if "valueFrom" in e
+              and "fieldRef" in e["valueFrom"]}
+    assert (fields.get("POD_NAME"), fields.get("POD_NAMESPACE")) == ("metadata.name", "metadata.namespace")
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    service = find(rendered[overlay], "Service", "multinet-webhook")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "multinet-controller", LEADER_LABEL: "true"}

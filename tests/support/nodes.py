@@ -24,6 +24,10 @@ from multinet.cluster.processes import is_running
 # Beside a developer's own cluster: shifted from the caller's offset.
 TEST_PORT_SHIFT = 20000
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+# `up` builds the multinet image when an input changed (minutes on a busy machine),
+# imports it into every node and waits for the add-on: the test that makes the
+# cluster gets this much (tests/conftest.py), beyond the suite's per-test timeout.
+UP_TIMEOUT = 1500
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,8 @@ def real_cluster(state: Path, nodes: int = 2) -> Iterator[Cluster]:
     env = {**os.environ, "MULTINET_STATE": str(state), "MULTINET_PORT_OFFSET": str(offset)}
     cluster = Cluster(env, state)
     before = sysctls.read()
-    up = cluster.multinet("cluster", "up", "--nodes", str(nodes), timeout=900)
-    try:
+    try:  # an `up` cut short (a timeout) leaves what it made: `down` removes it
+        up = cluster.multinet("cluster", "up", "--nodes", str(nodes), timeout=UP_TIMEOUT)
         assert up.returncode == 0, up.stderr[-4000:]
         yield cluster
     finally:

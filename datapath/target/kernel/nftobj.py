@@ -35,6 +35,8 @@ DATA_VALUE = 1
 EXPR_NAME, EXPR_DATA = 1, 2
 
 Counts = tuple[int, int]  # packets, bytes
+_HEAD = struct.Struct("HH")  # nlattr: length, type
+_U64 = struct.Struct(">Q")
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -52,7 +54,7 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def _dump(message: int, attrs: bytes) -> Iterator[bytes]:
+def dump(message: int, attrs: bytes) -> Iterator[bytes]:
     """The payloads (after nfgenmsg) of one dump's answers."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
         s.bind((0, 0))
@@ -75,18 +77,37 @@ def _dump(message: int, attrs: bytes) -> Iterator[bytes]:
                 offset += (length + 3) & ~3
 
 
-def _counter(data: bytes) -> Counts:
-    found = dict(_attrs(data))
-    packets = struct.unpack(">Q", found[COUNTER_PACKETS])[0] if COUNTER_PACKETS in found else 0
-    octets = struct.unpack(">Q", found[COUNTER_BYTES])[0] if COUNTER_BYTES in found else 0
+def _counter(data: bytes, offset: int = 0, end: int | None = None) -> Counts:
+    """The NFTA_COUNTER_PACKETS and _BYTES of a counter's attributes in data[offset:end], read in place."""
+    packets = octets = 0
+    unpack, stop = _HEAD.unpack_from, len(data) if end is None else end
+    while offset + 4 <= stop:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        kind &= NLA_TYPE_MASK
+        if kind == COUNTER_PACKETS:
+            packets = _U64.unpack_from(data, offset + 4)[0]
+        elif kind == COUNTER_BYTES:
+            octets = _U64.unpack_from(data, offset + 4)[0]
+        offset += (length + 3) & ~3
     return int(packets), int(octets)
+
+
+def counters_request(table: str) -> bytes:
+    """The attributes of a dump of an `inet` table's counter objects (NFT_MSG_GETOBJ)."""
+    return _attr(OBJ_TABLE, table.encode() + b"\0") + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
+
+
+def elements_request(table: str, set_name: str) -> bytes:
+    """The attributes of a dump of one set's elements (NFT_MSG_GETSETELEM)."""
+    return _attr(ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(ELEM_LIST_SET, set_name.encode() + b"\0")
 
 
 def counters(table: str) -> dict[str, Counts]:
     """Every named counter of an `inet` table: name -> (packets, bytes)."""
-    request = _attr(OBJ_TABLE, table.encode() + b"\0") + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
     out: dict[str, Counts] = {}
-    for payload in _dump(NFT_MSG_GETOBJ, request):
+    for payload in dump(NFT_MSG_GETOBJ, counters_request(table)):
         found = dict(_attrs(payload))
         if OBJ_NAME in found and OBJ_DATA in found:
             out[found[OBJ_NAME].rstrip(b"\0").decode()] = _counter(found[OBJ_DATA])
@@ -96,20 +117,16 @@ def counters(table: str) -> dict[str, Counts]:
 def element_counters(table: str, set_name: str) -> Iterator[tuple[bytes, bytes, Counts]]:
     """Each element of a set or map with a counter: (key bytes, data bytes, counts).
     Keys and data are the kernel's registers: concatenated fields, each padded to 4 bytes."""
-    request = _attr(ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(ELEM_LIST_SET, set_name.encode() + b"\0")
-    for payload in _dump(NFT_MSG_GETSETELEM, request):
+    for payload in dump(NFT_MSG_GETSETELEM, elements_request(table, set_name)):
         for kind, elements in _attrs(payload):
             if kind == ELEM_LIST_ELEMENTS:
                 yield from _elements(elements)
 
 
-_HEAD = struct.Struct("HH")
-_U64 = struct.Struct(">Q")
-
-
 def _elements(data: bytes) -> Iterator[tuple[bytes, bytes, Counts]]:
-    """The elements of one NFTA_SET_ELEM_LIST_ELEMENTS, parsed in one pass:
-    100,000 of them per read, so no generator or dict per attribute."""
+    """The elements of one NFTA_SET_ELEM_LIST_ELEMENTS, parsed in one pass and
+    in place: 100,000 of them per read, so no generator, slice or dict per
+    attribute, only per element."""
     unpack, end, offset = _HEAD.unpack_from, len(data), 0
     while offset + 4 <= end:
         length, _ = unpack(data, offset)
@@ -138,16 +155,30 @@ def _element(data: bytes, offset: int, end: int) -> tuple[bytes, bytes, Counts]:
             else:
                 value = raw
         elif kind == ELEM_EXPR:
-            counts = _expr_counter(data[inner:stop]) or counts
-        elif kind == ELEM_EXPRESSIONS:
-            for _, expr in _attrs(data[inner:stop]):
-                counts = _expr_counter(expr) or counts
+            counts = _expr_counter(data, inner, stop) or counts
+        elif kind == ELEM_EXPRESSIONS:  # a list of NFTA_LIST_ELEM, one expression each
+            while inner + 4 <= stop:
+                item, _ = unpack(data, inner)
+                if item < 4:
+                    break
+                counts = _expr_counter(data, inner + 4, inner + item) or counts
+                inner += (item + 3) & ~3
         offset += (length + 3) & ~3
     return key, value, counts
 
 
-def _expr_counter(expr: bytes) -> Counts | None:
-    found = dict(_attrs(expr))
-    if found.get(EXPR_NAME, b"").rstrip(b"\0") != b"counter" or EXPR_DATA not in found:
-        return None
-    return _counter(found[EXPR_DATA])
+def _expr_counter(data: bytes, offset: int, end: int) -> Counts | None:
+    """A `counter` expression's counts (NFTA_EXPR_NAME, NFTA_EXPR_DATA in data[offset:end]); None for another."""
+    unpack = _HEAD.unpack_from
+    counter, counts = False, (0, 0)
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        kind &= NLA_TYPE_MASK
+        if kind == EXPR_NAME:
+            counter = data.startswith(b"counter\0", offset + 4)
+        elif kind == EXPR_DATA:
+            counts = _counter(data, offset + 4, offset + length)
+        offset += (length + 3) & ~3
+    return counts if counter else None

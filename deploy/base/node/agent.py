@@ -59,17 +59,12 @@ def endpoint(node: str, labels: Mapping[str, str], annotations: Mapping[str, str
 
 
 def read_node(node: str, kubeconfig: Path | None) -> tuple[dict[str, str], dict[str, str]]:
-    from kubernetes import client, config
+    # Through the project's one Kubernetes adapter (the image ships the packages).
+    from kube import Kube
+    from kube.resources import NODES
 
-    if kubeconfig:
-        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
-    meta = client.CoreV1Api(api).read_node(node).metadata
-    if meta is None:
-        return {}, {}
-    return dict(meta.labels or {}), dict(meta.annotations or {})
+    meta = Kube.connect(str(kubeconfig) if kubeconfig else None).get(NODES, node).get("metadata") or {}
+    return dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
 
 
 def parser() -> argparse.ArgumentParser:
