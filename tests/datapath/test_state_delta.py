@@ -2,7 +2,8 @@
 
 A `CompiledState` relative to the state the datapath holds is diffed over its
 changed keys alone; one relative to anything else, a port change, and a write
-that failed send it back to a whole diff. Whichever path runs, the target then
+that failed send it back to a whole diff; the sync loop holds a refused one
+back as it does a list. Whichever path runs, the target then
 holds exactly the ports' entries and the from-scratch compile of the same
 objects, and no more updates were written than that difference needs.
 """
@@ -15,14 +16,20 @@ from typing import Any
 import pytest
 
 from agent.compile import NodeCompiler, compile_node, network_ids
+from datapath.client.backoff import Backoff
 from datapath.client.datapath import P4RuntimeDatapath
+from datapath.client.full import TableFull
 from datapath.client.p4rt import P4RuntimeClient, WriteError, diff
+from datapath.client.sync import SyncLoop
 from datapath.entries import Entry
 from datapath.pipeline import pipeline
-from datapath.state import Key
+from datapath.state import CompiledState, Key
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, POD_NETWORK_ANNOTATION, SERVICE_VIP_ANNOTATION
 from tests.datapath.conftest import Env, netns
 from tests.datapath.test_forwarding import _pod_dict
+from tests.datapath.test_sync_faults import NEVER, held, running
+from tests.support.metrics import scrape, value
+from tests.support.wait import wait_for
 
 Obj = dict[str, Any]
 
@@ -101,3 +108,47 @@ def test_deltas_full_diffs_and_failures_keep_the_target_exact(env: Env) -> None:
     builds.calls = 0
     step()  # after a failed write: a whole diff, and the target exact again
     assert builds.calls == 2
+
+
+@netns
+def test_the_sync_loop_holds_a_refused_compiled_state_back_until_it_changes(env: Env) -> None:
+    """As the loop does for lists (test_sync_faults): a wake with nothing compiled
+    anew writes nothing; the first change is tried at once and lands whole."""
+    env.sizes = {"service": 6}
+    env.node("n1")
+    target = env.targets["n1"]
+    dp = env.datapaths["n1"] = P4RuntimeDatapath(P4RuntimeClient(target.address, pipeline=pipeline(env.sizes)))
+    pods = [_pod_dict("a", "n1", "blue", 100, "10.1.0.5")]
+    services = [service(i, [f"10.1.0.{20 + i}"]) for i in range(8)]  # two more than the table holds
+    compiler = NodeCompiler("n1")
+    compiled: list[CompiledState] = []
+
+    def desired() -> CompiledState:
+        compiled.append(compiler.compile(pods=pods, nodes=[], namespaces=[], policies=[],
+                                         services=[s for s, _ in services], slices=[e for _, e in services]))
+        return compiled[-1]
+
+    def refused() -> float:
+        return value(scrape(target.metrics_url or ""), "multinet_ipu_p4runtime_write_errors_total",
+                     code="RESOURCE_EXHAUSTED")
+
+    reports: list[TableFull] = []
+    loop = SyncLoop(dp, desired, min_interval=0.05, resync_interval=NEVER, on_full=reports.append,
+                    refused_retry=Backoff(NEVER, NEVER))
+    with running(loop):
+        wait_for("a report of the full table", lambda: reports)
+        assert reports[0].tables == ("service",) and len(reports[0].refused) == 2
+        assert refused() == 2
+        for wakes in (1, 2, 3):  # informer events that changed nothing: no write, no report
+            loop.mark_dirty()
+            wait_for("the loop to hold the refused state back", lambda: loop.held >= wakes)
+        assert not compiled[-1].changed and refused() == 2 and len(reports) == 1
+        del services[5:]
+        loop.mark_dirty()
+        small = P4RuntimeClient(target.address, pipeline=pipeline(env.sizes))
+        wait_for("the changed state on the target", lambda: held(target.address, small) == dp.desired())
+        wait_for("the loop to see the table take everything", lambda: loop.full is None)
+    want = {e.key: e for e in compile_node("n1", networks=network_ids(pods), pods=pods, nodes=[], namespaces=[],
+                                           policies=[], services=[s for s, _ in services],
+                                           slices=[e for _, e in services])}
+    assert {k: e for k, e in dp.desired().items() if e.table == "service"} == want
