@@ -72,7 +72,8 @@ class NodeCompiler:
         when deleted (as a cache's events tell them; a change repeated is harmless). Starts
         from the state of the previous call: the first call, and the first after an error,
         wants `compile` of the whole listings (`version` is None then)."""
-        self._tracking = False
+        if self._tracking:  # the trackers would go stale: let go of the listing they hold
+            self.trackers, self._tracking = {kind: Tracker() for kind in KINDS}, False
         return self._guarded(lambda: changes)
 
     def _guarded(self, changes: Callable[[], Mapping[str, Mapping[ObjKey, Obj | None]]]) -> CompiledState:
