@@ -9,6 +9,10 @@ the generations it read differ from the ones it was compiled with. Pods of
 this node are few, so checking them all after a change is cheap; the
 expensive part, matching peers among all pods, runs only for the pods whose
 inputs moved.
+
+Group ids come from one counted `Groups` for the node, as in the from-scratch
+compile; only under a hash collision of two rule sets (31 bits) may the two
+differ in which set holds the salted id.
 """
 
 from __future__ import annotations
