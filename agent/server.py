@@ -25,13 +25,17 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         start = time.perf_counter()
-        code, out = self.server.agent_reply(self.rfile.read())
+        raw = self.rfile.read()
+        code, out = self.server.agent_reply(raw)
         try:
             self.wfile.write(json.dumps({"exit": code, "stdout": out}).encode())
         except (BrokenPipeError, ConnectionResetError):
-            # The shim went first (a runtime's timeout kills it): the verb is done
-            # all the same, and the runtime retries it or DELs.
+            # The shim went first (a runtime's timeout, or a kubelet gone, kills
+            # it): the runtime counts the verb failed. Its DEL may already have
+            # overtaken an ADD here, so an ADD done undoes itself.
             log.info("client left before the answer (exit %d)", code)
+            if code == 0:
+                self.server.caller_left(raw)
             return
         log.debug("request served in %.1f ms (exit %d)", (time.perf_counter() - start) * 1000, code)
 
@@ -60,6 +64,11 @@ class _Server(socketserver.ThreadingUnixStreamServer):
                 return 1, failure.to_result(spec.reply_version(env, stdin))
             request.done(code)
             return code, out
+
+
+    def caller_left(self, raw: bytes) -> None:
+        env, stdin = decode_request(raw)  # it decoded once already
+        self.agent.caller_left(env, stdin)
 
 
 def decode_request(raw: bytes) -> tuple[dict[str, str], str]:

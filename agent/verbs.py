@@ -127,6 +127,26 @@ class Agent:
             log.exception("%s %s failed", request.command, request.container_id)
             return 1, CniError(Code.INTERFACE_FAILURE, f"{request.command} failed: {err}").to_result(request.version)
 
+    def caller_left(self, env: Mapping[str, str], stdin: bytes | str) -> None:
+        """An ADD that succeeded after its caller left: the runtime never saw the
+        result, so it counts the ADD failed, and the DEL it sends for a failed ADD
+        can overtake the ADD here and find nothing. Undo the ADD, as that DEL
+        would have; if the undo fails, the record stays for the next DEL or GC."""
+        request = spec.parse_request(env, stdin)
+        if request.command != "ADD":
+            return
+        with self._lock(request.container_id):
+            record = self.store.read(request.network, request.container_id, request.ifname)
+            if record is None:
+                return  # the runtime's DEL came after the ADD and removed it
+            log.warning("ADD of %s/%s: its caller left before the result; undoing it",
+                        request.container_id, request.ifname)
+            errors = self._undo(record)
+            if errors:
+                log.error("undo of the abandoned ADD left resources behind: %s", "; ".join(errors))
+                return
+            self._forget(record)
+
     def _dispatch(self, req: spec.Request) -> Any:
         if req.command == "VERSION":
             return spec.version_result(req.version)

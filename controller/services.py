@@ -6,8 +6,6 @@ RequireDualStack cannot be met."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from controller.allocator import Allocator
 from controller.endpoints import HASH_ANNOTATION, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_slices
 from controller.index import Index
@@ -18,6 +16,7 @@ from kube.resources import ENDPOINT_SLICES, PODS, SERVICES
 from podnetwork import names
 from podnetwork.ipam import Pool
 from podnetwork.params import FamilyParams, IPNetwork, NetworkParams
+from podnetwork.vips import first_per_family, parse_service_vips
 
 
 REASON_ADDRESS_LESS = "AddressLessNetwork"
@@ -45,14 +44,14 @@ class ServiceReconciler:
         twice; the controller's sweep frees it when the Service is gone.
         """
         text = (svc["metadata"].get("annotations") or {}).get(names.SERVICE_VIP_ANNOTATION)
-        given = [a.strip() for a in text.split(",") if a.strip()] if text is not None else []
+        given = parse_service_vips(text) if text is not None else []
         obj = self.index.get("network", network)
         _, binding = params_verdict(self.index, ((obj or {}).get("spec") or {}).get("parametersRefs"))
         ranges = _service_ranges(binding.params) if binding and binding.params else {}
         spec = svc.get("spec") or {}
         families, refusal = vip_families(spec.get("ipFamilyPolicy"), spec.get("ipFamilies"), tuple(ranges))
         if text is not None:
-            have = {v for v in map(_version, given) if v}
+            have = set(first_per_family(given))
             families = [v for v in families if v not in have] if not refusal else []
             if not families:
                 return True
@@ -125,13 +124,6 @@ def vip_families(policy: str | None, ip_families: list[str] | None,
         return [], (f"ipFamilyPolicy RequireDualStack needs an IPv4 and an IPv6 service range; the network has "
                     f"IPv{available[0]} only: no virtual IP and no endpoints are made")
     return (order[:1] if policy == "SingleStack" else order), None
-
-
-def _version(address: str) -> int | None:
-    try:
-        return ipaddress.ip_address(address).version
-    except ValueError:
-        return None  # not an address: the agent passes it over too
 
 
 def _digest(endpoint_slice: Obj) -> str | None:

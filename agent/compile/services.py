@@ -20,6 +20,7 @@ from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
 from datapath.pipeline import PROTOCOLS, family_table
 from podnetwork import faults
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
+from podnetwork.vips import first_per_family, parse_service_vips
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set on every EndpointSlice (discovery.k8s.io/v1)
 _FAMILY = {"IPv4": 4, "IPv6": 6}
@@ -29,12 +30,8 @@ def service_vips(service: Obj) -> dict[int, str]:
     """The VIP per family (4, 6) the Service serves on its network."""
     spec: Mapping[str, Any] = service.get("spec") or {}
     text = annotations_of(service).get(SERVICE_VIP_ANNOTATION)
-    given = [a.strip() for a in text.split(",")] if text else list(spec.get("clusterIPs") or [spec.get("clusterIP")])
-    by_family: dict[int, str] = {}
-    for address in given:
-        v = ip_version(address or "")
-        if v and v not in by_family:
-            by_family[v] = str(address)
+    by_family = first_per_family(parse_service_vips(text) if text else
+                                 spec.get("clusterIPs") or [spec.get("clusterIP")])
     # ipFamilies orders the families; one it leaves out still counts: the apiserver
     # defaults it from the cluster's service ranges, not from the secondary network's.
     listed = [_FAMILY[f] for f in spec.get("ipFamilies") or () if f in _FAMILY and _FAMILY[f] in by_family]

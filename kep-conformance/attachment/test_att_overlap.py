@@ -8,7 +8,6 @@ The cells naming the own network's owner are the positive controls.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,12 +18,10 @@ from suite.connectivity import TableLog, Target, reach
 from suite.options import RunOptions
 from suite.pods import NetRequest
 from suite.topology import Topology, topology
+from suite.twins import IP, twins
 from suite.verdicts import Rules
 
 pytestmark = pytest.mark.feature("OverlappingSubnets")
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 
 @pytest.fixture(scope="module")
 def overlap(api: client.ApiClient, new_api: Callable[[], client.ApiClient], binding: Binding,
@@ -42,12 +39,11 @@ def overlap(api: client.ApiClient, new_api: Callable[[], client.ApiClient], bind
 
 def _shared(t: Topology) -> tuple[IP, str, str]:
     """An address held on both networks, and its owner on each."""
-    held = {key: {t.addr(label, net): label for label in t.on(net)} for key, net in t.nets.items()}
-    common = sorted(set(held["O1"]) & set(held["O2"]), key=str)
+    common = twins(t, "O1", "O2")
     if not common:
+        held = {key: [str(t.addr(label, net)) for label in t.on(net)] for key, net in t.nets.items()}
         pytest.skip(f"the two networks gave their pods no common address ({held}): nothing overlaps to test")
-    x = common[0]
-    return x, held["O1"][x], held["O2"][x]
+    return common[0]
 
 
 def test_each_pod_reaches_its_own_networks_owner_of_a_shared_address(

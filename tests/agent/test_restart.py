@@ -1,11 +1,12 @@
 """The agent survives restarts: DEL and CHECK work from its records, an ADD cut
-short by a kill leaves nothing once the agent is back, and concurrent ADD/DEL
-of many pods stay consistent."""
+short by a kill leaves nothing once the agent is back, an ADD whose caller was
+killed undoes itself, and concurrent ADD/DEL of many pods stay consistent."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 
 from agent.plan import link_name
 from tests.support.cni import TEST_PREFIX as PREFIX
-from tests.support.cni import Node, alloc, link
+from tests.support.cni import Node, alloc, cni_env, link
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
@@ -47,6 +49,32 @@ def test_killed_mid_add_leaves_nothing_after_restart(node: Node, networks: dict[
     assert link(node.host, link_name(PREFIX, container, "eth0")) is None
     assert not [r for r in records(node) if r["containerID"] == container]
     # The runtime retries the ADD (code 11 said so), and it now succeeds.
+    result = node.cni("ADD", pod_ns, pod, container)
+    assert result.exit == 0, result.out
+    assert node.cni("DEL", pod_ns, pod, container).exit == 0
+
+
+def test_add_whose_caller_left_undoes_itself(node: Node, networks: dict[str, str]) -> None:
+    """A runtime that kills the plugin mid-ADD (its timeout, or a kubelet killed
+    while containerd runs the sandbox) counts the ADD failed, and the DEL it
+    sends may overtake the ADD in the agent: the ADD, done, must undo itself."""
+    pod_ns = node.netns.new("pod")
+    pod = node.pod("left", [alloc(networks["a"], "net1", ["10.31.0.84/24"])])
+    container = f"ctr{secrets.token_hex(4)}"
+    # The shim's frame on the agent's socket, then the caller is gone before the answer.
+    frame = {"env": cni_env("ADD", container, pod_ns, pod=pod), "stdin": json.dumps(node.agent.conf())}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(node.agent.socket))
+        sock.sendall(json.dumps(frame).encode())
+        sock.shutdown(socket.SHUT_WR)
+    wait_for("the agent to log the abandoned ADD undone",
+             lambda: f"ADD of {container}/eth0: its caller left" in node.agent.log.read_text(), timeout=30)
+    assert not [r for r in records(node) if r["containerID"] == container]
+    assert link(pod_ns, "net1") is None and link(pod_ns, "eth0") is None
+    assert link(node.ipu, link_name(PREFIX, container, "net1")) is None
+    assert link(node.host, link_name(PREFIX, container, "eth0")) is None
+    # The runtime's retry (or its DEL) then finds a clean slate.
+    assert node.cni("DEL", pod_ns, pod, container).exit == 0
     result = node.cni("ADD", pod_ns, pod, container)
     assert result.exit == 0, result.out
     assert node.cni("DEL", pod_ns, pod, container).exit == 0
