@@ -242,6 +242,9 @@ class Equivalence(RuleBasedStateMachine):
 def test_incremental_compile_equals_from_scratch() -> None:
     SEEN.clear()
     run_state_machine_as_test(Equivalence, settings=settings(max_examples=150, stateful_step_count=40, deadline=None,
+                                                             # One fixed sequence: the coverage check below
+                                                             # is then a fact of the test, not of a run's luck.
+                                                             derandomize=True,
                                                              suppress_health_check=[HealthCheck.too_slow]))
     tables = {"route", "route6", "flood", "service", "service6", "policy_pod", "policy_pod6", "policy_rule",
               "policy_rule6"}
