@@ -1,26 +1,33 @@
 """What the node agent keeps programmed in its IPU beyond its own ports.
 
 Cluster-wide caches (all pods, namespaces, nodes, Services, EndpointSlices,
-NetworkPolicies) feed `agent.compile.compile_node`; watch events only mark the
-`SyncLoop` dirty, and the loop writes the whole desired state as one diffed
-P4Runtime batch (STYLE.md: decide, then program).
+NetworkPolicies) feed `agent.compile.NodeCompiler` (`compile_node`, kept
+incrementally); watch events only note the object that changed and mark the
+`SyncLoop` dirty, and the loop compiles what changed and writes it as one
+P4Runtime batch, diffed over the keys the change touched (STYLE.md: decide,
+then program).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable, Mapping
 
-from agent.compile.node import compile_node
-from agent.compile.objects import network_ids
+from agent.compile.incremental import KINDS, NodeCompiler
+from agent.compile.objects import Obj, network_ids
 from agent.sources import Reporter
 from datapath.client.full import TableFull
-from datapath.entries import Entry
+from datapath.state import CompiledState
 from kube import Change, Informer, Kube
-from kube.informer import Informers
+from kube.informer import Informers, key_of
 from kube.resources import ENDPOINT_SLICES, NAMESPACES, NETWORK_POLICIES, NODES, PODS, SERVICES
 
 log = logging.getLogger(__name__)
+
+
+Pending = dict[str, dict[tuple[str, str], Obj | None]]  # kind -> (namespace, name) -> the object now, None: gone
 
 
 class ClusterView:
@@ -34,15 +41,23 @@ class ClusterView:
         self.slices = Informer(kube, ENDPOINT_SLICES)
         self.policies = Informer(kube, NETWORK_POLICIES)
         self._listeners: list[Callable[[], None]] = []
-        self._caches = Informers(self.pods, self.namespaces, self.nodes, self.services, self.slices, self.policies)
-        for cache in self._caches.all:
-            cache.add_handler(self._notify)
+        self._kinds = dict(zip(KINDS, (self.pods, self.namespaces, self.nodes, self.services, self.slices,
+                                       self.policies)))
+        self._caches = Informers(*self._kinds.values())
+        self._lock = threading.Lock()
+        self._compilers: dict[str, tuple[NodeCompiler, Pending]] = {}
+        for kind, cache in self._kinds.items():
+            cache.add_handler(functools.partial(self._record, kind))
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called on every change; it must only mark work dirty."""
         self._listeners.append(listener)
 
-    def _notify(self, change: Change) -> None:
+    def _record(self, kind: str, change: Change) -> None:
+        """Note what changed for each node's compiler (the next `desired` compiles it), then notify."""
+        with self._lock:
+            for _, pending in self._compilers.values():
+                pending[kind][key_of(change.obj)] = None if change.deleted else change.obj
         for listener in self._listeners:
             listener()
 
@@ -55,13 +70,20 @@ class ClusterView:
     def synced(self) -> bool:
         return self._caches.synced
 
-    def desired(self, node: str) -> list[Entry]:
-        pods = self.pods.items()
-        return compile_node(
-            node, pods=pods, namespaces=self.namespaces.items(), nodes=self.nodes.items(),
-            services=self.services.items(), slices=self.slices.items(), policies=self.policies.items(),
-            networks=network_ids(pods),
-        )
+    def desired(self, node: str) -> CompiledState:
+        """The node's entries, compiled from what changed since the last call (the first
+        call, and the first after a failed one, from the whole caches); one caller at a
+        time (the sync loop). A change noted and also listed is compiled twice, harmlessly."""
+        with self._lock:
+            compiler, pending = self._compilers.setdefault(node, (NodeCompiler(node), _empty()))
+            self._compilers[node] = (compiler, _empty())
+        if compiler.version is not None:
+            return compiler.apply(pending)
+        return compiler.compile(**{kind: cache.items() for kind, cache in self._kinds.items()})
+
+
+def _empty() -> Pending:
+    return {kind: {} for kind in KINDS}
 
 
 def full_table_reporter(reporter: Reporter, view: ClusterView, node: str) -> Callable[[TableFull], None]:

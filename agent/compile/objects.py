@@ -17,6 +17,18 @@ def meta(obj: Obj) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
+def key_of(obj: Obj) -> tuple[str, str]:
+    """(namespace or "", name): an object's identity, and the order in which
+    objects that claim the same entry are resolved (the first wins), so the
+    result never depends on the order the caches list them in."""
+    m = meta(obj)
+    return str(m.get("namespace") or ""), str(m.get("name") or "")
+
+
+def by_key(objs: Iterable[Obj]) -> list[Obj]:
+    return sorted(objs, key=key_of)
+
+
 def labels(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("labels") or {}
 
@@ -85,8 +97,10 @@ def selector_matches(selector: Mapping[str, Any] | None, have: Mapping[str, str]
 
 
 def network_ids(pods: Iterable[Obj]) -> dict[str, int]:
-    """Network name -> id (VNI), as the controller wrote them into pods' allocations."""
+    """Network name -> id (VNI), as the controller wrote them into pods' allocations;
+    pods that disagree (a network recreated with another id) are read in key order, the first wins."""
     out: dict[str, int] = {}
-    for pod in pods:
-        out.update(allocated_network_ids(annotations_of(pod)))
+    for pod in by_key(pods):
+        for name, net in allocated_network_ids(annotations_of(pod)).items():
+            out.setdefault(name, net)
     return out

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent.compile.objects import (Obj, container_ports, labels, meta, network_of, pod_addresses, running,
-                                 selector_matches)
+from agent.compile.facts import PodFacts, pod_facts
+from agent.compile.objects import Obj, labels, meta, network_of, selector_matches
 from datapath.entries import ActionCall, Entry, Exact, Range, Ternary, entry, ip
 from datapath.pipeline import DIRECTION_EGRESS, DIRECTION_INGRESS, PROTOCOLS, family_table
 from podnetwork import faults
@@ -47,14 +47,12 @@ class PodView:
     named_ports: Mapping[tuple[str, str], int]
 
 
-def _pods_on(pods: Iterable[Obj], network: str) -> list[PodView]:
-    out = []
-    for pod in pods:
-        addresses = pod_addresses(pod).get(network)
-        if addresses and running(pod):
-            out.append(PodView(meta(pod).get("namespace", ""), labels(pod), tuple(addresses),
-                               (pod.get("spec") or {}).get("nodeName", ""), container_ports(pod)))
-    return out
+def pod_view(pod: PodFacts, network: str) -> PodView | None:
+    """The pod as policy sees it on `network`; None when it holds no address there."""
+    addresses = pod.addresses.get(network)
+    if not addresses or not pod.running:
+        return None
+    return PodView(pod.namespace, pod.labels, tuple(addresses), pod.node, pod.named_ports)
 
 
 def _ipblock(block: Mapping[str, Any]) -> list[IPNetwork]:
@@ -178,11 +176,13 @@ def group_id(rules: frozenset[Rule], direction: int, salt: int = 0) -> int:
     return 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % 0x7FFFFFFE
 
 
-class _Groups:
-    """Group ids by content; a (very unlikely) hash collision gets a salted id."""
+class Groups:
+    """Group ids by content; a (very unlikely) hash collision gets a salted id.
+    Counted, so the incremental compiler can give an id back when no pod holds it."""
 
     def __init__(self) -> None:
         self.by_id: dict[tuple[int, int], frozenset[Rule]] = {}
+        self.holders: dict[tuple[int, int], int] = {}
 
     def id(self, rules: frozenset[Rule], direction: int) -> int:
         salt = 0
@@ -190,8 +190,16 @@ class _Groups:
             gid = group_id(rules, direction, salt)
             held = self.by_id.setdefault((direction, gid), rules)
             if held == rules:
+                self.holders[(direction, gid)] = self.holders.get((direction, gid), 0) + 1
                 return gid
             salt += 1
+
+    def release(self, direction: int, gid: int) -> None:
+        left = self.holders.pop((direction, gid), 0) - 1
+        if left > 0:
+            self.holders[(direction, gid)] = left
+        else:
+            self.by_id.pop((direction, gid), None)
 
 
 def rule_entries(direction: int, group: int, rules: Iterable[Rule]) -> list[Entry]:
@@ -209,46 +217,80 @@ def rule_entries(direction: int, group: int, rules: Iterable[Rule]) -> list[Entr
     return out
 
 
+DIRECTIONS = ((DIRECTION_INGRESS, "Ingress", "ingress"), (DIRECTION_EGRESS, "Egress", "egress"))
+
+
 def compile_policies(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: Iterable[Obj],
                      networks: Mapping[str, int], node_name: str | None = None) -> list[Entry]:
-    """Policy entries for the pods on `node_name` (all pods when None)."""
+    """Policy entries for the pods on `node_name` (all pods when None). Two pods
+    claiming one address on a network: the first in key order wins."""
     ns_labels = {meta(n).get("name", ""): labels(n) for n in namespaces}
-    pod_list = list(pods)
+    facts = sorted((pod_facts(p) for p in pods), key=lambda f: f.key)
     by_network: dict[str, list[Obj]] = {}
     for pol in policies:
         net = network_of(pol)
         if net is not None and net in networks:
             by_network.setdefault(net, []).append(pol)
     out: dict[object, Entry] = {}
-    groups = _Groups()
+    groups = Groups()
     for network, pols in sorted(by_network.items()):
-        views = _pods_on(pod_list, network)
+        views = [v for f in facts if (v := pod_view(f, network)) is not None]
         for pod in views:
             if node_name is not None and pod.node != node_name:
                 continue
-            for direction, kind, key in ((DIRECTION_INGRESS, "Ingress", "ingress"), (DIRECTION_EGRESS, "Egress", "egress")):
-                selecting = [p for p in pols if meta(p).get("namespace") == pod.namespace
-                             and kind in _policy_types(p)
-                             and selector_matches((p.get("spec") or {}).get("podSelector") or {}, pod.labels)]
-                if not selecting:
-                    continue  # not isolated in this direction
-                if direction == DIRECTION_EGRESS and faults.on("egress-policy-ignored"):
-                    continue
-                rules: set[Rule] = set()
-                for pol in selecting:
-                    for rule in (pol.get("spec") or {}).get(key) or ():
-                        rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
-                frozen = frozenset(rules)
-                gid = groups.id(frozen, direction)
-                # The entry's cookie names the policies selecting the pod, so the
-                # target's /metrics can credit each with its group's verdicts.
-                names = ",".join(sorted(f"{meta(p).get('namespace', '')}/{meta(p).get('name', '')}"
-                                        for p in selecting)).encode()
-                for address in pod.addresses:
-                    table = family_table("policy_pod", ipaddress.ip_address(address).version)
-                    e = entry(table, {"network_id": Exact(networks[network]), "direction": Exact(direction),
-                                      "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
-                    out[e.key] = replace(e, metadata=names)
-                for e in rule_entries(direction, gid, frozen):
-                    out[e.key] = e
+            for e in pod_policy(pod, pols, views, ns_labels, networks[network], groups)[0]:
+                out.setdefault(e.key, e)
     return list(out.values())
+
+
+def pod_policy(pod: PodView, policies: Iterable[Obj], views: list[PodView], ns_labels: Mapping[str, Mapping[str, str]],
+               network_id: int, groups: Groups) -> tuple[list[Entry], list[tuple[int, int]]]:
+    """One pod's policy entries on a network (its members and its groups' rules),
+    and the (direction, group) ids it took from `groups`."""
+    mine = [p for p in policies if meta(p).get("namespace") == pod.namespace]
+    out: list[Entry] = []
+    taken: list[tuple[int, int]] = []
+    for direction, kind, key in DIRECTIONS:
+        selecting = [p for p in mine if kind in _policy_types(p)
+                     and selector_matches((p.get("spec") or {}).get("podSelector") or {}, pod.labels)]
+        if not selecting:
+            continue  # not isolated in this direction
+        if direction == DIRECTION_EGRESS and faults.on("egress-policy-ignored"):
+            continue
+        rules: set[Rule] = set()
+        for pol in selecting:
+            for rule in (pol.get("spec") or {}).get(key) or ():
+                rules |= _rules_of(rule, direction, meta(pol).get("namespace", ""), pod, views, ns_labels)
+        frozen = frozenset(rules)
+        gid = groups.id(frozen, direction)
+        taken.append((direction, gid))
+        # The entry's cookie names the policies selecting the pod, so the
+        # target's /metrics can credit each with its group's verdicts.
+        names = ",".join(sorted(f"{meta(p).get('namespace', '')}/{meta(p).get('name', '')}"
+                                for p in selecting)).encode()
+        for address in pod.addresses:
+            table = family_table("policy_pod", ipaddress.ip_address(address).version)
+            e = entry(table, {"network_id": Exact(network_id), "direction": Exact(direction),
+                              "pod_ip": Exact(ip(address))}, ActionCall("set_group", (gid,)))
+            out.append(replace(e, metadata=names))
+        out += rule_entries(direction, gid, frozen)
+    return out, taken
+
+
+def reads_peers(policy: Obj) -> bool:
+    """Whether the policy's rules depend on other pods or on namespaces: a pod or
+    namespace peer, or an egress named port (resolved against each destination pod)."""
+    spec = policy.get("spec") or {}
+    for rule in spec.get("ingress") or ():
+        if any("ipBlock" not in peer for peer in rule.get("from") or ()):
+            return True
+    for rule in spec.get("egress") or ():
+        if any("ipBlock" not in peer for peer in rule.get("to") or ()):
+            return True
+        if any(not _numbered(p.get("port")) for p in rule.get("ports") or ()):
+            return True
+    return False
+
+
+def _numbered(port: object) -> bool:
+    return port is None or isinstance(port, int) or str(port).isdigit()

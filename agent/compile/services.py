@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.compile.objects import Obj, annotations_of, ip_version, labels, meta, network_of
+from agent.compile.objects import Obj, annotations_of, by_key, ip_version, labels, meta, network_of
 from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
 from datapath.pipeline import PROTOCOLS, family_table
 from podnetwork import faults
@@ -55,29 +55,49 @@ def _backends(slices: Iterable[Obj], port_name: str, protocol: str, version: int
     return sorted(out)
 
 
+def slice_owner(endpoint_slice: Obj) -> tuple[str, str, str]:
+    """(namespace, Service name, network) an EndpointSlice belongs to."""
+    return (meta(endpoint_slice).get("namespace", ""), labels(endpoint_slice).get(SERVICE_NAME_LABEL, ""),
+            labels(endpoint_slice).get(ENDPOINTSLICE_NETWORK_LABEL, ""))
+
+
+def service_owner(service: Obj) -> tuple[str, str, str] | None:
+    """The `slice_owner` of the Service's EndpointSlices; None off a secondary network."""
+    network = network_of(service)
+    return None if network is None else (meta(service).get("namespace", ""), meta(service).get("name", ""), network)
+
+
 def compile_services(services: Iterable[Obj], slices: Iterable[Obj], networks: Mapping[str, int]) -> list[Entry]:
-    """One entry per (Service port, family) with ready backends: (network, VIP, proto, port) -> group."""
+    """One entry per (Service port, family) with ready backends: (network, VIP, proto, port) -> group.
+    Two Services claiming one (network, VIP, proto, port): the first in key order wins."""
     by_service: dict[tuple[str, str, str], list[Obj]] = {}
     for s in slices:
-        key = (meta(s).get("namespace", ""), labels(s).get(SERVICE_NAME_LABEL, ""),
-               labels(s).get(ENDPOINTSLICE_NETWORK_LABEL, ""))
-        by_service.setdefault(key, []).append(s)
+        by_service.setdefault(slice_owner(s), []).append(s)
+    out: dict[object, Entry] = {}
+    for svc in by_key(services):
+        owner = service_owner(svc)
+        for e in service_entries(svc, by_service.get(owner, []) if owner else [], networks):
+            out.setdefault(e.key, e)
+    return list(out.values())
+
+
+def service_entries(svc: Obj, own: Iterable[Obj], networks: Mapping[str, int]) -> list[Entry]:
+    """One Service's entries, from its own EndpointSlices (those of its `service_owner`)."""
+    network = network_of(svc)
+    if network is None or network not in networks:
+        return []
+    own = list(own)
     out = []
-    for svc in services:
-        network = network_of(svc)
-        if network is None or network not in networks:
-            continue
-        own = by_service.get((meta(svc).get("namespace", ""), meta(svc).get("name", ""), network), [])
-        for version, vip in sorted(service_vips(svc).items()):
-            for port in (svc.get("spec") or {}).get("ports") or ():
-                protocol = port.get("protocol", "TCP")
-                backends = _backends(own, port.get("name") or "", protocol, version)
-                if faults.on("service-single-backend"):
-                    backends = backends[:1]
-                if not backends or protocol not in PROTOCOLS:
-                    continue
-                match: dict[str, Match] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
-                                           "proto": Exact(PROTOCOLS[protocol]), "port": Exact(int(port["port"]))}
-                action = "dnat" if version == 4 else "dnat6"
-                out.append(entry(family_table("service", version), match, *(ActionCall(action, b) for b in backends)))
+    for version, vip in sorted(service_vips(svc).items()):
+        for port in (svc.get("spec") or {}).get("ports") or ():
+            protocol = port.get("protocol", "TCP")
+            backends = _backends(own, port.get("name") or "", protocol, version)
+            if faults.on("service-single-backend"):
+                backends = backends[:1]
+            if not backends or protocol not in PROTOCOLS:
+                continue
+            match: dict[str, Match] = {"network_id": Exact(networks[network]), "vip": Exact(ip(vip)),
+                                       "proto": Exact(PROTOCOLS[protocol]), "port": Exact(int(port["port"]))}
+            action = "dnat" if version == 4 else "dnat6"
+            out.append(entry(family_table("service", version), match, *(ActionCall(action, b) for b in backends)))
     return out

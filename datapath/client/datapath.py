@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from datapath.client.p4rt import NotPrimaryError, P4RuntimeClient, WriteError, diff
 from datapath.entries import ActionCall, Entry, Exact, entry, ip, mac, prefix, version_of
 from datapath.pipeline import family_table
 from datapath.ports import PortAttachment
+from datapath.state import CompiledState
+from datapath.state import Key as Key  # re-exported: callers name entry keys by it
 
 log = logging.getLogger(__name__)
-Key = tuple[object, ...]
 
 
 def port_entries(port: PortAttachment) -> list[Entry]:
@@ -53,49 +54,96 @@ class P4RuntimeDatapath:
         self.client = client
         self.lock = threading.Lock()
         self.ports: dict[str, PortAttachment] = {}
-        self.state: list[Entry] = []  # compiled policy/service/remote routes
+        self._state: dict[Key, Entry] = {}  # compiled policy/service/remote routes
+        self._state_version: int | None = None  # the CompiledState `_state` is, if one
         self.installed: dict[Key, Entry] = {}
+        # `installed` equals the desired state of these ports and `_state` (the
+        # last write succeeded); a change can then be diffed on its keys alone.
+        self._exact_for: dict[str, PortAttachment] | None = None
+        self._port_entries: dict[Key, Entry] = {}
+        self._port_entries_for: dict[str, PortAttachment] | None = None
         self.connected = False
         self.sessions = 0  # sessions opened (the first connect and each reconnect)
+
+    @property
+    def state(self) -> list[Entry]:
+        return list(self._state.values())
+
+    @state.setter
+    def state(self, entries: Iterable[Entry] | CompiledState) -> None:
+        self._take(entries)
+        self._exact_for = None  # set outside a sync: the next one diffs everything
 
     # --- the Datapath protocol -------------------------------------------------
 
     def attach(self, port: PortAttachment) -> None:
         """Program the port; raises WriteError when the target refused one of the port's own entries."""
         with self.lock:
-            self.ports[port.representor] = port
             try:
-                self._sync()
+                self._port_change(port, self.ports.get(port.representor), port)
             except WriteError as err:
                 own = {e.key for e in port_entries(port)}
                 if any(e.key in own for e in err.refused(code=None)):
                     raise
-                # Only entries of the compiled state were refused again (the
-                # sync loop retries and reports them): the port is programmed.
+                # Only entries of the compiled state were refused again (a whole
+                # diff after a refused round; the sync loop retries and reports
+                # them): the port is programmed.
                 log.warning("attach %s: the port is programmed; other entries are still refused: %s",
                             port.representor, err)
 
     def detach(self, port: PortAttachment) -> None:
         with self.lock:
+            self._port_change(port, self.ports.get(port.representor), None)
+
+    def _port_change(self, port: PortAttachment, old: PortAttachment | None, new: PortAttachment | None) -> None:
+        exact = self._exact()
+        if new is None:
             self.ports.pop(port.representor, None)
-            self._sync()
+        else:
+            self.ports[port.representor] = new
+        if exact:
+            self._exact_for = dict(self.ports)
+        self._sync(_keys(old, new) if exact else None)
 
     # --- agent-compiled state --------------------------------------------------
 
-    def replace_state(self, entries: Iterable[Entry]) -> int:
-        """Replace the node's policy/service/remote-route entries; returns updates written."""
+    def replace_state(self, entries: Iterable[Entry] | CompiledState) -> int:
+        """Replace the node's policy/service/remote-route entries; returns updates written.
+        A `CompiledState` relative to the one held is diffed on its changed keys only."""
         with self.lock:
-            self.state = list(entries)
-            return self._sync()
+            return self._sync(self._take(entries))
+
+    def _take(self, entries: Iterable[Entry] | CompiledState) -> frozenset[Key] | None:
+        """Hold the new state; the keys that may have changed, None when unknown."""
+        held, self._state_version = self._state_version, None
+        if not isinstance(entries, CompiledState):
+            self._state = {e.key: e for e in entries}
+            return None
+        self._state_version = entries.version
+        if entries.base is None or entries.base != held:
+            self._state = dict(entries.entries)
+            return None
+        for key in entries.changed:
+            if key in entries.entries:
+                self._state[key] = entries.entries[key]
+            else:
+                self._state.pop(key, None)
+        return entries.changed
 
     def desired(self) -> dict[Key, Entry]:
-        out: dict[Key, Entry] = {}
-        for port in self.ports.values():
-            for e in port_entries(port):
-                out[e.key] = e
-        for e in self.state:
-            out[e.key] = e
+        out = dict(self._ports_map())
+        out.update(self._state)  # the compiled state wins over a port's entry of the same key
         return out
+
+    def _ports_map(self) -> dict[Key, Entry]:
+        if self._port_entries_for != self.ports:
+            self._port_entries = {e.key: e for port in self.ports.values() for e in port_entries(port)}
+            self._port_entries_for = dict(self.ports)
+        return self._port_entries
+
+    def _exact(self) -> bool:
+        """Whether `installed` is the desired state of the ports and state held now."""
+        return self._exact_for is not None and self._exact_for == self.ports
 
     def reconnect(self) -> int:
         """(Re)open the session, keep the target's pipeline if it matches, and repair the difference."""
@@ -109,10 +157,12 @@ class P4RuntimeDatapath:
             if not self.connected or self.client.stream_closed.is_set():
                 self._connect()
             else:
+                self._exact_for = None
                 self.installed = {e.key: e for e in self.client.read()}
             return self._sync()
 
     def _connect(self) -> None:
+        self._exact_for = None
         if not self.client.connect() and not self.client.claim():
             raise NotPrimaryError(f"{self.client.address}: another client holds a higher election id")
         self.client.set_pipeline(reconcile=True)
@@ -121,14 +171,37 @@ class P4RuntimeDatapath:
         self.connected = True
         self.sessions += 1
 
-    def _sync(self) -> int:
+    def _sync(self, changed: Collection[Key] | None = None) -> int:
+        """Write the difference between the target and the desired state: over
+        `changed` alone when the target held the rest already, else over everything."""
         if not self.connected or self.client.stream_closed.is_set():
             log.info("session to %s lost; reconnecting", self.client.address)
             self._connect()
-        want = self.desired()
-        updates = diff(self.installed, want)
-        if not updates:
-            return 0
+        exact = changed is not None and self._exact()
+        self._exact_for = None  # until this write has landed
+        if exact:
+            assert changed is not None
+            ports = self._ports_map()
+            # In the pipeline's table order, as a whole diff writes them: a port before its routes.
+            rank = {t.name: i for i, t in enumerate(self.client.pipeline.tables)}
+            keys = sorted(changed, key=lambda k: rank.get(str(k[0]), len(rank)))
+            have = {k: self.installed[k] for k in keys if k in self.installed}
+            want = {k: e for k in keys if (e := self._state.get(k, ports.get(k))) is not None}
+        else:
+            have, want = self.installed, self.desired()
+        updates = diff(have, want)
+        if updates:
+            self._write(updates)
+        if exact:
+            for k in have.keys() - want.keys():
+                del self.installed[k]
+            self.installed.update(want)
+        else:
+            self.installed = want
+        self._exact_for = dict(self.ports)
+        return len(updates)
+
+    def _write(self, updates: list[tuple[str, Entry]]) -> None:
         if not self.client.primary and not self.client.claim():
             raise NotPrimaryError(f"{self.client.address}: another client is primary")
         try:
@@ -137,5 +210,7 @@ class P4RuntimeDatapath:
             # Some updates failed: learn what the target really holds, then re-raise.
             self.installed = {e.key: e for e in self.client.read()}
             raise
-        self.installed = want
-        return len(updates)
+
+
+def _keys(*ports: PortAttachment | None) -> set[Key]:
+    return {e.key for port in ports if port is not None for e in port_entries(port)}

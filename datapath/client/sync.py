@@ -2,8 +2,9 @@
 
 Watch handlers never touch the datapath: they call `mark_dirty()`. The loop
 then asks `desired()` for the whole state (the agent compiles it from its
-caches) and hands it to `P4RuntimeDatapath.replace_state`, which writes one
-diffed batch. Failures are handled as a P4Runtime controller handles them:
+caches, incrementally: a `CompiledState` names the keys that changed) and
+hands it to `P4RuntimeDatapath.replace_state`, which writes one diffed
+batch. Failures are handled as a P4Runtime controller handles them:
 
 - the StreamChannel breaks (the target restarted, or only the connection):
   the client's stream thread wakes the loop at once, and the round
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 import grpc
 
@@ -33,8 +34,10 @@ from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.full import TableFull
 from datapath.client.p4rt import ArbitrationError, NotPrimaryError, WriteError
 from datapath.entries import Entry
+from datapath.state import CompiledState, chain
 
 log = logging.getLogger(__name__)
+State = list[Entry] | CompiledState
 # What a failed round may raise; the next round retries (temporary by nature).
 # grpc.FutureTimeoutError (the channel not ready in time: the target is down
 # or restarting) is no RpcError; missing here it ended the loop's thread.
@@ -43,7 +46,7 @@ RETRYABLE = (grpc.RpcError, grpc.FutureTimeoutError, NotPrimaryError, Arbitratio
 
 
 class SyncLoop:
-    def __init__(self, datapath: P4RuntimeDatapath, desired: Callable[[], Sequence[Entry]],
+    def __init__(self, datapath: P4RuntimeDatapath, desired: Callable[[], Iterable[Entry] | CompiledState],
                  min_interval: float = 0.2, resync_interval: float = 60.0,
                  on_full: Callable[[TableFull], None] | None = None,
                  retry: Backoff | None = None, refused_retry: Backoff | None = None) -> None:
@@ -58,7 +61,8 @@ class SyncLoop:
         self.held = 0  # wakes that did not retry a refused state (unchanged, its delay not over)
         self.last_error: BaseException | None = None
         self.full: TableFull | None = None  # reported, while those tables stay full
-        self._refused: list[Entry] | None = None  # the desired state of the last refused write
+        self._refused: State | None = None  # the desired state of the last refused write
+        self._held: CompiledState | None = None  # a state taken but not handed over (its round was held)
         self._retry_at: float | None = None
         self._resync_at = self._last_round = 0.0
         self._dirty = threading.Event()
@@ -89,32 +93,41 @@ class SyncLoop:
             self._round(entries)
             self.rounds += 1
 
-    def _next_round(self) -> list[Entry] | None:
+    def _next_round(self) -> State | None:
         """Wait until a round is due and return the desired state for it; None once stopped."""
         while not self._stop.is_set():
             now = time.monotonic()
             due = self._retry_at if self._retry_at is not None else self._resync_at
             if now >= due:
                 self._dirty.clear()
-                return list(self.desired())
+                return self._take()
             if not self._dirty.is_set():
                 self._dirty.wait(due - now)
             elif now < self._last_round + self.min_interval:
                 self._stop.wait(self._last_round + self.min_interval - now)
             else:
                 self._dirty.clear()
-                entries = list(self.desired())
+                entries = self._take()
                 if self._retry_at is None or self._jumps_the_delay(entries):
                     return entries
                 self.held += 1
+                self._held = entries if isinstance(entries, CompiledState) else None
         return None
 
-    def _jumps_the_delay(self, entries: list[Entry]) -> bool:
+    def _take(self) -> State:
+        """The desired state; a compiled one carries the changes of a held one before it."""
+        got = self.desired()
+        if not isinstance(got, CompiledState):
+            return list(got)
+        held, self._held = self._held, None
+        return got if held is None else chain(held, got)
+
+    def _jumps_the_delay(self, entries: State) -> bool:
         """Whether a wake during a retry delay runs a round now: only when a
         write was refused and the state or the session changed since."""
-        return self._refused is not None and (self._lost.is_set() or entries != self._refused)
+        return self._refused is not None and (self._lost.is_set() or _differs(entries, self._refused))
 
-    def _round(self, entries: list[Entry]) -> None:
+    def _round(self, entries: State) -> None:
         self._last_round = now = time.monotonic()
         self._lost.clear()
         try:
@@ -145,7 +158,7 @@ class SyncLoop:
         self._retry_at = time.monotonic() + delay
         log.warning("datapath sync failed, retrying in %.1f s: %s: %s", delay, type(err).__name__, err)
 
-    def _refused_write(self, err: WriteError, entries: list[Entry]) -> None:
+    def _refused_write(self, err: WriteError, entries: State) -> None:
         """The target took part of the batch: report a full table once, hold the same state back a while."""
         self.last_error, self._refused = err, entries
         self.retry.reset()
@@ -161,3 +174,11 @@ class SyncLoop:
         self._retry_at = time.monotonic() + delay
         log.warning("datapath sync: the target refused updates, retrying in %.1f s unless the state changes: %s",
                     delay, err)
+
+
+def _differs(state: State, refused: State) -> bool:
+    """Whether `state` may differ from `refused`; for compiled states, whether
+    it names changes since (one undone again counts: a retry too many, not one missed)."""
+    if isinstance(state, CompiledState) and isinstance(refused, CompiledState):
+        return state.base != refused.version or bool(state.changed)
+    return isinstance(state, CompiledState) or isinstance(refused, CompiledState) or state != refused

@@ -3,7 +3,8 @@
 Runs inside its own network namespaces (prefix mndb) and writes JSON.
   1. time to program N services x M endpoints on a secondary network, beside
      `nft -f` of the same table into a fresh namespace, and one endpoint
-     change step by step (compile, diff, Write, the target's share);
+     change step by step (compile, diff, Write, the target's share), from
+     scratch beside the incremental compile (datapath_change.py);
      one Write of many host routes beside `ip -batch` of the same routes;
   2. iperf3 TCP throughput between two pods on a secondary network (across
      two nodes, over VXLAN) beside a bare VXLAN path between pods built
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
 import datapath_floors as floors  # noqa: E402
+from datapath_change import endpoint_changes  # noqa: E402
 from datapath_counters import bench_counters  # noqa: E402
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
 from datapath.client.p4rt import P4RuntimeClient, wait_for  # noqa: E402
@@ -64,7 +66,7 @@ def services(count: int, endpoints: int) -> tuple[list[dict[str, Any]], list[dic
         svcs.append({"metadata": {"name": name, "namespace": "bench", "annotations": {
             POD_NETWORK_ANNOTATION: NET, SERVICE_VIP_ANNOTATION: vip}},
             "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
-        slices.append({"metadata": {"namespace": "bench", "labels": {
+        slices.append({"metadata": {"name": f"{name}-{NET}", "namespace": "bench", "labels": {
             "kubernetes.io/service-name": name, ENDPOINTSLICE_NETWORK_LABEL: NET}},
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [{"addresses": [f"10.200.{(i * endpoints + j) // 250 % 250}.{(i * endpoints + j) % 250 + 1}"]}
@@ -79,7 +81,7 @@ def pod_obj(name: str, node: str, address: str, labels: dict[str, str]) -> dict[
 
 
 def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: int, endpoints: int,
-                      metrics_url: str | None, target_pid: int) -> dict[str, Any]:
+                      metrics_url: str | None, target_pid: int, rounds: int) -> dict[str, Any]:
     svcs, slices = services(count, endpoints)
     start = time.monotonic()
     entries = compile_services(svcs, slices, {NET: NET_ID})
@@ -88,9 +90,11 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
     programmed = time.monotonic()
     # The kernel's own time to load the same table, in this run.
     floor = floors.nft_floor(ipu_ns, prefix)
-    # One endpoint of one service changes: the agent's whole path, step by step.
-    slices[count // 2]["endpoints"][0]["addresses"] = ["10.201.0.1"]
-    change = floors.endpoint_change(dp, lambda: compile_services(svcs, slices, {NET: NET_ID}), metrics_url)
+    # One endpoint of one service changes: the agent's whole path, step by step,
+    # from scratch and incrementally. One pod holds an address on the network, so it is routed.
+    listings = {"pods": [pod_obj("anchor", "n1", "10.50.0.99", {})], "namespaces": [], "nodes": [],
+                "services": svcs, "slices": slices, "policies": []}
+    change = endpoint_changes(dp, "n1", listings, rounds, metrics_url)
     counters = bench_counters(dp, ipu_ns, prefix, metrics_url, target_pid)
     dp.replace_state([])  # clear before the throughput runs
     total = programmed - start
@@ -160,6 +164,8 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=100000, help="host routes in the one-Write route benchmark")
     parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--change-rounds", type=int, default=5,
+                        help="endpoint changes each way (from scratch, incremental), alternating")
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
     parser.add_argument("--out", default="build/bench/datapath.json", help="write JSON here (default: %(default)s)")
     parser.add_argument("--skip-traffic", action="store_true", help="programming and counter reads only")
@@ -197,7 +203,8 @@ def main() -> int:
             dp.reconnect()
 
         result["programming"] = bench_programming(dps["n1"], n1.ipu_ns, prefix, args.services, args.endpoints,
-                                                  getattr(targets[0], "metrics_url", None), targets[0].process.pid)
+                                                  getattr(targets[0], "metrics_url", None), targets[0].process.pid,
+                                                  args.change_rounds)
         router = tb.add_pod(n1, "router", NET_ID, "10.50.0.9/16")
         dps["n1"].attach(router.attachment)
         result["routes"] = floors.routes(dps["n1"], router, NET_ID, args.routes, prefix)

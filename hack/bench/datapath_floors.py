@@ -3,7 +3,6 @@ work, measured in the same run as the target (datapath_bench.py).
 
   - the ruleset the target programmed, dumped and loaded by `nft -f` into a
     fresh namespace;
-  - one endpoint change timed step by step along the agent's path;
   - one P4Runtime Write of many host routes beside the same routes added by
     `ip -batch` into a fresh namespace;
   - a bare VXLAN path between two pod namespaces, built like the testbed's
@@ -17,12 +16,11 @@ import ipaddress
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from datapath.client.datapath import P4RuntimeDatapath
 from datapath.client.p4rt import diff
-from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
+from datapath.entries import ActionCall, Exact, entry, ip, prefix
 from datapath.netns import run_in
 from datapath.target.kernel.context import TABLE_BASE, VXLAN_PORT, nft_table, tunnel_mac
 from multinet.cluster.topology import UNDERLAY_LINK
@@ -70,34 +68,6 @@ def write_seconds(metrics_url: str | None) -> float | None:
         text = response.read().decode()
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == "multinet_ipu_p4runtime_write_seconds_sum")
-
-
-def endpoint_change(dp: P4RuntimeDatapath, compile_: Callable[[], list[Entry]],
-                    metrics_url: str | None) -> dict[str, Any]:
-    """One endpoint change along the agent's path, step by step: compile of the
-    node state (from the changed EndpointSlice in the agent's cache), the diff
-    against what the target holds, the Write and its realization (the target's
-    time in Write, from its /metrics). As `P4RuntimeDatapath.replace_state`,
-    split into its steps."""
-    before = write_seconds(metrics_url)
-    t0 = time.monotonic()
-    entries = compile_()
-    t1 = time.monotonic()
-    with dp.lock:
-        dp.state = entries
-        want = dp.desired()
-        updates = diff(dp.installed, want)
-        t2 = time.monotonic()
-        dp.client.write(updates)
-        dp.installed = want
-    t3 = time.monotonic()
-    after = write_seconds(metrics_url)
-    out: dict[str, Any] = {"updates": len(updates), "compile_seconds": round(t1 - t0, 4),
-                           "diff_seconds": round(t2 - t1, 4), "write_seconds": round(t3 - t2, 4),
-                           "total_seconds": round(t3 - t0, 4)}
-    if before is not None and after is not None:
-        out["target_write_seconds"] = round(after - before, 4)  # decode, realize, nft: inside the Write
-    return out
 
 
 def _route_addresses(count: int) -> list[str]:

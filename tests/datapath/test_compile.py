@@ -191,12 +191,12 @@ def test_compile_node_combines_routes_services_and_policy() -> None:
 def test_group_ids_are_stable_and_collisions_are_salted() -> None:
     import ipaddress
 
-    from agent.compile.policy import Rule, _Groups, group_id
+    from agent.compile.policy import Groups, Rule, group_id
 
     one = frozenset({Rule(ipaddress.IPv4Network("10.0.0.0/8"), 6, (80, 80))})
     two = frozenset({Rule(ipaddress.IPv4Network("10.0.0.0/8"), 6, (81, 81))})
     assert group_id(one, 0) == group_id(frozenset(set(one)), 0) != group_id(one, 1)
-    groups = _Groups()
+    groups = Groups()
     groups.by_id[(0, group_id(one, 0))] = two  # pretend `two` took `one`'s id first
     assert groups.id(one, 0) == group_id(one, 0, salt=1)
 
