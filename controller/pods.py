@@ -56,8 +56,9 @@ class PodReconciler:
         pod = self.kube.find(PODS, name, namespace)
         if pod is None:
             return
+        # The index is the pod watch's alone: a pod deleted since this GET is gone for
+        # good, and writing what was read here would keep it (and its networks in use) for ever.
         record = pod_record(pod)
-        self.index.set_pod(record)
         if record.terminal:
             self.allocator.release(record.uid)
             return
