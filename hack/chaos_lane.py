@@ -291,7 +291,13 @@ def main(argv: list[str]) -> int:
     controllers = len(lane.kube.list(PODS, SYSTEM, label_selector="app.kubernetes.io/name=multinet-controller"))
     faults = plan_faults([p.name for p in lane.plans], controllers, args.short)
     if args.faults:
-        faults = [f for f in faults if f.name in args.faults.split(",")]
+        wanted = [n for n in args.faults.split(",") if n]
+        unknown = sorted(set(wanted) - {f.name for f in faults})
+        if unknown:
+            print(f"hack/chaos: --faults: no fault named {', '.join(unknown)}; this cluster's are "
+                  f"{', '.join(f.name for f in faults)}", file=sys.stderr)
+            return 2
+        faults = [f for f in faults if f.name in wanted]
     report: dict[str, Any] = {"mode": "short" if args.short else "full", "started": started,
                               "nodes": [p.name for p in lane.plans], "networks": lane.networks,
                               "stall_ok_s": STALL_OK_S, "faults": []}

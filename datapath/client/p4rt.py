@@ -16,6 +16,7 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_code
 from grpc_status import rpc_status as grpc_rpc_status
 
+from datapath import keepalive
 from datapath.client import metrics
 from datapath.entries import Entry, decode, encode
 from datapath.pipeline import PIPELINE, Pipeline, p4info
@@ -102,7 +103,7 @@ class P4RuntimeClient:
         if self.channel is not None:
             self.close()
         options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
-                   *RECONNECT_BACKOFF]
+                   *RECONNECT_BACKOFF, *keepalive.CLIENT]
         self.channel = (grpc.secure_channel(self.address, self.credentials, options=options) if self.credentials
                         else grpc.insecure_channel(self.address, options=options))
         ready = grpc.channel_ready_future(self.channel)

@@ -20,6 +20,7 @@ import grpc
 from finsy.proto import p4r, p4r_grpc, rpc_code, rpc_status
 from grpc_status import rpc_status as grpc_rpc_status
 
+from datapath import keepalive
 from datapath.entries import P4Error
 from datapath.pipeline import PIPELINE, Pipeline, p4info
 from datapath.target.arbitration import Arbitration, election
@@ -226,7 +227,7 @@ def serve(dataplane: Dataplane, address: str, device_id: int = 1, pipeline: Pipe
                                   ("grpc.max_send_message_length", 256 << 20),
                                   # One target per port: without this a second
                                   # target (or anything) on the port shares it.
-                                  ("grpc.so_reuseport", 0)])
+                                  ("grpc.so_reuseport", 0), *keepalive.SERVER])
     p4r_grpc.add_P4RuntimeServicer_to_server(servicer, server)
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
