@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from agent import delegate, links
 from agent.plan import Route, link_name, stable_mac
-from agent.record import AttachmentRecord, Eth0Mode, OwnedLink
+from agent.record import AttachmentRecord, Eth0Mode, OwnedLink, PodRef
 from agent.results import Result, merge
 from cni import spec
 from cni.result import normalise_result
@@ -250,3 +250,13 @@ def runtime_config(req: spec.Request) -> dict[str, Any]:
 
 def spec_args(req: spec.Request) -> str:
     return ";".join(f"{k}={v}" for k, v in req.args.items())
+
+
+def pod_of(req: spec.Request) -> PodRef:
+    """The pod named by CNI_ARGS; PodRef("", "") when CNI_ARGS names none."""
+    missing = [k for k in ("K8S_POD_NAMESPACE", "K8S_POD_NAME") if not req.args.get(k)]
+    if len(missing) == 2:
+        return PodRef("", "")
+    if missing:
+        raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
+    return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))

@@ -68,7 +68,10 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
     def caller_left(self, raw: bytes) -> None:
         env, stdin = decode_request(raw)  # it decoded once already
-        self.agent.caller_left(env, stdin)
+        try:
+            self.agent.caller_left(env, stdin)
+        except spec.CniError as err:
+            log.error("undo of an ADD whose caller left: %s", err)
 
 
 def decode_request(raw: bytes) -> tuple[dict[str, str], str]:

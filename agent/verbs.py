@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from agent import check, links, secondary
-from agent.eth0 import DelegatedEth0, Eth0, NoEth0, RoutedEth0, made_earlier, runtime_config, spec_args
+from agent.eth0 import DelegatedEth0, Eth0, NoEth0, RoutedEth0, made_earlier, pod_of, runtime_config, spec_args
 from agent.faults import Faults
 from agent.plan import InterfacePlan, link_group, plan_interfaces
 from agent.record import AttachmentRecord, Eth0Mode, OwnedLink, Phase, PlannedInterface, PodRef
@@ -128,24 +128,14 @@ class Agent:
             return 1, CniError(Code.INTERFACE_FAILURE, f"{request.command} failed: {err}").to_result(request.version)
 
     def caller_left(self, env: Mapping[str, str], stdin: bytes | str) -> None:
-        """An ADD that succeeded after its caller left: the runtime never saw the
-        result, so it counts the ADD failed, and the DEL it sends for a failed ADD
-        can overtake the ADD here and find nothing. Undo the ADD, as that DEL
-        would have; if the undo fails, the record stays for the next DEL or GC."""
+        """An ADD done after its caller left: the runtime counts it failed, and the
+        DEL it sends for that may have overtaken the ADD here: DEL it now."""
         request = spec.parse_request(env, stdin)
-        if request.command != "ADD":
-            return
-        with self._lock(request.container_id):
-            record = self.store.read(request.network, request.container_id, request.ifname)
-            if record is None:
-                return  # the runtime's DEL came after the ADD and removed it
+        if request.command == "ADD":
             log.warning("ADD of %s/%s: its caller left before the result; undoing it",
                         request.container_id, request.ifname)
-            errors = self._undo(record)
-            if errors:
-                log.error("undo of the abandoned ADD left resources behind: %s", "; ".join(errors))
-                return
-            self._forget(record)
+            with self._lock(request.container_id):
+                self._del(request)  # CniError: the record stays for the runtime's DEL or GC
 
     def _dispatch(self, req: spec.Request) -> Any:
         if req.command == "VERSION":
@@ -404,12 +394,3 @@ class Agent:
         if problems:
             raise CniError(Code.CHECK_FAILED, "CHECK failed: " + "; ".join(problems))
 
-
-def pod_of(req: spec.Request) -> PodRef:
-    """The pod named by CNI_ARGS; PodRef("", "") when CNI_ARGS names none."""
-    missing = [k for k in ("K8S_POD_NAMESPACE", "K8S_POD_NAME") if not req.args.get(k)]
-    if len(missing) == 2:
-        return PodRef("", "")
-    if missing:
-        raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS lacks {', '.join(missing)}")
-    return PodRef(req.args["K8S_POD_NAMESPACE"], req.args["K8S_POD_NAME"], req.args.get("K8S_POD_UID", ""))
