@@ -32,6 +32,12 @@ DEFAULT_TIMEOUT = 120.0
 class Unreachable(Exception):
     """The agent's socket is missing or nobody listens on it."""
 
+    def __init__(self, message: str, socket_exists: bool) -> None:
+        super().__init__(message)
+        # A socket nobody listens on was left by an agent that was killed and
+        # will be back (the agent removes its socket when it stops cleanly).
+        self.socket_exists = socket_exists
+
 
 def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) -> tuple[int, Any]:
     """One request/reply exchange with the agent."""
@@ -51,7 +57,8 @@ def call_agent(path: str, env: Mapping[str, str], stdin: str, timeout: float) ->
                 sock.connect(path)
                 break
             except (FileNotFoundError, ConnectionRefusedError) as err:
-                raise Unreachable(f"multinet agent unreachable at {path}: {err.strerror}") from None
+                raise Unreachable(f"multinet agent unreachable at {path}: {err.strerror}",
+                                  isinstance(err, ConnectionRefusedError)) from None
             except BlockingIOError:
                 # The agent's accept backlog is full (a burst of pods): it is
                 # alive, so wait for room rather than fail the verb.
@@ -83,7 +90,7 @@ def run(env: Mapping[str, str], stdin: bytes, out: TextIO) -> int:
     try:
         code, result = call_agent(path, spec.env_subset(env), stdin.decode("utf-8"), timeout)
     except Unreachable as err:
-        return _agent_down(request, str(err), out)
+        return _agent_down(request, err, out)
     except (OSError, ValueError, KeyError) as err:
         # Timeout or a broken reply: the agent may still finish; retry later
         # (STATUS has codes of its own: not available).
@@ -95,12 +102,15 @@ def run(env: Mapping[str, str], stdin: bytes, out: TextIO) -> int:
     return code
 
 
-def _agent_down(request: spec.Request, why: str, out: TextIO) -> int:
-    if request.command == "DEL":
-        print(f"multinet-cni: {why}; DEL treated as done", file=sys.stderr)
+def _agent_down(request: spec.Request, err: Unreachable, out: TextIO) -> int:
+    # No agent on the node at all (no socket): nothing of ours to release, so a
+    # DEL is done. A killed agent (its socket left): the DEL must wait for it,
+    # or the runtime removes the sandbox while the agent still holds its record.
+    if request.command == "DEL" and not err.socket_exists:
+        print(f"multinet-cni: {err}; DEL treated as done", file=sys.stderr)
         return 0
     code = spec.Code.NOT_AVAILABLE if request.command == "STATUS" else spec.Code.TRY_AGAIN_LATER
-    return _fail(spec.CniError(code, why), request.version, out)
+    return _fail(spec.CniError(code, str(err)), request.version, out)
 
 
 def _fail(err: spec.CniError, version: str, out: TextIO) -> int:

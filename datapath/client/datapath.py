@@ -78,22 +78,25 @@ class P4RuntimeDatapath:
 
     def attach(self, port: PortAttachment) -> None:
         """Program the port; raises WriteError when the target refused one of the port's own entries."""
+        self._port_write(port, port)
+
+    def detach(self, port: PortAttachment) -> None:
+        """Remove the port's entries; raises WriteError when the target refused one of them."""
+        self._port_write(port, None)
+
+    def _port_write(self, port: PortAttachment, new: PortAttachment | None) -> None:
         with self.lock:
             try:
-                self._port_change(port, self.ports.get(port.representor), port)
+                self._port_change(port, self.ports.get(port.representor), new)
             except WriteError as err:
                 own = {e.key for e in port_entries(port)}
                 if any(e.key in own for e in err.refused(code=None)):
                     raise
-                # Only entries of the compiled state were refused again (a whole
-                # diff after a refused round; the sync loop retries and reports
-                # them): the port is programmed.
-                log.warning("attach %s: the port is programmed; other entries are still refused: %s",
-                            port.representor, err)
-
-    def detach(self, port: PortAttachment) -> None:
-        with self.lock:
-            self._port_change(port, self.ports.get(port.representor), None)
+                # Only other entries were refused again (a whole diff after a refused
+                # round; the sync loop retries and reports them): this port's are done,
+                # and one refused entry must not fail every other pod's ADD or DEL.
+                log.warning("%s %s: done; other entries are still refused: %s",
+                            "attach" if new is not None else "detach", port.representor, err)
 
     def _port_change(self, port: PortAttachment, old: PortAttachment | None, new: PortAttachment | None) -> None:
         exact = self._exact()

@@ -66,3 +66,20 @@ def test_generated_input_gets_a_spec_shaped_answer(plugin: Path, stdin: bytes, c
     assert code == 1
     assert set(out) <= {"cniVersion", "code", "msg", "details"}
     assert out["code"] in ERROR_CODES
+
+
+def test_del_waits_for_a_killed_agent_but_not_for_an_absent_one(plugin: Path, tmp_path: Path) -> None:
+    """A DEL the runtime takes as done lets it remove the sandbox; while a killed
+    agent (its socket left, nobody listening) still holds the pod's record, that
+    DEL must fail with code 11 so the runtime retries once the agent is back."""
+    import socket
+
+    left = tmp_path / "agent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(left))  # the socket file stays when its listener is gone
+    conf = {"cniVersion": "1.1.0", "name": "multinet", "type": "multinet-cni"}
+    env = {**ENV, "CNI_COMMAND": "DEL"}
+    code, out, stderr = run(plugin, env, json.dumps({**conf, "socket": str(left)}).encode())
+    assert code == 1 and out["code"] == spec.Code.TRY_AGAIN_LATER, (out, stderr)
+    code, out, stderr = run(plugin, env, json.dumps({**conf, "socket": str(tmp_path / "none.sock")}).encode())
+    assert code == 0 and out == {}, (out, stderr)

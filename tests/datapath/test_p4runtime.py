@@ -10,7 +10,7 @@ import pytest
 from finsy.proto import p4r, p4r_grpc, rpc_code
 
 from agent.compile import compile_policies, compile_services
-from datapath.client.datapath import P4RuntimeDatapath
+from datapath.client.datapath import P4RuntimeDatapath, port_entries
 from datapath.client.p4rt import (DELETE, INSERT, MODIFY, ArbitrationError, NotPrimaryError, P4RuntimeClient,
                                   WriteError, _write_error, wait_for)
 from datapath.entries import ActionCall, Entry, Exact, decode, encode, entry, ip, prefix
@@ -284,6 +284,29 @@ def test_attach_is_idempotent_detach_of_unknown_is_fine_and_resync_repairs_drift
     assert dp.client.primary and dp.client.election_id == 100
     assert sorted(map(repr, dp.client.read())) == sorted(map(repr, before))
     dp.detach(a.attachment)
+    assert dp.client.read() == []
+
+
+@netns
+def test_a_port_whose_link_is_gone_fails_only_its_own_attach(two_nodes: Env) -> None:
+    """A port the agent still holds after its link vanished (its sandbox went while
+    the agent was away) is refused by the target on every whole diff; another
+    pod's attach and detach must still succeed, or no pod on the node could go."""
+    import dataclasses
+
+    env = two_nodes
+    dp = env.datapaths["n1"]
+    a = env.pod("n1", "a", 100, "10.1.0.2/24")
+    gone = dataclasses.replace(env.testbed.add_pod(env.testbed.nodes["n1"], "gone", 100, "10.1.0.3/24").attachment,
+                               representor=f"{PREFIX}gone0")
+    with pytest.raises(WriteError):
+        dp.attach(gone)  # its own entries are refused: no such link
+    b = env.pod("n1", "b", 100, "10.1.0.4/24")  # a whole diff, the gone port's entries refused again
+    dp.detach(a.attachment)
+    dp.detach(b.attachment)
+    held = {e.key for e in dp.client.read()}
+    assert not held & {e.key for p in (a, b) for e in port_entries(p.attachment)}
+    dp.detach(gone)
     assert dp.client.read() == []
 
 
