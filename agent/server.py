@@ -65,7 +65,6 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             request.done(code)
             return code, out
 
-
     def caller_left(self, raw: bytes) -> None:
         env, stdin = decode_request(raw)  # it decoded once already
         try:

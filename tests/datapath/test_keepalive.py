@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 from finsy.proto import rpc_code
 
 from datapath import keepalive
 from datapath.client.p4rt import P4RuntimeClient
 from tests.datapath.conftest import Env, netns
+from tests.support.wait import wait_for
 
 # A ping every PING_EVERY_MS, unanswered for ANSWER_WITHIN_MS: a generous bound
 # for a loaded machine, not a measure.
@@ -31,15 +30,6 @@ time.sleep(600)
 """
 
 
-def _eventually(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @netns
 def test_a_hung_primary_loses_its_mastership(env: Env) -> None:
     env.node("n1")
@@ -52,8 +42,9 @@ def test_a_hung_primary_loses_its_mastership(env: Env) -> None:
         os.kill(primary.pid, signal.SIGSTOP)  # hung: its connection stays open, it answers nothing
         # The target's pings go unanswered: it drops the connection, the primary's
         # stream ends, and the backup hears that no primary is left (NOT_FOUND).
-        assert _eventually(lambda: backup.last_arbitration is not None
-                           and backup.last_arbitration.status.code == rpc_code.NOT_FOUND, NOTICED_WITHIN)
+        wait_for("the backup to hear that no primary is left",
+                 lambda: backup.last_arbitration is not None
+                 and backup.last_arbitration.status.code == rpc_code.NOT_FOUND, NOTICED_WITHIN)
         assert backup.arbitrate(10)  # and may take over
     finally:
         backup.close()
@@ -72,7 +63,8 @@ def test_a_client_notices_a_hung_target(env: Env) -> None:
         try:
             # Its pings go unanswered: the stream ends as a lost one (its listeners
             # would reconnect), rather than waiting on the dead target forever.
-            assert _eventually(client.stream_closed.is_set, NOTICED_WITHIN), node.name
+            wait_for(f"the stream to the hung target on {node.name} to end", client.stream_closed.is_set,
+                     NOTICED_WITHIN)
         finally:
             os.kill(target.process.pid, signal.SIGCONT)
     finally:
