@@ -102,7 +102,7 @@ def run_agent(args: argparse.Namespace, datapath: Any = None) -> int:
         sync = None
     agent = Agent(config, pods, reporter, datapath, Faults(crash_at=args.crash_at))
     undone = agent.recover()
-    logging.info("recovered: undid %d interrupted ADD(s)", undone)
+    logging.info("recovered: undid %d interrupted ADD(s) or attachments of gone namespaces", undone)
     if sync is not None:
         datapath.ports.update({p.representor: p for p in agent.recorded_ports()})
         sync.start()

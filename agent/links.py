@@ -36,6 +36,7 @@ from agent.record import OwnedLink
 from datapath.netns import NetnsGone as NetnsGone
 from datapath.netns import enter, socket_in
 from datapath.netns import netns_path as netns_path
+from datapath.netns import netns_mounted as netns_mounted
 from datapath.netns import open_netns as open_netns
 
 

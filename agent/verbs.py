@@ -98,20 +98,24 @@ class Agent:
     # --- entry -----------------------------------------------------------
 
     def recover(self) -> int:
-        """At start: undo every ADD that a previous run left half-made."""
+        """At start: undo every ADD a previous run left half-made and every
+        attachment whose pod's namespace is gone (its DEL found no agent). Not
+        through the datapath: it learns the kept ports before its first sync,
+        which removes all others' entries (a detach now would sync knowing no port)."""
         self.store.sweep_temp()
-        undone = 0
-        for record in self._at_start:
-            if record.phase == Phase.ADDING:
-                log.warning("undoing interrupted ADD of %s/%s", record.container_id, record.ifname)
-                self._remove(record)
-                undone += 1
+        kept = {r.key: r for r in self._at_start if r.phase == Phase.READY and (not r.netns or links.netns_mounted(r.netns))}
+        for record in (r for r in self._at_start if r.key not in kept):
+            gone = "interrupted ADD" if record.phase == Phase.ADDING else f"attachment ({record.netns} is gone)"
+            log.warning("undoing %s of %s/%s", gone, record.container_id, record.ifname)
+            self._undo(record, datapath=False)
+            self._forget(record)
+        undone, self._at_start = len(self._at_start) - len(kept), list(kept.values())
         return undone
 
     def recorded_ports(self) -> list[PortAttachment]:
         """Every port of a completed ADD, for a datapath that (re)starts: it must
         know them before it reconciles, or it would remove their entries."""
-        return [p for r in self._at_start if r.phase != Phase.ADDING for p in r.ports]
+        return [p for r in self._at_start for p in r.ports]
 
     def handle(self, env: Mapping[str, str], stdin: bytes | str) -> tuple[int, Any]:
         """One CNI invocation -> (exit code, stdout document or None)."""
@@ -350,10 +354,10 @@ class Agent:
         self._undo(record)
         self._forget(record)
 
-    def _undo(self, record: AttachmentRecord) -> list[str]:
+    def _undo(self, record: AttachmentRecord, datapath: bool = True) -> list[str]:
         """Remove everything a record owns; keep going on errors and return them."""
         errors: list[str] = []
-        if self.datapath is not None:
+        if datapath and self.datapath is not None:
             for port in record.ports:
                 try:
                     self.datapath.detach(port)

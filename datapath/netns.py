@@ -42,6 +42,16 @@ def exists(netns: str) -> bool:
     return os.path.exists(netns_path(netns))
 
 
+def netns_mounted(netns: str) -> bool:
+    """Whether the path still holds a namespace. A runtime unmounts a pod's
+    namespace before it removes the file, and an unmounted one is a plain
+    empty file: only an nsfs inode shares the device of our own namespace's."""
+    try:
+        return os.stat(netns_path(netns)).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except FileNotFoundError:
+        return False
+
+
 def open_netns(netns: str) -> int:
     """An O_CLOEXEC descriptor of the namespace; the caller closes it."""
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from agent.plan import link_name
 from tests.support.cni import TEST_PREFIX as PREFIX
-from tests.support.cni import Node, alloc, cni_env, link
+from tests.support.cni import Node, alloc, cni_env, link, run
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
@@ -78,6 +78,37 @@ def test_add_whose_caller_left_undoes_itself(node: Node, networks: dict[str, str
     result = node.cni("ADD", pod_ns, pod, container)
     assert result.exit == 0, result.out
     assert node.cni("DEL", pod_ns, pod, container).exit == 0
+
+
+def test_attachments_of_namespaces_gone_while_no_agent_listened_are_undone_at_start(
+        node: Node, networks: dict[str, str]) -> None:
+    """A DEL that found no agent (a rolling update) was taken as done and the
+    runtime removed the namespace: the next agent drops what it still holds.
+    A runtime unmounts the namespace before it removes the file, so a file
+    left unmounted counts as gone too; a live pod's attachment stays."""
+    made, results = {}, {}
+    for tag, address in (("deleted", "10.31.0.85/24"), ("unmounted", "10.31.0.86/24"), ("alive", "10.31.0.87/24")):
+        pod_ns, pod, container = node.netns.new("pod"), node.pod(tag, [alloc(networks["a"], "net1", [address])]), \
+            f"ctr{secrets.token_hex(4)}"
+        added = node.cni("ADD", pod_ns, pod, container)
+        assert added.exit == 0, added.out
+        made[tag] = (pod_ns, pod, container)
+        results[tag] = added.out
+    node.agent.stop()
+    run("ip", "netns", "del", made["deleted"][0])
+    run("umount", f"/var/run/netns/{made['unmounted'][0]}")
+    node.agent.start()
+    containers = {r["containerID"]: r["phase"] for r in records(node)}
+    assert made["deleted"][2] not in containers and made["unmounted"][2] not in containers
+    assert containers[made["alive"][2]] == "ready"
+    log = node.agent.log.read_text()
+    for tag in ("deleted", "unmounted"):
+        assert f"/{made[tag][0]} is gone) of {made[tag][2]}/eth0" in log
+        assert node.cni("DEL", *made[tag]).exit == 0  # the runtime's DEL, if it comes again, is done
+    pod_ns, pod, container = made["alive"]
+    assert node.cni("CHECK", pod_ns, pod, container, prevResult=results["alive"]).exit == 0
+    assert node.cni("DEL", pod_ns, pod, container).exit == 0
+    assert link(pod_ns, "net1") is None
 
 
 def test_check_and_del_after_restart(node: Node, networks: dict[str, str]) -> None:
