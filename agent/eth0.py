@@ -120,7 +120,7 @@ class RoutedEth0(NoEth0):
         # The host side's MAC is chosen too, so the result needs no read back.
         host_mac = stable_mac(req.container_id, f"{req.ifname}/host")
         # Made from the host side: the pod end is born in the pod, down, and
-        # comes up with its address (see agent.netlink.Batch.new_veth).
+        # comes up with its address (see datapath.netlink.Batch.new_veth).
         with self.sessions.of(self.host_netns) as host:
             made = host.batch()
             made.new_veth(host_name, req.ifname, pod.fd, self.mtu, mac=host_mac, peer_mac=mac,

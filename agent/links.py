@@ -1,6 +1,6 @@
 """The agent's one facade to netlink: netns, link, address and route helpers.
 
-ADD and DEL write through sessions (agent.netlink: each namespace's
+ADD and DEL write through sessions (datapath.netlink: each namespace's
 requests in one datagram); reads, CHECK and GC's sweep use pyroute2. The rest
 of the agent imports the handle and error types from here (`IPRoute`,
 `NetlinkError`, `Session`, `NetlinkBatchError`), never pyroute2 itself.
@@ -27,10 +27,10 @@ from typing import Any
 from pyroute2 import IPRoute as IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as NetlinkError
 
-from agent.netlink import Batch as Batch
-from agent.netlink import LinkReply as LinkReply
-from agent.netlink import NetlinkBatchError as NetlinkBatchError
-from agent.netlink import Session as Session
+from datapath.netlink import Batch as Batch
+from datapath.netlink import LinkReply as LinkReply
+from datapath.netlink import NetlinkBatchError as NetlinkBatchError
+from datapath.netlink import Session as Session
 from agent.plan import IPInterface, Route
 from agent.record import OwnedLink
 from datapath.netns import NetnsGone as NetnsGone

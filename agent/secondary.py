@@ -1,7 +1,7 @@
 """A pod's secondary interfaces, made from their plan.
 
 All of a pod's interfaces are made in few batches, each one datagram (see
-agent.netlink): the macvlans from the host namespace, the veths from the IPU
+datapath.netlink): the macvlans from the host namespace, the veths from the IPU
 namespace (the representor up, the pod end born in the pod), each with the
 look-up of the pod end's index; then, in the pod, every link up with its
 addresses and routes.

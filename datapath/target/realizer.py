@@ -51,6 +51,7 @@ class Realizer(ABC):
 
 
 R = TypeVar("R", bound=Realizer)
+T = TypeVar("T")
 
 
 class MissingRealizer(LookupError):
@@ -99,8 +100,13 @@ class Registry(Generic[R]):
 
 class Dataplane(Protocol):
     """What the servicer asks of the realization. Calls come one batch at a
-    time (the servicer holds its lock): `check`/`apply` per update, then
-    `commit`; after a failed commit, `rebuild` from the store."""
+    time (the servicer holds its lock), inside `batch`: `check`/`apply` per
+    update, then `commit`; after a failed commit, `rebuild` from the store."""
+
+    def batch(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (a whole Write: its checks, applies and commit) where the
+        dataplane's calls cost least: the kernel's run on its worker thread,
+        so a batch pays one hand-over instead of one per update."""
 
     def reset(self) -> None:
         """Remove every realized entry and install the empty pipeline."""

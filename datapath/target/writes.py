@@ -28,6 +28,9 @@ class Writer:
 
     def write(self, updates: list[p4r.Update]) -> list[P4Error | None]:
         """The error of each update, None for those applied."""
+        return self.dataplane.batch(lambda: self._write(updates))
+
+    def _write(self, updates: list[p4r.Update]) -> list[P4Error | None]:
         errors: list[P4Error | None] = [None] * len(updates)
         accepted: list[tuple[int, Change]] = []
         for i, update in enumerate(updates):

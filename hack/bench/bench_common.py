@@ -4,6 +4,8 @@ against, and how a report is written."""
 from __future__ import annotations
 
 import json
+import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,3 +38,15 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+
+
+def export(rev: str, into: Path) -> tuple[Path, str]:
+    """The tree of git revision `rev` of this repository (git archive), and its commit."""
+    root = Path(__file__).resolve().parents[2]
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    archive = into / "tree.tar"
+    subprocess.run(["git", "-C", str(root), "archive", "-o", str(archive), commit], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree", commit

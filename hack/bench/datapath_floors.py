@@ -16,6 +16,7 @@ import ipaddress
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from datapath.client.datapath import P4RuntimeDatapath
@@ -75,10 +76,11 @@ def _route_addresses(count: int) -> list[str]:
     return [str(ipaddress.IPv4Address(base + i + 1)) for i in range(count)]
 
 
-def routes(dp: P4RuntimeDatapath, pod: Pod, network_id: int, count: int, prefix_: str) -> dict[str, Any]:
-    """One Write of `count` host routes to a pod's port, realized, beside the
-    same routes added by the kernel alone (`ip -batch` into a fresh namespace
-    holding a veth of the same name)."""
+def routes(dp: P4RuntimeDatapath, pod: Pod, network_id: int, count: int, prefix_: str,
+           check: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One Write of `count` host routes to a pod's port, realized (`check`
+    runs right after it), beside the same routes added by the kernel alone
+    (`ip -batch` into a fresh namespace holding a veth of the same name)."""
     addresses = _route_addresses(count)
     rep = pod.attachment.representor
     new = [entry("route", {"network_id": Exact(network_id), "dst": prefix(f"{a}/32")}, ActionCall("to_port", (rep,)))
@@ -87,6 +89,8 @@ def routes(dp: P4RuntimeDatapath, pod: Pod, network_id: int, count: int, prefix_
     start = time.monotonic()
     dp.client.write(updates, batch=len(updates))  # one Write
     inserted = time.monotonic() - start
+    if check is not None:
+        check()
     start = time.monotonic()
     dp.client.write(diff({e.key: e for e in new}, {}), batch=len(updates))
     deleted = time.monotonic() - start

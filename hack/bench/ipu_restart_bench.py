@@ -10,7 +10,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))  # the test rig lives in tests/support, not in the
 import grpc  # noqa: E402
 from finsy.proto import p4r  # noqa: E402
 
-from bench_common import write_report  # noqa: E402  (this directory, sys.path[0] of a script run here)
+from bench_common import export, write_report  # noqa: E402  (this directory, sys.path[0] of a script run here)
 from datapath.client.p4rt import INSERT, P4RuntimeClient  # noqa: E402
 from datapath.entries import Entry, encode  # noqa: E402
 from ipu_restart_client import routes  # noqa: E402
@@ -41,17 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def export(rev: str, into: Path) -> tuple[Path, str]:
-    """The tree of `rev` (git archive), and its commit."""
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    archive = into / "tree.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), commit], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
-    return into / "tree", commit
 
 
 class Probe:

@@ -394,6 +394,36 @@ def test_default_route_is_written_with_the_lpm_field_omitted_and_realized(env: E
 
 
 @netns
+def test_routes_of_both_families_follow_insert_modify_and_delete_in_the_kernel(env: Env) -> None:
+    """Each route is one netlink request of the target's own (not pyroute2's):
+    what the kernel holds must follow every update, blackholes included."""
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address)
+    assert client.connect()
+    client.set_pipeline()
+    v4 = [route(n) for n in range(3)]
+    v6 = [entry("route6", {"network_id": Exact(100), "dst": prefix(f"fd02::{n + 1}/128")}, ActionCall("drop"))
+          for n in range(3)]
+    client.write([(INSERT, e) for e in v4 + v6])
+
+    def kernel(version: str) -> str:
+        return subprocess.run(["ip", version, "-n", env.testbed.nodes["n1"].ipu_ns, "route", "show", "table", "all"],
+                              capture_output=True, text=True, check=True).stdout
+    for n in range(3):
+        assert f"blackhole 10.2.0.{n + 1} table" in kernel("-4") and f"blackhole fd02::{n + 1} " in kernel("-6")
+    tunnel = entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.2/32")},
+                   ActionCall("to_tunnel", (ip("10.254.0.9"),)))
+    client.write([(MODIFY, tunnel), (DELETE, v4[0]), (DELETE, v6[0]), (DELETE, v6[1])])
+    routes, routes6 = kernel("-4"), kernel("-6")
+    assert "10.2.0.1 " not in routes and f"10.2.0.2 dev {PREFIX}v100 table" in routes
+    assert "blackhole 10.2.0.2" not in routes and "blackhole 10.2.0.3 table" in routes
+    assert "fd02::1 " not in routes6 and "fd02::2 " not in routes6 and "blackhole fd02::3 " in routes6
+    client.write([(DELETE, tunnel), (DELETE, v4[2]), (DELETE, v6[2])])
+    assert "10.2.0." not in kernel("-4") and "fd02::" not in kernel("-6")
+    client.close()
+
+
+@netns
 def test_pipeline_config_actions_and_response_types(env: Env) -> None:
     env.node("n1")
     client = P4RuntimeClient(env.targets["n1"].address)

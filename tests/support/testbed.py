@@ -97,9 +97,10 @@ class Target:
 
 def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
                  sizes: dict[str, int] | None = None, metrics_port: int | None = None,
-                 extra: tuple[str, ...] = ()) -> Target:
+                 extra: tuple[str, ...] = (), tree: str | None = None) -> Target:
     """Run `multinet ipu` for the node (listening on 127.0.0.1:port of the caller's namespace,
-    and serving /metrics on metrics_port when given)."""
+    and serving /metrics on metrics_port when given); `tree`: another source tree's
+    (its directory comes first on the module path), for a benchmark's before."""
     argv = [python, "-m", "multinet.cli", "ipu", "--netns", node.ipu_ns, "--port", str(port),
             "--prefix", prefix, "--vtep", node.vtep, "--underlay", UNDERLAY_LINK]
     if metrics_port is not None:
@@ -108,6 +109,6 @@ def start_target(node: Node, port: int, prefix: str, log_path: str, python: str,
         argv += ["--size", f"{table}={size}"]
     argv += extra
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tree)
     metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port is not None else None
     return Target(node, f"127.0.0.1:{port}", process, log_path, metrics)

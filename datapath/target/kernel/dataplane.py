@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -42,19 +43,25 @@ class Kernel:
         self.table = nft_table(prefix)
         classes = REALIZERS.classes(pipeline)  # refuses a pipeline with a table nobody realizes
         self._pool = ns.executor(netns, f"ipu-{netns}")
+        self._worker = self._pool.submit(threading.get_ident).result()
         ipr: IPRoute = self._run(IPRoute)
         self.features = self._run(lambda: _detect(ipr, prefix))
-        self.ctx = KernelContext(ipr, prefix, self.features, vtep, underlay)
+        self.ctx = self._run(lambda: KernelContext(ipr, prefix, self.features, vtep, underlay))
         self.realizers: dict[str, KernelRealizer] = {t.name: cls(self.ctx) for t, cls in classes}
         log.info("kernel features in %s: %s", netns, self.features.as_dict())
         for what, how in self.features.used().items():
             log.info("  %s: %s", what, how)
 
     def _run(self, fn: Callable[[], T]) -> T:
+        if threading.get_ident() == self._worker:
+            return fn()  # inside a batch, already on the worker
         return self._pool.submit(fn).result()
 
+    def batch(self, fn: Callable[[], T]) -> T:
+        return self._run(fn)
+
     def close(self) -> None:
-        self._run(self.ctx.ipr.close)
+        self._run(self.ctx.close)
         self._pool.shutdown()
 
     # --- whole state ------------------------------------------------------------

@@ -143,20 +143,19 @@ class RouteRealizer(KernelRealizer):
             ctx.part(NdProxy).hold(net, dst.value, _home(new))
 
     def _route(self, n: Network, dst: Lpm, call: ActionCall, oif: int) -> None:
-        ctx, f = self.ctx, self.family
-        cidr, table = f"{f.text(dst.value)}/{dst.prefix_len}", TABLE_BASE + n.id
+        ctx, f, table = self.ctx, self.family, TABLE_BASE + n.id
         if call.name == "to_port":
-            ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, oif=oif)
+            ctx.route(f, table, dst, oif)
         elif call.name == "drop":
-            ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, type="blackhole")
+            ctx.route(f, table, dst, None)
         else:
             vtep = int(call.params[0])
             vx = ctx.index(n.vxlan)
-            ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, oif=vx)
+            ctx.route(f, table, dst, vx)
             ctx.ipr.neigh("replace", family=f.af, dst=f.text(dst.value), lladdr=tunnel_mac(vtep), ifindex=vx,
                           state=NUD_PERMANENT)
             if faults.on("cross-node-drop"):
-                ctx.ipr.route("replace", family=f.af, dst=cidr, table=table, type="blackhole")
+                ctx.route(f, table, dst, None)
             ctx.part(Tunnels).acquire(n, vtep)  # last: nothing after it can fail and leave the count up
 
     def _release(self, old: Entry, removed: bool) -> None:
@@ -168,8 +167,7 @@ class RouteRealizer(KernelRealizer):
         if removed and dst.prefix_len == 0:
             networks.default_route(n)  # the network's own default route (into its tunnel) comes back
         elif removed:
-            ctx.quiet(ctx.ipr.route, "del", family=f.af, dst=f"{f.text(dst.value)}/{dst.prefix_len}",
-                      table=TABLE_BASE + net)
+            ctx.unroute(f, TABLE_BASE + net, dst)
         call = old.actions[0]
         if call.name == "to_tunnel":
             if removed:

@@ -1,4 +1,5 @@
-"""rtnetlink requests in batches: the few messages an ADD or DEL sends.
+"""rtnetlink requests in batches: the few messages an ADD or DEL sends, and
+the IPU target's routes.
 
 An ADD used to cost about ten pyroute2 calls per interface, each building its
 message through pyroute2's request filters, running an asyncio loop for one
@@ -9,8 +10,10 @@ if_link.h, veth.h, if_addr.h) and all those for one namespace go in one
 datagram: the kernel runs the messages of a datagram in order and acks each,
 so a namespace costs one round trip per dependent step.
 
-Used through agent.links (the agent's netlink facade); pyroute2 stays there
-for reads, CHECK and the rare paths.
+Used through agent.links (the agent's netlink facade; pyroute2 stays there
+for reads, CHECK and the rare paths) and by the IPU target for its routes,
+where pyroute2's per-call cost limited a Write to a few hundred routes a
+second (datapath.target.kernel.context).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200  # flags of an NLMSG_ERROR reply
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_DELROUTE = 16, 17, 18, 20, 24, 25
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO = 1, 3, 4, 5, 18
 IFLA_GROUP, IFLA_NET_NS_FD, IFLA_EXT_MASK = 27, 28, 29
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
@@ -45,12 +48,14 @@ IFLA_MACVLAN_MODE, MACVLAN_MODE_BRIDGE = 1, 4
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFA_F_NODAD = 0x02
-RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
-RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST = 254, 4, 1
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RT_TABLE_UNSPEC, RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST, RTN_BLACKHOLE = 0, 254, 4, 1, 6
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+RTN_UNSPEC = 0
 RTNH_F_ONLINK = 0x4
 IFF_UP = 0x1
 _GONE = frozenset({errno.ENODEV, errno.ENOENT})
+_ROUTE_GONE = frozenset({errno.ENOENT, errno.ESRCH})
 
 
 class NetlinkBatchError(OSError):
@@ -73,6 +78,16 @@ def _mac(mac: str) -> bytes:
 def _link_attrs(name: str, mac: str | None, mtu: int, group: int) -> bytes:
     attrs = _attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_MTU, _U32.pack(mtu)) + _attr(IFLA_GROUP, _U32.pack(group))
     return attrs + (_attr(IFLA_ADDRESS, _mac(mac)) if mac is not None else b"")
+
+
+def _route(dst: str, dst_len: int, table: int, scope: int, kind: int, flags: int = 0) -> bytes:
+    """An rtmsg and its destination; a table past 255 goes in RTA_TABLE (the kernel prefers it)."""
+    family, raw_dst = _ip(dst)
+    body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, RTPROT_STATIC, scope,
+                       kind, flags)
+    if table >= 256:
+        body += _attr(RTA_TABLE, _U32.pack(table))
+    return body + (_attr(RTA_DST, raw_dst) if dst_len else b"")
 
 
 def _ip(address: str) -> tuple[int, bytes]:
@@ -155,17 +170,28 @@ class Batch:
                   replace: bool = False) -> None:
         """A main-table route through a link: via `gateway`, or on-link
         (scope link) without one. `replace` takes over an existing route."""
-        family, raw_dst = _ip(dst)
         scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
         flags = RTNH_F_ONLINK if onlink and gateway is not None else 0
-        body = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST, flags)
-        if dst_len:
-            body += _attr(RTA_DST, raw_dst)
-        body += _attr(RTA_OIF, _U32.pack(index))
+        body = _route(dst, dst_len, RT_TABLE_MAIN, scope, RTN_UNICAST, flags) + _attr(RTA_OIF, _U32.pack(index))
         if gateway is not None:
             body += _attr(RTA_GATEWAY, _ip(gateway)[1])
         mode = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._add(f"add route {dst}/{dst_len}", RTM_NEWROUTE, mode, body, frozenset({errno.EEXIST}))
+
+    def replace_table_route(self, table: int, dst: str, dst_len: int, index: int | None) -> None:
+        """A route in any table (a 32-bit id) out of link `index`, or a
+        blackhole when `index` is None; it replaces one of the same key."""
+        kind = RTN_UNICAST if index is not None else RTN_BLACKHOLE
+        body = _route(dst, dst_len, table, RT_SCOPE_UNIVERSE, kind)
+        if index is not None:
+            body += _attr(RTA_OIF, _U32.pack(index))
+        self._add(f"replace route {dst}/{dst_len} in table {table}", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+    def delete_table_route(self, table: int, dst: str, dst_len: int) -> None:
+        """Delete a route of any type and scope from a table (what `ip route del`
+        sends: type unspecified, scope nowhere); missing is fine."""
+        self._add(f"delete route {dst}/{dst_len} from table {table}", RTM_DELROUTE, 0,
+                  _route(dst, dst_len, table, RT_SCOPE_NOWHERE, RTN_UNSPEC), _ROUTE_GONE)
 
     def delete_link(self, name: str) -> None:
         """Delete a link by name; missing is fine."""
