@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from finsy.proto import p4i
@@ -77,7 +78,7 @@ class Table:
     max_group_size: int = 0
     counters: bool = False
 
-    @property
+    @cached_property  # asked of every update a target decodes
     def needs_priority(self) -> bool:
         return any(f.match in ("ternary", "range") for f in self.fields)
 
@@ -95,22 +96,39 @@ class Pipeline:
     actions: tuple[Action, ...]
 
     def table(self, name: str) -> Table:
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise KeyError(f"no table {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no table {name!r}") from None
 
     def table_by_id(self, table_id: int) -> Table | None:
-        return next((t for t in self.tables if t.id == table_id), None)
+        return self._by_id.get(table_id)
 
     def action(self, name: str) -> Action:
-        for a in self.actions:
-            if a.name == name:
-                return a
-        raise KeyError(f"no action {name!r}")
+        try:
+            return self._actions_by_name[name]
+        except KeyError:
+            raise KeyError(f"no action {name!r}") from None
 
     def action_by_id(self, action_id: int) -> Action | None:
-        return next((a for a in self.actions if a.id == action_id), None)
+        return self._actions_by_id.get(action_id)
+
+    # Indexes made on first use: every update encoded or decoded looks its table and action up.
+    @cached_property
+    def _by_name(self) -> dict[str, Table]:
+        return {t.name: t for t in self.tables}
+
+    @cached_property
+    def _by_id(self) -> dict[int, Table]:
+        return {t.id: t for t in self.tables}
+
+    @cached_property
+    def _actions_by_name(self) -> dict[str, Action]:
+        return {a.name: a for a in self.actions}
+
+    @cached_property
+    def _actions_by_id(self) -> dict[int, Action]:
+        return {a.id: a for a in self.actions}
 
 
 _NET = 24  # network ids are VNIs
