@@ -1,10 +1,11 @@
-"""Measure the controller: creation -> gate lifted with addresses, for N pods x 2 networks.
+"""Measure the controller: creation -> gate lifted with addresses, for N pods x M networks.
 
 Starts `multinet controller` as a child process, creates two PodNetworks with
 NetworkParams, creates the pods concurrently and watches them; each pod's
 latency runs from just before its create call to the watch event that shows
 the allocations annotation and no scheduling gate. The controller's RSS is
-sampled from /proc while it works.
+sampled from /proc while it works. At the end every pod's addresses are read
+back: an address held twice on a network is a conflict, and fails the run.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from controller import admission
 from controller.install import remove_webhooks
@@ -31,6 +34,7 @@ from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORKS
 from kube import Kube, KubeError, NotFound
 from kube.resources import MUTATING_WEBHOOKS
 from podnetwork import names
+from podnetwork.allocations import parse_allocations
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,12 +57,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Bench:
-    def __init__(self, kubeconfig: str, pods: int, workers: int) -> None:
+    def __init__(self, kubeconfig: str, pods: int, workers: int, networks: int = 2) -> None:
         self.kubeconfig = kubeconfig
         self.kube = Kube.from_kubeconfig(kubeconfig, pool_size=64)
         self.core = client.CoreV1Api(self.kube.api)
         self.pods = pods
         self.workers = workers
+        self.network_count = networks
         self.tag = uuid.uuid4().hex[:6]
         self.namespace = f"mna-bench-{self.tag}"
         self.networks: list[str] = []
@@ -91,7 +96,8 @@ class Bench:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
     def make_networks(self) -> None:
-        for i, subnet in enumerate(("10.200.0.0/22", "10.204.0.0/22")):
+        # A /22 each (1,022 addresses), in 10.200.0.0/14 and up.
+        for i, subnet in enumerate(f"10.{200 + 4 * n}.0.0/22" for n in range(self.network_count)):
             name = f"mna-bench-{self.tag}-{i}"
             self.kube.create(NETWORK_PARAMS, {
                 "apiVersion": f"{names.PARAMS_GROUP}/{names.PARAMS_VERSION}", "kind": names.PARAMS_KIND,
@@ -111,13 +117,26 @@ class Bench:
             time.sleep(0.2)
 
     def watch_pods(self, stop: threading.Event) -> None:
-        w = watch.Watch()
-        for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
-            # The client yields None for a blank line of the stream; bookmarks are not asked for.
-            if event is not None and event["type"] != "BOOKMARK":
-                self.note_lifted(event["object"])
-            if stop.is_set() or len(self.lifted) >= self.pods:
-                w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
+        """Until every pod is lifted (or 600 s): a watch can end early, quietly
+        (the server closes it under load), so each ends with a list and a new watch."""
+        deadline = time.monotonic() + 600
+        while not stop.is_set() and len(self.lifted) < self.pods and time.monotonic() < deadline:
+            listed = self.core.list_namespaced_pod(self.namespace)
+            for pod in listed.items:
+                self.note_lifted(pod)
+            assert listed.metadata is not None
+            w = watch.Watch()
+            try:
+                for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=60,
+                                      resource_version=listed.metadata.resource_version):
+                    # The client yields None for a blank line of the stream; bookmarks are not asked for.
+                    if event is not None and event["type"] != "BOOKMARK":
+                        self.note_lifted(event["object"])
+                    if stop.is_set() or len(self.lifted) >= self.pods:
+                        w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
+            except ApiException as err:  # 410 Gone: the version listed is too old; list again
+                if err.status != 410:
+                    raise
 
     def note_lifted(self, pod: client.V1Pod) -> None:
         """Record when a pod first shows its allocations and no scheduling gate."""
@@ -184,8 +203,18 @@ class Bench:
                 "max": round(max(latencies), 3)} if latencies else None,
             "controller_rss_mib": {"idle": round(idle_rss / 1024, 1), "peak": round(self.rss_peak / 1024, 1)},
             "controller_cpu_seconds": round(cpu, 2),
+            "address_conflicts": self.conflicts(),
             "host_cpus": os.cpu_count(),
         }
+
+    def conflicts(self) -> int:
+        """Addresses held by more than one pod on the same network."""
+        holders: Counter[tuple[str, str]] = Counter()
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            text = ((pod.metadata and pod.metadata.annotations) or {}).get(names.ALLOCATIONS_ANNOTATION)
+            for a in parse_allocations(text) if text else ():
+                holders.update((a.pod_network_name, ip) for ip in a.ips)
+        return sum(n - 1 for n in holders.values() if n > 1)
 
     def cleanup(self) -> None:
         self.core.delete_collection_namespaced_pod(self.namespace, grace_period_seconds=0)
@@ -216,9 +245,13 @@ def main() -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--workers", type=int, default=16, help="controller worker threads")
+    parser.add_argument("--networks", type=int, default=2, choices=range(1, 9), metavar="1..8",
+                        help="secondary networks per pod (default %(default)s)")
     parser.add_argument("--out", default=str(HERE.parents[1] / "build" / "bench" / "controller.json"))
     args = parser.parse_args()
-    bench = Bench(args.kubeconfig, args.pods, args.workers)
+    if args.pods > 1000:
+        parser.error("--pods: at most 1000 (each network is a /22)")
+    bench = Bench(args.kubeconfig, args.pods, args.workers, args.networks)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     log = Path(args.out).with_suffix(".controller.log")
     try:
@@ -227,7 +260,7 @@ def main() -> int:
         bench.cleanup()
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    return 0 if result["pods_completed"] == args.pods else 1
+    return 0 if result["pods_completed"] == args.pods and result["address_conflicts"] == 0 else 1
 
 
 if __name__ == "__main__":
