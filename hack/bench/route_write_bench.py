@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def one_round(node: Node, router: Pod, tree: Path, count: int, prefix: str, logs
         target.stop()
 
 
-def realized(node: Node, count: int) -> Any:
+def realized(node: Node, count: int) -> Callable[[], None]:
     """A check run right after the insert Write: every route in the network's table."""
     def check() -> None:
         out = subprocess.run(["ip", "-n", node.ipu_ns, "-4", "route", "show", "table", str(TABLE_BASE + NET_ID)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import json
 import pytest
 from kubernetes import client, config
 
+from tests.datapath.conftest import free_port
 from tests.support import cni as testing
 from cni.install import install
 
@@ -62,6 +64,25 @@ def emulated_node(api: client.ApiClient, kubeconfig: Path, work: Path, *default:
             agent.stop()
         objects.close()
         netns.close()
+
+
+@contextmanager
+def node_with_target(api: client.ApiClient, kubeconfig: Path, work: Path, pod_cidr: str,
+                     *target_args: str) -> Iterator[tuple[testing.Node, str]]:
+    """An emulated node whose agent programs a real `multinet ipu` (its own
+    process, in the node's IPU namespace), and the target's address."""
+    address = f"127.0.0.1:{free_port()}"
+    with emulated_node(api, kubeconfig, work, "--pod-cidr", pod_cidr, "--p4runtime", address) as node:
+        log = open(work / "ipu.log", "ab")
+        target = subprocess.Popen([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu, "--port",
+                                   address.rsplit(":", 1)[1], "--prefix", PREFIX, *target_args],
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield node, address
+        finally:
+            target.terminate()
+            target.wait(timeout=30)
+            log.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ agent is back; a live pod keeps its entries throughout the restart."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,7 @@ from kubernetes import client
 from agent.plan import link_name
 from datapath.client.p4rt import P4RuntimeClient
 from datapath.entries import Exact
-from tests.agent.conftest import emulated_node
-from tests.datapath.conftest import free_port
+from tests.agent.conftest import node_with_target
 from tests.support.cni import TEST_PREFIX as PREFIX
 from tests.support.cni import Node, alloc, run
 from tests.support.wait import wait_for
@@ -30,19 +27,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 @pytest.fixture(scope="module")
 def ipu_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str]]:
-    work = tmp_path_factory.mktemp("restart-dp")
-    address = f"127.0.0.1:{free_port()}"
-    with emulated_node(api, kubeconfig, work, "--pod-cidr", "10.244.79.0/24", "--p4runtime", address) as node:
-        log = open(work / "ipu.log", "ab")
-        target = subprocess.Popen([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu, "--port",
-                                   address.rsplit(":", 1)[1], "--prefix", PREFIX],
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield node, address
-        finally:
-            target.terminate()
-            target.wait(timeout=30)
-            log.close()
+    with node_with_target(api, kubeconfig, tmp_path_factory.mktemp("restart-dp"), "10.244.79.0/24") as found:
+        yield found
 
 
 def representors(address: str) -> set[str]:

@@ -8,8 +8,6 @@ first pod is gone, the retried ADD succeeds."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,7 @@ from kubernetes import client
 from agent.plan import link_name
 from datapath.client.p4rt import P4RuntimeClient
 from datapath.pipeline import pipeline
-from tests.agent.conftest import emulated_node
-from tests.datapath.conftest import free_port
+from tests.agent.conftest import node_with_target
 from tests.support.cni import TEST_PREFIX as PREFIX
 from tests.support.cni import Node, alloc, link
 from tests.support.wait import wait_for
@@ -34,19 +31,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 def full_node(api: client.ApiClient, crds: list[str], kubeconfig: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str]]:
     work = tmp_path_factory.mktemp("full")
-    address = f"127.0.0.1:{free_port()}"
-    with emulated_node(api, kubeconfig, work, "--pod-cidr", "10.244.78.0/24", "--p4runtime", address) as node:
-        log = open(work / "ipu.log", "ab")
-        target = subprocess.Popen([sys.executable, "-m", "multinet.cli", "ipu", "--netns", node.ipu, "--port",
-                                   address.rsplit(":", 1)[1], "--prefix", PREFIX, "--size", "port=1"],
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            load_pipeline(address, {"port": 1})
-            yield node, address
-        finally:
-            target.terminate()
-            target.wait(timeout=30)
-            log.close()
+    with node_with_target(api, kubeconfig, work, "10.244.78.0/24", "--size", "port=1") as (node, address):
+        load_pipeline(address, {"port": 1})
+        yield node, address
 
 
 def load_pipeline(address: str, sizes: dict[str, int]) -> None:
