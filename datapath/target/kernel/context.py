@@ -24,6 +24,8 @@ from datapath.entries import Entry, Exact, Lpm, P4Error, ip_text, mac_text
 from datapath.netlink import Session
 from datapath.pipeline import table_family
 from datapath.target import features as feat
+from datapath.target.kernel import nftelem
+from datapath.target.kernel.nftelem import Elements
 from datapath.target.realizer import Realizer, Registry
 
 RULE_PRIORITY = 1000  # our `iif` rules; below main (32766)
@@ -83,17 +85,23 @@ def family(table: str) -> Family:
 
 @dataclass
 class Pending:
-    """One nft transaction in three phases: create objects, change elements, delete objects."""
+    """One nft transaction in three phases: create objects, change elements,
+    delete objects. Element changes of plain values may come as `Elements`:
+    a batch of only those goes to the kernel over netlink (nftelem.py)."""
 
     create: list[str] = field(default_factory=list)
-    elements: list[str] = field(default_factory=list)
+    elements: list[str | Elements] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
 
     def script(self) -> str:
-        return "\n".join(self.create + self.elements + self.delete) + "\n"
+        elements = [e if isinstance(e, str) else e.text() for e in self.elements]
+        return "\n".join(self.create + elements + self.delete) + "\n"
 
-    def __bool__(self) -> bool:
-        return bool(self.create or self.elements or self.delete)
+    def values_only(self) -> list[Elements] | None:
+        """The element changes, when the batch holds nothing else."""
+        if self.create or self.delete or any(isinstance(e, str) for e in self.elements):
+            return None
+        return [e for e in self.elements if not isinstance(e, str)]
 
 
 class KernelContext:
@@ -140,6 +148,18 @@ class KernelContext:
         batch = self.routes.batch()
         batch.delete_table_route(table, f.text(dst.value), dst.prefix_len)
         batch.commit()
+
+    def commit(self, pending: Pending) -> None:
+        """One kernel transaction of `pending`: over netlink when it is only
+        value elements, else one `nft -f`."""
+        values = pending.values_only()
+        if values is None:
+            self.nft_checked(pending.script())
+        elif values:
+            try:
+                nftelem.commit(values)
+            except OSError as err:
+                raise P4Error(rpc_code.INTERNAL, f"nf_tables refused the element changes: {err}") from err
 
     def nft_checked(self, script: str) -> None:
         result = nft(script)

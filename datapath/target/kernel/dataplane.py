@@ -131,8 +131,7 @@ class Kernel:
         for realizer in self.realizers.values():
             realizer.finish(store)
         pending, self.ctx.pending = self.ctx.pending, Pending()
-        if pending:
-            self.ctx.nft_checked(pending.script())
+        self.ctx.commit(pending)
 
     # --- reading ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ in a named counter chosen through the `svc_counters` map of its family.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from finsy.proto import rpc_code
@@ -21,6 +22,7 @@ from datapath.target.kernel import nftobj
 from datapath.target.kernel.context import (V6, Family, KernelContext, KernelRealizer, exact, family, network_of,
                                             realizes)
 from datapath.target.kernel.ndproxy import NdProxy
+from datapath.target.kernel.nftelem import Element, Elements
 from datapath.target.kernel.networks import Networks
 from datapath.target.realizer import Counts
 from datapath.target.store import Key
@@ -59,6 +61,18 @@ def service_key(e: Entry) -> str:
     return f"{network_of(e)} . {f.text(int(exact(e, 'vip')))} . {exact(e, 'proto')} . {exact(e, 'port')}"
 
 
+def service_bytes(e: Entry) -> bytes:
+    """The entry's key as the kernel's registers hold it: the mark in host
+    order, the VIP, the protocol and the port, each padded to 4 bytes."""
+    f = family(e.table)
+    return (network_of(e).to_bytes(4, sys.byteorder) + int(exact(e, "vip")).to_bytes(f.width // 8, "big")
+            + int(exact(e, "proto")).to_bytes(1, "big") + b"\0\0\0" + _port(int(exact(e, "port"))))
+
+
+def _port(port: int) -> bytes:
+    return port.to_bytes(2, "big") + b"\0\0"
+
+
 @realizes("service")
 class ServiceRealizer(KernelRealizer):
     @property
@@ -73,7 +87,7 @@ class ServiceRealizer(KernelRealizer):
         net, key, f = network_of(e), service_key(e), self.family
         old_size = sum(c.weight for c in old.actions) if old else 0
         new_size = sum(c.weight for c in new.actions) if new else 0
-        chain = self._backends(key, old_size, new)
+        chain = self._backends(e, old_size, new)
         if old is None and new is not None:
             self.ctx.part(Networks).acquire(net)
             self._counter(key, e, add=True)
@@ -91,18 +105,23 @@ class ServiceRealizer(KernelRealizer):
                 self.ctx.part(NdProxy).release(net, int(exact(e, "vip")), None)
             self.ctx.part(Networks).release(net)
 
-    def _backends(self, key: str, old_size: int, new: Entry | None) -> str:
-        """Replace the service's (bucket -> backend) elements: one bucket per unit of weight."""
+    def _backends(self, e: Entry, old_size: int, new: Entry | None) -> str:
+        """Replace the service's (bucket -> backend) elements: one bucket per unit of weight.
+        Plain values (nftelem.Elements): an endpoint change alone goes over netlink."""
         q, t, f = self.ctx.pending.elements, self.ctx.table, self.family
+        key, raw = service_key(e), service_bytes(e)
         if old_size:
-            q.append(f"delete element inet {t} backends{f.suffix} {{ "
-                     + ", ".join(f"{key} . {i}" for i in range(old_size)) + " }")
+            q.append(Elements(False, t, f"backends{f.suffix}", [
+                Element(f"{key} . {i}", raw + i.to_bytes(4, sys.byteorder)) for i in range(old_size)]))
         if new is None:
             return ""
         chain = self.ctx.part(LbChains).need(f, sum(c.weight for c in new.actions))
         buckets = [params for call in new.actions for params in [call.params] * call.weight]
-        q.append(f"add element inet {t} backends{f.suffix} {{ " + ", ".join(
-            f"{key} . {i} : {f.text(int(b[0]))} . {b[1]}" for i, b in enumerate(buckets)) + " }")
+        width = f.width // 8
+        q.append(Elements(True, t, f"backends{f.suffix}", [
+            Element(f"{key} . {i}", raw + i.to_bytes(4, sys.byteorder),
+                    f"{f.text(int(b[0]))} . {b[1]}", int(b[0]).to_bytes(width, "big") + _port(int(b[1])))
+            for i, b in enumerate(buckets)]))
         return chain
 
     def _counter(self, key: str, e: Entry, add: bool) -> None:

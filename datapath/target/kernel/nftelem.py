@@ -1,0 +1,143 @@
+"""Changing set elements over netlink, without nft.
+
+For any element command nft 1.0.6 first reads every chain, set and named
+counter of the table from the kernel (its cache): at 10,000 Services that is
+about 60 ms before it sends the few bytes of one endpoint change. A batch
+made only of element changes whose keys and data are plain values (no
+verdicts, no object references) is sent here instead, as nft would send it:
+one nfnetlink batch (NFNL_MSG_BATCH_BEGIN, NFT_MSG_NEWSETELEM /
+NFT_MSG_DELSETELEM, NFNL_MSG_BATCH_END), one kernel transaction, all or
+nothing. The same changes render as nft text (`Elements.text`) when the
+batch also holds other commands, so a Write is still one transaction.
+
+Keys and data are the kernel's registers: concatenated fields, each padded
+to 4 bytes (as nftobj.py reads them back). A set whose declaration carries
+expressions (`counter`) gets them on each new element from the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from datapath.target.kernel.nftobj import (DATA_VALUE, ELEM_DATA, ELEM_KEY, ELEM_LIST_ELEMENTS, ELEM_LIST_SET,
+                                           ELEM_LIST_TABLE, LIST_ELEM, NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES,
+                                           NFPROTO_INET, NLM_F_REQUEST, NLMSG_ERROR, _attr)
+
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFT_MSG_NEWSETELEM, NFT_MSG_GETGEN, NFT_MSG_DELSETELEM = 12, 16, 14
+NLM_F_ACK, NLM_F_CREATE = 0x4, 0x400
+NLA_F_NESTED = 0x8000
+NETLINK_CAP_ACK, SOL_NETLINK = 10, 270
+# An attribute's length is 16 bits: one message carries at most this much of elements.
+_MESSAGE_ELEMENTS = 60_000
+_SNDBUF = 1 << 25  # one batch is one datagram (the kernel's transaction); nft raises it likewise
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element: its key (and data, for a map) as nft text and as register bytes."""
+
+    key_text: str
+    key: bytes
+    data_text: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Elements:
+    """`add` or `delete` of elements of one set of the table."""
+
+    add: bool
+    table: str
+    set_name: str
+    items: Sequence[Element]
+
+    def text(self) -> str:
+        if self.add:
+            body = ", ".join(f"{e.key_text} : {e.data_text}" if e.data_text else e.key_text for e in self.items)
+        else:
+            body = ", ".join(e.key_text for e in self.items)
+        return f"{'add' if self.add else 'delete'} element inet {self.table} {self.set_name} {{ {body} }}"
+
+
+def _nested(kind: int, payload: bytes) -> bytes:
+    return _attr(kind | NLA_F_NESTED, payload)
+
+
+def _element(e: Element, add: bool) -> bytes:
+    body = _nested(ELEM_KEY, _attr(DATA_VALUE, e.key))
+    if add and e.data is not None:
+        body += _nested(ELEM_DATA, _attr(DATA_VALUE, e.data))
+    return _nested(LIST_ELEM, body)
+
+
+def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: bytes) -> bytes:
+    body = struct.pack("!BBH", family, 0, res_id) + attrs  # nfgenmsg; res_id in network order
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+
+
+def batch(changes: Iterable[Elements], seq: int = 1) -> tuple[bytes, int]:
+    """The nfnetlink batch of `changes`, in order, and the next free sequence number."""
+    out = [_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")]
+    seq += 1
+    for change in changes:
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if change.add else NFT_MSG_DELSETELEM)
+        flags = NLM_F_REQUEST | (NLM_F_CREATE if change.add else 0)  # no ack: errors come anyway
+        named = _attr(ELEM_LIST_TABLE, change.table.encode() + b"\0") + _attr(ELEM_LIST_SET, change.set_name.encode() + b"\0")
+        chunk: list[bytes] = []
+        size = 0
+        for e in change.items:
+            raw = _element(e, change.add)
+            if chunk and size + len(raw) > _MESSAGE_ELEMENTS:
+                out.append(_message(kind, flags, seq, NFPROTO_INET, 0, named + _nested(ELEM_LIST_ELEMENTS, b"".join(chunk))))
+                seq, chunk, size = seq + 1, [], 0
+            chunk.append(raw)
+            size += len(raw)
+        if chunk:
+            out.append(_message(kind, flags, seq, NFPROTO_INET, 0, named + _nested(ELEM_LIST_ELEMENTS, b"".join(chunk))))
+            seq += 1
+    out.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
+    return b"".join(out), seq + 1
+
+
+def commit(changes: Sequence[Elements]) -> None:
+    """Send `changes` as one kernel transaction in the caller's namespace;
+    OSError (with the kernel's errno) when the kernel refused it, and then
+    none of it took effect."""
+    data, barrier = batch(changes)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+        if len(data) > s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2 - 32:
+            s.setsockopt(socket.SOL_SOCKET, 32, len(data) * 2 + 4096)  # SO_SNDBUFFORCE (root)
+        s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error quotes only the header, not 60 KB of elements
+        s.bind((0, 0))
+        s.send(data)
+        # The kernel answers in order: an error for each refused message (and
+        # for a failed commit), then the barrier's (NFT_MSG_GETGEN) reply and
+        # ack. Once the barrier's ack is in, every answer of the batch is too.
+        s.send(_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, barrier,
+                        socket.AF_UNSPEC, 0, b""))
+        first_error = 0
+        while True:
+            reply = s.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(reply):
+                length, mtype, _, rseq, _ = struct.unpack_from("=IHHII", reply, offset)
+                if length < 16:
+                    break
+                if mtype == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", reply, offset + 16)
+                    if rseq == barrier:
+                        if first_error:
+                            raise OSError(first_error, f"nf_tables element batch: {os.strerror(first_error)}")
+                        if code:
+                            raise OSError(-code, f"nf_tables generation read: {os.strerror(-code)}")
+                        return
+                    if code and not first_error:
+                        first_error = -code
+                offset += (length + 3) & ~3
+
