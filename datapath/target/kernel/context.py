@@ -25,7 +25,6 @@ from datapath.netlink import Session
 from datapath.pipeline import table_family
 from datapath.target import features as feat
 from datapath.target.kernel import nftelem
-from datapath.target.kernel.nftelem import Elements
 from datapath.target.realizer import Realizer, Registry
 
 RULE_PRIORITY = 1000  # our `iif` rules; below main (32766)
@@ -85,23 +84,29 @@ def family(table: str) -> Family:
 
 @dataclass
 class Pending:
-    """One nft transaction in three phases: create objects, change elements,
-    delete objects. Element changes of plain values may come as `Elements`:
-    a batch of only those goes to the kernel over netlink (nftelem.py)."""
+    """One kernel transaction in three phases: create objects, change
+    elements, delete objects. Counters and elements may come as nftelem
+    changes: a batch of only those goes to the kernel over netlink, the rest
+    as one `nft -f` in which they render as text. `ahead`: nft commands
+    that make what nothing uses yet (a chain), which may go first on their own."""
 
-    create: list[str] = field(default_factory=list)
-    elements: list[str | Elements] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
+    ahead: list[str] = field(default_factory=list)
+    create: list[str | nftelem.Counter] = field(default_factory=list)
+    elements: list[str | nftelem.Elements] = field(default_factory=list)
+    delete: list[str | nftelem.Counter] = field(default_factory=list)
+
+    def _changes(self) -> list[str | nftelem.Change]:
+        return [*self.create, *self.elements, *self.delete]
 
     def script(self) -> str:
-        elements = [e if isinstance(e, str) else e.text() for e in self.elements]
-        return "\n".join(self.create + elements + self.delete) + "\n"
+        return "\n".join(self.ahead + [c if isinstance(c, str) else c.text() for c in self._changes()]) + "\n"
 
-    def values_only(self) -> list[Elements] | None:
-        """The element changes, when the batch holds nothing else."""
-        if self.create or self.delete or any(isinstance(e, str) for e in self.elements):
+    def netlink_only(self) -> list[nftelem.Change] | None:
+        """The changes past `ahead`, when none of them needs nft."""
+        changes = self._changes()
+        if any(isinstance(c, str) for c in changes):
             return None
-        return [e for e in self.elements if not isinstance(e, str)]
+        return [c for c in changes if not isinstance(c, str)]
 
 
 class KernelContext:
@@ -150,16 +155,19 @@ class KernelContext:
         batch.commit()
 
     def commit(self, pending: Pending) -> None:
-        """One kernel transaction of `pending`: over netlink when it is only
-        value elements, else one `nft -f`."""
-        values = pending.values_only()
-        if values is None:
+        """One kernel transaction of `pending`: over netlink when nothing in
+        it needs nft (after its `ahead` part), else one `nft -f`."""
+        changes = pending.netlink_only()
+        if changes is None:
             self.nft_checked(pending.script())
-        elif values:
+            return
+        if pending.ahead:
+            self.nft_checked("\n".join(pending.ahead) + "\n")
+        if changes:
             try:
-                nftelem.commit(values)
+                nftelem.commit(changes)
             except OSError as err:
-                raise P4Error(rpc_code.INTERNAL, f"nf_tables refused the element changes: {err}") from err
+                raise P4Error(rpc_code.INTERNAL, f"nf_tables refused the batch: {err}") from err
 
     def nft_checked(self, script: str) -> None:
         result = nft(script)

@@ -11,6 +11,7 @@ network (mark) and port -> zone maps.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from finsy.proto import rpc_code
 from datapath.entries import P4Error, ip
 from datapath.target.kernel.context import (FAMILIES, RULE_PRIORITY, TABLE_BASE, VXLAN_PORT, KernelContext,
                                             tunnel_mac)
+from datapath.target.kernel.nftelem import Element, Elements
 from podnetwork import faults
 
 
@@ -111,8 +113,10 @@ class Networks:
         self.port_elements(link, self.by_id[net], add=False)
 
     def port_elements(self, link: str, n: Network, add: bool) -> None:
-        verb, t = ("add" if add else "delete"), self.ctx.table
-        q = self.ctx.pending.elements
-        q.append(f'{verb} element inet {t} port_net {{ "{link}" : {n.id} }}')
+        q, t = self.ctx.pending.elements, self.ctx.table
+        # An interface name is 16 bytes (IFNAMSIZ) in a register, a mark 4 and
+        # a conntrack zone 2, both in host byte order.
+        name = (f'"{link}"', link.encode().ljust(16, b"\0"))
+        q.append(Elements(add, t, "port_net", [Element(*name, str(n.id), n.id.to_bytes(4, sys.byteorder))]))
         if self.ctx.features.ct_zone_map:
-            q.append(f'{verb} element inet {t} port_zone {{ "{link}" : {n.zone} }}')
+            q.append(Elements(add, t, "port_zone", [Element(*name, str(n.zone), n.zone.to_bytes(2, sys.byteorder))]))

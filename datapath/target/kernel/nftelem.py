@@ -1,14 +1,15 @@
-"""Changing set elements over netlink, without nft.
+"""Changing set elements and counter objects over netlink, without nft.
 
 For any element command nft 1.0.6 first reads every chain, set and named
 counter of the table from the kernel (its cache): at 10,000 Services that is
-about 60 ms before it sends the few bytes of one endpoint change. A batch
-made only of element changes whose keys and data are plain values (no
-verdicts, no object references) is sent here instead, as nft would send it:
-one nfnetlink batch (NFNL_MSG_BATCH_BEGIN, NFT_MSG_NEWSETELEM /
-NFT_MSG_DELSETELEM, NFNL_MSG_BATCH_END), one kernel transaction, all or
-nothing. The same changes render as nft text (`Elements.text`) when the
-batch also holds other commands, so a Write is still one transaction.
+about 60 ms before it sends the few bytes of one endpoint change, and a
+large Write pays nft's parse of every line on top. A batch made only of
+element changes (values, a `goto` to a chain, a named object) and counter
+objects is sent here instead, as nft would send it: one nfnetlink batch
+(NFNL_MSG_BATCH_BEGIN, NFT_MSG_NEWOBJ / NEWSETELEM / DELSETELEM / DELOBJ,
+NFNL_MSG_BATCH_END), one kernel transaction, all or nothing. The same
+changes render as nft text (`text()`) when the batch also holds other
+commands, so a Write is still one transaction.
 
 Keys and data are the kernel's registers: concatenated fields, each padded
 to 4 bytes (as nftobj.py reads them back). A set whose declaration carries
@@ -20,31 +21,50 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from datapath.target.kernel.nftobj import (DATA_VALUE, ELEM_DATA, ELEM_KEY, ELEM_LIST_ELEMENTS, ELEM_LIST_SET,
-                                           ELEM_LIST_TABLE, LIST_ELEM, NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES,
-                                           NFPROTO_INET, NLM_F_REQUEST, NLMSG_ERROR, _attr)
+from datapath.target.kernel.nftobj import (COUNTER_BYTES, COUNTER_PACKETS, DATA_VALUE, ELEM_DATA, ELEM_KEY,
+                                           ELEM_LIST_ELEMENTS, ELEM_LIST_SET, ELEM_LIST_TABLE, LIST_ELEM,
+                                           NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_OBJECT_COUNTER,
+                                           NLM_F_REQUEST, NLMSG_ERROR, OBJ_DATA, OBJ_NAME, OBJ_TABLE, OBJ_TYPE, _attr)
 
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
-NFT_MSG_NEWSETELEM, NFT_MSG_GETGEN, NFT_MSG_DELSETELEM = 12, 16, 14
+NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM, NFT_MSG_GETGEN, NFT_MSG_NEWOBJ, NFT_MSG_DELOBJ = 12, 14, 16, 18, 20
+NFT_GOTO = -4
+# Attribute numbers (nf_tables.h) beyond those nftobj.py reads.
+ELEM_OBJREF = 9
+DATA_VERDICT, VERDICT_CODE, VERDICT_CHAIN = 2, 1, 2
 NLM_F_ACK, NLM_F_CREATE = 0x4, 0x400
 NLA_F_NESTED = 0x8000
 NETLINK_CAP_ACK, SOL_NETLINK = 10, 270
 # An attribute's length is 16 bits: one message carries at most this much of elements.
 _MESSAGE_ELEMENTS = 60_000
-_SNDBUF = 1 << 25  # one batch is one datagram (the kernel's transaction); nft raises it likewise
+SO_SNDBUFFORCE = 32
+
+
+@dataclass(frozen=True)
+class Goto:
+    """A verdict map's data: `goto <chain>`."""
+
+    chain: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An object map's data: the named object (a counter)."""
+
+    name: str
 
 
 @dataclass(frozen=True)
 class Element:
-    """One element: its key (and data, for a map) as nft text and as register bytes."""
+    """One element: its key (and data, for a map) as nft text and as the kernel holds it."""
 
     key_text: str
     key: bytes
     data_text: str | None = None
-    data: bytes | None = None
+    data: bytes | Goto | Ref | None = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +84,48 @@ class Elements:
         return f"{'add' if self.add else 'delete'} element inet {self.table} {self.set_name} {{ {body} }}"
 
 
+@dataclass(frozen=True)
+class Counter:
+    """`add` or `delete` of a named counter of the table."""
+
+    add: bool
+    table: str
+    name: str
+
+    def text(self) -> str:
+        return f"{'add' if self.add else 'delete'} counter inet {self.table} {self.name}"
+
+
+Change = Elements | Counter
+
+
 def _nested(kind: int, payload: bytes) -> bytes:
     return _attr(kind | NLA_F_NESTED, payload)
 
 
+def _string(kind: int, text: str) -> bytes:
+    return _attr(kind, text.encode() + b"\0")
+
+
 def _element(e: Element, add: bool) -> bytes:
     body = _nested(ELEM_KEY, _attr(DATA_VALUE, e.key))
-    if add and e.data is not None:
+    if add and isinstance(e.data, bytes):
         body += _nested(ELEM_DATA, _attr(DATA_VALUE, e.data))
+    elif add and isinstance(e.data, Goto):
+        verdict = _attr(VERDICT_CODE, struct.pack(">i", NFT_GOTO)) + _string(VERDICT_CHAIN, e.data.chain)
+        body += _nested(ELEM_DATA, _nested(DATA_VERDICT, verdict))
+    elif add and isinstance(e.data, Ref):
+        body += _string(ELEM_OBJREF, e.data.name)
     return _nested(LIST_ELEM, body)
+
+
+def _counter(c: Counter, seq: int) -> bytes:
+    attrs = _string(OBJ_TABLE, c.table) + _string(OBJ_NAME, c.name) + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
+    if not c.add:
+        return _message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELOBJ, NLM_F_REQUEST, seq, NFPROTO_INET, 0, attrs)
+    zero = _attr(COUNTER_BYTES, bytes(8)) + _attr(COUNTER_PACKETS, bytes(8))
+    return _message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ, NLM_F_REQUEST | NLM_F_CREATE, seq, NFPROTO_INET, 0,
+                    attrs + _nested(OBJ_DATA, zero))
 
 
 def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: bytes) -> bytes:
@@ -80,14 +133,18 @@ def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: b
     return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
 
 
-def batch(changes: Iterable[Elements], seq: int = 1) -> tuple[bytes, int]:
+def batch(changes: Iterable[Change], seq: int = 1) -> tuple[bytes, int]:
     """The nfnetlink batch of `changes`, in order, and the next free sequence number."""
     out = [_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")]
     seq += 1
-    for change in changes:
+    for change in _merged(changes):
+        if isinstance(change, Counter):
+            out.append(_counter(change, seq))
+            seq += 1
+            continue
         kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if change.add else NFT_MSG_DELSETELEM)
         flags = NLM_F_REQUEST | (NLM_F_CREATE if change.add else 0)  # no ack: errors come anyway
-        named = _attr(ELEM_LIST_TABLE, change.table.encode() + b"\0") + _attr(ELEM_LIST_SET, change.set_name.encode() + b"\0")
+        named = _string(ELEM_LIST_TABLE, change.table) + _string(ELEM_LIST_SET, change.set_name)
         chunk: list[bytes] = []
         size = 0
         for e in change.items:
@@ -104,15 +161,38 @@ def batch(changes: Iterable[Elements], seq: int = 1) -> tuple[bytes, int]:
     return b"".join(out), seq + 1
 
 
-def commit(changes: Sequence[Elements]) -> None:
+def _merged(changes: Iterable[Change]) -> Iterator[Change]:
+    """Adjacent changes of the same set and verb as one (a Write of 10,000
+    Services brings one element per Service and set, in runs)."""
+    run: Elements | None = None
+    items: list[Element] = []
+    for change in changes:
+        if run is not None and isinstance(change, Elements) and (change.add, change.table, change.set_name) == (
+                run.add, run.table, run.set_name):
+            items.extend(change.items)
+            continue
+        if run is not None:
+            yield Elements(run.add, run.table, run.set_name, items)
+            run, items = None, []
+        if isinstance(change, Elements):
+            run, items = change, list(change.items)
+        else:
+            yield change
+    if run is not None:
+        yield Elements(run.add, run.table, run.set_name, items)
+
+
+def commit(changes: Sequence[Change]) -> None:
     """Send `changes` as one kernel transaction in the caller's namespace;
     OSError (with the kernel's errno) when the kernel refused it, and then
     none of it took effect."""
     data, barrier = batch(changes)
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
-        if len(data) > s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2 - 32:
-            s.setsockopt(socket.SOL_SOCKET, 32, len(data) * 2 + 4096)  # SO_SNDBUFFORCE (root)
+        # One batch is one datagram (the kernel's transaction): room for all of it, as nft makes.
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 4096)
+        except PermissionError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, len(data) + 4096)
         s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error quotes only the header, not 60 KB of elements
         s.bind((0, 0))
         s.send(data)
@@ -133,7 +213,7 @@ def commit(changes: Sequence[Elements]) -> None:
                     (code,) = struct.unpack_from("=i", reply, offset + 16)
                     if rseq == barrier:
                         if first_error:
-                            raise OSError(first_error, f"nf_tables element batch: {os.strerror(first_error)}")
+                            raise OSError(first_error, f"nf_tables batch: {os.strerror(first_error)}")
                         if code:
                             raise OSError(-code, f"nf_tables generation read: {os.strerror(-code)}")
                         return

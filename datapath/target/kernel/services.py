@@ -22,7 +22,7 @@ from datapath.target.kernel import nftobj
 from datapath.target.kernel.context import (V6, Family, KernelContext, KernelRealizer, exact, family, network_of,
                                             realizes)
 from datapath.target.kernel.ndproxy import NdProxy
-from datapath.target.kernel.nftelem import Element, Elements
+from datapath.target.kernel.nftelem import Counter, Element, Elements, Goto, Ref
 from datapath.target.kernel.networks import Networks
 from datapath.target.realizer import Counts
 from datapath.target.store import Key
@@ -41,7 +41,7 @@ class LbChains:
             return chain
         self.made.add((f.suffix, size))
         t = self.ctx.table
-        self.ctx.pending.create += [
+        self.ctx.pending.ahead += [
             f"add chain inet {t} {chain}",
             f"add rule inet {t} {chain} ct mark set numgen random mod {size} "
             f"dnat {f.nft} to meta mark . {f.nft} daddr . meta l4proto . th dport . ct mark map @backends{f.suffix}",
@@ -94,11 +94,11 @@ class ServiceRealizer(KernelRealizer):
             if f is V6:
                 self.ctx.part(NdProxy).hold(net, int(exact(e, "vip")), None)
         if new is None or old is None or old_size != new_size:
-            q, t = self.ctx.pending.elements, self.ctx.table
+            q, t, raw = self.ctx.pending.elements, self.ctx.table, service_bytes(e)
             if old is not None:
-                q.append(f"delete element inet {t} svc{f.suffix} {{ {key} }}")
+                q.append(Elements(False, t, f"svc{f.suffix}", [Element(key, raw)]))
             if new is not None:
-                q.append(f"add element inet {t} svc{f.suffix} {{ {key} : goto {chain} }}")
+                q.append(Elements(True, t, f"svc{f.suffix}", [Element(key, raw, f"goto {chain}", Goto(chain))]))
         if new is None and old is not None:
             self._counter(key, e, add=False)
             if f is V6:
@@ -128,19 +128,20 @@ class ServiceRealizer(KernelRealizer):
         if not self.ctx.features.counter_map:
             return
         q, t, name, f = self.ctx.pending, self.ctx.table, service_name(e), self.family
+        raw, counters = service_bytes(e), f"svc_counters{f.suffix}"
         if add:
-            dropped = f"delete counter inet {t} {name}"
+            dropped = Counter(False, t, name)
             if dropped in q.delete:
                 # Deleted and inserted again in this batch: its new element would hold the
                 # counter when the delete phase runs (EBUSY). Keep it, counting from zero.
                 q.delete.remove(dropped)
                 q.create.append(f"reset counter inet {t} {name}")
             else:
-                q.create.append(f"add counter inet {t} {name}")
-            q.elements.append(f'add element inet {t} svc_counters{f.suffix} {{ {key} : "{name}" }}')
+                q.create.append(Counter(True, t, name))
+            q.elements.append(Elements(True, t, counters, [Element(key, raw, f'"{name}"', Ref(name))]))
         else:
-            q.elements.append(f"delete element inet {t} svc_counters{f.suffix} {{ {key} }}")
-            q.delete.append(f"delete counter inet {t} {name}")
+            q.elements.append(Elements(False, t, counters, [Element(key, raw)]))
+            q.delete.append(Counter(False, t, name))
 
     def counters(self, entries: Sequence[Entry]) -> dict[Key, Counts]:
         # Only the counter objects, dumped over netlink: nft would load the
