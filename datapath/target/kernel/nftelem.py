@@ -41,6 +41,7 @@ NETLINK_CAP_ACK, SOL_NETLINK = 10, 270
 # An attribute's length is 16 bits: one message carries at most this much of elements.
 _MESSAGE_ELEMENTS = 60_000
 SO_SNDBUFFORCE = 32
+REPLY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def commit(changes: Sequence[Change]) -> None:
         except PermissionError:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, len(data) + 4096)
         s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # an error quotes only the header, not 60 KB of elements
+        s.settimeout(REPLY_TIMEOUT)  # the kernel answers at once; never hang the target's worker on it
         s.bind((0, 0))
         s.send(data)
         # The kernel answers in order: an error for each refused message (and
