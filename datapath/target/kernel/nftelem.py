@@ -22,12 +22,14 @@ import os
 import socket
 import struct
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
 from dataclasses import dataclass
 
 from datapath.target.kernel.nftobj import (COUNTER_BYTES, COUNTER_PACKETS, DATA_VALUE, ELEM_DATA, ELEM_KEY,
                                            ELEM_LIST_ELEMENTS, ELEM_LIST_SET, ELEM_LIST_TABLE, LIST_ELEM,
-                                           NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_OBJECT_COUNTER,
-                                           NLM_F_REQUEST, NLMSG_ERROR, OBJ_DATA, OBJ_NAME, OBJ_TABLE, OBJ_TYPE, _attr)
+                                           NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_OBJECT_COUNTER, NLM_F_REQUEST,
+                                           NLMSG_ERROR, OBJ_DATA, OBJ_NAME, OBJ_TABLE, OBJ_TYPE, _attr, error_code,
+                                           message, messages)
 
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM, NFT_MSG_GETGEN, NFT_MSG_NEWOBJ, NFT_MSG_DELOBJ = 12, 14, 16, 18, 20
@@ -123,64 +125,64 @@ def _element(e: Element, add: bool) -> bytes:
 def _counter(c: Counter, seq: int) -> bytes:
     attrs = _string(OBJ_TABLE, c.table) + _string(OBJ_NAME, c.name) + _attr(OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
     if not c.add:
-        return _message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELOBJ, NLM_F_REQUEST, seq, NFPROTO_INET, 0, attrs)
+        return message(NFT_MSG_DELOBJ, NLM_F_REQUEST, seq, attrs)
     zero = _attr(COUNTER_BYTES, bytes(8)) + _attr(COUNTER_PACKETS, bytes(8))
-    return _message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ, NLM_F_REQUEST | NLM_F_CREATE, seq, NFPROTO_INET, 0,
-                    attrs + _nested(OBJ_DATA, zero))
+    return message(NFT_MSG_NEWOBJ, NLM_F_REQUEST | NLM_F_CREATE, seq, attrs + _nested(OBJ_DATA, zero))
 
 
-def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: bytes) -> bytes:
-    body = struct.pack("!BBH", family, 0, res_id) + attrs  # nfgenmsg; res_id in network order
-    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+def _batch_mark(kind: int, seq: int) -> bytes:
+    """NFNL_MSG_BATCH_BEGIN or _END: a message of nfnetlink itself, naming the nf_tables subsystem."""
+    return struct.pack("=IHHII", 20, kind, NLM_F_REQUEST, seq, 0) + struct.pack("!BBH", socket.AF_UNSPEC, 0,
+                                                                             NFNL_SUBSYS_NFTABLES)
 
 
 def batch(changes: Iterable[Change], seq: int = 1) -> tuple[bytes, int]:
     """The nfnetlink batch of `changes`, in order, and the next free sequence number."""
-    out = [_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")]
+    out = [_batch_mark(NFNL_MSG_BATCH_BEGIN, seq)]
     seq += 1
     for change in _merged(changes):
         if isinstance(change, Counter):
             out.append(_counter(change, seq))
             seq += 1
             continue
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if change.add else NFT_MSG_DELSETELEM)
+        kind = NFT_MSG_NEWSETELEM if change.add else NFT_MSG_DELSETELEM
         flags = NLM_F_REQUEST | (NLM_F_CREATE if change.add else 0)  # no ack: errors come anyway
         named = _string(ELEM_LIST_TABLE, change.table) + _string(ELEM_LIST_SET, change.set_name)
-        chunk: list[bytes] = []
-        size = 0
-        for e in change.items:
-            raw = _element(e, change.add)
-            if chunk and size + len(raw) > _MESSAGE_ELEMENTS:
-                out.append(_message(kind, flags, seq, NFPROTO_INET, 0, named + _nested(ELEM_LIST_ELEMENTS, b"".join(chunk))))
-                seq, chunk, size = seq + 1, [], 0
-            chunk.append(raw)
-            size += len(raw)
-        if chunk:
-            out.append(_message(kind, flags, seq, NFPROTO_INET, 0, named + _nested(ELEM_LIST_ELEMENTS, b"".join(chunk))))
+        for chunk in _chunks(_element(e, change.add) for e in change.items):
+            out.append(message(kind, flags, seq, named + _nested(ELEM_LIST_ELEMENTS, chunk)))
             seq += 1
-    out.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
+    out.append(_batch_mark(NFNL_MSG_BATCH_END, seq))
     return b"".join(out), seq + 1
+
+
+def _chunks(elements: Iterable[bytes]) -> Iterator[bytes]:
+    """Encoded elements joined into runs of at most _MESSAGE_ELEMENTS bytes."""
+    chunk: list[bytes] = []
+    size = 0
+    for raw in elements:
+        if chunk and size + len(raw) > _MESSAGE_ELEMENTS:
+            yield b"".join(chunk)
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw)
+    if chunk:
+        yield b"".join(chunk)
 
 
 def _merged(changes: Iterable[Change]) -> Iterator[Change]:
     """Adjacent changes of the same set and verb as one (a Write of 10,000
     Services brings one element per Service and set, in runs)."""
-    run: Elements | None = None
-    items: list[Element] = []
-    for change in changes:
-        if run is not None and isinstance(change, Elements) and (change.add, change.table, change.set_name) == (
-                run.add, run.table, run.set_name):
-            items.extend(change.items)
-            continue
-        if run is not None:
-            yield Elements(run.add, run.table, run.set_name, items)
-            run, items = None, []
-        if isinstance(change, Elements):
-            run, items = change, list(change.items)
+    def same(c: Change) -> object:
+        return (c.add, c.table, c.set_name) if isinstance(c, Elements) else c
+
+    for _, run in groupby(changes, key=same):
+        first, *rest = run
+        if isinstance(first, Elements) and rest:
+            yield Elements(first.add, first.table, first.set_name,
+                           [e for c in (first, *rest) if isinstance(c, Elements) for e in c.items])
         else:
-            yield change
-    if run is not None:
-        yield Elements(run.add, run.table, run.set_name, items)
+            yield first
+            yield from rest
 
 
 def commit(changes: Sequence[Change]) -> None:
@@ -201,25 +203,18 @@ def commit(changes: Sequence[Change]) -> None:
         # The kernel answers in order: an error for each refused message (and
         # for a failed commit), then the barrier's (NFT_MSG_GETGEN) reply and
         # ack. Once the barrier's ack is in, every answer of the batch is too.
-        s.send(_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, barrier,
-                        socket.AF_UNSPEC, 0, b""))
+        s.send(message(NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, barrier, b"", family=socket.AF_UNSPEC))
         first_error = 0
         while True:
             reply = s.recv(1 << 20)
-            offset = 0
-            while offset + 16 <= len(reply):
-                length, mtype, _, rseq, _ = struct.unpack_from("=IHHII", reply, offset)
-                if length < 16:
-                    break
-                if mtype == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", reply, offset + 16)
-                    if rseq == barrier:
-                        if first_error:
-                            raise OSError(first_error, f"nf_tables batch: {os.strerror(first_error)}")
-                        if code:
-                            raise OSError(-code, f"nf_tables generation read: {os.strerror(-code)}")
-                        return
-                    if code and not first_error:
-                        first_error = -code
-                offset += (length + 3) & ~3
-
+            for mtype, rseq, start, _ in messages(reply):
+                if mtype != NLMSG_ERROR:
+                    continue
+                code = error_code(reply, start)
+                if rseq == barrier:
+                    if first_error:
+                        raise OSError(first_error, f"nf_tables batch: {os.strerror(first_error)}")
+                    if code:
+                        raise OSError(code, f"nf_tables generation read: {os.strerror(code)}")
+                    return
+                first_error = first_error or code

@@ -54,27 +54,44 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def dump(message: int, attrs: bytes) -> Iterator[bytes]:
+def message(kind: int, flags: int, seq: int, attrs: bytes, family: int = NFPROTO_INET, res_id: int = 0) -> bytes:
+    """One nfnetlink message of the nf_tables subsystem: nlmsghdr, nfgenmsg (res_id in network order), attributes."""
+    body = struct.pack("!BBH", family, 0, res_id) + attrs
+    return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind, flags, seq, 0) + body
+
+
+def messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """Each netlink message in one received datagram: (type, seq, start, end)."""
+    offset = 0
+    while offset + 16 <= len(data):
+        length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+        if length < 16:
+            return
+        yield mtype, seq, offset, offset + length
+        offset += (length + 3) & ~3
+
+
+def error_code(data: bytes, start: int) -> int:
+    """The errno of an NLMSG_ERROR message at `start` (0: an ack)."""
+    return -int(struct.unpack_from("=i", data, start + 16)[0])
+
+
+def dump(kind: int, attrs: bytes) -> Iterator[bytes]:
     """The payloads (after nfgenmsg) of one dump's answers."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as s:
         s.bind((0, 0))
-        body = struct.pack("BBH", NFPROTO_INET, 0, 0) + attrs
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | message
-        s.send(struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        s.send(message(kind, NLM_F_REQUEST | NLM_F_DUMP, 1, attrs))
         while True:
             data = s.recv(1 << 20)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, mtype, _, _, _ = struct.unpack_from("IHHII", data, offset)
+            for mtype, _, start, end in messages(data):
                 if mtype == NLMSG_DONE:
                     return
                 if mtype == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("i", data, offset + 16)
+                    code = error_code(data, start)
                     if code:
-                        raise OSError(-code, f"nf_tables dump: {os.strerror(-code)}")
+                        raise OSError(code, f"nf_tables dump: {os.strerror(code)}")
                     return
-                yield data[offset + 20 : offset + length]  # past nlmsghdr and nfgenmsg
-                offset += (length + 3) & ~3
+                yield data[start + 20 : end]  # past nlmsghdr and nfgenmsg
 
 
 def _counter(data: bytes, offset: int = 0, end: int | None = None) -> Counts:
