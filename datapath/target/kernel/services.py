@@ -84,51 +84,53 @@ class ServiceRealizer(KernelRealizer):
         assert e is not None
         if not self.ctx.features.numgen_dnat_map:
             raise P4Error(rpc_code.UNIMPLEMENTED, f"{self.table}: this kernel has no numgen DNAT maps")
-        net, key, f = network_of(e), service_key(e), self.family
+        net, f = network_of(e), self.family
+        key, raw = service_key(e), service_bytes(e)  # the entry's key as nft text and as the kernel's registers
         old_size = sum(c.weight for c in old.actions) if old else 0
         new_size = sum(c.weight for c in new.actions) if new else 0
-        chain = self._backends(e, old_size, new)
+        chain = self._backends(key, raw, old_size, new, new_size)
         if old is None and new is not None:
             self.ctx.part(Networks).acquire(net)
-            self._counter(key, e, add=True)
+            self._counter(key, raw, e, add=True)
             if f is V6:
                 self.ctx.part(NdProxy).hold(net, int(exact(e, "vip")), None)
         if new is None or old is None or old_size != new_size:
-            q, t, raw = self.ctx.pending.elements, self.ctx.table, service_bytes(e)
+            q, t = self.ctx.pending.elements, self.ctx.table
             if old is not None:
                 q.append(Elements(False, t, f"svc{f.suffix}", [Element(key, raw)]))
             if new is not None:
                 q.append(Elements(True, t, f"svc{f.suffix}", [Element(key, raw, f"goto {chain}", Goto(chain))]))
         if new is None and old is not None:
-            self._counter(key, e, add=False)
+            self._counter(key, raw, e, add=False)
             if f is V6:
                 self.ctx.part(NdProxy).release(net, int(exact(e, "vip")), None)
             self.ctx.part(Networks).release(net)
 
-    def _backends(self, e: Entry, old_size: int, new: Entry | None) -> str:
+    def _backends(self, key: str, raw: bytes, old_size: int, new: Entry | None, new_size: int) -> str:
         """Replace the service's (bucket -> backend) elements: one bucket per unit of weight.
         Plain values (nftelem.Elements): an endpoint change alone goes over netlink."""
         q, t, f = self.ctx.pending.elements, self.ctx.table, self.family
-        key, raw = service_key(e), service_bytes(e)
+
+        def bucket(i: int) -> tuple[str, bytes]:
+            return f"{key} . {i}", raw + i.to_bytes(4, sys.byteorder)
+
         if old_size:
-            q.append(Elements(False, t, f"backends{f.suffix}", [
-                Element(f"{key} . {i}", raw + i.to_bytes(4, sys.byteorder)) for i in range(old_size)]))
+            q.append(Elements(False, t, f"backends{f.suffix}", [Element(*bucket(i)) for i in range(old_size)]))
         if new is None:
             return ""
-        chain = self.ctx.part(LbChains).need(f, sum(c.weight for c in new.actions))
+        chain = self.ctx.part(LbChains).need(f, new_size)
         buckets = [params for call in new.actions for params in [call.params] * call.weight]
         width = f.width // 8
         q.append(Elements(True, t, f"backends{f.suffix}", [
-            Element(f"{key} . {i}", raw + i.to_bytes(4, sys.byteorder),
-                    f"{f.text(int(b[0]))} . {b[1]}", int(b[0]).to_bytes(width, "big") + _port(int(b[1])))
+            Element(*bucket(i), f"{f.text(int(b[0]))} . {b[1]}", int(b[0]).to_bytes(width, "big") + _port(int(b[1])))
             for i, b in enumerate(buckets)]))
         return chain
 
-    def _counter(self, key: str, e: Entry, add: bool) -> None:
+    def _counter(self, key: str, raw: bytes, e: Entry, add: bool) -> None:
         if not self.ctx.features.counter_map:
             return
         q, t, name, f = self.ctx.pending, self.ctx.table, service_name(e), self.family
-        raw, counters = service_bytes(e), f"svc_counters{f.suffix}"
+        counters = f"svc_counters{f.suffix}"
         if add:
             dropped = Counter(False, t, name)
             if dropped in q.delete:
