@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from multinet.cluster.binaries import BinariesError, find_bin_dir
-from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
 from multinet.cluster.processes import ComponentError
+
+if TYPE_CHECKING:
+    from multinet.cluster.control_plane import ControlPlane
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,6 +61,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _plane(args: argparse.Namespace, bin_dir: Path | None = None) -> ControlPlane:
+    # Here, not at the top: it brings the Kubernetes client (a fifth of a
+    # second), which `multinet ipu` and the other parts' commands never use.
+    from multinet.cluster.control_plane import ControlPlane
+
     return ControlPlane(Layout(args.state_dir or default_state_dir()), bin_dir)
 
 
