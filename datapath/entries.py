@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from finsy.proto import p4r, rpc_code
 
-from datapath.pipeline import NO_ACTION, PIPELINE, Pipeline, Table
+from datapath.pipeline import NO_ACTION, PIPELINE, Field, Pipeline, Table
 
 Value = int | str
 
@@ -67,7 +67,10 @@ class Entry:
         return (self.table, self.match, self.priority)
 
     def get(self, name: str) -> Match | None:
-        return dict(self.match).get(name)
+        for field_name, m in self.match:  # a few fields: a scan beats building a dict
+            if field_name == name:
+                return m
+        return None
 
 
 class P4Error(Exception):
@@ -202,7 +205,7 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
     t = p.table_by_id(te.table_id)
     if t is None:
         raise P4Error(rpc_code.NOT_FOUND, f"unknown table id {te.table_id}")
-    by_id = {f.id: f for f in t.fields}
+    by_id = t.fields_by_id
     match: dict[str, Match] = {}
     for fm in te.match:
         f = by_id.get(fm.field_id)
@@ -210,12 +213,12 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: unknown field id {fm.field_id}")
         if f.name in match:
             raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: given twice")
-        match[f.name] = _decode_match(t, f.name, fm)
+        match[f.name] = _decode_match(t, f, fm)
     # Only exact fields are required: an omitted LPM field is the prefix-0
     # "don't care" (spec 9.1.1), as an omitted ternary or range field is.
-    for f in t.fields:
-        if not filter and f.match == "exact" and f.name not in match:
-            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{f.name}: required {f.match} field missing")
+    for name in () if filter else t.required:
+        if name not in match:
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}.{name}: required exact field missing")
     if t.needs_priority and te.priority <= 0 and not filter:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: ternary/range table needs priority > 0")
     if not t.needs_priority and te.priority != 0:
@@ -225,9 +228,8 @@ def decode(te: p4r.TableEntry, p: Pipeline = PIPELINE, with_action: bool = True,
     return Entry(t.name, ordered, actions, te.priority, te.metadata)
 
 
-def _decode_match(t: Table, name: str, fm: p4r.FieldMatch) -> Match:
-    f = t.field(name)
-    what = f"{t.name}.{name}"
+def _decode_match(t: Table, f: Field, fm: p4r.FieldMatch) -> Match:
+    what = f"{t.name}.{f.name}"
     kind = fm.WhichOneof("field_match_type")
     if kind != f.match:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{what}: expected {f.match} match, got {kind}")
@@ -291,12 +293,14 @@ def _decode_action(t: Table, pa: p4r.Action, p: Pipeline, weight: int) -> Action
     if a is None or a.name not in t.actions:
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}: action id {pa.action_id} not allowed")
     given = {prm.param_id: prm.value for prm in pa.params}
-    if set(given) != {prm.id for prm in a.params} or len(pa.params) != len(a.params):
+    if len(given) != len(a.params) or len(pa.params) != len(a.params):
         raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}/{a.name}: wrong parameters")
     values: list[Value] = []
     for prm in a.params:
+        raw = given.get(prm.id)
+        if raw is None:  # as many as declared, but not the declared ones
+            raise P4Error(rpc_code.INVALID_ARGUMENT, f"{t.name}/{a.name}: wrong parameters")
         what = f"{t.name}/{a.name}.{prm.name}"
-        raw = given[prm.id]
         values.append(_str(raw, what) if prm.string else _int(raw, prm.bitwidth, what))
     return ActionCall(a.name, tuple(values), weight)
 

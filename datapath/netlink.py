@@ -1,5 +1,4 @@
-"""rtnetlink requests in batches: the few messages an ADD or DEL sends, and
-the IPU target's routes.
+"""rtnetlink requests in batches: the few messages an ADD or DEL sends.
 
 An ADD used to cost about ten pyroute2 calls per interface, each building its
 message through pyroute2's request filters, running an asyncio loop for one
@@ -11,9 +10,8 @@ datagram: the kernel runs the messages of a datagram in order and acks each,
 so a namespace costs one round trip per dependent step.
 
 Used through agent.links (the agent's netlink facade; pyroute2 stays there
-for reads, CHECK and the rare paths) and by the IPU target for its routes,
-where pyroute2's per-call cost limited a Write to a few hundred routes a
-second (datapath.target.kernel.context).
+for reads, CHECK and the rare paths); the IPU target packs its routes with
+the same layouts (datapath.target.kernel.routes).
 """
 
 from __future__ import annotations
@@ -55,14 +53,14 @@ RTN_UNSPEC = 0
 RTNH_F_ONLINK = 0x4
 IFF_UP = 0x1
 _GONE = frozenset({errno.ENODEV, errno.ENOENT})
-_ROUTE_GONE = frozenset({errno.ENOENT, errno.ESRCH})
+ROUTE_GONE = frozenset({errno.ENOENT, errno.ESRCH})
 
 
 class NetlinkBatchError(OSError):
     """A request of a batch failed: `errno` is the kernel's, `strerror` says which request."""
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
     size = _NLA.size + len(payload)
     return _NLA.pack(size, kind) + payload + b"\0" * (-size % 4)
 
@@ -76,18 +74,22 @@ def _mac(mac: str) -> bytes:
 
 
 def _link_attrs(name: str, mac: str | None, mtu: int, group: int) -> bytes:
-    attrs = _attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_MTU, _U32.pack(mtu)) + _attr(IFLA_GROUP, _U32.pack(group))
-    return attrs + (_attr(IFLA_ADDRESS, _mac(mac)) if mac is not None else b"")
+    attrs = attr(IFLA_IFNAME, _name(name)) + attr(IFLA_MTU, _U32.pack(mtu)) + attr(IFLA_GROUP, _U32.pack(group))
+    return attrs + (attr(IFLA_ADDRESS, _mac(mac)) if mac is not None else b"")
 
 
 def _route(dst: str, dst_len: int, table: int, scope: int, kind: int, flags: int = 0) -> bytes:
-    """An rtmsg and its destination; a table past 255 goes in RTA_TABLE (the kernel prefers it)."""
-    family, raw_dst = _ip(dst)
+    return route_body(*_ip(dst), dst_len, table, scope, kind, flags)
+
+
+def route_body(family: int, raw_dst: bytes, dst_len: int, table: int, scope: int, kind: int, flags: int = 0) -> bytes:
+    """An rtmsg and its destination (`raw_dst`: the address in network byte
+    order); a table past 255 goes in RTA_TABLE (the kernel prefers it)."""
     body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, RTPROT_STATIC, scope,
                        kind, flags)
     if table >= 256:
-        body += _attr(RTA_TABLE, _U32.pack(table))
-    return body + (_attr(RTA_DST, raw_dst) if dst_len else b"")
+        body += attr(RTA_TABLE, _U32.pack(table))
+    return body + (attr(RTA_DST, raw_dst) if dst_len else b"")
 
 
 def _ip(address: str) -> tuple[int, bytes]:
@@ -128,11 +130,11 @@ class Batch:
         """A veth `name` here, up, whose peer is born in another namespace,
         down: veth_newlink configures the peer before the pair is joined, and
         a veth without its peer refuses to come up (ENOTCONN); set_up it there."""
-        peer_attrs = _link_attrs(peer, peer_mac, mtu, peer_group) + _attr(IFLA_NET_NS_FD, _U32.pack(peer_netns_fd))
+        peer_attrs = _link_attrs(peer, peer_mac, mtu, peer_group) + attr(IFLA_NET_NS_FD, _U32.pack(peer_netns_fd))
         peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + peer_attrs
-        linkinfo = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
+        linkinfo = attr(IFLA_INFO_KIND, b"veth\0") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))
         body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _link_attrs(name, mac, mtu, group)
-        self._add(f"create veth {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + _attr(IFLA_LINKINFO, linkinfo))
+        self._add(f"create veth {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO, linkinfo))
 
     def set_up(self, index: int) -> None:
         body = _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP)
@@ -140,18 +142,18 @@ class Batch:
 
     def new_macvlan(self, name: str, parent_index: int, mac: str, mtu: int, netns_fd: int, group: int = 0) -> None:
         """A macvlan (bridge mode) on the link `parent_index` here, born up in another namespace."""
-        data = _attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODE_BRIDGE))
-        linkinfo = _attr(IFLA_INFO_KIND, b"macvlan\0") + _attr(IFLA_INFO_DATA, data)
+        data = attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODE_BRIDGE))
+        linkinfo = attr(IFLA_INFO_KIND, b"macvlan\0") + attr(IFLA_INFO_DATA, data)
         body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _link_attrs(name, mac, mtu, group)
-        body += _attr(IFLA_LINK, _U32.pack(parent_index)) + _attr(IFLA_NET_NS_FD, _U32.pack(netns_fd))
-        self._add(f"create macvlan {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + _attr(IFLA_LINKINFO, linkinfo))
+        body += attr(IFLA_LINK, _U32.pack(parent_index)) + attr(IFLA_NET_NS_FD, _U32.pack(netns_fd))
+        self._add(f"create macvlan {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO, linkinfo))
 
     def get_link(self, name: str) -> LinkReply:
         """The link's index (and a veth's peer index) once committed; after a
         create in the same batch, since the kernel runs them in order."""
         reply = LinkReply()
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
-        self._add(f"look up {name}", RTM_GETLINK, 0, body + _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS)),
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, _name(name))
+        self._add(f"look up {name}", RTM_GETLINK, 0, body + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS)),
                   reply=reply)
         return reply
 
@@ -162,7 +164,7 @@ class Batch:
         family, raw = _ip(address)
         flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
         body = _IFADDR.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
-        body += _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw)
+        body += attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)
         self._add(f"add address {address}/{prefixlen}", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body,
                   frozenset({errno.EEXIST}))
 
@@ -172,37 +174,22 @@ class Batch:
         (scope link) without one. `replace` takes over an existing route."""
         scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
         flags = RTNH_F_ONLINK if onlink and gateway is not None else 0
-        body = _route(dst, dst_len, RT_TABLE_MAIN, scope, RTN_UNICAST, flags) + _attr(RTA_OIF, _U32.pack(index))
+        body = _route(dst, dst_len, RT_TABLE_MAIN, scope, RTN_UNICAST, flags) + attr(RTA_OIF, _U32.pack(index))
         if gateway is not None:
-            body += _attr(RTA_GATEWAY, _ip(gateway)[1])
+            body += attr(RTA_GATEWAY, _ip(gateway)[1])
         mode = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._add(f"add route {dst}/{dst_len}", RTM_NEWROUTE, mode, body, frozenset({errno.EEXIST}))
 
-    def replace_table_route(self, table: int, dst: str, dst_len: int, index: int | None) -> None:
-        """A route in any table (a 32-bit id) out of link `index`, or a
-        blackhole when `index` is None; it replaces one of the same key."""
-        kind = RTN_UNICAST if index is not None else RTN_BLACKHOLE
-        body = _route(dst, dst_len, table, RT_SCOPE_UNIVERSE, kind)
-        if index is not None:
-            body += _attr(RTA_OIF, _U32.pack(index))
-        self._add(f"replace route {dst}/{dst_len} in table {table}", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)
-
-    def delete_table_route(self, table: int, dst: str, dst_len: int) -> None:
-        """Delete a route of any type and scope from a table (what `ip route del`
-        sends: type unspecified, scope nowhere); missing is fine."""
-        self._add(f"delete route {dst}/{dst_len} from table {table}", RTM_DELROUTE, 0,
-                  _route(dst, dst_len, table, RT_SCOPE_NOWHERE, RTN_UNSPEC), _ROUTE_GONE)
-
     def delete_link(self, name: str) -> None:
         """Delete a link by name; missing is fine."""
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, _name(name))
         self._add(f"delete {name}", RTM_DELLINK, 0, body, _GONE)
 
     def delete_group(self, group: int) -> None:
         """Delete every link of a (non-default) group, in one kernel batch; none is fine."""
         if group == 0:
             raise ValueError("refusing to delete link group 0, the default group")
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_GROUP, _U32.pack(group))
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_GROUP, _U32.pack(group))
         self._add(f"delete link group {group}", RTM_DELLINK, 0, body, _GONE)
 
     def commit(self) -> None:
@@ -261,7 +248,7 @@ class Session:
                     code = -_I32.unpack_from(data, offset + _HDR.size)[0]
                     del pending[seq]
                     if code and code not in request.tolerate:
-                        failures.append((code, request.what, _ext_ack(data[offset:offset + length], flags)))
+                        failures.append((code, request.what, ext_ack(data[offset:offset + length], flags)))
                 elif request is not None and request.reply is not None and kind == RTM_NEWLINK:
                     _read_link(data, offset + _HDR.size, offset + length, request.reply)
                 offset += (length + 3) & ~3 or len(data)
@@ -280,7 +267,7 @@ def _read_link(data: bytes, start: int, end: int, reply: LinkReply) -> None:
         offset += (size + 3) & ~3
 
 
-def _ext_ack(message: bytes, flags: int) -> str:
+def ext_ack(message: bytes, flags: int) -> str:
     """The kernel's extended-ack message (NLMSGERR_ATTR_MSG), if it sent one."""
     if not flags & NLM_F_ACK_TLVS:
         return ""

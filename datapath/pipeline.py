@@ -82,6 +82,16 @@ class Table:
     def needs_priority(self) -> bool:
         return any(f.match in ("ternary", "range") for f in self.fields)
 
+    @cached_property
+    def required(self) -> tuple[str, ...]:
+        """The fields every entry gives: the exact ones (an omitted LPM, ternary
+        or range field is the "don't care", spec 9.1.1)."""
+        return tuple(f.name for f in self.fields if f.match == "exact")
+
+    @cached_property
+    def fields_by_id(self) -> dict[int, Field]:
+        return {f.id: f for f in self.fields}
+
     def field(self, name: str) -> Field:
         for f in self.fields:
             if f.name == name:

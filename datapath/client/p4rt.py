@@ -16,7 +16,7 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc, rpc_code
 from grpc_status import rpc_status as grpc_rpc_status
 
-from datapath import keepalive
+from datapath import gcpause, keepalive
 from datapath.client import metrics
 from datapath.entries import Entry, decode, encode
 from datapath.pipeline import PIPELINE, Pipeline, p4info
@@ -242,7 +242,8 @@ class P4RuntimeClient:
         for start in range(0, len(updates), batch):
             chunk = updates[start : start + batch]
             try:
-                self._write(chunk)
+                with gcpause.paused():  # encoding a large batch: as the target's decoding (datapath.gcpause)
+                    self._write(chunk)
             except WriteError as err:
                 failures += [UpdateError(e.index + start, e.code, e.message) for e in err.errors]
         if failures:

@@ -54,6 +54,17 @@ R = TypeVar("R", bound=Realizer)
 T = TypeVar("T")
 
 
+class Refused(Exception):
+    """A commit in which the kernel refused some changes of the batch (each
+    with its error) after their updates were accepted. The servicer takes
+    back those changes and rebuilds the dataplane from the store: the rest of
+    the batch stands."""
+
+    def __init__(self, errors: list[tuple[Change, P4Error]]) -> None:
+        super().__init__(f"{len(errors)} changes refused")
+        self.errors = errors
+
+
 class MissingRealizer(LookupError):
     """Tables of a pipeline that a dataplane has no realizer for."""
 
@@ -117,8 +128,12 @@ class Dataplane(Protocol):
     def apply(self, change: Change) -> None:
         """Realize one accepted change (P4Error when the dataplane refuses it)."""
 
+    def settle(self) -> list[tuple[Change, P4Error]]:
+        """Send what this batch has queued so far; the changes the kernel refused."""
+
     def commit(self, store: Store) -> None:
-        """Make the batch's changes take effect together (one transaction)."""
+        """Make the batch's changes take effect together (one transaction);
+        P4Error when it fails whole, Refused when only some changes failed."""
 
     def rebuild(self, store: Store) -> None:
         """Realize the store's contents from scratch (after a failed commit)."""

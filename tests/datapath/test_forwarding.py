@@ -6,7 +6,7 @@ import pytest
 
 from agent.compile import compile_remote_routes
 from datapath.client.p4rt import WriteError
-from datapath.entries import ActionCall, Exact, entry, ip, prefix
+from datapath.entries import ActionCall, Entry, Exact, entry, ip, prefix
 from datapath.netns import run_in
 from datapath.target.kernel.context import TABLE_BASE
 from tests.datapath.conftest import PREFIX, Env, netns
@@ -129,3 +129,45 @@ def test_an_entry_naming_a_link_the_ipu_lacks_is_refused_by_name_and_the_rest_ap
     assert f"10.1.0.77 dev {rep}" in routes and "10.1.0.78" not in routes
     held = {e.key for e in dp.client.read()}
     assert good.key in held and bad_route.key not in held and bad_neighbor.key not in held
+
+
+@netns
+def test_a_route_the_kernel_refuses_at_commit_fails_alone_and_later_updates_meet_it_absent(env: Env) -> None:
+    """Routes are queued and sent at the batch's end, so the kernel's refusal
+    (a link that is down: ENETDOWN) comes after the update was accepted. It
+    must still fail that update alone; a later update of the same entry in
+    the batch must meet it absent, as it would have in order; the rest of the
+    batch reaches the kernel, and nothing of the refused route is held."""
+    from datapath.client.p4rt import DELETE, INSERT, MODIFY
+
+    env.node("n1")
+    env.datapath("n1")
+    a = env.pod("n1", "a", 100, "10.1.0.1/24")
+    rep, down = a.attachment.representor, f"{PREFIX}dn"
+    ipu = a.node.ipu_ns
+    run_in(ipu, ["ip", "link", "add", down, "type", "veth", "peer", "name", f"{down}p"])  # left down
+
+    def route(address: str, port: str) -> Entry:
+        return entry("route", {"network_id": Exact(100), "dst": prefix(f"{address}/32")}, ActionCall("to_port", (port,)))
+
+    good, refused, later = route("10.1.0.77", rep), route("10.1.0.78", down), route("10.1.0.79", rep)
+    dp = env.datapaths["n1"]
+    last = route("10.1.0.80", down)  # refused at the commit, with no later update to settle it
+    batch = [(INSERT, good), (INSERT, refused), (MODIFY, route("10.1.0.78", rep)), (INSERT, later), (INSERT, last)]
+    with pytest.raises(WriteError) as caught:
+        dp.client.write(batch)
+    codes = {e.index: (e.code_name, e.message) for e in caught.value.errors}
+    assert set(codes) == {1, 2, 4}, codes
+    for i in (1, 4):
+        assert codes[i][0] == "INTERNAL" and "kernel refused" in codes[i][1] and "Network is down" in codes[i][1], codes
+    assert codes[2][0] == "NOT_FOUND", codes  # the MODIFY met no entry: the INSERT before it had failed
+    routes = run_in(ipu, ["ip", "route", "show", "table", str(TABLE_BASE + 100)]).stdout
+    assert f"10.1.0.77 dev {rep}" in routes and f"10.1.0.79 dev {rep}" in routes and "10.1.0.78" not in routes, routes
+    held = {e.key for e in dp.client.read()}
+    assert good.key in held and later.key in held and refused.key not in held and last.key not in held
+    # The same entry, now through a link that is up, goes in on its own.
+    dp.client.write([(INSERT, route("10.1.0.78", rep))])
+    assert "10.1.0.78" in run_in(ipu, ["ip", "route", "show", "table", str(TABLE_BASE + 100)]).stdout
+    dp.client.write([(DELETE, good), (DELETE, later), (DELETE, route("10.1.0.78", rep))])
+    left = run_in(ipu, ["ip", "route", "show", "table", str(TABLE_BASE + 100)]).stdout
+    assert not any(f"10.1.0.{n} " in left for n in (77, 78, 79)), left

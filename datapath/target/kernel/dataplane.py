@@ -27,7 +27,7 @@ from datapath.target.kernel.context import (FAMILIES, REALIZERS, RULE_PRIORITY, 
                                             KernelRealizer, Pending, nft, nft_table)
 from datapath.target.kernel.ruleset import empty_pipeline
 from datapath.target.kernel.stats import KernelStats, read_stats
-from datapath.target.realizer import Counts
+from datapath.target.realizer import Counts, Refused
 from datapath.target.store import Change, Key, Store
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,10 @@ class Kernel:
         for name in self.realizers:  # the description's order: ports before the routes using them
             for e in list(store.entries(name)):
                 self.apply(Change(None, e))
-        self.commit(store)
+        try:
+            self.commit(store)
+        except Refused as refused:
+            raise P4Error(rpc_code.INTERNAL, f"rebuild: {refused.errors[0][1].message}") from refused
 
     # --- per batch --------------------------------------------------------------
 
@@ -118,16 +121,36 @@ class Kernel:
     def _apply(self, c: Change) -> None:
         e = c.new or c.old
         assert e is not None
+        realizer = self.realizers[e.table]
+        if not realizer.queues_routes:
+            self.ctx.settle()
+        self.ctx.owner = c
         try:
-            self.realizers[e.table].apply(c.old, c.new)
+            realizer.apply(c.old, c.new)
         except (NetlinkError, OSError) as err:
             raise P4Error(rpc_code.INTERNAL, f"{e.table}: kernel refused: {err}") from err
+        finally:
+            self.ctx.owner = None
 
     def commit(self, store: Store) -> None:
         """Commit the queued nft changes in one transaction."""
         self._run(lambda: self._commit(store))
 
+    def settle(self) -> list[tuple[Change, P4Error]]:
+        """Send the queued routes; the changes whose routes the kernel refused.
+        Their other effects (references, elements queued for nft) stay until
+        the rebuild that the servicer then makes."""
+        return self._run(self._settle)
+
+    def _settle(self) -> list[tuple[Change, P4Error]]:
+        self.ctx.settle()
+        refused, self.ctx.routes.refused = self.ctx.routes.refused, []
+        return _first_per_change(refused)
+
     def _commit(self, store: Store) -> None:
+        refused = self._settle()
+        if refused:
+            raise Refused(refused)  # nothing of the batch's nft part goes: the rebuild redoes it
         for realizer in self.realizers.values():
             realizer.finish(store)
         pending, self.ctx.pending = self.ctx.pending, Pending()
@@ -151,6 +174,18 @@ class Kernel:
     def ruleset(self) -> str:
         return self._run(lambda: subprocess.run(["nft", "list", "table", "inet", self.table],
                                                 capture_output=True, text=True).stdout)
+
+
+def _first_per_change(refused: list[tuple[object, str]]) -> list[tuple[Change, P4Error]]:
+    """The first refusal of each change, as its update's error."""
+    out: dict[int, tuple[Change, P4Error]] = {}
+    for owner, reason in refused:
+        if not isinstance(owner, Change):  # queued outside an update: the batch fails whole
+            raise P4Error(rpc_code.INTERNAL, f"kernel refused a route: {reason}")
+        e = owner.new or owner.old
+        assert e is not None
+        out.setdefault(id(owner), (owner, P4Error(rpc_code.INTERNAL, f"{e.table}: kernel refused: {reason}")))
+    return list(out.values())
 
 
 def _detect(ipr: IPRoute, prefix: str) -> feat.Features:

@@ -12,6 +12,8 @@ entry on the port.
 
 from __future__ import annotations
 
+import sys
+
 from finsy.proto import rpc_code
 
 from datapath.entries import ActionCall, Entry, Lpm, P4Error, ip_text, mac_text
@@ -19,6 +21,7 @@ from datapath.target.kernel.context import (NUD_PERMANENT, TABLE_BASE, V6, Famil
                                             dst_of, exact, family, network_of, param, realizes, tunnel_mac)
 from datapath.target.kernel.guard import guard_port
 from datapath.target.kernel.ndproxy import NdProxy
+from datapath.target.kernel.nftelem import Element, Elements
 from datapath.target.kernel.networks import Network, Networks
 from datapath.target.kernel.segments import Segments
 from podnetwork import faults
@@ -99,6 +102,8 @@ class Tunnels:
 
 @realizes("route")
 class RouteRealizer(KernelRealizer):
+    queues_routes = True
+
     @property
     def family(self) -> Family:
         return family(self.table)
@@ -117,11 +122,11 @@ class RouteRealizer(KernelRealizer):
         was, now = _hairpin_element(old, self.family), _hairpin_element(new, self.family)
         if was == now:
             return
-        q, t = self.ctx.pending.elements, self.ctx.table
+        q, t, name = self.ctx.pending.elements, self.ctx.table, f"hairpin{self.family.suffix}"
         if was:
-            q.append(f"delete element inet {t} hairpin{self.family.suffix} {{ {was} }}")
+            q.append(Elements(False, t, name, [was]))
         if now:
-            q.append(f"add element inet {t} hairpin{self.family.suffix} {{ {now} }}")
+            q.append(Elements(True, t, name, [now]))
 
     def _install(self, new: Entry) -> None:
         ctx, f, net, dst = self.ctx, self.family, network_of(new), dst_of(new)
@@ -176,11 +181,13 @@ class RouteRealizer(KernelRealizer):
         networks.release(net)
 
 
-def _hairpin_element(e: Entry | None, f: Family) -> str | None:
+def _hairpin_element(e: Entry | None, f: Family) -> Element | None:
+    """(network . pod . pod): a mark (host byte order) and the address twice."""
     if e is None or e.actions[0].name != "to_port" or dst_of(e).prefix_len != f.width:
         return None
-    address = f.text(dst_of(e).value)
-    return f"{network_of(e)} . {address} . {address}"
+    net, dst = network_of(e), dst_of(e).value
+    address, raw = f.text(dst), dst.to_bytes(f.width // 8, "big")
+    return Element(f"{net} . {address} . {address}", net.to_bytes(4, sys.byteorder) + raw + raw)
 
 
 def _home(e: Entry) -> str | None:

@@ -67,6 +67,7 @@ class Networks:
         if n.refs:
             return
         del self.by_id[net]
+        self.ctx.settle()  # queued routes through its tunnel go before the tunnel does
         ipr, quiet = self.ctx.ipr, self.ctx.quiet
         quiet(ipr.link, "del", ifname=n.vxlan)
         for f in FAMILIES:
@@ -94,7 +95,9 @@ class Networks:
         # It keeps a network's packets out of the IPU's main table (the
         # underlay), and, being a unicast route through another device, lets
         # proxy ARP answer pods for any on-link address, service VIPs included,
-        # without a route per VIP.
+        # without a route per VIP. Queued routes go first: one may be a
+        # default route this one replaces.
+        self.ctx.settle()
         for f in FAMILIES:
             self.ctx.ipr.route("replace", family=f.af, dst=f.any, table=n.routes, oif=self.ctx.index(n.vxlan))
 
