@@ -23,13 +23,13 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NLA = struct.Struct("=HH")  # nlattr: len, type
-_U32 = struct.Struct("=I")
-_I32 = struct.Struct("=i")
+U32 = struct.Struct("=I")
+I32 = struct.Struct("=i")
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
@@ -74,7 +74,7 @@ def _mac(mac: str) -> bytes:
 
 
 def _link_attrs(name: str, mac: str | None, mtu: int, group: int) -> bytes:
-    attrs = attr(IFLA_IFNAME, _name(name)) + attr(IFLA_MTU, _U32.pack(mtu)) + attr(IFLA_GROUP, _U32.pack(group))
+    attrs = attr(IFLA_IFNAME, _name(name)) + attr(IFLA_MTU, U32.pack(mtu)) + attr(IFLA_GROUP, U32.pack(group))
     return attrs + (attr(IFLA_ADDRESS, _mac(mac)) if mac is not None else b"")
 
 
@@ -88,7 +88,7 @@ def route_body(family: int, raw_dst: bytes, dst_len: int, table: int, scope: int
     body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else RT_TABLE_UNSPEC, RTPROT_STATIC, scope,
                        kind, flags)
     if table >= 256:
-        body += attr(RTA_TABLE, _U32.pack(table))
+        body += attr(RTA_TABLE, U32.pack(table))
     return body + (attr(RTA_DST, raw_dst) if dst_len else b"")
 
 
@@ -122,7 +122,7 @@ class Batch:
 
     def _add(self, what: str, kind: int, flags: int, body: bytes, tolerate: frozenset[int] = frozenset(),
              reply: LinkReply | None = None) -> None:
-        header = _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, 0, 0)
+        header = HDR.pack(HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, 0, 0)
         self.requests.append(_Request(what, header + body, tolerate, reply))
 
     def new_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int, *, mac: str | None = None,
@@ -130,7 +130,7 @@ class Batch:
         """A veth `name` here, up, whose peer is born in another namespace,
         down: veth_newlink configures the peer before the pair is joined, and
         a veth without its peer refuses to come up (ENOTCONN); set_up it there."""
-        peer_attrs = _link_attrs(peer, peer_mac, mtu, peer_group) + attr(IFLA_NET_NS_FD, _U32.pack(peer_netns_fd))
+        peer_attrs = _link_attrs(peer, peer_mac, mtu, peer_group) + attr(IFLA_NET_NS_FD, U32.pack(peer_netns_fd))
         peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + peer_attrs
         linkinfo = attr(IFLA_INFO_KIND, b"veth\0") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))
         body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _link_attrs(name, mac, mtu, group)
@@ -142,10 +142,10 @@ class Batch:
 
     def new_macvlan(self, name: str, parent_index: int, mac: str, mtu: int, netns_fd: int, group: int = 0) -> None:
         """A macvlan (bridge mode) on the link `parent_index` here, born up in another namespace."""
-        data = attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODE_BRIDGE))
+        data = attr(IFLA_MACVLAN_MODE, U32.pack(MACVLAN_MODE_BRIDGE))
         linkinfo = attr(IFLA_INFO_KIND, b"macvlan\0") + attr(IFLA_INFO_DATA, data)
         body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _link_attrs(name, mac, mtu, group)
-        body += attr(IFLA_LINK, _U32.pack(parent_index)) + attr(IFLA_NET_NS_FD, _U32.pack(netns_fd))
+        body += attr(IFLA_LINK, U32.pack(parent_index)) + attr(IFLA_NET_NS_FD, U32.pack(netns_fd))
         self._add(f"create macvlan {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO, linkinfo))
 
     def get_link(self, name: str) -> LinkReply:
@@ -153,7 +153,7 @@ class Batch:
         create in the same batch, since the kernel runs them in order."""
         reply = LinkReply()
         body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, _name(name))
-        self._add(f"look up {name}", RTM_GETLINK, 0, body + attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS)),
+        self._add(f"look up {name}", RTM_GETLINK, 0, body + attr(IFLA_EXT_MASK, U32.pack(RTEXT_FILTER_SKIP_STATS)),
                   reply=reply)
         return reply
 
@@ -174,7 +174,7 @@ class Batch:
         (scope link) without one. `replace` takes over an existing route."""
         scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
         flags = RTNH_F_ONLINK if onlink and gateway is not None else 0
-        body = _route(dst, dst_len, RT_TABLE_MAIN, scope, RTN_UNICAST, flags) + attr(RTA_OIF, _U32.pack(index))
+        body = _route(dst, dst_len, RT_TABLE_MAIN, scope, RTN_UNICAST, flags) + attr(RTA_OIF, U32.pack(index))
         if gateway is not None:
             body += attr(RTA_GATEWAY, _ip(gateway)[1])
         mode = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
@@ -189,7 +189,7 @@ class Batch:
         """Delete every link of a (non-default) group, in one kernel batch; none is fine."""
         if group == 0:
             raise ValueError("refusing to delete link group 0, the default group")
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_GROUP, _U32.pack(group))
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_GROUP, U32.pack(group))
         self._add(f"delete link group {group}", RTM_DELLINK, 0, body, _GONE)
 
     def commit(self) -> None:
@@ -200,6 +200,15 @@ class Batch:
         self.requests = []
 
 
+def prepare(sock: socket.socket, timeout: float) -> None:
+    """A NETLINK_ROUTE socket made ready for batches: short acks, with the
+    kernel's reason on error, bound, and no wait on a reply past `timeout`."""
+    for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+        sock.setsockopt(SOL_NETLINK, option, 1)
+    sock.bind((0, 0))
+    sock.settimeout(timeout)
+
+
 class Session:
     """A NETLINK_ROUTE socket bound to one namespace; one batch at a time."""
 
@@ -207,12 +216,9 @@ class Session:
         self.sock = sock
         self._lock = threading.Lock()
         self._seq = 0
-        for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):  # short acks, with the kernel's reason on error
-            sock.setsockopt(SOL_NETLINK, option, 1)
-        sock.bind((0, 0))
         # An ack the kernel could not queue (ENOBUFS) fails the batch rather
         # than hanging it; a late one is skipped by its sequence number.
-        sock.settimeout(30)
+        prepare(sock, timeout=30)
 
     def batch(self) -> Batch:
         return Batch(self)
@@ -228,7 +234,7 @@ class Session:
                 self._seq = self._seq % 0x7FFFFFFF + 1
                 pending[self._seq] = request
                 message = bytearray(request.message)
-                _U32.pack_into(message, 8, self._seq)
+                U32.pack_into(message, 8, self._seq)
                 out += message
             self.sock.send(out)
             failures = self._collect(pending)
@@ -241,16 +247,16 @@ class Session:
         while pending:
             data = self.sock.recv(1 << 16)
             offset = 0
-            while offset + _HDR.size <= len(data):
-                length, kind, flags, seq, _ = _HDR.unpack_from(data, offset)
+            while offset + HDR.size <= len(data):
+                length, kind, flags, seq, _ = HDR.unpack_from(data, offset)
                 request = pending.get(seq)
                 if request is not None and kind == NLMSG_ERROR:
-                    code = -_I32.unpack_from(data, offset + _HDR.size)[0]
+                    code = -I32.unpack_from(data, offset + HDR.size)[0]
                     del pending[seq]
                     if code and code not in request.tolerate:
                         failures.append((code, request.what, ext_ack(data[offset:offset + length], flags)))
                 elif request is not None and request.reply is not None and kind == RTM_NEWLINK:
-                    _read_link(data, offset + _HDR.size, offset + length, request.reply)
+                    _read_link(data, offset + HDR.size, offset + length, request.reply)
                 offset += (length + 3) & ~3 or len(data)
         return failures
 
@@ -263,7 +269,7 @@ def _read_link(data: bytes, start: int, end: int, reply: LinkReply) -> None:
         if size < _NLA.size:
             break
         if kind == IFLA_LINK:
-            reply.peer_index = _U32.unpack_from(data, offset + _NLA.size)[0]
+            reply.peer_index = U32.unpack_from(data, offset + _NLA.size)[0]
         offset += (size + 3) & ~3
 
 
@@ -271,8 +277,8 @@ def ext_ack(message: bytes, flags: int) -> str:
     """The kernel's extended-ack message (NLMSGERR_ATTR_MSG), if it sent one."""
     if not flags & NLM_F_ACK_TLVS:
         return ""
-    offset = _HDR.size + 4  # past the error code: the request's header, its payload unless capped
-    offset += _HDR.size if flags & NLM_F_CAPPED else _HDR.unpack_from(message, offset)[0]
+    offset = HDR.size + 4  # past the error code: the request's header, its payload unless capped
+    offset += HDR.size if flags & NLM_F_CAPPED else HDR.unpack_from(message, offset)[0]
     while offset + _NLA.size <= len(message):
         size, kind = _NLA.unpack_from(message, offset)
         if size < _NLA.size:

@@ -65,8 +65,12 @@ class Family:
 
     def text(self, value: int) -> str:
         if self.version == 4:  # once per route of a Write: inet_ntop costs a quarter of ipaddress's str
-            return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+            return socket.inet_ntop(socket.AF_INET, self.raw(value))
         return ip_text(value, self.width)  # not inet_ntop, which writes ::ffff:a01:203 as ::ffff:10.1.2.3
+
+    def raw(self, value: int) -> bytes:
+        """An address as the kernel holds it: network byte order."""
+        return value.to_bytes(self.width // 8, "big")
 
     @property
     def any(self) -> str:
@@ -150,11 +154,11 @@ class KernelContext:
 
     def route(self, f: Family, table: int, dst: Lpm, oif: int | None) -> None:
         """Queue: the route to `dst` in `table`, out of link `oif`, a blackhole when None."""
-        self.routes.replace(self.owner, f.af, table, dst.value.to_bytes(f.width // 8, "big"), dst.prefix_len, oif)
+        self.routes.replace(self.owner, f.af, table, f.raw(dst.value), dst.prefix_len, oif)
 
     def unroute(self, f: Family, table: int, dst: Lpm) -> None:
         """Queue: remove the route to `dst` from `table`; already gone is fine."""
-        self.routes.delete(self.owner, f.af, table, dst.value.to_bytes(f.width // 8, "big"), dst.prefix_len)
+        self.routes.delete(self.owner, f.af, table, f.raw(dst.value), dst.prefix_len)
 
     def settle(self) -> None:
         """Send the queued routes, before a kernel change that may depend on

@@ -144,8 +144,7 @@ class Kernel:
 
     def _settle(self) -> list[tuple[Change, P4Error]]:
         self.ctx.settle()
-        refused, self.ctx.routes.refused = self.ctx.routes.refused, []
-        return _first_per_change(refused)
+        return _first_per_change(self.ctx.routes.take_refused())
 
     def _commit(self, store: Store) -> None:
         refused = self._settle()

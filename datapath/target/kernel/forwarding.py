@@ -186,7 +186,7 @@ def _hairpin_element(e: Entry | None, f: Family) -> Element | None:
     if e is None or e.actions[0].name != "to_port" or dst_of(e).prefix_len != f.width:
         return None
     net, dst = network_of(e), dst_of(e).value
-    address, raw = f.text(dst), dst.to_bytes(f.width // 8, "big")
+    address, raw = f.text(dst), f.raw(dst)
     return Element(f"{net} . {address} . {address}", net.to_bytes(4, sys.byteorder) + raw + raw)
 
 

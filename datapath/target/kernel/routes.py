@@ -19,10 +19,8 @@ import struct
 
 from datapath import netlink as nl
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_HDR = nl.HDR  # nlmsghdr: len, type, flags, seq, pid
 _FLAGS = struct.Struct("=H")  # nlmsghdr.nlmsg_flags, at offset 6
-_ERRNO = struct.Struct("=i")  # nlmsgerr.error, right after the header
-_U32 = struct.Struct("=I")
 _CHUNK = 1 << 16  # bytes of requests per datagram, well under the socket's send buffer
 _SEQ_MAX = 0x7FFFFFFF
 _RCVBUF = 1 << 22  # room for an error reply to every request of a chunk
@@ -34,15 +32,12 @@ class RouteQueue:
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        for option in (nl.NETLINK_CAP_ACK, nl.NETLINK_EXT_ACK):  # short replies, with the kernel's reason on error
-            self.sock.setsockopt(nl.SOL_NETLINK, option, 1)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
         except PermissionError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)  # capped by net.core.rmem_max
-        self.sock.bind((0, 0))
         # A reply the kernel could not queue fails the batch (OSError) rather than hanging it.
-        self.sock.settimeout(60)
+        nl.prepare(self.sock, timeout=60)
         self._seq = 0
         self._base = 1  # the sequence number of the first queued request
         self._requests: list[bytes] = []
@@ -55,7 +50,7 @@ class RouteQueue:
         kind = nl.RTN_UNICAST if oif is not None else nl.RTN_BLACKHOLE
         body = nl.route_body(family, dst, dst_len, table, nl.RT_SCOPE_UNIVERSE, kind)
         if oif is not None:
-            body += nl.attr(nl.RTA_OIF, _U32.pack(oif))
+            body += nl.attr(nl.RTA_OIF, nl.U32.pack(oif))
         self._queue(owner, nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body)
 
     def delete(self, owner: object, family: int, table: int, dst: bytes, dst_len: int) -> None:
@@ -70,6 +65,11 @@ class RouteQueue:
             self._base = self._seq
         self._requests.append(_HDR.pack(_HDR.size + len(body), kind, nl.NLM_F_REQUEST | flags, self._seq, 0) + body)
         self._owners.append(owner)
+
+    def take_refused(self) -> list[tuple[object, str]]:
+        """The refusals since the last call."""
+        refused, self.refused = self.refused, []
+        return refused
 
     def clear(self) -> None:
         """Drop what is queued and what was refused (the kernel is being reset)."""
@@ -102,7 +102,7 @@ class RouteQueue:
                 length, kind, flags, seq, _ = _HDR.unpack_from(data, offset)
                 if kind == nl.NLMSG_ERROR:
                     index = (seq - base) % _SEQ_MAX
-                    code = -_ERRNO.unpack_from(data, offset + _HDR.size)[0]
+                    code = -nl.I32.unpack_from(data, offset + _HDR.size)[0]  # nlmsgerr.error
                     if code and index < len(requests):
                         self._refuse(requests[index], owners[index], code, data[offset:offset + length], flags)
                     if seq == last_seq:

@@ -65,7 +65,7 @@ def service_bytes(e: Entry) -> bytes:
     """The entry's key as the kernel's registers hold it: the mark in host
     order, the VIP, the protocol and the port, each padded to 4 bytes."""
     f = family(e.table)
-    return (network_of(e).to_bytes(4, sys.byteorder) + int(exact(e, "vip")).to_bytes(f.width // 8, "big")
+    return (network_of(e).to_bytes(4, sys.byteorder) + f.raw(int(exact(e, "vip")))
             + int(exact(e, "proto")).to_bytes(1, "big") + b"\0\0\0" + _port(int(exact(e, "port"))))
 
 
@@ -120,9 +120,8 @@ class ServiceRealizer(KernelRealizer):
             return ""
         chain = self.ctx.part(LbChains).need(f, new_size)
         buckets = [params for call in new.actions for params in [call.params] * call.weight]
-        width = f.width // 8
         q.append(Elements(True, t, f"backends{f.suffix}", [
-            Element(*bucket(i), f"{f.text(int(b[0]))} . {b[1]}", int(b[0]).to_bytes(width, "big") + _port(int(b[1])))
+            Element(*bucket(i), f"{f.text(int(b[0]))} . {b[1]}", f.raw(int(b[0])) + _port(int(b[1])))
             for i, b in enumerate(buckets)]))
         return chain
 
