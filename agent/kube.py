@@ -206,9 +206,14 @@ class KubeReporter:
             NETWORK_STATUS_ANNOTATION: encode_network_status(statuses),
             NPWG_NETWORK_STATUS_ANNOTATION: encode_npwg_network_status(statuses, pod.namespace),
         }
-        self.kube.patch(PODS, pod.name, {"metadata": {"annotations": annotations}}, pod.namespace)
         condition = {"type": READINESS_CONDITION, "status": "True", "reason": "InterfacesAttached",
                      "message": f"{len(statuses)} interface(s) attached", "lastTransitionTime": now_rfc3339()}
-        # Strategic merge: conditions merge by type, kubelet's own stay (a merge patch would replace them).
-        self.kube.patch(PODS, pod.name, {"status": {"conditions": [condition]}}, pod.namespace,
-                        subresource="status", patch_type=PatchType.STRATEGIC)
+        # One write through pods/status, which may change annotations too: the pod's watchers
+        # see the annotations and the condition together. It matters to the kubelet: a change
+        # of status alone never reaches its pod worker, so a condition written after the
+        # annotations left its next sync with a pod that lacked it, and Ready waited for the
+        # following relist (a second). Strategic merge: conditions merge by type, so the
+        # kubelet's own stay (a merge patch would replace the list).
+        self.kube.patch(PODS, pod.name, {"metadata": {"annotations": annotations},
+                                         "status": {"conditions": [condition]}},
+                        pod.namespace, subresource="status", patch_type=PatchType.STRATEGIC)

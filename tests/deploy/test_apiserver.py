@@ -162,9 +162,10 @@ def _forbidden(call: Callable[[], Any]) -> str:
 def test_agent_writes_network_status_of_its_own_node_s_pods(agent_config: tuple[Path, str],
                                                              pods: tuple[str, str]) -> None:
     agent, (here, _) = _as_agent(agent_config), pods
-    agent.patch_namespaced_pod(here, TEST_NS, {"metadata": {"annotations": {STATUS_KEY: "[]"}}})
     condition = {"type": "multinetwork.networking.x-k8s.io/networks-attached", "status": "True"}
-    agent.patch_namespaced_pod_status(here, TEST_NS, {"status": {"conditions": [condition]}})
+    # The agent's one write: both through pods/status.
+    agent.patch_namespaced_pod_status(here, TEST_NS, {"metadata": {"annotations": {STATUS_KEY: "[]"}},
+                                                      "status": {"conditions": [condition]}})
     got = agent.read_namespaced_pod(here, TEST_NS)
     # The agent's key written, the others kept. Exactly these two cannot be asked: a multinet
     # admission webhook still registered by an earlier test defaults the pod's networks too.
@@ -175,7 +176,7 @@ def test_agent_writes_network_status_of_its_own_node_s_pods(agent_config: tuple[
 
 def test_agent_may_not_touch_another_node_s_pods(agent_config: tuple[Path, str], pods: tuple[str, str]) -> None:
     agent, (_, there) = _as_agent(agent_config), pods
-    message = _forbidden(lambda: agent.patch_namespaced_pod(
+    message = _forbidden(lambda: agent.patch_namespaced_pod_status(
         there, TEST_NS, {"metadata": {"annotations": {STATUS_KEY: "[]"}}}))
     assert "multinet-agent-own-node" in message and f"node {agent_config[1]} may change only pods on that node" in message
     condition = {"type": "multinetwork.networking.x-k8s.io/networks-attached", "status": "True"}
@@ -190,7 +191,16 @@ def test_agent_may_not_touch_another_node_s_pods(agent_config: tuple[Path, str],
 def test_agent_changes_nothing_else_on_its_pods(agent_config: tuple[Path, str], pods: tuple[str, str],
                                                  patch: dict[str, Any], says: str) -> None:
     agent, (here, _) = _as_agent(agent_config), pods
-    assert says in _forbidden(lambda: agent.patch_namespaced_pod(here, TEST_NS, patch))
+    assert says in _forbidden(lambda: agent.patch_namespaced_pod_status(here, TEST_NS, patch))
+
+
+def test_agent_may_not_patch_the_pod_itself(agent_config: tuple[Path, str], pods: tuple[str, str]) -> None:
+    """Its writes go through pods/status alone: RBAC refuses the pod's own resource, even
+    for the network-status annotation of a pod on its node."""
+    agent, (here, _) = _as_agent(agent_config), pods
+    message = _forbidden(lambda: agent.patch_namespaced_pod(
+        here, TEST_NS, {"metadata": {"annotations": {STATUS_KEY: "[]"}}}))
+    assert 'cannot patch resource "pods"' in message, message
 
 
 def test_agent_may_not_create_or_delete_pods_or_read_secrets(agent_config: tuple[Path, str],
@@ -208,7 +218,7 @@ def test_a_token_without_a_node_is_refused(identities: None, admin: Any, kubecon
         "multinet-agent", "multinet-system", {"spec": {"expirationSeconds": 600}}).status.token
     agent = core_api(api_client(str(_kubeconfig_with_token(
         tmp_path / "kubeconfig", kubeconfig, token))))
-    message = _forbidden(lambda: agent.patch_namespaced_pod(pods[0], TEST_NS, {
+    message = _forbidden(lambda: agent.patch_namespaced_pod_status(pods[0], TEST_NS, {
         "metadata": {"annotations": {STATUS_KEY: "[]"}}}))
     assert "must use a token bound to its pod" in message
 
