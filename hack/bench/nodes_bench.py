@@ -65,29 +65,43 @@ def ready(obj: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (obj.status.conditions or []))
 
 
-def one_by_one(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict[str, Any]:
-    """Create `count` pods one after another, each once the previous is Ready (they stay):
-    the latency of one pod, without queueing behind others."""
-    latencies = []
+def one_ready(core: client.CoreV1Api, name: str, networks: int) -> float:
+    """Create one pod and wait for it to be Ready: seconds from the create call."""
+    w = watch.Watch()
+    stream = w.stream(core.list_namespaced_pod, NAMESPACE,
+                      field_selector=f"metadata.name={name}", timeout_seconds=300)
+    start = time.perf_counter()
+    core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
+    for event in stream:
+        # The client yields None for a blank line of the stream; bookmarks are not asked for.
+        if event is None or event["type"] == "BOOKMARK":
+            continue
+        if ready(event["object"]):
+            w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
+            return time.perf_counter() - start
+    raise SystemExit(f"bench-nodes: {name} not Ready after 300s")
+
+
+def one_by_one(core: client.CoreV1Api, count: int, variants: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """`count` pods of each variant (secondary networks, label), one after another, each
+    once the previous is Ready (they stay): the latency of one pod, without queueing
+    behind others. The variants alternate pod by pod, so the machine's drift (and the
+    nodes' work left from an earlier scenario) falls on each alike."""
+    latencies: dict[str, list[float]] = {label: [] for _, label in variants}
     for i in range(count):
-        name = f"{label}-{i:03d}"
-        w = watch.Watch()
-        stream = w.stream(core.list_namespaced_pod, NAMESPACE,
-                          field_selector=f"metadata.name={name}", timeout_seconds=300)
-        start = time.perf_counter()
-        core.create_namespaced_pod(NAMESPACE, pod(name, networks))  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
-        for event in stream:
-            # The client yields None for a blank line of the stream; bookmarks are not asked for.
-            if event is None or event["type"] == "BOOKMARK":
-                continue
-            if ready(event["object"]):
-                latencies.append(time.perf_counter() - start)
-                w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
-        if len(latencies) != i + 1:
-            raise SystemExit(f"bench-nodes: {name} not Ready after 300s")
-    result = {"pods": count, "secondary_networks": networks, "create_to_ready": percentiles(latencies)}
-    log(f"{label} one by one: {result}")
-    return result
+        for networks, label in variants:
+            latencies[label].append(one_ready(core, f"{label}-{i:03d}", networks))
+    results = {}
+    for networks, label in variants:
+        results[label] = {"pods": count, "secondary_networks": networks,
+                          "create_to_ready": percentiles(latencies[label])}
+        log(f"{label} one by one: {results[label]}")
+    if len(variants) == 2:  # pod i of the second variant against pod i of the first
+        (_, first), (_, second) = variants
+        ratios = sorted(b / a for a, b in zip(latencies[first], latencies[second]))
+        results["pairwise_ratio"] = {"of": f"{second} / {first}", "min": round(ratios[0], 2),
+                                     "median": round(statistics.median(ratios), 2), "max": round(ratios[-1], 2)}
+    return results
 
 
 def burst(core: client.CoreV1Api, count: int, networks: int, label: str) -> dict[str, Any]:
@@ -225,28 +239,35 @@ def without_multinet(plans: list[NodePlan]) -> list[tuple[Path, str]]:
     return saved
 
 
-def scenario(core: client.CoreV1Api, plans: list[NodePlan], pods: int, networks: int, label: str, cni: str,
-             measure: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Pods one by one, then as a burst; `measure` runs while the burst's pods are up."""
-    result: dict[str, Any] = {"cni": cni, "one_by_one": one_by_one(core, pods, networks, f"{label}-seq")}
-    clear(core, plans)
-    result["burst"] = burst(core, pods, networks, f"{label}-burst")
-    if measure:
-        result["memory"] = measure()
-    clear(core, plans)
-    return result
-
-
 def peer(core: client.CoreV1Api, plans: list[NodePlan], pods: int, label: str) -> dict[str, Any]:
     """The same pods with containerd calling the reference bridge plugin itself."""
     saved = without_multinet(plans)
     try:
-        result = scenario(core, plans, pods, 0, label, "reference bridge alone (peer)")
+        result: dict[str, Any] = {"cni": "reference bridge alone (peer)",
+                                  "one_by_one": one_by_one(core, pods, [(0, f"{label}-seq")])[f"{label}-seq"]}
+        clear(core, plans)
+        result["burst"] = burst(core, pods, 0, f"{label}-burst")
+        clear(core, plans)
     finally:
         for path, text in saved:
             path.write_text(text)
         time.sleep(2)
     return result
+
+
+def with_multinet(core: client.CoreV1Api, plans: list[NodePlan], pods: int,
+                  measure: Callable[[], Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Pods with 0 and with 3 secondary networks: one by one (alternating), then each as a
+    burst; `measure` runs while the 3-network burst's pods are up."""
+    seq = one_by_one(core, pods, [(0, "plain-seq"), (3, "multi-seq")])
+    clear(core, plans)
+    runs = [{"cni": "multinet (eth0 delegated to bridge)", "one_by_one": seq["plain-seq"],
+             "burst": burst(core, pods, 0, "plain-burst")}]
+    clear(core, plans)
+    runs.append({"cni": "multinet", "one_by_one": seq["multi-seq"], "burst": burst(core, pods, 3, "multi-burst"),
+                 "memory": measure()})
+    clear(core, plans)
+    return runs, seq["pairwise_ratio"]
 
 
 def bench(env: dict[str, str], state: Path, pods: int) -> dict[str, Any]:
@@ -265,9 +286,10 @@ def bench(env: dict[str, str], state: Path, pods: int) -> dict[str, Any]:
         time.sleep(0.2)
     setup_networks(api)
     runs = [peer(core, plans, pods, "bridge")]
-    runs.append(scenario(core, plans, pods, 0, "plain", "multinet (eth0 delegated to bridge)"))
-    runs.append(scenario(core, plans, pods, 3, "multi", "multinet", lambda: memory(plane, plans)))
+    multinet_runs, pairwise = with_multinet(core, plans, pods, lambda: memory(plane, plans))
+    runs.extend(multinet_runs)
     report["memory_mib_with_pods"] = runs[-1].pop("memory")
+    report["pairwise_ratio_3_networks_vs_0_one_by_one"] = pairwise
     # The peer once more: how far the machine drifted during the runs.
     runs.append(peer(core, plans, pods, "bridge-again"))
     report["pods"] = runs
