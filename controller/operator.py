@@ -74,7 +74,8 @@ class Controller:
         self.queue: WorkQueue[keys.WorkKey] = WorkQueue()
         self.allocator = Allocator(kube)
         self.networks = NetworkReconciler(kube, self.index, self.queue.add)
-        self.pods = PodReconciler(kube, self.index, self.allocator, EventWriter(kube, "multinet-controller"))
+        self.pods = PodReconciler(kube, self.index, self.allocator, EventWriter(kube, "multinet-controller"),
+                                  self._cached_pod)
         notices = Notices(EventWriter(kube, "multinet-controller"))
         self.services = ServiceReconciler(kube, self.index, self.allocator, notices)
         self.policies = PolicyReconciler(kube, self.index, notices)
@@ -83,6 +84,7 @@ class Controller:
                                                              self.services, self.policies))
         self.access = AccessCache(kube)
         self.informers: list[Informer] = []
+        self._pod_informer: Informer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -115,8 +117,13 @@ class Controller:
         informer.add_handler(deliver)
         informer.start()
         self.informers.append(informer)
+        if resource is PODS:
+            self._pod_informer = informer
         if not informer.wait_synced(INFORMER_SYNC_TIMEOUT):
             raise TimeoutError(f"could not list {resource} within {INFORMER_SYNC_TIMEOUT}s")
+
+    def _cached_pod(self, namespace: str, name: str) -> Obj | None:
+        return self._pod_informer.get(namespace, name) if self._pod_informer else None
 
     def start(self) -> None:
         """Start the workers (once; a webhook server restart calls this again)."""

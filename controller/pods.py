@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.allocator import Allocator
@@ -43,9 +44,15 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+# (namespace, name) -> the pod as the pod informer holds it (`index.slim_pod`), or None
+CachedPod = Callable[[str, str], Obj | None]
+
+
 class PodReconciler:
-    def __init__(self, kube: Kube, index: Index, allocator: Allocator, events: EventWriter) -> None:
+    def __init__(self, kube: Kube, index: Index, allocator: Allocator, events: EventWriter,
+                 cached: CachedPod) -> None:
         self.kube = kube
+        self.cached = cached
         self.events = events
         self.index = index
         self.allocator = allocator
@@ -53,11 +60,14 @@ class PodReconciler:
         self._said_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> None:
-        pod = self.kube.find(PODS, name, namespace)
+        # The informer's copy, not a GET: the pod's watch event is what queued this key, so
+        # the copy is at least that fresh, and the patch that lifts the gate applies only to
+        # the pod as read (its uid, gates and networks tested). A pod not cached is gone,
+        # or not yet seen: its watch event queues it again. One request fewer per pod.
+        # Nothing read here is written to the index: that is the pod watch's alone.
+        pod = self.cached(namespace, name)
         if pod is None:
             return
-        # The index is the pod watch's alone: a pod deleted since this GET is gone for
-        # good, and writing what was read here would keep it (and its networks in use) for ever.
         record = pod_record(pod)
         if record.terminal:
             self.allocator.release(record.uid)
@@ -192,7 +202,14 @@ class PodReconciler:
             return
         meta, gates = pod["metadata"], pod["spec"].get("schedulingGates") or []
         remaining = [g for g in gates if g.get("name") != names.SCHEDULING_GATE]
-        ops: list[Obj] = [{"op": "test", "path": "/spec/schedulingGates", "value": gates}]
+        # The pod as read, or nothing: another pod of the same name (a uid test), other
+        # gates, other networks (the addresses were allocated for these) fail the patch.
+        ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+                          {"op": "test", "path": "/spec/schedulingGates", "value": gates}]
+        networks = (meta.get("annotations") or {}).get(names.NETWORKS_ANNOTATION)
+        if networks is not None:
+            ops.append({"op": "test", "path": f"/metadata/annotations/{_escape(names.NETWORKS_ANNOTATION)}",
+                        "value": networks})
         if meta.get("annotations") is None:
             ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
         ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(names.ALLOCATIONS_ANNOTATION)}",
@@ -201,7 +218,7 @@ class PodReconciler:
                    else {"op": "remove", "path": "/spec/schedulingGates"})
         try:
             self.kube.patch(PODS, meta["name"], ops, meta["namespace"])
-        except (Conflict, Invalid) as exc:  # 422: the `test` op saw other gates
+        except (Conflict, Invalid) as exc:  # 422: a `test` op failed (the cache is a moment behind)
             raise TemporaryError(f"pod changed while lifting the gate: {exc}", delay=0.2) from None
         except NotFound:
             return
