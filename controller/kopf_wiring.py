@@ -163,8 +163,10 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
             install.remove_webhooks(ctl.kube, admission.CONFIGURATION_NAME)
         # Behind a Service the configurations stay: the next leader serves them (same CA, same Service).
 
+    # A coroutine: the mutation is pure computation, so it runs on kopf's loop rather than
+    # paying a hand-over to the executor's threads (and back) on every pod create.
     @kopf.on.mutate("", "v1", "pods", id=admission.MUTATE_ID, operations=["CREATE"], registry=registry)
-    def mutate_pod(body: Any, patch: Any, **_: Any) -> None:
+    async def mutate_pod(body: Any, patch: Any, **_: Any) -> None:
         try:
             changes = admission.mutate(_plain(body))
         except admission.Denied as exc:

@@ -6,6 +6,8 @@ latency runs from just before its create call to the watch event that shows
 the allocations annotation and no scheduling gate. The controller's RSS is
 sampled from /proc while it works. At the end every pod's addresses are read
 back: an address held twice on a network is a conflict, and fails the run.
+First, as the floor, the same pods are created with no controller and no
+webhook: the rate the apiserver takes them at alone.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class Bench:
         while not stop.wait(0.2):
             self.rss_peak = max(self.rss_peak, rss_kib(self.proc.pid))
 
-    def create_pods(self) -> None:
+    def create_pods(self, namespace: str, created: dict[str, float]) -> None:
         nets = json.dumps([{"podNetworkName": n} for n in self.networks])
 
         def one(i: int) -> None:
@@ -163,13 +165,32 @@ class Bench:
                     # Nothing matches the selector: the pods stay unscheduled, no node runs them.
                     "spec": {"nodeSelector": {"multinet.io/bench": "none"}, "terminationGracePeriodSeconds": 0,
                              "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
-            self.created[name] = time.monotonic()
-            self.core.create_namespaced_pod(self.namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
+            created[name] = time.monotonic()
+            self.core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]  # kubernetes-stubs: a body may be a plain dict too
 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(one, range(self.pods)))
 
+    def floor(self) -> dict[str, float]:
+        """The same pods created the same way with no controller running and no webhook
+        registered: the rate the apiserver (and this client) take them at, alone. The
+        controller's figure cannot pass it: each of its pods is one of these creates."""
+        remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
+        namespace = f"{self.namespace}-floor"
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        while not self.core.list_namespaced_service_account(namespace).items:  # pods need the default account
+            time.sleep(0.2)
+        try:
+            t0 = time.monotonic()
+            self.create_pods(namespace, {})
+            seconds = time.monotonic() - t0
+        finally:
+            self.core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+            self.core.delete_namespace(namespace)
+        return {"create_seconds": round(seconds, 3), "pods_per_second": round(self.pods / seconds, 1)}
+
     def run(self, log: Path) -> dict[str, Any]:
+        floor = self.floor()
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
         self.start_controller(log)
         assert self.proc is not None
@@ -183,7 +204,7 @@ class Bench:
         time.sleep(0.5)  # the watch is open before the first pod exists
         cpu0 = cpu_seconds(self.proc.pid)
         t0 = time.monotonic()
-        self.create_pods()
+        self.create_pods(self.namespace, self.created)
         created_done = time.monotonic()
         watcher.join(600)
         stop.set()
@@ -198,6 +219,8 @@ class Bench:
             "create_seconds": round(created_done - t0, 3),
             "total_seconds": round(end - t0, 3),
             "pods_per_second": round(len(self.lifted) / (end - t0), 1),
+            "floor_no_controller": floor,
+            "ratio_to_floor": round(len(self.lifted) / (end - t0) / floor["pods_per_second"], 2),
             "latency_seconds": {
                 "p50": round(statistics.median(latencies), 3), "p99": round(percentile(latencies, 0.99), 3),
                 "max": round(max(latencies), 3)} if latencies else None,
