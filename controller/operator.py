@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -199,7 +200,7 @@ class Controller:
         return self.index.attachment_network((namespace, name))
 
 
-def webhook_cert(kube: Kube, options: Options) -> ServingCert:
+def webhook_cert(kube: Kube, options: Options, cert_dir: Path) -> ServingCert:
     """The serving certificate, for the Service's DNS name when there is one."""
     hosts = [WEBHOOK_HOST]
     if options.webhook_address not in (WEBHOOK_HOST, "0.0.0.0", "::"):
@@ -207,7 +208,6 @@ def webhook_cert(kube: Kube, options: Options) -> ServingCert:
     if options.webhook_service is not None:
         namespace, name = options.webhook_service
         hosts += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
-    cert_dir = Path(options.cert_dir or tempfile.mkdtemp(prefix="multinet-webhook-"))
     if options.cert_secret is not None:
         return shared_cert(kube, options.cert_secret, cert_dir, *hosts)
     return serving_cert(cert_dir, *hosts)
@@ -242,7 +242,10 @@ def run(options: Options) -> int:
     if options.metrics_port is not None:
         metrics.watch_ipam(ctl.index, ctl.allocator)
     # Step 4: TLS for the webhooks, made here (or shared through a Secret) so it works on any cluster.
-    cert = webhook_cert(kube, options)
+    # Without --cert-dir the keys go in a directory of this run's own, removed at exit:
+    # key material of a stopped controller must not pile up in the temporary directory.
+    cert_dir = Path(options.cert_dir) if options.cert_dir else Path(tempfile.mkdtemp(prefix="multinet-webhook-"))
+    cert = webhook_cert(kube, options, cert_dir)
     # Step 5: kopf serves admission and runs until signalled.
     try:
         run_kopf(build_registry(ctl, cert, health, on_serving=leader_pod.mark if leader_pod else None))
@@ -252,4 +255,6 @@ def run(options: Options) -> int:
         lease.release()
         if health is not None:
             health.stop()
+        if not options.cert_dir:
+            shutil.rmtree(cert_dir, ignore_errors=True)
     return 0

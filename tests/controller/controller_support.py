@@ -148,6 +148,7 @@ class ControllerProcess:
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.kube = Kube.from_kubeconfig(kubeconfig)
+        self.tmpdir = log_path.parent / "controller-tmp"  # its TMPDIR: what it leaves there shows
         self.external: str | None = None
         self.metrics_url = ""  # where its /metrics is, when started with --metrics-port
         self._started = False
@@ -161,10 +162,12 @@ class ControllerProcess:
             wait_for("the cluster's controller to serve admission", self._external_serving, timeout=90)
             return
         log = self.log_path.open("ab")
+        self.tmpdir.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
              "--resync-seconds", "5", "--sweep-seconds", "10", *self.extra],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.tmpdir)})
         wait_for("the controller to register its webhooks", self._serving, timeout=90)
 
     def _external_serving(self) -> bool:
