@@ -25,6 +25,8 @@ AttachmentNetwork = Callable[[str, str], str | None]
 CONFIGURATION_NAME = "multinet-controller"
 MUTATE_ID = "mutate-pods"
 VALIDATE_ID = "validate-pods"
+# what each webhook judges; its configurations register these operations (or fewer)
+OPERATIONS = {MUTATE_ID: ("CREATE",), VALIDATE_ID: ("CREATE", "UPDATE")}
 
 HAS_NETWORKS = (
     f"has(object.metadata.annotations) && '{names.NETWORKS_ANNOTATION}' in object.metadata.annotations"

@@ -1,9 +1,11 @@
-"""The kopf wiring: kopf serves the admission webhooks and runs the process's lifecycle.
+"""The kopf wiring: kopf runs the process's lifecycle and its webhook server serves admission.
 
-kopf watches nothing here (the informers do); it answers admission, posts
-no Events of its own, and calls back into the `Controller` at startup and
-cleanup. Converting our errors into kopf's happens here, at the edge, as does
-`/healthz` (`Health`), which answers while a replica waits for the lease too.
+kopf watches nothing here (the informers do) and posts no Events of its own;
+it calls back into the `Controller` at startup and cleanup. Its webhook server
+(TLS, aiohttp, reloading renewed certificates) hands each AdmissionReview
+straight to `review.Responder`, not through kopf's admission handlers, which
+copy and diff the whole pod on every create. `/healthz` (`Health`) lives here
+too, and answers while a replica waits for the lease.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import aiohttp.web
 import kopf
 
-from controller import admission, install
+from controller import admission, install, review
 from controller.certs import ServingCert
 from kube import Kube, Obj
 
@@ -30,23 +34,33 @@ WEBHOOK_HOST = "127.0.0.1"
 SERVICE_PORT = 443  # the Service's port in front of the replicas' webhook port
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 30.0  # /healthz fails once kopf's event loop has not beaten for this long
+ADMISSION_THREADS = 16  # validations that ask the apiserver (access reviews, in-use holds) at once
 
 
 class RegisteringWebhookServer(kopf.WebhookServer):
     """kopf's server, which also registers our own webhook configurations once it listens
     (kopf's managed configurations cannot express matchConditions): at its own URL, or
-    through the Service `service` (namespace, name) when replicas sit behind one."""
+    through the Service `service` (namespace, name) when replicas sit behind one.
+    Requests go to `responder`, not to kopf's admission handlers (`fn`)."""
 
     def __init__(self, *, kube: Kube, cert: ServingCert, on_registered: Callable[[], None],
-                 service: tuple[str, str] | None = None, **kwargs: Any) -> None:
+                 responder: review.Responder, service: tuple[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(certfile=str(cert.cert), pkeyfile=str(cert.key), cafile=str(cert.ca), **kwargs)
         self._kube = kube
         self._cert = cert
         self._service = service
         self._on_registered = on_registered
+        self._responder = responder
+
+    async def _answer(self, request: Any, *, webhook: str | None = None,
+                      headers: dict[str, str] | None = None, sslpeer: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self._responder(request, webhook=webhook)
+        except review.BadReview as exc:  # not a request we can judge: the apiserver's failurePolicy decides
+            raise aiohttp.web.HTTPBadRequest(text=str(exc)) from None  # a body: a reason phrase cannot carry any text
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        async for client_config in super().__call__(fn):
+        async for client_config in super().__call__(self._answer):
             url = f"https://{WEBHOOK_HOST}:{self._port_of(client_config.get('url') or '')}"
             mutating, validating = admission.webhook_configurations(url, self._cert.ca_bundle())
             if self._service is not None:
@@ -130,6 +144,12 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
     # kopf reports its own address in the client config; only the port is used from it.
     host = WEBHOOK_HOST if options.webhook_address in ("0.0.0.0", "::") else options.webhook_address
     beats: list[asyncio.Task[None]] = []
+    threads = ThreadPoolExecutor(ADMISSION_THREADS, thread_name_prefix="admission")
+
+    async def offload(call: Callable[[], None]) -> None:
+        await asyncio.get_running_loop().run_in_executor(threads, call)
+
+    responder = review.Responder(lambda request: validate_pod(ctl, request), offload)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -139,7 +159,7 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
         settings.execution.max_workers = 16
         settings.admission.server = RegisteringWebhookServer(
             kube=ctl.kube, cert=cert, addr=options.webhook_address, host=host, port=port,
-            service=options.webhook_service,
+            service=options.webhook_service, responder=responder,
             # Workers start once admission answers at the registered address.
             on_registered=lambda: _serving(ctl, on_serving))
 
@@ -158,34 +178,23 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
     def cleanup(**_: Any) -> None:
         for task in beats:
             task.cancel()
+        threads.shutdown(wait=False, cancel_futures=True)
         ctl.stop()
         if options.webhook_service is None:
             install.remove_webhooks(ctl.kube, admission.CONFIGURATION_NAME)
         # Behind a Service the configurations stay: the next leader serves them (same CA, same Service).
 
-    # A coroutine: the mutation is pure computation, so it runs on kopf's loop rather than
-    # paying a hand-over to the executor's threads (and back) on every pod create.
-    @kopf.on.mutate("", "v1", "pods", id=admission.MUTATE_ID, operations=["CREATE"], registry=registry)
-    async def mutate_pod(body: Any, patch: Any, **_: Any) -> None:
-        try:
-            changes = admission.mutate(_plain(body))
-        except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=exc.code) from None
-        patch.update(changes)
-
-    @kopf.on.validate("", "v1", "pods", id=admission.VALIDATE_ID, operations=["CREATE", "UPDATE"],
-                      registry=registry)
-    def validate_pod(*, body: Any, userinfo: Any, dryrun: bool, old: Any = None, operation: Any = None,
-                     **_: Any) -> None:
-        previous = _plain(old) if operation == "UPDATE" and old is not None else None
-        try:
-            admission.validate(_plain(body), previous, userinfo, ctl.access.may_use, ctl.attachment_network)
-        except admission.Denied as exc:
-            raise kopf.AdmissionError(str(exc), code=exc.code) from None
-        if operation == "CREATE" and not dryrun:
-            ctl.hold_references(_plain(body))
-
     return registry
+
+
+def validate_pod(ctl: Controller, request: review.Request) -> None:
+    """The validating webhook: raises admission.Denied; on an admitted create, holds
+    the pod's networks in use at once (not on dry run: the webhook declares
+    sideEffects NoneOnDryRun)."""
+    previous = request.old if request.operation == "UPDATE" else None
+    admission.validate(request.pod, previous, request.user, ctl.access.may_use, ctl.attachment_network)
+    if request.operation == "CREATE" and not request.dry_run:
+        ctl.hold_references(request.pod)
 
 
 def _serving(ctl: Controller, on_serving: Callable[[], None] | None) -> None:
@@ -217,10 +226,6 @@ def connection_info(cfg: Any) -> kopf.ConnectionInfo:
         certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
         scheme=scheme or None, token=token or None,
     )
-
-
-def _plain(body: Any) -> Obj:
-    return {k: body[k] for k in body}
 
 
 def run_kopf(registry: kopf.OperatorRegistry) -> None:
