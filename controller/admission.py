@@ -51,12 +51,14 @@ class Denied(Exception):
     """
 
     code = 422
+    reason = "Invalid"  # the Status reason that goes with `code`
 
 
 class Forbidden(Denied):
     """The requesting user may not `use` a referenced network (KEP Phase II)."""
 
     code = 403
+    reason = "Forbidden"
 
 
 def _networks(pod: Mapping[str, Any]) -> tuple[Network, ...]:

@@ -156,7 +156,6 @@ def build_registry(ctl: Controller, cert: ServingCert, health: Health | None = N
         settings.posting.enabled = False  # handlers do not log to k8s Events; we post our own
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per pod event is noise
         settings.watching.server_timeout = 300  # kopf's own watches (resource discovery)
-        settings.execution.max_workers = 16
         settings.admission.server = RegisteringWebhookServer(
             kube=ctl.kube, cert=cert, addr=options.webhook_address, host=host, port=port,
             service=options.webhook_service, responder=responder,

@@ -95,8 +95,7 @@ def allowed(uid: str, patch: list[Obj] | None = None) -> Obj:
 
 
 def denied(uid: str, exc: admission.Denied) -> Obj:
-    status = {"code": exc.code, "message": str(exc),
-              "reason": "Forbidden" if exc.code == 403 else "Invalid"}
+    status = {"code": exc.code, "message": str(exc), "reason": exc.reason}
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview",
             "response": {"uid": uid, "allowed": False, "status": status}}
 
@@ -108,7 +107,7 @@ Offload = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 class Responder:
-    """Answers one AdmissionReview for the webhook at `path` (kopf's WebhookFn protocol)."""
+    """Answers one AdmissionReview for the webhook `webhook` (the request's path; kopf's WebhookFn protocol)."""
 
     def __init__(self, validate: Validate, offload: Offload) -> None:
         self._validate = validate
