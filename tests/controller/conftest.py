@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from tests.controller.controller_support import Kube
-from tests.support.wait import wait_for
+from tests.support.wait import default_service_account
 from tests.controller.controller_support import ControllerProcess, FakeNodes, Networks, pod_manifest, suffix
 
 
@@ -32,10 +32,7 @@ def namespace(kube: Kube) -> Iterator[str]:
     name = f"mna-{suffix()}"
     kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
-        # Pods are refused until the controller manager made the namespace's default service account.
-        wait_for(f"{name}'s default service account", lambda: any(
-            sa.metadata is not None and sa.metadata.name == "default"
-            for sa in kube.core.list_namespaced_service_account(name).items), timeout=30)
+        default_service_account(kube, name, timeout=30)
         yield name
     finally:
         # Pods bound to nodes without a kubelet only go when deleted with no grace.

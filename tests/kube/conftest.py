@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.wait import wait_for
+from tests.support.wait import default_service_account
 
 from kube import Kube, NotFound, Resource
 from kube.resources import CRDS, NAMESPACES
@@ -34,9 +34,7 @@ def kube(kubeconfig: Path) -> Kube:
 def namespace(kube: Kube) -> Iterator[str]:
     name = f"mnk-{suffix()}"
     kube.create(NAMESPACES, {"metadata": {"name": name}})
-    # Pods are refused until the service-account controller has made `default` there.
-    wait_for(f"the default service account of {name}",
-             lambda: kube.find(Resource("", "v1", "serviceaccounts", kind="ServiceAccount"), "default", name))
+    default_service_account(kube, name)
     try:
         yield name
     finally:

@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from kube import Kube, Resource
+
 T = TypeVar("T")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
@@ -20,3 +23,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, in
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def default_service_account(kube: Kube, namespace: str, timeout: float = 60.0) -> None:
+    """Wait for the service-account controller to make `default` in a new namespace:
+    pods are refused there until it has."""
+    wait_for(f"the default service account of {namespace}",
+             lambda: kube.find(SERVICE_ACCOUNTS, "default", namespace), timeout=timeout)
