@@ -25,6 +25,8 @@ AttachmentNetwork = Callable[[str, str], str | None]
 CONFIGURATION_NAME = "multinet-controller"
 MUTATE_ID = "mutate-pods"
 VALIDATE_ID = "validate-pods"
+# the resource the webhooks serve, as an AdmissionReview names it
+POD_RESOURCE = {"group": "", "version": "v1", "resource": "pods"}
 # what each webhook judges; its configurations register these operations (or fewer)
 OPERATIONS = {MUTATE_ID: ("CREATE",), VALIDATE_ID: ("CREATE", "UPDATE")}
 
@@ -162,17 +164,18 @@ def _access_denial(net: Network, namespace: str | None, user: Mapping[str, Any],
 
 def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
     """The MutatingWebhookConfiguration and ValidatingWebhookConfiguration (admissionregistration/v1)."""
-    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-              "resources": ["pods"], "scope": "Namespaced"}]
+    pods = POD_RESOURCE["resource"]
+    rule = {"apiGroups": [POD_RESOURCE["group"]], "apiVersions": [POD_RESOURCE["version"]], "scope": "Namespaced"}
 
-    def hook(name: str, path: str, fail: bool, condition: str, operations: list[str]) -> Obj:
+    def hook(name: str, path: str, fail: bool, condition: str, operations: list[str],
+             resources: tuple[str, ...] = (pods,)) -> Obj:
         return {
             # The CREATE validation holds the referenced networks in use (a finalizer
             # patch), which it skips on dry run.
             "name": name, "admissionReviewVersions": ["v1"],
             "sideEffects": "NoneOnDryRun" if path == VALIDATE_ID else "None",
             "clientConfig": {"url": f"{url.rstrip('/')}/{path}", "caBundle": ca_bundle},
-            "rules": [{**rules[0], "operations": operations}],
+            "rules": [{**rule, "operations": operations, "resources": list(resources)}],
             "failurePolicy": "Fail" if fail else "Ignore",
             "timeoutSeconds": 10 if fail else 3,
             "matchConditions": [{"name": "networks-annotation", "expression": condition}],
@@ -193,7 +196,9 @@ def webhook_configurations(url: str, ca_bundle: str) -> tuple[Obj, Obj]:
         "metadata": {"name": CONFIGURATION_NAME},
         "webhooks": [
             hook("networks.pods.multinet.io", VALIDATE_ID, True, HAS_NETWORKS, ["CREATE"]),
-            hook("update.pods.multinet.io", VALIDATE_ID, True, NETWORKS_CHANGED, ["UPDATE"]),
+            # pods/status carries the pod's annotations too (the apiserver keeps only its spec)
+            hook("update.pods.multinet.io", VALIDATE_ID, True, NETWORKS_CHANGED, ["UPDATE"],
+                 (pods, f"{pods}/status")),
         ],
     }
     return mutating, validating

@@ -19,7 +19,6 @@ from controller import admission
 
 Obj = dict[str, Any]
 API_VERSION = "admission.k8s.io/v1"
-POD = {"group": "", "version": "v1", "resource": "pods"}
 
 
 class BadReview(Exception):
@@ -45,10 +44,14 @@ def parse(review: Any) -> Request:
     if not isinstance(request, dict):
         raise BadReview("request: missing")
     resource = request.get("resource")
-    if not isinstance(resource, dict) or any(resource.get(k) != v for k, v in POD.items()) \
-            or request.get("subResource"):
-        raise BadReview(f"request.resource: this webhook serves core/v1 pods, not {resource!r}"
-                        + (f" {request['subResource']!r}" if request.get("subResource") else ""))
+    if not isinstance(resource, dict) or any(resource.get(k) != v for k, v in admission.POD_RESOURCE.items()):
+        raise BadReview(f"request.resource: this webhook serves core/v1 pods, not {resource!r}")
+    operation = str(request.get("operation") or "")
+    subresource = request.get("subResource") or ""
+    # pods/status can change annotations too, so an UPDATE there is judged as one of the pod
+    if subresource and (subresource, operation) != ("status", "UPDATE"):
+        raise BadReview(f"request.subResource: this webhook serves pods and UPDATE of pods/status, "
+                        f"not {operation} of {subresource!r}")
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid: missing")
@@ -57,7 +60,6 @@ def parse(review: Any) -> Request:
         raise BadReview("request.object: missing")
     if not isinstance(user, dict):
         raise BadReview("request.userInfo: missing")
-    operation = str(request.get("operation") or "")
     if operation == "UPDATE" and not isinstance(old, dict):
         raise BadReview("request.oldObject: missing on UPDATE")
     return Request(uid=uid, operation=operation, pod=pod,

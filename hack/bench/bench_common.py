@@ -50,3 +50,15 @@ def export(rev: str, into: Path) -> tuple[Path, str]:
     with tarfile.open(archive) as tar:
         tar.extractall(into / "tree", filter="data")
     return into / "tree", commit
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident set size in MiB; 0 for one that has just exited."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0

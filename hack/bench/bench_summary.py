@@ -171,6 +171,18 @@ def datapath_routes(r: Report) -> Figures:
                    "" if count == 100000 else f"measured at {fmt(count)} routes")
 
 
+def target_memory(section: str, key: str, what: str) -> Fill:
+    """The IPU target's RSS with `what` programmed, beside the idle target's of the same run."""
+    def fill(r: Report) -> Figures:
+        r.need(f"no {section}.{key} (a run before the datapath bench measured memory, or --skip-traffic)",
+               section, key)
+        rss, idle = r.num(section, key, "ipu_target_rss_mib"), r.num("ipu_target_rss_mib_idle", 0)
+        driver = r.num(section, key, "driver_rss_mib")
+        return Figures(f"{fmt(rss)} MiB with {what}",
+                       f"idle {fmt(idle)} MiB; the driving compile + client {fmt(driver)} MiB", "-", rss)
+    return fill
+
+
 def traffic(section: str, ratio_key: str, now_key: str, label: str, peer_key: str) -> Fill:
     """A throughput ratio of `section`, beside the policy section's `peer_key` (iperf3 medians)."""
     def fill(r: Report) -> Figures:
@@ -283,6 +295,10 @@ SPECS: list[tuple[str, str, Goal | None, Fill]] = [
      controller(("latency_seconds", "p99"), " s", ("latency_seconds", "p50"))),
     ("controller: address conflicts", "controller", Goal("==", 0), controller(("address_conflicts",), "")),
     ("pod create-to-Ready p50, 3 nets / 0 nets, one by one", "nodes", Goal(LE, 1.25), nodes_ready),
+    ("RSS of the IPU target, 10,000 Services x 10 endpoints", "datapath", None,
+     target_memory("programming", "memory_at_services", "10,000 Services")),
+    ("RSS of the IPU target, a 10,000-peer policy", "datapath", None,
+     target_memory("policy", "memory_at_peers", "10,000 peers")),
     ("RSS of the agent (per node)", "nodes", None, rss("node", "agent")),
     ("RSS of the IPU target (per node)", "nodes", None, rss("ipu", "ipu")),
     ("agent restart, ready with 10,000 records / empty agent", "agent-restart", None, agent_restart),

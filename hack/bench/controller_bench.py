@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench_common import rss_mib
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -39,13 +40,6 @@ from podnetwork import names
 from podnetwork.allocations import parse_allocations
 
 HERE = Path(__file__).resolve().parent
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,7 +66,7 @@ class Bench:
         self.params: list[str] = []
         self.created: dict[str, float] = {}
         self.lifted: dict[str, float] = {}
-        self.rss_peak = 0
+        self.rss_peak = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start_controller(self, log: Path) -> None:
@@ -153,7 +147,7 @@ class Bench:
     def sample_rss(self, stop: threading.Event) -> None:
         assert self.proc is not None
         while not stop.wait(0.2):
-            self.rss_peak = max(self.rss_peak, rss_kib(self.proc.pid))
+            self.rss_peak = max(self.rss_peak, rss_mib(self.proc.pid))
 
     def create_pods(self, namespace: str, created: dict[str, float]) -> None:
         nets = json.dumps([{"podNetworkName": n} for n in self.networks])
@@ -194,7 +188,7 @@ class Bench:
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
         self.start_controller(log)
         assert self.proc is not None
-        idle_rss = rss_kib(self.proc.pid)
+        idle_rss = rss_mib(self.proc.pid)
         self.make_networks()
         stop = threading.Event()
         watcher = threading.Thread(target=self.watch_pods, args=(stop,), daemon=True)
@@ -224,7 +218,7 @@ class Bench:
             "latency_seconds": {
                 "p50": round(statistics.median(latencies), 3), "p99": round(percentile(latencies, 0.99), 3),
                 "max": round(max(latencies), 3)} if latencies else None,
-            "controller_rss_mib": {"idle": round(idle_rss / 1024, 1), "peak": round(self.rss_peak / 1024, 1)},
+            "controller_rss_mib": {"idle": idle_rss, "peak": self.rss_peak},
             "controller_cpu_seconds": round(cpu, 2),
             "address_conflicts": self.conflicts(),
             "host_cpus": os.cpu_count(),

@@ -14,7 +14,9 @@ Runs inside its own network namespaces (prefix mndb) and writes JSON.
   4. the time to read every counter at N services: the service table's direct
      counters over P4Runtime, and one scrape of the target's /metrics, beside
      the netlink dumps it makes, nft's JSON listing of the same counters and
-     prometheus_client's rendering of the same series (datapath_counters.py).
+     prometheus_client's rendering of the same series (datapath_counters.py);
+  5. the IPU targets' RSS idle, at N services and with the N-peer policy, and
+     this process's (the compile and client the agent would hold).
 Throughput runs alternate round by round; medians are reported with samples.
 """
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
 import datapath_floors as floors  # noqa: E402
+from bench_common import rss_mib  # noqa: E402
 from datapath_change import endpoint_changes  # noqa: E402
 from datapath_counters import bench_counters  # noqa: E402
 from datapath.client.datapath import P4RuntimeDatapath  # noqa: E402
@@ -88,6 +91,9 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
     compiled = time.monotonic()
     written = dp.replace_state(entries)
     programmed = time.monotonic()
+    # The target holds the tables it realized; this process, what the agent would (the
+    # compiled entries and the client's copy of the written state).
+    memory = {"ipu_target_rss_mib": rss_mib(target_pid), "driver_rss_mib": rss_mib(os.getpid())}
     # The kernel's own time to load the same table, in this run.
     floor = floors.nft_floor(ipu_ns, prefix)
     # One endpoint of one service changes: the agent's whole path, step by step,
@@ -103,7 +109,7 @@ def bench_programming(dp: P4RuntimeDatapath, ipu_ns: str, prefix: str, count: in
             "total_seconds": round(total, 3), "kernel_floor": floor,
             "ratio_program_to_nft_load": round((programmed - compiled) / floor["nft_load_seconds"], 3),
             "ratio_total_to_nft_load": round(total / floor["nft_load_seconds"], 3),
-            "endpoint_change": change, "counters": counters}
+            "endpoint_change": change, "counters": counters, "memory_at_services": memory}
 
 
 def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
@@ -201,6 +207,7 @@ def main() -> int:
             wait_for(t.address, timeout=300)  # a loaded machine starts targets slowly
             dps[t.node.name] = dp = P4RuntimeDatapath(P4RuntimeClient(t.address, pipeline=pipeline(sizes)))
             dp.reconnect()
+        result["ipu_target_rss_mib_idle"] = [rss_mib(t.process.pid) for t in targets]
 
         result["programming"] = bench_programming(dps["n1"], n1.ipu_ns, prefix, args.services, args.endpoints,
                                                   getattr(targets[0], "metrics_url", None), targets[0].process.pid,
@@ -238,6 +245,7 @@ def main() -> int:
         entries = compile_policies([pol], objs, [], {NET: NET_ID}, node_name="n2")
         written = dps["n2"].replace_state(routes["n2"] + entries)
         policy_program = time.monotonic() - start
+        policy_memory = {"ipu_target_rss_mib": rss_mib(targets[1].process.pid), "driver_rss_mib": rss_mib(os.getpid())}
 
         # The same two-node path without the pipeline: a bare VXLAN between pod namespaces built alike.
         bare_tb = Testbed(f"{prefix}b")
@@ -262,6 +270,7 @@ def main() -> int:
         median = {k: statistics.median(v) for k, v in samples.items()}
         result["policy"] = {
             "peers": args.peers, "policy_updates_written": written, "policy_program_seconds": round(policy_program, 3),
+            "memory_at_peers": policy_memory,
             "rounds": args.rounds, "seconds_per_run": args.seconds,
             "throughput_no_policy_gbps": round(median["open"] / 1e9, 3),
             "throughput_with_policy_gbps": round(median["guarded"] / 1e9, 3),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_common import write_report
+from bench_common import rss_mib, write_report
 from kubernetes import client, config, watch
 
 from cni.install import CONFLIST_NAME
@@ -155,18 +155,6 @@ def clear(core: client.CoreV1Api, plans: list[NodePlan]) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("bench-nodes: pods not torn down after 600s")
         time.sleep(0.5)
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size; 0 for a process that has just exited."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return 0.0
-    for line in lines:
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def memory(plane: ControlPlane, plans: list[NodePlan]) -> dict[str, Any]:

@@ -89,6 +89,14 @@ def test_networks_annotation_immutable(make_pod: Any, kube: Kube, namespace: str
             names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
     assert "is immutable once the pod exists" in status_of(exc.value)["message"]
     assert exc.value.status == 422, exc.value.body  # an immutable field: Invalid, as for spec fields
+    # pods/status carries annotations too: the same refusal there
+    with pytest.raises(ApiException) as exc:
+        kube.core.patch_namespaced_pod_status("p", namespace, {"metadata": {"annotations": {
+            names.NETWORKS_ANNOTATION: json.dumps([{"podNetworkName": "mna-y"}])}}})
+    assert "is immutable once the pod exists" in status_of(exc.value)["message"]
+    assert exc.value.status == 422, exc.value.body
+    # and a status write that leaves the annotation alone is not the webhook's to judge
+    kube.core.patch_namespaced_pod_status("p", namespace, {"metadata": {"annotations": {"mna/other": "1"}}})
 
 
 def user_subject(user: str) -> dict[str, str]:

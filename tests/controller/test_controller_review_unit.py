@@ -36,7 +36,11 @@ def request(**overrides: Any) -> dict[str, Any]:
     (lambda r: r["request"].pop("userInfo"), "request.userInfo"),
     (lambda r: r["request"].update(resource={"group": "", "version": "v1", "resource": "services"}),
      "request.resource"),
-    (lambda r: r["request"].update(subResource="status"), "request.resource"),
+    (lambda r: r["request"].update(subResource="status"), "request.subResource"),  # a CREATE
+    (lambda r: r["request"].update(operation="UPDATE", oldObject={}, subResource="ephemeralcontainers"),
+     "request.subResource"),
+    (lambda r: r["request"].update(operation="UPDATE", oldObject={}, subResource="binding"),
+     "request.subResource"),
     (lambda r: r["request"].update(resource="pods"), "request.resource"),
     (lambda r: r["request"].update(userInfo="alice"), "request.userInfo"),
     (lambda r: r["request"].update(operation="UPDATE"), "request.oldObject"),
@@ -60,6 +64,8 @@ def test_parse_reads_the_request() -> None:
     parsed = review.parse(request(operation="UPDATE", oldObject=old, dryRun=True))
     assert (parsed.uid, parsed.operation, parsed.old, parsed.dry_run) == ("u-1", "UPDATE", old, True)
     assert parsed.user == {"username": "alice"}
+    # pods/status may change annotations too, so its UPDATE is judged like the pod's
+    assert review.parse(request(operation="UPDATE", oldObject=old, subResource="status")).old == old
 
 
 @pytest.mark.parametrize("original,changes", [

@@ -35,6 +35,7 @@ from podnetwork.names import (
     READINESS_CONDITION,
     VERSION,
 )
+from tests.support.wait import wait_for
 
 # The prefix of everything the CNI tests create on this machine (namespaces,
 # links, cluster objects); $MULTINET_TEST_PREFIX sets another, so two runs on
@@ -225,11 +226,10 @@ class ClusterObjects:
         self._undo.append(lambda: self.core.delete_namespace(name))
         # Pods are refused until the controller manager made the namespace's
         # default service account (a test that creates a pod at once would flake).
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if any(sa.metadata is not None and sa.metadata.name == "default" for sa in self.core.list_namespaced_service_account(name).items):
-                break
-            time.sleep(0.1)
+        wait_for(f"the default service account of {name}",
+                 lambda: any(sa.metadata is not None and sa.metadata.name == "default"
+                             for sa in self.core.list_namespaced_service_account(name).items),
+                 timeout=60, interval=0.1)
         return name
 
     def node(self) -> str:
