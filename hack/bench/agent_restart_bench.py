@@ -37,8 +37,9 @@ def log(msg: str) -> None:
     print(f"bench-agent-restart: {msg}", file=sys.stderr, flush=True)
 
 
-def record(i: int) -> AttachmentRecord:
-    """A READY attachment with one secondary veth, as an ADD leaves it."""
+def record(i: int, netns: str) -> AttachmentRecord:
+    """A READY attachment with one secondary veth, as an ADD leaves it, of a pod
+    in `netns` (live: the agent drops at start the attachments of gone namespaces)."""
     container = f"bench{i:06d}"
     address = f"10.{40 + i // 65536}.{i // 256 % 256}.{i % 256}/16"
     port = PortAttachment(f"uid-{i}", "bench", f"pod-{i}", "fronthaul", NetworkId(140), "net1",
@@ -46,12 +47,13 @@ def record(i: int) -> AttachmentRecord:
     plan = PlannedInterface("net1", "fronthaul", None, 140, "veth", port.representor, port.mac, 1500,
                             (address,), (), (), False)
     return AttachmentRecord(
-        network="multinet", container_id=container, ifname="eth0", netns=f"/var/run/netns/{container}",
+        network="multinet", container_id=container, ifname="eth0", netns=netns,
         pod=PodRef("bench", f"pod-{i}", f"uid-{i}"), mode=Eth0Mode.NONE, group=1000 + i, phase=Phase.READY,
-        # The pod's namespace is gone (as after a node reboot); the node-side end is the bench's own name.
-        links=(OwnedLink(f"/var/run/netns/{container}", "net1"), OwnedLink(None, port.representor)),
+        # The links themselves are not made (the agent does not look at them to start); the
+        # node-side end is the bench's own name.
+        links=(OwnedLink(netns, "net1"), OwnedLink(None, port.representor)),
         plans=(plan,), path=("/opt/cni/bin",), ports=(port,),
-        result={"cniVersion": "1.1.0", "interfaces": [{"name": "net1", "sandbox": f"/var/run/netns/{container}"}],
+        result={"cniVersion": "1.1.0", "interfaces": [{"name": "net1", "sandbox": netns}],
                 "ips": [{"address": address, "interface": 0}]})
 
 
@@ -76,6 +78,11 @@ def bench(kubeconfig: Path, count: int, rounds: int) -> dict[str, Any]:
     testing.ensure_crds(api)
     objects = testing.ClusterObjects(api, PREFIX)
     work = Path(tempfile.mkdtemp(prefix="mnr-bench-"))
+    # One live namespace holds every recorded pod: 10,000 of them would cost the
+    # machine more than the bench measures.
+    space = f"{PREFIX}-bench-{os.getpid()}"
+    testing.run("ip", "netns", "add", space)
+    netns = f"/var/run/netns/{space}"
     try:
         node = objects.node()
         full, empty = testing.AgentProcess(work / "full", node, kubeconfig), testing.AgentProcess(work / "empty", node,
@@ -86,7 +93,7 @@ def bench(kubeconfig: Path, count: int, rounds: int) -> dict[str, Any]:
         log(f"writing {count} records")
         start = time.perf_counter()
         for i in range(count):
-            store.write(record(i))
+            store.write(record(i, netns))
         written = time.perf_counter() - start
         times: dict[str, list[float]] = {"full": [], "empty": [], "floor": []}
         for n in range(rounds):
@@ -100,7 +107,7 @@ def bench(kubeconfig: Path, count: int, rounds: int) -> dict[str, Any]:
             raise SystemExit(f"bench-agent-restart: {count - kept} of {count} records lost over {rounds} restarts")
         # The records are usable after the restart: DEL of a sample works from them alone.
         full.start()
-        sample = [record(i) for i in range(0, count, max(1, count // 20))]
+        sample = [record(i, netns) for i in range(0, count, max(1, count // 20))]
         for r in sample:
             pod = (r.pod.namespace, r.pod.name, r.pod.uid)
             result = testing.invoke(testing.plugin_binary(), testing.cni_env("DEL", r.container_id, r.netns, pod=pod),
@@ -124,6 +131,7 @@ def bench(kubeconfig: Path, count: int, rounds: int) -> dict[str, Any]:
         }
     finally:
         objects.close()
+        testing.run("ip", "netns", "del", space, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 

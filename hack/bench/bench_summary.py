@@ -286,6 +286,9 @@ SPECS: list[tuple[str, str, Goal | None, Fill]] = [
     ("100,000 routes, one Write (routes run)", "routes", Goal(GE, 150000, "/s"), routes_write),
     ("TCP through the IPU / bare VXLAN", "datapath", Goal(GE, 0.9), traffic(
         "policy", "ratio_pipeline_to_bare_vxlan", "throughput_no_policy_gbps", "bare", "throughput_bare_vxlan_gbps")),
+    ("TCP through the IPU / bare VXLAN with conntrack alone", "datapath", None, traffic(
+        "policy", "ratio_pipeline_to_bare_vxlan_conntrack", "throughput_no_policy_gbps", "bare + conntrack",
+        "throughput_bare_vxlan_conntrack_gbps")),
     ("TCP with a 10,000-peer policy / without", "datapath", Goal(GE, 0.95), traffic(
         "policy", "ratio_with_policy", "throughput_with_policy_gbps", "no policy", "throughput_no_policy_gbps")),
     ("legitimate flow under a denied flood / quiet", "datapath", Goal(GE, 0.95), traffic(

@@ -8,7 +8,8 @@ Runs inside its own network namespaces (prefix mndb) and writes JSON.
      one Write of many host routes beside `ip -batch` of the same routes;
   2. iperf3 TCP throughput between two pods on a secondary network (across
      two nodes, over VXLAN) beside a bare VXLAN path between pods built
-     alike, and with no policy and with a 10,000-peer policy;
+     alike (also with conntrack alone on it), and with no policy and with a
+     10,000-peer policy;
   3. that throughput while a third pod floods connections the policy denies,
      and that the target's denied counter saw exactly those attempts;
   4. the time to read every counter at N services: the service table's direct
@@ -250,12 +251,16 @@ def main() -> int:
         # The same two-node path without the pipeline: a bare VXLAN between pod namespaces built alike.
         bare_tb = Testbed(f"{prefix}b")
         bare_client, bare_srv = floors.bare_vxlan(bare_tb, NET_ID)
-        samples: dict[str, list[float]] = {"open": [], "bare_vxlan": [], "guarded": [], "guarded_under_flood": []}
+        samples: dict[str, list[float]] = {"open": [], "bare_vxlan": [], "bare_vxlan_conntrack": [], "guarded": [],
+                                           "guarded_under_flood": []}
         attempts = dropped = 0
         flood_seconds = 0.0
         for _ in range(args.rounds):
             samples["open"].append(iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds))
             samples["bare_vxlan"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
+            floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=True)
+            samples["bare_vxlan_conntrack"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
+            floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=False)
             samples["guarded"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
             # The attacker floods connections to a port the policy denies.
             flood = popen_in(attacker.netns, [sys.executable, "-c", FLOOD, guarded.ip, "5202",
@@ -277,6 +282,10 @@ def main() -> int:
             "ratio_with_policy": round(median["guarded"] / median["open"], 3),
             "throughput_bare_vxlan_gbps": round(median["bare_vxlan"] / 1e9, 3),
             "ratio_pipeline_to_bare_vxlan": round(median["open"] / median["bare_vxlan"], 3),
+            # The same bare path with conntrack alone: the share of the gap any stateful pipeline pays.
+            "throughput_bare_vxlan_conntrack_gbps": round(median["bare_vxlan_conntrack"] / 1e9, 3),
+            "ratio_pipeline_to_bare_vxlan_conntrack": round(median["open"] / median["bare_vxlan_conntrack"], 3),
+            "ratio_bare_vxlan_conntrack_to_bare": round(median["bare_vxlan_conntrack"] / median["bare_vxlan"], 3),
             "samples_gbps": {k: [round(x / 1e9, 3) for x in v] for k, v in samples.items()},
             "spread_gbps": {k: [round(min(v) / 1e9, 3), round(statistics.median(v) / 1e9, 3), round(max(v) / 1e9, 3)]
                             for k, v in samples.items()},

@@ -7,7 +7,9 @@ work, measured in the same run as the target (datapath_bench.py).
     `ip -batch` into a fresh namespace;
   - a bare VXLAN path between two pod namespaces, built like the testbed's
     (veth into a node namespace, VXLAN over the same kind of underlay) but
-    with plain routes, proxy ARP and no nftables or policy routing.
+    with plain routes, proxy ARP and no nftables or policy routing; and the
+    same path with conntrack alone (a zone set on every packet, established
+    flows accepted): what any stateful pipeline pays for its state.
 """
 
 from __future__ import annotations
@@ -132,3 +134,28 @@ def bare_vxlan(tb: Testbed, network_id: int) -> tuple[Pod, Pod]:
         run_in(ns, ["ip", "neigh", "replace", remote.ip, "lladdr", mac, "dev", vx, "nud", "permanent"])
         run_in(ns, ["bridge", "fdb", "append", mac, "dev", vx, "dst", there.vtep])
     return client, server
+
+
+# The least state a pipeline with stateful policy and Services keeps: every
+# packet in a conntrack zone, established flows accepted before any rule.
+CONNTRACK_ONLY = """table inet {table} {{
+  chain pre_raw {{
+    type filter hook prerouting priority raw; policy accept;
+    ct zone set {zone}
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    ct state established,related accept
+  }}
+}}
+"""
+
+
+def bare_conntrack(tb: Testbed, client: Pod, server: Pod, zone: int, on: bool) -> None:
+    """Turn conntrack alone on (or off) on the nodes of a bare path (`bare_vxlan`)."""
+    table = f"{tb.prefix}ct".replace("-", "_")
+    for node in (client.node, server.node):
+        if on:
+            run_in(node.ipu_ns, ["nft", "-f", "-"], stdin=CONNTRACK_ONLY.format(table=table, zone=zone))
+        else:
+            run_in(node.ipu_ns, ["nft", "delete", "table", "inet", table])
