@@ -185,8 +185,8 @@ def main() -> int:
     tb = Testbed(prefix)
     bare_tb: Testbed | None = None
     targets: list[Target] = []
-    logs = Path("/tmp") / f"{prefix}-bench"
-    logs.mkdir(exist_ok=True)
+    logs = ROOT / "build" / "bench" / f"{prefix}-logs"  # the targets' logs, kept beside the report
+    logs.mkdir(parents=True, exist_ok=True)
     try:
         n1, n2 = tb.add_node("n1"), tb.add_node("n2")
         # What the target found in this kernel and what it uses it for.
