@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.compile import compile_policies, compile_remote_routes, compile_services  # noqa: E402
 import datapath_floors as floors  # noqa: E402
+import kernel_profile  # noqa: E402
 from bench_common import rss_mib  # noqa: E402
 from datapath_change import endpoint_changes  # noqa: E402
 from datapath_counters import bench_counters  # noqa: E402
@@ -176,6 +178,9 @@ def main() -> int:
     parser.add_argument("--flood-limit", type=int, default=200000, help="at most this many denied connection attempts")
     parser.add_argument("--out", default="build/bench/datapath.json", help="write JSON here (default: %(default)s)")
     parser.add_argument("--skip-traffic", action="store_true", help="programming and counter reads only")
+    parser.add_argument("--perf", type=Path, metavar="DIR",
+                        help="before the rounds, one run through the IPU and one on the bare path under "
+                             "`perf record -a` (data in DIR): the share of netfilter and the FIB in each")
     parser.add_argument("--prefix", default=PREFIX, help="of every namespace, link and table made (<= 6 characters)")
     args = parser.parse_args()
     prefix = args.prefix
@@ -255,9 +260,19 @@ def main() -> int:
                                            "guarded_under_flood": []}
         attempts = dropped = 0
         flood_seconds = 0.0
+        runs: dict[str, Callable[[], float]] = {
+            "open": lambda: iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds),
+            "bare_vxlan": lambda: iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds)}
+        profiles: dict[str, Any] = {}
+        if args.perf is not None:  # one profiled run each, before the rounds and not among their samples
+            if not kernel_profile.available():
+                raise SystemExit("bench-datapath: --perf needs perf (Debian: linux-perf)")
+            for name, run in runs.items():
+                gbps, profiles[name] = kernel_profile.profiled(args.perf / f"{name}.data", args.seconds, run)
+                profiles[name]["gbps"] = round(gbps / 1e9, 3)
         for _ in range(args.rounds):
-            samples["open"].append(iperf(client.netns, open_srv.netns, open_srv.ip, args.seconds))
-            samples["bare_vxlan"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
+            for name, run in runs.items():
+                samples[name].append(run())
             floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=True)
             samples["bare_vxlan_conntrack"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
             floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=False)
@@ -287,6 +302,8 @@ def main() -> int:
             "ratio_pipeline_to_bare_vxlan_conntrack": round(median["open"] / median["bare_vxlan_conntrack"], 3),
             "ratio_bare_vxlan_conntrack_to_bare": round(median["bare_vxlan_conntrack"] / median["bare_vxlan"], 3),
             "samples_gbps": {k: [round(x / 1e9, 3) for x in v] for k, v in samples.items()},
+            # --perf: of one run each before the rounds, percent of all samples in netfilter and the FIB
+            "kernel_profile": profiles or None,
             "spread_gbps": {k: [round(min(v) / 1e9, 3), round(statistics.median(v) / 1e9, 3), round(max(v) / 1e9, 3)]
                             for k, v in samples.items()},
         }
