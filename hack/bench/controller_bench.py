@@ -172,7 +172,10 @@ class Bench:
         remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
         namespace = f"{self.namespace}-floor"
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        deadline = time.monotonic() + 60
         while not self.core.list_namespaced_service_account(namespace).items:  # pods need the default account
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench-controller: no default service account in {namespace} after 60 s")
             time.sleep(0.2)
         try:
             t0 = time.monotonic()
