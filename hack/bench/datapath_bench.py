@@ -274,7 +274,7 @@ def main() -> int:
             for name, run in runs.items():
                 samples[name].append(run())
             floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=True)
-            samples["bare_vxlan_conntrack"].append(iperf(bare_client.netns, bare_srv.netns, bare_srv.ip, args.seconds))
+            samples["bare_vxlan_conntrack"].append(runs["bare_vxlan"]())  # the same path, conntrack on
             floors.bare_conntrack(bare_tb, bare_client, bare_srv, NET_ID, on=False)
             samples["guarded"].append(iperf(client.netns, guarded.netns, guarded.ip, args.seconds))
             # The attacker floods connections to a port the policy denies.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 # Kernel symbols of netfilter and of the FIB, by prefix.
-NETFILTER = ("nf_", "__nf_", "nft_", "ipv4_conntrack", "ipv6_conntrack", "nf_nat", "jhash")
+NETFILTER = ("nf_", "__nf_", "nft_", "ipv4_conntrack", "ipv6_conntrack", "jhash")
 FIB = ("fib_", "__fib_", "fib6_", "ip_route_input", "ip6_pol_route")
 LINE = re.compile(r"^\s*([\d.]+)%\s+\[k\]\s+(\S+)")
 

@@ -23,6 +23,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kube import Kube
 from podnetwork.names import (
     ALLOCATIONS_ANNOTATION,
     GROUP,
@@ -35,7 +36,7 @@ from podnetwork.names import (
     READINESS_CONDITION,
     VERSION,
 )
-from tests.support.wait import wait_for
+from tests.support.wait import default_service_account
 
 # The prefix of everything the CNI tests create on this machine (namespaces,
 # links, cluster objects); $MULTINET_TEST_PREFIX sets another, so two runs on
@@ -217,6 +218,7 @@ class ClusterObjects:
     def __init__(self, api: client.ApiClient, prefix: str) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.kube = Kube(api)
         self.prefix = prefix
         self._undo: list[Any] = []
 
@@ -226,10 +228,7 @@ class ClusterObjects:
         self._undo.append(lambda: self.core.delete_namespace(name))
         # Pods are refused until the controller manager made the namespace's
         # default service account (a test that creates a pod at once would flake).
-        wait_for(f"the default service account of {name}",
-                 lambda: any(sa.metadata is not None and sa.metadata.name == "default"
-                             for sa in self.core.list_namespaced_service_account(name).items),
-                 timeout=60, interval=0.1)
+        default_service_account(self.kube, name)
         return name
 
     def node(self) -> str:
