@@ -1,16 +1,29 @@
 """What the benchmark scripts share: the local control plane they run
-against, and how a report is written."""
+against, the controller as a child process, a watch of one namespace's
+pods, and how a report is written."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import tarfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from controller import admission
+from controller.install import remove_webhooks
+from kube import Kube, KubeError
+from kube.kinds import POD_NETWORKS
+from kube.resources import MUTATING_WEBHOOKS
 from multinet.cluster.binaries import find_bin_dir
 from multinet.cluster.control_plane import ControlPlane
 from multinet.cluster.layout import Layout, default_state_dir
@@ -31,6 +44,110 @@ def control_plane(log: Callable[[str], None]) -> Iterator[Path]:
         yield plane.layout.admin_kubeconfig
     finally:
         plane.down(log)
+
+
+def network_ready(kube: Kube, name: str) -> bool:
+    """The PodNetwork `name` exists with condition Ready True."""
+    obj = kube.find(POD_NETWORKS, name)
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class ControllerProcess:
+    """`multinet controller` as a child process (of the tree in `cwd`: `python -m`
+    puts the working directory first on the path). Up once its webhooks are
+    registered and the default PodNetwork is Ready; stopping it removes the
+    webhook configurations it registered, so no pod waits on a webhook that
+    no longer answers."""
+
+    def __init__(self, kube: Kube, kubeconfig: str, log: Path, workers: int = 16, cwd: Path | None = None) -> None:
+        self.kube, self.log, self.cwd = kube, log, cwd
+        self.argv = [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", kubeconfig,
+                     "--workers", str(workers), "--log-level", "WARNING"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the controller is not started"
+        return self.proc.pid
+
+    def start(self, timeout: float = 90.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the controller exited with {self.proc.returncode}; see {self.log}")
+            try:
+                self.kube.get(MUTATING_WEBHOOKS, admission.CONFIGURATION_NAME)
+                if network_ready(self.kube, "default"):
+                    time.sleep(1.0)  # the webhook server listens right after registering
+                    return
+            except KubeError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the controller was not up after {timeout:.0f} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
+
+
+class PodWatch:
+    """Every version of one namespace's pods handed to `seen`, from a thread:
+    a list, then a watch from its version; both again when the server ends
+    the watch quietly (it does under load) or answers 410 Gone. `seen` gets
+    old versions again after a relist, so it must keep the first of what it
+    records. An error in the thread is raised again by stop()."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, seen: Callable[[client.V1Pod], None]) -> None:
+        self.core, self.namespace, self.seen = core, namespace, seen
+        self._stop, self._listed = threading.Event(), threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
+
+    def start(self) -> None:
+        """Returns once the first list is handed over (the watch opens right after)."""
+        self._thread.start()
+        if not self._listed.wait(30) or self._error is not None:
+            raise RuntimeError(f"no list of the pods of {self.namespace}") from self._error
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(20)
+        if self._error is not None:
+            raise RuntimeError(f"the watch of {self.namespace}'s pods failed") from self._error
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                listed = self.core.list_namespaced_pod(self.namespace)
+                for pod in listed.items:
+                    self.seen(pod)
+                self._listed.set()
+                assert listed.metadata is not None
+                stream = watch.Watch()
+                try:
+                    for event in stream.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=10,
+                                               resource_version=listed.metadata.resource_version):
+                        # The client yields None for a blank line of the stream; bookmarks are not asked for.
+                        if event is not None and event["type"] != "BOOKMARK":
+                            self.seen(event["object"])
+                        if self._stop.is_set():
+                            stream.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
+                except ApiException as err:  # 410 Gone: the version listed is too old; list again
+                    if err.status != 410:
+                        raise
+        except BaseException as err:  # noqa: BLE001  # handed to stop(), which raises it in the caller
+            self._error = err
+            self._listed.set()
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:

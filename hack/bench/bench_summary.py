@@ -138,6 +138,18 @@ def cni(n: int, verb: str, q: str, other: str) -> Fill:
     return fill
 
 
+# --- cni.json: cni_e2e.py's bench_e2e() under end_to_end_<n>
+def cni_e2e(n: int, q: str) -> Fill:
+    """Pod create to ADD's return, multinet (its controller's allocation included) over the peer."""
+    def fill(r: Report) -> Figures:
+        sec = f"end_to_end_{n}"
+        r.need(f"no {sec} in cni.json (--e2e off, or the peer not built)", sec)
+        ratio = r.spread(sec, "ratios", f"e2e_{q}_vs_peer")
+        now, theirs = (r.num(sec, who, f"{q}_ms", "median") for who in ("multinet_e2e", "peer_e2e"))
+        return Figures(f"{q} {fmt(now)} ms", f"peer {q} {fmt(theirs)} ms", fmt_spread(ratio), ratio[1])
+    return fill
+
+
 # --- datapath.json: datapath_bench.py (programming, routes, policy, flood)
 def services_note(r: Report) -> str:
     count = r.num("programming", "services")
@@ -279,6 +291,8 @@ CNI: list[tuple[str, Goal, str, str, str]] = [  # label, goal, verb, quantile, o
 SPECS: list[tuple[str, str, Goal | None, Fill]] = [
     *((f"{label}, {n} net{'s' * (n > 1)}", "cni", goal, cni(n, verb, q, other))
       for label, goal, verb, q, other in CNI for n in (1, 3)),
+    *((f"CNI pod create to ADD's return (allocation included) {q} / peer, {n} net{'s' * (n > 1)}", "cni",
+       Goal(LE, 0.33), cni_e2e(n, q)) for q in ("p50", "p99") for n in (1, 3)),
     ("10,000 Services: program / nft -f floor", "datapath", Goal(LE, 1.5), programming(False)),
     ("10,000 Services: compile + program", "datapath", Goal(LE, 2, " s"), programming(True)),
     ("one endpoint change (incremental, to the kernel)", "datapath", Goal(LE, 50, " ms"), endpoint_change),

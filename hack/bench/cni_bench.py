@@ -32,6 +32,7 @@ from kubernetes import config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import HTTPError  # noqa: E402
 
+from cni_e2e import bench_e2e  # noqa: E402
 from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, ShimStart, System, run_plugin  # noqa: E402
 from tests.support import cni as testing  # noqa: E402
 from cni.install import plugin_script  # noqa: E402
@@ -157,6 +158,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--secondaries", default="1,3", help="secondary networks per pod, one run each")
     parser.add_argument("--shim-runs", type=int, default=40)
+    parser.add_argument("--e2e", choices=("on", "off"), default="on",
+                        help="also time pod create to ADD's return against the peer, with multinet's controller "
+                             "running for that phase (needs the peer)")
     parser.add_argument("--peer", choices=("auto", "build", "off"), default="auto",
                         help="the Multus + Whereabouts peer: when built (auto), build it first, or not at all")
     parser.add_argument("--tree", type=Path, default=ROOT,
@@ -288,6 +292,10 @@ def bench(kubeconfig: Path, args: argparse.Namespace) -> dict[str, Any]:
             created = install.install_crds(api)
             closers.append(lambda: install.remove_crds(api, created))
         for secondaries in (int(s) for s in args.secondaries.split(",")):
+            if install is not None and args.e2e == "on":
+                report[f"end_to_end_{secondaries}"] = bench_e2e(
+                    run_round, kubeconfig, tree, work / f"e2e-{secondaries}", node, networks, install, prefix,
+                    secondaries, args.rounds, args.pods, log)
             systems: list[System] = [Multinet(node, networks, secondaries),
                                      Reference(node.host, work, prefix, secondaries, netns),
                                      MultinetAgent(node, networks, secondaries), ShimStart(plugin)]

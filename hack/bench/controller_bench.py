@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,15 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_common import rss_mib
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from bench_common import ControllerProcess, PodWatch, network_ready, rss_mib
+from kubernetes import client
 
 from controller import admission
 from controller.install import remove_webhooks
 from kube.kinds import IP_ALLOCATIONS, NETWORK_PARAMS, POD_NETWORKS
-from kube import Kube, KubeError, NotFound
-from kube.resources import MUTATING_WEBHOOKS
+from kube import Kube, NotFound
 from podnetwork import names
 from podnetwork.allocations import parse_allocations
 
@@ -67,29 +63,8 @@ class Bench:
         self.created: dict[str, float] = {}
         self.lifted: dict[str, float] = {}
         self.rss_peak = 0.0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start_controller(self, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "multinet.cli", "controller", "--kubeconfig", self.kubeconfig,
-             "--workers", str(self.workers), "--log-level", "WARNING"],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                self.kube.get(MUTATING_WEBHOOKS, admission.CONFIGURATION_NAME)
-                if self.ready(names.DEFAULT_NETWORK):
-                    time.sleep(1.0)  # the webhook server listens right after registering
-                    return
-            except KubeError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"controller did not come up; see {log}")
-
-    def ready(self, network: str) -> bool:
-        obj = self.kube.find(POD_NETWORKS, network)
-        conds = ((obj or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+        self.all_lifted = threading.Event()
+        self.controller: ControllerProcess | None = None
 
     def make_networks(self) -> None:
         # A /22 each (1,022 addresses), in 10.200.0.0/14 and up.
@@ -107,32 +82,10 @@ class Bench:
                     {"group": names.PARAMS_GROUP, "kind": names.PARAMS_KIND, "name": name}]}})
             self.networks.append(name)
         deadline = time.monotonic() + 60
-        while not all(self.ready(n) for n in self.networks):
+        while not all(network_ready(self.kube, n) for n in self.networks):
             if time.monotonic() > deadline:
                 raise SystemExit("networks did not become Ready")
             time.sleep(0.2)
-
-    def watch_pods(self, stop: threading.Event) -> None:
-        """Until every pod is lifted (or 600 s): a watch can end early, quietly
-        (the server closes it under load), so each ends with a list and a new watch."""
-        deadline = time.monotonic() + 600
-        while not stop.is_set() and len(self.lifted) < self.pods and time.monotonic() < deadline:
-            listed = self.core.list_namespaced_pod(self.namespace)
-            for pod in listed.items:
-                self.note_lifted(pod)
-            assert listed.metadata is not None
-            w = watch.Watch()
-            try:
-                for event in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=60,
-                                      resource_version=listed.metadata.resource_version):
-                    # The client yields None for a blank line of the stream; bookmarks are not asked for.
-                    if event is not None and event["type"] != "BOOKMARK":
-                        self.note_lifted(event["object"])
-                    if stop.is_set() or len(self.lifted) >= self.pods:
-                        w.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
-            except ApiException as err:  # 410 Gone: the version listed is too old; list again
-                if err.status != 410:
-                    raise
 
     def note_lifted(self, pod: client.V1Pod) -> None:
         """Record when a pod first shows its allocations and no scheduling gate."""
@@ -143,11 +96,12 @@ class Bench:
         if (not any(g.name == names.SCHEDULING_GATE for g in gates)
                 and names.ALLOCATIONS_ANNOTATION in annotations and name not in self.lifted):
             self.lifted[name] = time.monotonic()
+            if len(self.lifted) >= self.pods:
+                self.all_lifted.set()
 
-    def sample_rss(self, stop: threading.Event) -> None:
-        assert self.proc is not None
+    def sample_rss(self, stop: threading.Event, pid: int) -> None:
         while not stop.wait(0.2):
-            self.rss_peak = max(self.rss_peak, rss_mib(self.proc.pid))
+            self.rss_peak = max(self.rss_peak, rss_mib(pid))
 
     def create_pods(self, namespace: str, created: dict[str, float]) -> None:
         nets = json.dumps([{"podNetworkName": n} for n in self.networks])
@@ -189,24 +143,26 @@ class Bench:
     def run(self, log: Path) -> dict[str, Any]:
         floor = self.floor()
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
-        self.start_controller(log)
-        assert self.proc is not None
-        idle_rss = rss_mib(self.proc.pid)
+        self.controller = ControllerProcess(self.kube, self.kubeconfig, log, self.workers)
+        self.controller.start()
+        pid = self.controller.pid
+        idle_rss = rss_mib(pid)
         self.make_networks()
         stop = threading.Event()
-        watcher = threading.Thread(target=self.watch_pods, args=(stop,), daemon=True)
-        sampler = threading.Thread(target=self.sample_rss, args=(stop,), daemon=True)
-        watcher.start()
+        pods = PodWatch(self.core, self.namespace, self.note_lifted)
+        sampler = threading.Thread(target=self.sample_rss, args=(stop, pid), daemon=True)
+        pods.start()  # the watch is open before the first pod exists
         sampler.start()
-        time.sleep(0.5)  # the watch is open before the first pod exists
-        cpu0 = cpu_seconds(self.proc.pid)
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(pid)
         t0 = time.monotonic()
         self.create_pods(self.namespace, self.created)
         created_done = time.monotonic()
-        watcher.join(600)
+        self.all_lifted.wait(600)
         stop.set()
+        pods.stop()
         sampler.join(5)
-        cpu = cpu_seconds(self.proc.pid) - cpu0
+        cpu = cpu_seconds(pid) - cpu0
         latencies = [self.lifted[n] - self.created[n] for n in self.lifted]
         end = max(self.lifted.values()) if self.lifted else time.monotonic()
         return {
@@ -251,13 +207,8 @@ class Bench:
                     self.kube.delete(resource, name)
                 except NotFound:
                     pass
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        remove_webhooks(self.kube, admission.CONFIGURATION_NAME)
+        if self.controller is not None:
+            self.controller.stop()
 
 
 def main() -> int:
