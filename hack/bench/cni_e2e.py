@@ -224,7 +224,7 @@ def bench_e2e(run_round: Callable[[Sequence[System], str, int], dict[str, dict[s
                 "scheduling, the peer with Whereabouts' allocation inside ADD; the bind is the scheduler's",
         "multinet_e2e": {"p50_ms": spread([o["p50_ms"] for o in ours]), "p99_ms": spread([o["p99_ms"] for o in ours]),
                          "pooled": p50_p99([x for r in per_round for x in r["multinet_e2e"]["add"]]),
-                         "phases_p50_ms": {k: ms(statistics.median(v)) for k, v in multinet.phases.items()},
+                         "phases": {k: {**p50_p99(v), "max_ms": ms(max(v))} for k, v in multinet.phases.items()},
                          "create_to_status_ready": p50_p99([x for s in status for x in s])},
         "peer_e2e": {"p50_ms": spread([t["p50_ms"] for t in theirs]), "p99_ms": spread([t["p99_ms"] for t in theirs]),
                      "pooled": p50_p99([x for r in per_round for x in r["peer_e2e"]["add"]]),
