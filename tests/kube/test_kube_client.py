@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -145,34 +141,3 @@ def test_watch_from_an_expired_version_is_gone(kube: Kube, namespace: str, widge
             list(stream)
     assert exc.value.status == 410 and exc.value.reason == "Expired" and exc.value.temporary
     assert cause_status(exc.value) == 410  # an in-stream ERROR event, chained like an HTTP error
-
-
-# A process that reaches the apiserver with the kubeconfig's client certificate,
-# says so, then waits to be killed.
-_HOLDER = """
-import sys, time
-from kube import Kube
-from kube.resources import NAMESPACES
-Kube.from_kubeconfig(sys.argv[1]).list(NAMESPACES)
-print("listed", flush=True)
-time.sleep(120)
-"""
-
-
-def test_a_killed_process_leaves_no_credentials_on_disk(kubeconfig: Path, tmp_path: Path) -> None:
-    """The kubeconfig's inline key and certificates never outlive the process
-    in a file: a SIGKILL (no atexit) leaves its temporary directory empty."""
-    assert "client-key-data" in kubeconfig.read_text(), "the fixture's kubeconfig holds its key inline"
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(kubeconfig)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp)})
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "listed"
-        held = {os.readlink(fd) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()}
-    finally:
-        proc.kill()
-        proc.wait()
-    assert sorted(tmp.rglob("*")) == []
-    # where they were instead: memory the process held (and the kernel freed with it)
-    assert {"/memfd:kubeconfig-key_file (deleted)", "/memfd:kubeconfig-cert_file (deleted)"} <= held, held
