@@ -289,8 +289,9 @@ def _check_config(command: str, config: Mapping[str, Any]) -> None:
     socket = config.get("socket")
     if socket is not None and (not isinstance(socket, str) or not socket.startswith("/")):
         raise CniError(Code.INVALID_CONFIG, f"socket {socket!r} must be an absolute path")
+    # Present means a number (null too is refused): the shim reads it as one.
     timeout = config.get("timeoutSeconds")
-    if timeout is not None and (
+    if "timeoutSeconds" in config and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600
     ):
         raise CniError(Code.INVALID_CONFIG, f"timeoutSeconds {timeout!r} must be a number in (0, 3600]")

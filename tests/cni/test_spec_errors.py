@@ -59,6 +59,7 @@ CONFIG_CASES = [
     ("socket-relative", conf(socket="run/x.sock"), 7, "socket"),
     ("timeout-negative", conf(timeoutSeconds=-1), 7, "timeoutSeconds"),
     ("timeout-type", conf(timeoutSeconds="5"), 7, "timeoutSeconds"),
+    ("timeout-null", conf(timeoutSeconds=None), 7, "timeoutSeconds"),
     ("prevResult-type", conf(prevResult=[1]), 7, "prevResult"),
     ("prevResult-ip", conf(prevResult={"interfaces": [], "ips": [{"address": "10.0.0.300/24"}]}), 7, "prevResult.ips[0].address"),
     ("prevResult-index", conf(prevResult={"interfaces": [], "ips": [{"address": "10.0.0.3/24", "interface": 2}]}), 7, "prevResult.ips[0].interface"),
