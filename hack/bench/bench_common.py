@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,27 @@ def control_plane(log: Callable[[str], None]) -> Iterator[Path]:
         yield plane.layout.admin_kubeconfig
     finally:
         plane.down(log)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The sample at quantile `q` of sorted samples (nearest rank)."""
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds of samples in seconds, and their count."""
+    ordered = sorted(samples)
+    return {"p50_ms": ms(statistics.median(ordered)), "p99_ms": ms(percentile(ordered, 0.99)), "n": len(ordered)}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, median and max over rounds."""
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3)}
 
 
 def network_ready(kube: Kube, name: str) -> bool:
@@ -102,10 +124,12 @@ class ControllerProcess:
 
 class PodWatch:
     """Every version of one namespace's pods handed to `seen`, from a thread:
-    a list, then a watch from its version; both again when the server ends
-    the watch quietly (it does under load) or answers 410 Gone. `seen` gets
-    old versions again after a relist, so it must keep the first of what it
-    records. An error in the thread is raised again by stop()."""
+    a list, then a watch from its version. When the server ends the watch
+    (it does quietly under load, and at each short timeout that keeps stop()
+    prompt) the watch resumes from the last version seen; only 410 Gone
+    lists again, and then `seen` gets old versions again, so it must keep
+    the first of what it records. An error in the thread is raised again by
+    stop()."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str, seen: Callable[[client.V1Pod], None]) -> None:
         self.core, self.namespace, self.seen = core, namespace, seen
@@ -125,26 +149,34 @@ class PodWatch:
         if self._error is not None:
             raise RuntimeError(f"the watch of {self.namespace}'s pods failed") from self._error
 
+    def _list(self) -> str:
+        listed = self.core.list_namespaced_pod(self.namespace)
+        for pod in listed.items:
+            self.seen(pod)
+        self._listed.set()
+        assert listed.metadata is not None and listed.metadata.resource_version is not None
+        return listed.metadata.resource_version
+
     def _run(self) -> None:
         try:
+            version = self._list()
             while not self._stop.is_set():
-                listed = self.core.list_namespaced_pod(self.namespace)
-                for pod in listed.items:
-                    self.seen(pod)
-                self._listed.set()
-                assert listed.metadata is not None
                 stream = watch.Watch()
                 try:
                     for event in stream.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=10,
-                                               resource_version=listed.metadata.resource_version):
+                                               resource_version=version):
                         # The client yields None for a blank line of the stream; bookmarks are not asked for.
                         if event is not None and event["type"] != "BOOKMARK":
-                            self.seen(event["object"])
+                            pod: client.V1Pod = event["object"]
+                            self.seen(pod)
+                            assert pod.metadata is not None and pod.metadata.resource_version is not None
+                            version = pod.metadata.resource_version
                         if self._stop.is_set():
                             stream.stop()  # type: ignore[attr-defined]  # Watch.stop is missing from the kubernetes stubs
-                except ApiException as err:  # 410 Gone: the version listed is too old; list again
+                except ApiException as err:  # 410 Gone: the version is too old; list again
                     if err.status != 410:
                         raise
+                    version = self._list()
         except BaseException as err:  # noqa: BLE001  # handed to stop(), which raises it in the caller
             self._error = err
             self._listed.set()

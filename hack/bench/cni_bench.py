@@ -16,7 +16,6 @@ import platform
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,9 @@ from kubernetes import config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import HTTPError  # noqa: E402
 
+from bench_common import spread, summary  # noqa: E402
 from cni_e2e import bench_e2e  # noqa: E402
-from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, ShimStart, System, run_plugin  # noqa: E402
+from cni_systems import REFERENCE_BIN, Multinet, MultinetAgent, Peer, PeerInstall, Reference, ShimStart, System, run_plugin, timed  # noqa: E402
 from tests.support import cni as testing  # noqa: E402
 from cni.install import plugin_script  # noqa: E402
 from multinet.cluster.binaries import find_bin_dir  # noqa: E402
@@ -43,27 +43,6 @@ from multinet.cluster.layout import Layout, default_state_dir  # noqa: E402
 
 def log(msg: str) -> None:
     print(f"bench-cni: {msg}", file=sys.stderr, flush=True)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def summary(samples: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
-            "p99_ms": round(percentile(ordered, 0.99) * 1000, 2), "n": len(ordered)}
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-            "max": round(max(values), 3)}
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run_round(systems: Sequence[System], tag: str, pods: int) -> dict[str, dict[str, list[float]]]:

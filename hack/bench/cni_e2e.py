@@ -32,8 +32,8 @@ from typing import Any
 
 from kubernetes import client
 
-from bench_common import ControllerProcess, PodWatch
-from cni_systems import Peer, PeerInstall, System, run_plugin
+from bench_common import ControllerProcess, PodWatch, ms, spread, summary
+from cni_systems import Peer, PeerInstall, System
 from kube import Kube
 from kube.kinds import IP_ALLOCATIONS, POD_NETWORKS
 from podnetwork import names
@@ -73,10 +73,6 @@ class Milestones:
         if any(c.type == names.READINESS_CONDITION and c.status == "True" for c in conditions):
             with self.lock:
                 self.ready_at.setdefault(name, now)
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
 
 
 class MultinetE2E(System):
@@ -168,17 +164,6 @@ class PeerE2E(Peer):
         return time.perf_counter() - start
 
 
-def spread(values: Sequence[float]) -> dict[str, float]:
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-            "max": round(max(values), 3)}
-
-
-def p50_p99(samples: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_ms": ms(statistics.median(ordered)),
-            "p99_ms": ms(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]), "n": len(ordered)}
-
-
 def released(kube: Kube, networks: Sequence[str]) -> bool:
     """No address held on `networks` and no in-use finalizer on them: what
     the controller must have done before it stops."""
@@ -217,17 +202,17 @@ def bench_e2e(run_round: Callable[[Sequence[System], str, int], dict[str, dict[s
         watch.stop()
         controller.stop()
         peer.close()
-    ours = [p50_p99(r["multinet_e2e"]["add"]) for r in per_round]
-    theirs = [p50_p99(r["peer_e2e"]["add"]) for r in per_round]
+    ours = [summary(r["multinet_e2e"]["add"]) for r in per_round]
+    theirs = [summary(r["peer_e2e"]["add"]) for r in per_round]
     return {
         "what": "pod create to the return of its ADD: multinet with its controller's allocation before "
                 "scheduling, the peer with Whereabouts' allocation inside ADD; the bind is the scheduler's",
         "multinet_e2e": {"p50_ms": spread([o["p50_ms"] for o in ours]), "p99_ms": spread([o["p99_ms"] for o in ours]),
-                         "pooled": p50_p99([x for r in per_round for x in r["multinet_e2e"]["add"]]),
-                         "phases": {k: {**p50_p99(v), "max_ms": ms(max(v))} for k, v in multinet.phases.items()},
-                         "create_to_status_ready": p50_p99([x for s in status for x in s])},
+                         "pooled": summary([x for r in per_round for x in r["multinet_e2e"]["add"]]),
+                         "phases": {k: {**summary(v), "max_ms": ms(max(v))} for k, v in multinet.phases.items()},
+                         "create_to_status_ready": summary([x for s in status for x in s])},
         "peer_e2e": {"p50_ms": spread([t["p50_ms"] for t in theirs]), "p99_ms": spread([t["p99_ms"] for t in theirs]),
-                     "pooled": p50_p99([x for r in per_round for x in r["peer_e2e"]["add"]]),
+                     "pooled": summary([x for r in per_round for x in r["peer_e2e"]["add"]]),
                      "create_p50_ms": ms(statistics.median(peer.creates))},
         "ratios": {f"e2e_{q}_vs_peer": spread([o[f"{q}_ms"] / t[f"{q}_ms"] for o, t in zip(ours, theirs)])
                    for q in ("p50", "p99")},

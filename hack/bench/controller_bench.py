@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_common import ControllerProcess, PodWatch, network_ready, rss_mib
+from bench_common import ControllerProcess, PodWatch, network_ready, percentile, rss_mib
 from kubernetes import client
 
 from controller import admission
@@ -41,11 +41,6 @@ HERE = Path(__file__).resolve().parent
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Bench:
@@ -175,7 +170,7 @@ class Bench:
             "floor_no_controller": floor,
             "ratio_to_floor": round(len(self.lifted) / (end - t0) / floor["pods_per_second"], 2),
             "latency_seconds": {
-                "p50": round(statistics.median(latencies), 3), "p99": round(percentile(latencies, 0.99), 3),
+                "p50": round(statistics.median(latencies), 3), "p99": round(percentile(sorted(latencies), 0.99), 3),
                 "max": round(max(latencies), 3)} if latencies else None,
             "controller_rss_mib": {"idle": idle_rss, "peak": self.rss_peak},
             "controller_cpu_seconds": round(cpu, 2),
