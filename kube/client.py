@@ -18,6 +18,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from kube.credentials import load_kubeconfig
 from kube.errors import KubeError, NotFound, api_errors
 from kube.resources import Resource
 from kube.watch import Watch
@@ -69,7 +70,7 @@ class Kube:
     @classmethod
     def from_kubeconfig(cls, path: str | None, pool_size: int = 32) -> Kube:
         cfg = client.Configuration()
-        config.load_kube_config(config_file=path, client_configuration=cfg)
+        load_kubeconfig(path, cfg)
         # Workers run in parallel threads; the default pool of 4 would serialize them.
         cfg.connection_pool_maxsize = pool_size  # type: ignore[attr-defined]  # missing from the stubs
         return cls(client.ApiClient(cfg))

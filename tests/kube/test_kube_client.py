@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -12,6 +17,7 @@ from kube import (AlreadyExists, Conflict, Forbidden, Gone, Invalid, Kube, KubeE
                   Unreachable)
 from kube.resources import NAMESPACES, PODS
 from tests.kube.conftest import suffix, widget
+from tests.support.wait import SERVICE_ACCOUNTS
 
 pytestmark = pytest.mark.cluster
 
@@ -141,3 +147,64 @@ def test_watch_from_an_expired_version_is_gone(kube: Kube, namespace: str, widge
             list(stream)
     assert exc.value.status == 410 and exc.value.reason == "Expired" and exc.value.temporary
     assert cause_status(exc.value) == 410  # an in-stream ERROR event, chained like an HTTP error
+
+
+# A process that reaches the apiserver twice (the second request passes the
+# client's refresh hook with what the first left), loads the configuration's
+# files as another client would, says so, then waits to be killed.
+_HOLDER = """
+import ssl, sys, time
+from kubernetes import client
+from kube import Kube
+kube = Kube.from_kubeconfig(sys.argv[1])
+api = client.VersionApi(kube.api)
+api.get_code()
+api.get_code()
+cfg = kube.configuration
+# what a second client built from this configuration (kopf's) loads
+context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+if cfg.cert_file:
+    context.load_cert_chain(cfg.cert_file, cfg.key_file)
+print("reached", flush=True)
+time.sleep(120)
+"""
+
+
+def _token_kubeconfig(kube: Kube, admin_config: Path, namespace: str, path: Path) -> Path:
+    """A kubeconfig holding a service account's token and the admin's inline CA (as a pod's
+    credentials are written out): the client gives it a refresh hook that sets the CA again."""
+    kube.create(SERVICE_ACCOUNTS, {"metadata": {"name": "holder"}}, namespace)
+    token = client.CoreV1Api(kube.api).create_namespaced_service_account_token(
+        "holder", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    cluster = yaml.safe_load(admin_config.read_text())["clusters"][0]["cluster"]
+    assert "certificate-authority-data" in cluster, "the admin kubeconfig holds its CA inline"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "holder", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "holder"}}], "current-context": "c"}))
+    return path
+
+
+@pytest.mark.parametrize("credentials", ["client certificate", "token"])
+def test_a_killed_process_leaves_no_credentials_on_disk(kube: Kube, kubeconfig: Path, namespace: str,
+                                                        tmp_path: Path, credentials: str) -> None:
+    """The kubeconfig's inline key and certificates never outlive the process
+    in a file: a SIGKILL (no atexit) leaves its temporary directory empty."""
+    assert "client-key-data" in kubeconfig.read_text(), "the fixture's kubeconfig holds its key inline"
+    used = kubeconfig if credentials == "client certificate" else _token_kubeconfig(
+        kube, kubeconfig, namespace, tmp_path / "token-kubeconfig")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(used)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "reached", proc.wait()
+        held = {os.readlink(fd) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()}
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sorted(tmp.rglob("*")) == []
+    # where they were instead: memory the process held (and the kernel freed with it)
+    expected = ({"/memfd:kubeconfig-key_file (deleted)", "/memfd:kubeconfig-cert_file (deleted)"}
+                if credentials == "client certificate" else {"/memfd:kubeconfig-ssl_ca_cert (deleted)"})
+    assert expected <= held, held
