@@ -174,8 +174,11 @@ def _token_kubeconfig(kube: Kube, admin_config: Path, namespace: str, path: Path
     """A kubeconfig holding a service account's token and the admin's inline CA (as a pod's
     credentials are written out): the client gives it a refresh hook that sets the CA again."""
     kube.create(SERVICE_ACCOUNTS, {"metadata": {"name": "holder"}}, namespace)
-    token = client.CoreV1Api(kube.api).create_namespaced_service_account_token(
-        "holder", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    granted = client.CoreV1Api(kube.api).create_namespaced_service_account_token(
+        "holder", namespace, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    assert granted.status is not None
+    token = granted.status.token
     cluster = yaml.safe_load(admin_config.read_text())["clusters"][0]["cluster"]
     assert "certificate-authority-data" in cluster, "the admin kubeconfig holds its CA inline"
     path.write_text(yaml.safe_dump({
