@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from datapath.entries import parse_ip
 from podnetwork.addresses import addresses_by_network
 from podnetwork.addresses import network_ids as allocated_network_ids
 from podnetwork.names import POD_NETWORK_ANNOTATION
@@ -46,7 +46,7 @@ def network_of(obj: Obj) -> str | None:
 def ip_version(text: str) -> int:
     """4 or 6 for an address, 0 for anything else."""
     try:
-        return ipaddress.ip_address(text).version
+        return parse_ip(text)[0]
     except ValueError:
         return 0
 

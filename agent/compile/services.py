@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.compile.objects import Obj, annotations_of, by_key, ip_version, labels, meta, network_of
-from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip
+from agent.compile.objects import Obj, annotations_of, by_key, labels, meta, network_of
+from datapath.entries import ActionCall, Entry, Exact, Match, entry, ip, parse_ip
 from datapath.pipeline import PROTOCOLS, family_table
 from podnetwork import faults
 from podnetwork.names import ENDPOINTSLICE_NETWORK_LABEL, SERVICE_VIP_ANNOTATION
@@ -44,14 +44,19 @@ def service_vips(service: Obj) -> dict[int, str]:
 def _backends(slices: Iterable[Obj], port_name: str, protocol: str, version: int) -> list[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for s in slices:
-        numbers = [p["port"] for p in s.get("ports") or ()
+        numbers = [int(p["port"]) for p in s.get("ports") or ()
                    if (p.get("name") or "") == port_name and p.get("protocol", "TCP") == protocol and p.get("port")]
         for ep in s.get("endpoints") or ():
             if (ep.get("conditions") or {}).get("ready") is False:
                 continue
             for address in ep.get("addresses") or ():
-                if ip_version(address) == version:
-                    out.update((ip(address), int(n)) for n in numbers)
+                try:
+                    family, value = parse_ip(address)
+                except ValueError:
+                    continue  # not an address: no backend
+                if family == version:
+                    for n in numbers:
+                        out.add((value, n))
     return sorted(out)
 
 

@@ -43,6 +43,21 @@ class UpdateError:
         return rpc_code.Code.Name(rpc_code.Code.ValueType(self.code))
 
 
+# Updates per Write: small enough that encoding the next overlaps the target's
+# work on this one, large enough that the per-Write cost stays small.
+WRITE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A Write sent and not yet answered."""
+
+    start: int  # of its updates in the whole write
+    updates: Sequence[tuple[str, Entry]]
+    at: float
+    call: Any  # grpc.Future and grpc.Call (the stubs name neither)
+
+
 class WriteError(Exception):
     """A Write batch where some updates failed; the others were applied."""
 
@@ -236,41 +251,60 @@ class P4RuntimeClient:
 
     # --- entries ----------------------------------------------------------------
 
-    def write(self, updates: Sequence[tuple[str, Entry]], batch: int = 20000) -> None:
-        """Write updates in batches; raises WriteError listing failed updates (others applied)."""
+    def write(self, updates: Sequence[tuple[str, Entry]], batch: int = WRITE_BATCH) -> None:
+        """Write updates in batches, in order; raises WriteError listing failed updates (others applied).
+
+        One batch is in flight while the next is encoded, so the target realizes
+        batch k while this process encodes batch k+1 (on a separate core, as on an
+        IPU). A batch is sent only once the one before it is answered: the target
+        sees them in order, as one Write each."""
         failures: list[UpdateError] = []
-        for start in range(0, len(updates), batch):
-            chunk = updates[start : start + batch]
-            try:
+        in_flight: _InFlight | None = None
+        try:
+            for start in range(0, len(updates), batch):
                 with gcpause.paused():  # encoding a large batch: as the target's decoding (datapath.gcpause)
-                    self._write(chunk)
-            except WriteError as err:
-                failures += [UpdateError(e.index + start, e.code, e.message) for e in err.errors]
+                    request = self._request(updates[start : start + batch])
+                if in_flight is not None:
+                    failures += self._answer(in_flight)
+                in_flight = _InFlight(start, updates[start : start + batch], time.monotonic(),
+                                      self._stub().Write.future(request))
+            if in_flight is not None:
+                done, in_flight = in_flight, None
+                failures += self._answer(done)
+        finally:
+            if in_flight is not None:  # encoding or an earlier answer failed: this one still lands
+                try:
+                    in_flight.call.result()
+                except grpc.RpcError:
+                    pass  # the first failure is the one raised
         if failures:
             raise WriteError(failures, len(updates), updates)
 
-    def _write(self, updates: Sequence[tuple[str, Entry]]) -> None:
+    def _request(self, updates: Sequence[tuple[str, Entry]]) -> p4r.WriteRequest:
         req = p4r.WriteRequest(device_id=self.device_id, election_id=_uint128(self.election_id))
         for op, e in updates:
             u = req.updates.add(type=_TYPES[op])
-            te = encode(e, self.pipeline)
-            if op == DELETE:
-                te.ClearField("action")
-            u.entity.table_entry.CopyFrom(te)
-        start = time.monotonic()
+            encode(e, self.pipeline, with_action=op != DELETE, into=u.entity.table_entry)  # DELETE: the key alone
+        return req
+
+    def _answer(self, sent: _InFlight) -> list[UpdateError]:
+        """Wait for one Write's answer: its failed updates, indexed in the whole write."""
         try:
-            self._stub().Write(req)
+            sent.call.result()
         except grpc.RpcError as err:
-            failure = _write_error(err, len(updates))
+            failure = _write_error(err, len(sent.updates))
             metrics.WRITES.labels(result="error").inc()
             for refused in failure.errors if isinstance(failure, WriteError) else ():
                 metrics.ERRORS.labels(code=refused.code_name).inc()
-            raise failure from err
+            if not isinstance(failure, WriteError):
+                raise failure from err
+            return [UpdateError(e.index + sent.start, e.code, e.message) for e in failure.errors]
         finally:
-            metrics.SECONDS.observe(time.monotonic() - start)
+            metrics.SECONDS.observe(time.monotonic() - sent.at)
         metrics.WRITES.labels(result="ok").inc()
-        for op, e in updates:
+        for op, e in sent.updates:
             metrics.UPDATES.labels(type=op, table=e.table).inc()
+        return []
 
     def read(self, table: str | None = None, counters: bool = False) -> list[Entry]:
         """All entries of one table, or of every table (wildcard read)."""

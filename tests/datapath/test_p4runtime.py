@@ -28,6 +28,34 @@ def route(n: int, net: int = 100) -> Entry:
 
 
 @netns
+def test_a_write_in_several_batches_lands_in_order_and_indexes_its_errors_in_the_whole(env: Env) -> None:
+    """Batches are pipelined (the next encoded while one is in flight), yet each
+    depends on the one before it landing first, and a refused update is named by
+    its place in the whole write."""
+    env.sizes = {"route": 4}
+    env.node("n1")
+    client = P4RuntimeClient(env.targets["n1"].address, pipeline=_small())
+    assert client.connect()
+    client.set_pipeline()
+    tunnel = entry("route", {"network_id": Exact(100), "dst": prefix("10.2.0.1/32")},
+                   ActionCall("to_tunnel", (ip("10.254.0.9"),)))
+    with pytest.raises(WriteError) as caught:
+        client.write([
+            (INSERT, route(0)), (INSERT, route(1)),  # batch 1
+            (MODIFY, tunnel), (DELETE, route(1)),     # batch 2: needs batch 1 landed
+            (INSERT, route(0)), (INSERT, route(1)),   # batch 3: exists; fine again after the delete
+            (INSERT, route(2)), (INSERT, route(3)),   # batch 4: fills the table
+            (INSERT, route(4)),                       # batch 5: no room
+        ], batch=2)
+    assert {e.index: e.code for e in caught.value.errors} == {4: rpc_code.ALREADY_EXISTS,
+                                                              8: rpc_code.RESOURCE_EXHAUSTED}
+    have = {e.key: e for e in client.read("route")}
+    assert sorted(have) == sorted(route(n).key for n in range(4))
+    assert have[route(0).key] == tunnel
+    client.close()
+
+
+@netns
 def test_write_errors_are_reported_per_update_while_the_others_apply(env: Env) -> None:
     env.sizes = {"route": 4}
     env.node("n1")
